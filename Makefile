@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench services clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "cannot create a virtual environment: install python3-venv"; exit 1; }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+services:
+	@scripts/services.sh
+
+run: $(STAMP) services
+	@scripts/run-demo.sh
+
+test: $(STAMP) services
+	$(BIN)/ruff check guard workers watchers examples tests bench
+	$(BIN)/mypy guard
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check guard workers watchers examples tests bench
+	$(BIN)/ruff format --check guard workers watchers examples tests bench
+	$(BIN)/mypy guard
+
+bench: $(STAMP) services
+	$(BIN)/python -m bench.files_integrity
+
+clean:
+	rm -rf $(VENV) var bench/work

@@ -1,0 +1,155 @@
+"""File <-> row sync: rows whose file is missing, files no row refers to, and stored paths never to open."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from guard import paths
+from guard.checks import CheckContext
+from guard.catalog import primary_key, require_column
+from guard.database import Database
+from guard.finding import CheckResult, Finding, FindingSink
+from guard.uploads import UploadsRoot
+
+KINDS = ("missing_file", "orphan_file", "unsafe_path")
+CHECK = "files"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One row's stored path."""
+
+    row_id: str
+    path: str
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    """Run the whole-table, whole-folder sync check."""
+    started = time.perf_counter()
+    settings = ctx.settings
+    root = UploadsRoot(settings.require_uploads_root())
+    sink = FindingSink(CHECK, ctx.limit, KINDS)
+    with Database(settings.require_database_url()) as db:
+        table = settings.file_table
+        require_column(db, table, settings.file_column, owner="file_table/file_column")
+        refs = collect_refs(db, table, settings.file_column, sink, ctx)
+    stats = sweep_folder(root, settings.scan_dirs, refs, settings.orphan_grace, sink, ctx)
+    resolve_unmatched(root, refs, sink, table)
+    return sink.result(time.perf_counter() - started, info=stats)
+
+
+class RefIndex:
+    """Safe stored paths by normalized spelling, with the ids of every row naming each."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+        self.more: dict[str, list[str]] = {}
+        self.rows = 0
+
+    def add(self, ref: FileRef) -> None:
+        key = paths.normalize(ref.path)
+        self.rows += 1
+        if key in self.first:
+            self.more.setdefault(key, []).append(ref.row_id)
+        else:
+            self.first[key] = ref.row_id
+
+    def claim(self, key: str) -> bool:
+        """Remove a path that has its file; return whether any row named it."""
+        if self.first.pop(key, None) is None:
+            return False
+        self.more.pop(key, None)
+        return True
+
+    def unmatched(self) -> Iterator[tuple[str, list[str]]]:
+        for key, first in self.first.items():
+            yield key, [first, *self.more.get(key, [])]
+
+
+def collect_refs(
+    db: Database, table: str, column: str, sink: FindingSink, ctx: CheckContext
+) -> RefIndex:
+    """Stream every non-blank stored path once; report unsafe ones, index the rest."""
+    index = RefIndex()
+    bar = ctx.progress("rows", _estimate_rows(db, table))
+    query = _paths_query(table, column, primary_key(db, table, owner="file_table").column)
+    for row_id, stored in db.copy_out(query):
+        bar.advance()
+        if row_id is None or paths.is_blank(stored):
+            continue
+        assert stored is not None
+        check_ref(FileRef(row_id, stored), index, sink, table)
+    bar.close()
+    return index
+
+
+def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> None:
+    reason = paths.unsafe_reason(ref.path)
+    if reason is None:
+        index.add(ref)
+        return
+    sink.add(
+        Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", f"stored path {reason}; not opened",
+                path=ref.path)
+    )
+
+
+def sweep_folder(
+    root: UploadsRoot,
+    folders: tuple[str, ...],
+    index: RefIndex,
+    grace: int,
+    sink: FindingSink,
+    ctx: CheckContext,
+) -> dict[str, int]:
+    """Walk the scanned folders once: claim referenced files, report old unreferenced ones."""
+    cutoff = time.time() - grace
+    bar = ctx.progress("files", None)
+    seen = young = 0
+    for entry in root.walk(folders):
+        seen += 1
+        bar.advance()
+        if index.claim(entry.relpath):
+            continue
+        if entry.mtime() > cutoff:
+            young += 1
+            continue
+        shown = paths.json_safe(entry.relpath)
+        sink.add(Finding(CHECK, "orphan_file", f"file:{shown}", "no row refers to this file",
+                         path=shown))
+    bar.close()
+    return {"files_scanned": seen, "unreferenced_within_grace": young, "rows": index.rows}
+
+
+def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, table: str) -> None:
+    """Resolve the paths the walk did not see: elsewhere under the root, a symlink, or missing."""
+    for key, row_ids in index.unmatched():
+        verdict, _ = root.resolve(key)
+        if verdict == "ok":
+            continue
+        for row_id in row_ids:
+            if verdict == "escapes":
+                finding = Finding(CHECK, "unsafe_path", f"{table}:{row_id}",
+                                  "stored path resolves outside the uploads root; not opened",
+                                  path=key)
+            else:
+                finding = Finding(CHECK, "missing_file", f"{table}:{row_id}",
+                                  "no regular file at the stored path", path=key)
+            sink.add(finding)
+
+
+def _paths_query(table: str, column: str, pk: str) -> sql.Composed:
+    return sql.SQL("SELECT {pk}::text, {col}::text FROM {table}").format(
+        pk=sql.Identifier(pk), col=sql.Identifier(column), table=sql.Identifier(table)
+    )
+
+
+def _estimate_rows(db: Database, table: str) -> int | None:
+    row = db.fetch_one(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(quote_ident(%s))", (table,)
+    )
+    return int(row[0]) if row and row[0] and row[0] > 0 else None

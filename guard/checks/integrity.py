@@ -1,0 +1,191 @@
+"""Row rules: every rule on a table in one set-based pass, for the whole table or just given keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from guard.catalog import PrimaryKey, primary_key, require_column
+from guard.checks import CheckContext
+from guard.database import Database
+from guard.errors import ConfigError
+from guard.finding import CheckResult, Finding, FindingSink
+from guard.rules import Rule
+
+CHECK = "integrity"
+BLANK_CHARS = " \t\r\n\f\v"
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """The rules of one table, validated against the catalog."""
+
+    table: str
+    pk: PrimaryKey
+    rules: tuple[Rule, ...]
+    text_columns: frozenset[str]
+
+    def required_columns(self) -> frozenset[str]:
+        return frozenset(r.column for r in self.rules if r.type == "required")
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    """Check every configured rule over every row."""
+    started = time.perf_counter()
+    sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
+    with Database(ctx.settings.require_database_url()) as db:
+        plans = plan_tables(db, ctx.settings.rules)
+        bar = ctx.progress("tables", len(plans))
+        for plan in plans:
+            check_table(db, plan, sink)
+            bar.advance()
+        bar.close()
+    return sink.result(time.perf_counter() - started)
+
+
+def check_keys(
+    db: Database, rules: Sequence[Rule], table: str, keys: Sequence[str], limit: int | None = None
+) -> CheckResult:
+    """Check the rules of one table for just these primary keys (what the continuous workers call)."""
+    started = time.perf_counter()
+    table_rules = [r for r in rules if r.table == table]
+    sink = FindingSink(CHECK, limit, (r.id for r in table_rules))
+    for plan in plan_tables(db, table_rules):
+        check_table(db, plan, sink, keys=list(keys))
+    return sink.result(time.perf_counter() - started)
+
+
+def plan_tables(db: Database, rules: Iterable[Rule]) -> list[TablePlan]:
+    """Group rules by table and fail on the first rule that names what is not there."""
+    by_table: dict[str, list[Rule]] = {}
+    for rule in rules:
+        by_table.setdefault(rule.table, []).append(rule)
+    plans = []
+    for table, table_rules in by_table.items():
+        text_columns = set()
+        for rule in table_rules:
+            owner = f"rule '{rule.id}'"
+            if require_column(db, rule.table, rule.column, owner=owner) == "S":
+                text_columns.add(rule.column)
+            if rule.type == "references":
+                require_column(db, rule.target_table, rule.target_column, owner=owner)
+            if rule.type == "format":
+                validate_pattern(db, rule)
+        pk = primary_key(db, table, owner=f"rule '{table_rules[0].id}'")
+        plans.append(TablePlan(table, pk, tuple(table_rules), frozenset(text_columns)))
+    return plans
+
+
+def validate_pattern(db: Database, rule: Rule) -> None:
+    try:
+        db.execute("SELECT '' ~ %s", (rule.pattern,))
+    except psycopg.errors.InvalidRegularExpression as exc:
+        detail = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"rule '{rule.id}': invalid regular expression: {detail}") from None
+
+
+def check_table(
+    db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None
+) -> None:
+    """Run one query over the table and turn each flagged row into findings."""
+    query, params = build_query(plan, keys)
+    for row in db.stream(query, params):
+        row_id, flags, values = row[0], row[1 : 1 + len(plan.rules)], row[1 + len(plan.rules) :]
+        for rule, flagged, value in zip(plan.rules, flags, values, strict=True):
+            if flagged:
+                sink.add(Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value)))
+
+
+def describe(rule: Rule, value: object) -> str:
+    if rule.type == "required":
+        return f"{rule.column} is {'NULL' if value is None else 'blank'}"
+    if rule.type == "format":
+        return f"{rule.column} {value!r} does not match {rule.pattern}"
+    if rule.type == "unique":
+        return f"{rule.column} {value!r} is shared with another row"
+    return f"{rule.column} {value!r} has no matching {rule.target}"
+
+
+def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[sql.Composed, dict[str, object]]:
+    """Compose the table's single pass: one boolean flag per rule, rows with any flag set."""
+    params: dict[str, object] = {"blank": BLANK_CHARS}
+    if keys is not None:
+        params["keys"] = plan.pk.bind(keys)
+    flags: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    for n, rule in enumerate(plan.rules):
+        flag, join = _rule_sql(plan, rule, n, params, keys is not None)
+        flags.append(sql.SQL("coalesce({}, false)").format(flag))
+        if join is not None:
+            joins.append(join)
+    values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
+    where = sql.SQL(" OR ").join(flags)
+    if keys is not None:
+        where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(
+            pk=sql.Identifier(plan.pk.column), w=where
+        )
+    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}").format(
+        pk=sql.Identifier(plan.pk.column),
+        flags=sql.SQL(", ").join(flags),
+        values=sql.SQL(", ").join(values),
+        table=sql.Identifier(plan.table),
+        joins=sql.SQL(" ").join(joins),
+        where=where,
+    )
+    return query, params
+
+
+def _blank(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
+    col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
+    if column in plan.text_columns:
+        return sql.SQL("({c} IS NULL OR btrim({c}::text, %(blank)s) = '')").format(c=col)
+    return sql.SQL("({c} IS NULL)").format(c=col)
+
+
+def _present(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
+    """A value other rules may judge: not NULL, and not blank when a required rule covers it."""
+    if column in plan.required_columns():
+        return sql.SQL("NOT {}").format(_blank(plan, column, alias))
+    return sql.SQL("{}.{} IS NOT NULL").format(sql.Identifier(alias), sql.Identifier(column))
+
+
+def _rule_sql(
+    plan: TablePlan, rule: Rule, n: int, params: dict[str, object], by_keys: bool
+) -> tuple[sql.Composable, sql.Composable | None]:
+    col = sql.SQL("t.{}").format(sql.Identifier(rule.column))
+    if rule.type == "required":
+        return _blank(plan, rule.column), None
+    if rule.type == "format":
+        params[f"p{n}"] = rule.pattern
+        return sql.SQL("({p} AND {c}::text !~ %({n})s)").format(
+            p=_present(plan, rule.column), c=col, n=sql.SQL(f"p{n}")
+        ), None
+    if rule.type == "unique":
+        return _unique_sql(plan, rule, n, by_keys)
+    target = sql.SQL("NOT EXISTS (SELECT 1 FROM {tt} r WHERE r.{tc} = {c})").format(
+        tt=sql.Identifier(rule.target_table), tc=sql.Identifier(rule.target_column), c=col
+    )
+    return sql.SQL("({} IS NOT NULL AND {})").format(col, target), None
+
+
+def _unique_sql(
+    plan: TablePlan, rule: Rule, n: int, by_keys: bool
+) -> tuple[sql.Composable, sql.Composable]:
+    """Join the values held by more than one row; with keys, only the values those rows hold."""
+    alias = sql.Identifier(f"dup{n}")
+    column = sql.Identifier(rule.column)
+    scope = sql.SQL("")
+    if by_keys:
+        scope = sql.SQL(" AND u.{c} IN (SELECT k.{c} FROM {t} k WHERE k.{pk} = ANY(%(keys)s))").format(
+            c=column, t=sql.Identifier(plan.table), pk=sql.Identifier(plan.pk.column)
+        )
+    join = sql.SQL(
+        "LEFT JOIN (SELECT u.{c} AS v FROM {t} u WHERE {present}{scope}"
+        " GROUP BY u.{c} HAVING count(*) > 1) {a} ON {a}.v = t.{c}"
+    ).format(c=column, t=sql.Identifier(plan.table), present=_present(plan, rule.column, "u"),
+             scope=scope, a=alias)
+    return sql.SQL("({}.v IS NOT NULL)").format(alias), join

@@ -1,0 +1,205 @@
+"""The `guard` command: parse arguments, load settings, run checks, print, and exit with a documented code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+
+from guard import __version__
+from guard.checks import CheckContext, registry
+from guard.errors import EXIT_USAGE, GuardError, UnreachableError
+from guard.finding import CheckResult
+from guard.progress import StepBars, terminal_progress
+from guard.redact import redact
+from guard.report import as_json, exit_code, write_human
+from guard.settings import Settings, load_settings
+
+EXIT_CODES = """exit codes:
+  0  nothing found
+  1  findings
+  2  usage or configuration error
+  3  the database or a folder cannot be reached"""
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guard",
+        description="Find schema drift, broken rows and database/uploads mismatches before users do.",
+        epilog="settings come from GUARD_CONFIG (a TOML file) and the environment "
+        "(DATABASE_URL, UPLOADS_ROOT, ...); see README.md.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $GUARD_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"incident-guard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(commands)
+    _add_predeploy(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    parser.add_argument("--limit", type=_non_negative, default=20, metavar="N",
+                        help="examples kept per kind of finding (default 20); counts are always exact")
+    parser.add_argument("--orphan-grace", type=_non_negative, metavar="SECONDS",
+                        help="an unreferenced file younger than this is not an orphan "
+                        "(default 600, or orphan_grace in the config)")
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    names = [*registry(), "all"]
+    check = commands.add_parser(
+        "check", help="run one check or all of them",
+        description="Run a check: integrity (row rules), files (rows <-> uploads), "
+        "health (database and uploads root reachable), or all.",
+        epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("name", nargs="?", default="all", choices=names, help="default: all")
+    _output_flags(check)
+
+
+def _add_predeploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gate = commands.add_parser(
+        "predeploy", help="every check, then your commands: one verdict for CI",
+        description="Run every check, then each --run command in order; fail if anything fails.",
+        epilog="example:\n  guard predeploy --run 'npm test' --json\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument("--run", action="append", default=[], metavar="CMD",
+                      help="a shell command that must exit 0 (repeatable); its output goes to stderr")
+    _output_flags(gate)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help="create a demo world with planted incidents",
+        description="Create a database with the thulobazaar migrations applied and recorded, ads "
+        "with image rows and real files, and incidents of every kind planted at --bad. "
+        "Prints the planted counts (the ground truth) as JSON.",
+        epilog="example:\n  guard demo --ads 1000 --bad 0.02 --db guard_demo --uploads var/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--ads", type=int, default=1000, help="number of ads (default 1000)")
+    demo.add_argument("--bad", type=float, default=0.01, metavar="RATE",
+                      help="share of each kind of incident to plant (default 0.01)")
+    demo.add_argument("--db", default="guard_demo", metavar="NAME",
+                      help="database to (re)create (default guard_demo)")
+    demo.add_argument("--uploads", type=Path, default=Path("var/demo"), metavar="DIR",
+                      help="uploads root to (re)create (default var/demo)")
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--server-url", default=os.environ.get("GUARD_SERVER_URL", DEFAULT_SERVER_URL),
+                      help="any database on the target server (default $GUARD_SERVER_URL or "
+                      f"{DEFAULT_SERVER_URL})")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except GuardError as exc:
+        return fail(str(exc), exc.exit_code, json_mode=getattr(args, "json", False))
+    except psycopg.Error as exc:
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return fail(f"database error: {detail}", EXIT_USAGE, json_mode=getattr(args, "json", False))
+    except KeyboardInterrupt:
+        sys.stderr.write("guard: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def fail(message: str, code: int, *, json_mode: bool) -> int:
+    """Say what went wrong in one line; in --json mode also keep stdout one JSON object."""
+    sys.stderr.write(f"guard: {message}\n")
+    if json_mode:
+        sys.stdout.write(json.dumps({"ok": False, "error": message, "exit_code": code}) + "\n")
+    return code
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return run_demo(args)
+    settings = _settings_for(args)
+    context = CheckContext(settings, args.limit, terminal_progress())
+    if args.command == "check":
+        names = list(registry()) if args.name == "all" else [args.name]
+        return report(run_checks(context, names), args.json)
+    return run_predeploy(context, args.run, args.json)
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    settings = load_settings(path=args.config)
+    if args.orphan_grace is not None:
+        settings = replace(settings, orphan_grace=args.orphan_grace)
+    return settings
+
+
+def run_checks(context: CheckContext, names: Sequence[str]) -> list[CheckResult]:
+    """Run checks in order; a check that cannot reach what it needs becomes an errored result."""
+    checks = registry()
+    results = []
+    for name in names:
+        try:
+            results.append(checks[name](context))
+        except UnreachableError as exc:
+            results.append(CheckResult(name=name, counts={}, findings=(), error=str(exc)))
+    return results
+
+
+def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, object] | None = None) -> int:
+    if json_mode:
+        sys.stdout.write(as_json(results, extra) + "\n")
+    else:
+        write_human(results, sys.stdout)
+    return exit_code(results)
+
+
+def run_predeploy(context: CheckContext, commands: Sequence[str], json_mode: bool) -> int:
+    from guard.gate import run_command
+
+    results = run_checks(context, list(registry()))
+    results.extend(run_command(command) for command in commands)
+    code = report(results, json_mode)
+    if not json_mode:
+        verdict = "PASSED: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
+        sys.stdout.write(f"\npredeploy {verdict}\n")
+    return code
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from examples.thulobazaar.world import build_world
+
+    bars = StepBars(terminal_progress())
+    try:
+        truth = build_world(args.server_url, args.db, args.uploads.resolve(), args.ads, args.bad,
+                            seed=args.seed, progress=bars)
+    finally:
+        bars.close()
+    sys.stdout.write(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
+    sys.stderr.write(
+        f"guard: demo world ready; to check it:\n"
+        f"  export DATABASE_URL='{truth['database_url']}' UPLOADS_ROOT='{truth['uploads_root']}'\n"
+        f"  guard check all\n"
+    )
+    return 0

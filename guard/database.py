@@ -1,0 +1,181 @@
+"""The one seam to PostgreSQL: a connection, named queries and streamed COPY, with errors mapped to ours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Self
+
+import psycopg
+from psycopg import sql
+
+from guard.errors import GuardError, UnreachableError
+from guard.redact import redact
+
+Query = str | sql.Composable
+Row = tuple[Any, ...]
+
+
+def load_query(name: str) -> str:
+    """Return the text of guard/sql/<name>.sql."""
+    return resources.files("guard.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def describe_target(url: str) -> str:
+    """Name a database for messages without its password."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the database"
+    host = info.get("host") or "localhost"
+    return f"database '{info.get('dbname', '?')}' on {host}:{info.get('port') or 5432}"
+
+
+class Database:
+    """A lazily opened connection with a narrow query interface (autocommit unless in transaction())."""
+
+    def __init__(self, url: str, *, application_name: str = "incident-guard") -> None:
+        self.url = url
+        self.application_name = application_name
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                application_name=self.application_name,
+                connect_timeout=10,
+            )
+        except psycopg.ProgrammingError as exc:
+            raise GuardError(f"DATABASE_URL is not a valid connection string: {redact(str(exc))}")
+        except psycopg.OperationalError as exc:
+            reason = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer")
+            raise UnreachableError(f"cannot reach {describe_target(self.url)}: {reason}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self._conn is not None and self._conn.closed:
+                raise UnreachableError(
+                    f"lost the connection to {describe_target(self.url)}: {redact(str(exc).strip())}"
+                ) from None
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._mapped_errors(), self.connection.transaction():
+            yield
+
+    def execute(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> int:
+        with self._mapped_errors(), self.connection.cursor() as cur:
+            cur.execute(query, params)
+            return cur.rowcount
+
+    def fetch_all(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> list[Row]:
+        with self._mapped_errors(), self.connection.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def fetch_one(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> Row | None:
+        with self._mapped_errors(), self.connection.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchone()
+
+    def stream(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 5000
+    ) -> Iterator[Row]:
+        """Yield rows through a server-side cursor so memory stays flat."""
+        with self._mapped_errors(), self.connection.transaction():
+            with self.connection.cursor(name=f"guard_stream_{id(self)}") as cur:
+                cur.itersize = size
+                cur.execute(query, params)
+                yield from cur
+
+    def copy_out(self, query: Query, params: Sequence[Any] | None = None) -> Iterator[list[str | None]]:
+        """Yield the rows of `COPY (query) TO STDOUT` in text format, fields unescaped."""
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(
+            sql.SQL(query) if isinstance(query, str) else query
+        )
+        with self._mapped_errors(), self.connection.cursor() as cur:
+            with cur.copy(copy_sql, params) as copy:
+                pending = b""
+                for chunk in copy:
+                    data = pending + bytes(chunk)
+                    lines = data.split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        yield _decode_copy_line(line)
+                if pending:
+                    yield _decode_copy_line(pending)
+
+    def ping(self) -> tuple[str, float]:
+        """Return the server version and one round trip's time in seconds."""
+        started = time.perf_counter()
+        row = self.fetch_one("SELECT current_setting('server_version')")
+        elapsed = time.perf_counter() - started
+        return (str(row[0]) if row else "?"), elapsed
+
+
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _decode_copy_line(line: bytes) -> list[str | None]:
+    return [_decode_copy_field(f) for f in line.decode("utf-8").split("\t")]
+
+
+def _decode_copy_field(field: str) -> str | None:
+    """Undo COPY's text-format escaping (see PostgreSQL's COPY 'File Formats')."""
+    if field == "\\N":
+        return None
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    i = 0
+    while i < len(field):
+        ch = field[i]
+        if ch != "\\" or i + 1 == len(field):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = field[i + 1]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt == "x" and i + 2 < len(field):
+            digits = field[i + 2 : i + 4]
+            out.append(chr(int(digits, 16)))
+            i += 2 + len(digits)
+        elif nxt.isdigit():
+            digits = field[i + 1 : i + 4]
+            out.append(chr(int(digits, 8)))
+            i += 1 + len(digits)
+        else:
+            out.append(nxt)
+            i += 2
+    return "".join(out)

@@ -1,0 +1,69 @@
+"""The one seam to the uploads folder: a streamed walk and safe resolution under the root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from guard.errors import UnreachableError
+
+
+@dataclass(frozen=True)
+class UploadEntry:
+    """A regular file found under a scanned folder; `relpath` is relative to the uploads root."""
+
+    relpath: str
+    entry: os.DirEntry[str]
+
+    def mtime(self) -> float:
+        return self.entry.stat(follow_symlinks=False).st_mtime
+
+
+class UploadsRoot:
+    """The folder stored paths are relative to; nothing outside it is ever followed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            self.real = Path(os.path.realpath(root, strict=True))
+        except OSError as exc:
+            raise UnreachableError(f"uploads root {root} cannot be read: {exc.strerror}") from None
+        if not self.real.is_dir():
+            raise UnreachableError(f"uploads root {root} is not a folder")
+
+    def walk(self, folders: tuple[str, ...]) -> Iterator[UploadEntry]:
+        """Yield every regular file under the given folders; symlinks and symlinked folders are not followed."""
+        for folder in folders:
+            start = self.real / folder
+            if start.is_symlink() or not start.is_dir():
+                continue
+            yield from self._walk_dir(str(start), folder)
+
+    def _walk_dir(self, path: str, rel: str) -> Iterator[UploadEntry]:
+        stack = [(path, rel)]
+        while stack:
+            current, current_rel = stack.pop()
+            try:
+                with os.scandir(current) as entries:
+                    for entry in entries:
+                        entry_rel = f"{current_rel}/{entry.name}"
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, entry_rel))
+                        elif entry.is_file(follow_symlinks=False):
+                            yield UploadEntry(entry_rel, entry)
+            except PermissionError as exc:
+                raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
+
+    def resolve(self, relpath: str) -> tuple[str, Path | None]:
+        """Resolve a safe relative path: ('ok', real), ('missing', None) or ('escapes', None)."""
+        real = Path(os.path.realpath(self.real / relpath))
+        if real != self.real and self.real not in real.parents:
+            return "escapes", None
+        if real.is_file():
+            return "ok", real
+        return "missing", None
+
+    def readable(self) -> bool:
+        return os.access(self.real, os.R_OK | os.X_OK)

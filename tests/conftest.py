@@ -1,0 +1,75 @@
+"""Shared fixtures: a real PostgreSQL server, a migrated template database, and a database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from guard.database import Database
+from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "examples" / "thulobazaar" / "prisma" / "migrations"
+SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def url_for(dbname: str) -> str:
+    """Return the test server's URL with another database name."""
+    params = psycopg.conninfo.conninfo_to_dict(SERVER_URL)
+    params["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def create_database(name: str, template: str | None = None) -> None:
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+        conn.execute(query)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A database with every thulobazaar migration applied and recorded, cloned by each test."""
+    name = unique_name("guard_tmpl")
+    create_database(name)
+    try:
+        with Database(url_for(name)) as db:
+            ensure_migrations_table(db)
+            for migration in read_migrations(MIGRATIONS):
+                apply_and_record(db, migration)
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def db_url(template_db: str) -> Iterator[str]:
+    """A fresh migrated database for one test, dropped afterwards."""
+    name = unique_name("guard_test")
+    create_database(name, template=template_db)
+    try:
+        yield url_for(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    with Database(db_url) as database:
+        yield database
