@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -29,6 +30,10 @@ EXIT_CODES = """exit codes:
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+# Modules that add their own subcommands: each has `register(commands)`, which adds parsers and sets
+# `handler=function(args, settings) -> exit code` on them with set_defaults.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -44,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands)
     _add_predeploy(commands)
     _add_demo(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -140,6 +147,9 @@ def fail(message: str, code: int, *, json_mode: bool) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(args)
+    if getattr(args, "handler", None) is not None:
+        code: int = args.handler(args, load_settings(path=args.config))
+        return code
     settings = _settings_for(args)
     context = CheckContext(settings, args.limit, terminal_progress())
     if args.command == "check":
