@@ -56,17 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    parser.add_argument("--limit", type=_non_negative, default=20, metavar="N",
-                        help="examples kept per kind of finding (default 20); counts are always exact")
-    parser.add_argument("--orphan-grace", type=_non_negative, metavar="SECONDS",
-                        help="an unreferenced file younger than this is not an orphan "
-                        "(default 600, or orphan_grace in the config)")
+    parser.add_argument(
+        "--limit",
+        type=_non_negative,
+        default=20,
+        metavar="N",
+        help="examples kept per kind of finding (default 20); counts are always exact",
+    )
+    parser.add_argument(
+        "--orphan-grace",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="an unreferenced file younger than this is not an orphan "
+        "(default 600, or orphan_grace in the config)",
+    )
 
 
 def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     names = [*registry(), "all"]
     check = commands.add_parser(
-        "check", help="run one check or all of them",
+        "check",
+        help="run one check or all of them",
         description="Run a check: integrity (row rules), files (rows <-> uploads), "
         "health (database and uploads root reachable), or all.",
         epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
@@ -78,19 +88,26 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_predeploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gate = commands.add_parser(
-        "predeploy", help="every check, then your commands: one verdict for CI",
+        "predeploy",
+        help="every check, then your commands: one verdict for CI",
         description="Run every check, then each --run command in order; fail if anything fails.",
         epilog="example:\n  guard predeploy --run 'npm test' --json\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    gate.add_argument("--run", action="append", default=[], metavar="CMD",
-                      help="a shell command that must exit 0 (repeatable); its output goes to stderr")
+    gate.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="a shell command that must exit 0 (repeatable); its output goes to stderr",
+    )
     _output_flags(gate)
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
-        "demo", help="create a demo world with planted incidents",
+        "demo",
+        help="create a demo world with planted incidents",
         description="Create a database with the thulobazaar migrations applied and recorded, ads "
         "with image rows and real files, and incidents of every kind planted at --bad. "
         "Prints the planted counts (the ground truth) as JSON.",
@@ -98,16 +115,32 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--ads", type=int, default=1000, help="number of ads (default 1000)")
-    demo.add_argument("--bad", type=float, default=0.01, metavar="RATE",
-                      help="share of each kind of incident to plant (default 0.01)")
-    demo.add_argument("--db", default="guard_demo", metavar="NAME",
-                      help="database to (re)create (default guard_demo)")
-    demo.add_argument("--uploads", type=Path, default=Path("var/demo"), metavar="DIR",
-                      help="uploads root to (re)create (default var/demo)")
+    demo.add_argument(
+        "--bad",
+        type=float,
+        default=0.01,
+        metavar="RATE",
+        help="share of each kind of incident to plant (default 0.01)",
+    )
+    demo.add_argument(
+        "--db",
+        default="guard_demo",
+        metavar="NAME",
+        help="database to (re)create (default guard_demo)",
+    )
+    demo.add_argument(
+        "--uploads",
+        type=Path,
+        default=Path("var/demo"),
+        metavar="DIR",
+        help="uploads root to (re)create (default var/demo)",
+    )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    demo.add_argument("--server-url", default=os.environ.get("GUARD_SERVER_URL", DEFAULT_SERVER_URL),
-                      help="any database on the target server (default $GUARD_SERVER_URL or "
-                      f"{DEFAULT_SERVER_URL})")
+    demo.add_argument(
+        "--server-url",
+        default=os.environ.get("GUARD_SERVER_URL", DEFAULT_SERVER_URL),
+        help=f"any database on the target server (default $GUARD_SERVER_URL or {DEFAULT_SERVER_URL})",
+    )
 
 
 def _non_negative(text: str) -> int:
@@ -202,8 +235,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     bars = StepBars(terminal_progress())
     try:
-        truth = build_world(args.server_url, args.db, args.uploads.resolve(), args.ads, args.bad,
-                            seed=args.seed, progress=bars)
+        truth = build_world(
+            args.server_url,
+            args.db,
+            args.uploads.resolve(),
+            args.ads,
+            args.bad,
+            seed=args.seed,
+            progress=bars,
+        )
     finally:
         bars.close()
     sys.stdout.write(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")

@@ -14,7 +14,7 @@ from psycopg import sql
 from guard.errors import GuardError, UnreachableError
 from guard.redact import redact
 
-Query = str | sql.Composable
+Query = str | sql.SQL | sql.Composed
 Row = tuple[Any, ...]
 
 
@@ -62,7 +62,7 @@ class Database:
                 connect_timeout=10,
             )
         except psycopg.ProgrammingError as exc:
-            raise GuardError(f"DATABASE_URL is not a valid connection string: {redact(str(exc))}")
+            raise GuardError(f"DATABASE_URL is not a valid connection string: {redact(str(exc))}") from None
         except psycopg.OperationalError as exc:
             reason = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer")
             raise UnreachableError(f"cannot reach {describe_target(self.url)}: {reason}") from None
@@ -93,16 +93,12 @@ class Database:
             cur.execute(query, params)
             return cur.rowcount
 
-    def fetch_all(
-        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None
-    ) -> list[Row]:
+    def fetch_all(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> list[Row]:
         with self._mapped_errors(), self.connection.cursor() as cur:
             cur.execute(query, params)
             return cur.fetchall()
 
-    def fetch_one(
-        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None
-    ) -> Row | None:
+    def fetch_one(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> Row | None:
         with self._mapped_errors(), self.connection.cursor() as cur:
             cur.execute(query, params)
             return cur.fetchone()
@@ -111,28 +107,31 @@ class Database:
         self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 5000
     ) -> Iterator[Row]:
         """Yield rows through a server-side cursor so memory stays flat."""
-        with self._mapped_errors(), self.connection.transaction():
-            with self.connection.cursor(name=f"guard_stream_{id(self)}") as cur:
-                cur.itersize = size
-                cur.execute(query, params)
-                yield from cur
+        with (
+            self._mapped_errors(),
+            self.connection.transaction(),
+            self.connection.cursor(name=f"guard_stream_{id(self)}") as cur,
+        ):
+            cur.itersize = size
+            cur.execute(query, params)
+            yield from cur
 
     def copy_out(self, query: Query, params: Sequence[Any] | None = None) -> Iterator[list[str | None]]:
         """Yield the rows of `COPY (query) TO STDOUT` in text format, fields unescaped."""
-        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(
-            sql.SQL(query) if isinstance(query, str) else query
-        )
-        with self._mapped_errors(), self.connection.cursor() as cur:
-            with cur.copy(copy_sql, params) as copy:
-                pending = b""
-                for chunk in copy:
-                    data = pending + bytes(chunk)
-                    lines = data.split(b"\n")
-                    pending = lines.pop()
-                    for line in lines:
-                        yield _decode_copy_line(line)
-                if pending:
-                    yield _decode_copy_line(pending)
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query) if isinstance(query, str) else query)
+        with (
+            self._mapped_errors(),
+            self.connection.cursor() as cur,
+            cur.copy(copy_sql, params) as copy,
+        ):
+            pending = b""
+            for chunk in copy:
+                lines = (pending + bytes(chunk)).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield _decode_copy_line(line)
+            if pending:
+                yield _decode_copy_line(pending)
 
     def ping(self) -> tuple[str, float]:
         """Return the server version and one round trip's time in seconds."""

@@ -18,5 +18,4 @@ def run_command(command: str) -> CheckResult:
     if completed.returncode == 0:
         return CheckResult(name, {"command_failed": 0}, (), elapsed, {"exit_code": 0})
     finding = Finding(name, "command_failed", command, f"exited with {completed.returncode}")
-    return CheckResult(name, {"command_failed": 1}, (finding,), elapsed,
-                       {"exit_code": completed.returncode})
+    return CheckResult(name, {"command_failed": 1}, (finding,), elapsed, {"exit_code": completed.returncode})

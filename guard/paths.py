@@ -31,9 +31,12 @@ def printable(text: str) -> str:
     """Escape control characters and undecodable bytes so a path fits on one terminal line."""
     if text.isprintable():
         return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode(
-        "unicode_escape"
-    ).decode("ascii")
+    return (
+        text.encode("utf-8", "surrogateescape")
+        .decode("utf-8", "backslashreplace")
+        .encode("unicode_escape")
+        .decode("ascii")
+    )
 
 
 def json_safe(text: str) -> str:

@@ -66,13 +66,12 @@ def rules_from_toml(document: Mapping[str, Any], base: list[Rule], *, source: st
     return list(merged.values())
 
 
-def _rule_from_spec(
-    rule_id: str, spec: Mapping[str, Any], previous: Rule | None, source: str
-) -> Rule:
+def _rule_from_spec(rule_id: str, spec: Mapping[str, Any], previous: Rule | None, source: str) -> Rule:
     parts = rule_id.split(".")
     guessed = {"table": parts[0], "column": parts[1], "type": parts[2]} if len(parts) == 3 else {}
-    start = previous or Rule(rule_id, guessed.get("table", ""), guessed.get("column", ""),
-                             guessed.get("type", ""))
+    start = previous or Rule(
+        rule_id, guessed.get("table", ""), guessed.get("column", ""), guessed.get("type", "")
+    )
     values = {k: spec[k] for k in ("table", "column", "type", "pattern") if k in spec}
     if "references" in spec:
         values["target"] = spec["references"]

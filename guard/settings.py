@@ -16,7 +16,7 @@ from guard.rules import Rule, default_rules, rules_from_toml
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything guard is configured with; every scalar has an environment variable of its upper-cased name."""
+    """Everything guard is configured with; each scalar also reads the environment variable NAME."""
 
     database_url: str | None = None
     uploads_root: Path | None = None
@@ -47,9 +47,7 @@ class Settings:
     def require_migrations_dir(self) -> Path:
         """Return the Prisma migrations folder or fail with the setting's name."""
         if self.migrations_dir is None:
-            raise ConfigError(
-                "MIGRATIONS_DIR is not set (environment or 'migrations_dir' in GUARD_CONFIG)"
-            )
+            raise ConfigError("MIGRATIONS_DIR is not set (environment or 'migrations_dir' in GUARD_CONFIG)")
         return self.migrations_dir
 
 

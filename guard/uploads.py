@@ -34,7 +34,7 @@ class UploadsRoot:
             raise UnreachableError(f"uploads root {root} is not a folder")
 
     def walk(self, folders: tuple[str, ...]) -> Iterator[UploadEntry]:
-        """Yield every regular file under the given folders; symlinks and symlinked folders are not followed."""
+        """Yield every regular file under the folders; symlinks and symlinked folders are not followed."""
         for folder in folders:
             start = self.real / folder
             if start.is_symlink() or not start.is_dir():
@@ -64,6 +64,10 @@ class UploadsRoot:
         if real.is_file():
             return "ok", real
         return "missing", None
+
+    def relative(self, real: Path) -> str:
+        """Return the root-relative spelling of a resolved path inside the root."""
+        return real.relative_to(self.real).as_posix()
 
     def readable(self) -> bool:
         return os.access(self.real, os.R_OK | os.X_OK)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from guard import paths
-from guard.checks import CheckContext
 from guard.catalog import primary_key, require_column
+from guard.checks import CheckContext
 from guard.database import Database
 from guard.finding import CheckResult, Finding, FindingSink
 from guard.uploads import UploadsRoot
@@ -37,8 +37,9 @@ def run(ctx: CheckContext) -> CheckResult:
         table = settings.file_table
         require_column(db, table, settings.file_column, owner="file_table/file_column")
         refs = collect_refs(db, table, settings.file_column, sink, ctx)
-    stats = sweep_folder(root, settings.scan_dirs, refs, settings.orphan_grace, sink, ctx)
-    resolve_unmatched(root, refs, sink, table)
+    candidates, stats = sweep_folder(root, settings.scan_dirs, refs, settings.orphan_grace, ctx)
+    needed = resolve_unmatched(root, refs, sink, table)
+    report_orphans(candidates, needed, sink)
     return sink.result(time.perf_counter() - started, info=stats)
 
 
@@ -70,9 +71,7 @@ class RefIndex:
             yield key, [first, *self.more.get(key, [])]
 
 
-def collect_refs(
-    db: Database, table: str, column: str, sink: FindingSink, ctx: CheckContext
-) -> RefIndex:
+def collect_refs(db: Database, table: str, column: str, sink: FindingSink, ctx: CheckContext) -> RefIndex:
     """Stream every non-blank stored path once; report unsafe ones, index the rest."""
     index = RefIndex()
     bar = ctx.progress("rows", _estimate_rows(db, table))
@@ -93,8 +92,13 @@ def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> N
         index.add(ref)
         return
     sink.add(
-        Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", f"stored path {reason}; not opened",
-                path=ref.path)
+        Finding(
+            CHECK,
+            "unsafe_path",
+            f"{table}:{ref.row_id}",
+            f"stored path {reason}; not opened",
+            path=ref.path,
+        )
     )
 
 
@@ -103,12 +107,12 @@ def sweep_folder(
     folders: tuple[str, ...],
     index: RefIndex,
     grace: int,
-    sink: FindingSink,
     ctx: CheckContext,
-) -> dict[str, int]:
-    """Walk the scanned folders once: claim referenced files, report old unreferenced ones."""
+) -> tuple[list[str], dict[str, int]]:
+    """Walk the scanned folders once: claim referenced files, collect old unreferenced ones."""
     cutoff = time.time() - grace
     bar = ctx.progress("files", None)
+    candidates: list[str] = []
     seen = young = 0
     for entry in root.walk(folders):
         seen += 1
@@ -117,29 +121,52 @@ def sweep_folder(
             continue
         if entry.mtime() > cutoff:
             young += 1
-            continue
-        shown = paths.json_safe(entry.relpath)
-        sink.add(Finding(CHECK, "orphan_file", f"file:{shown}", "no row refers to this file",
-                         path=shown))
+        else:
+            candidates.append(entry.relpath)
     bar.close()
-    return {"files_scanned": seen, "unreferenced_within_grace": young, "rows": index.rows}
+    return candidates, {
+        "files_scanned": seen,
+        "unreferenced_within_grace": young,
+        "rows": index.rows,
+    }
 
 
-def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, table: str) -> None:
-    """Resolve the paths the walk did not see: elsewhere under the root, a symlink, or missing."""
+def report_orphans(candidates: list[str], needed: set[str], sink: FindingSink) -> None:
+    """Report unreferenced files, except those a row reaches through a symlink inside the root."""
+    for relpath in candidates:
+        if relpath in needed:
+            continue
+        shown = paths.json_safe(relpath)
+        sink.add(Finding(CHECK, "orphan_file", f"file:{shown}", "no row refers to this file", path=shown))
+
+
+def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, table: str) -> set[str]:
+    """Resolve the paths the walk did not claim; return the in-root files they reach."""
+    needed: set[str] = set()
     for key, row_ids in index.unmatched():
-        verdict, _ = root.resolve(key)
-        if verdict == "ok":
+        verdict, real = root.resolve(key)
+        if verdict == "ok" and real is not None:
+            needed.add(root.relative(real))
             continue
         for row_id in row_ids:
             if verdict == "escapes":
-                finding = Finding(CHECK, "unsafe_path", f"{table}:{row_id}",
-                                  "stored path resolves outside the uploads root; not opened",
-                                  path=key)
+                finding = Finding(
+                    CHECK,
+                    "unsafe_path",
+                    f"{table}:{row_id}",
+                    "stored path resolves outside the uploads root; not opened",
+                    path=key,
+                )
             else:
-                finding = Finding(CHECK, "missing_file", f"{table}:{row_id}",
-                                  "no regular file at the stored path", path=key)
+                finding = Finding(
+                    CHECK,
+                    "missing_file",
+                    f"{table}:{row_id}",
+                    "no regular file at the stored path",
+                    path=key,
+                )
             sink.add(finding)
+    return needed
 
 
 def _paths_query(table: str, column: str, pk: str) -> sql.Composed:

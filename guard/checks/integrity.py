@@ -88,9 +88,7 @@ def validate_pattern(db: Database, rule: Rule) -> None:
         raise ConfigError(f"rule '{rule.id}': invalid regular expression: {detail}") from None
 
 
-def check_table(
-    db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None
-) -> None:
+def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None) -> None:
     """Run one query over the table and turn each flagged row into findings."""
     query, params = build_query(plan, keys)
     for row in db.stream(query, params):
@@ -125,9 +123,7 @@ def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[sql.Composed, 
     values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
     where = sql.SQL(" OR ").join(flags)
     if keys is not None:
-        where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(
-            pk=sql.Identifier(plan.pk.column), w=where
-        )
+        where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(pk=sql.Identifier(plan.pk.column), w=where)
     query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}").format(
         pk=sql.Identifier(plan.pk.column),
         flags=sql.SQL(", ").join(flags),
@@ -172,13 +168,11 @@ def _rule_sql(
     return sql.SQL("({} IS NOT NULL AND {})").format(col, target), None
 
 
-def _unique_sql(
-    plan: TablePlan, rule: Rule, n: int, by_keys: bool
-) -> tuple[sql.Composable, sql.Composable]:
+def _unique_sql(plan: TablePlan, rule: Rule, n: int, by_keys: bool) -> tuple[sql.Composable, sql.Composable]:
     """Join the values held by more than one row; with keys, only the values those rows hold."""
     alias = sql.Identifier(f"dup{n}")
     column = sql.Identifier(rule.column)
-    scope = sql.SQL("")
+    scope: sql.Composable = sql.SQL("")
     if by_keys:
         scope = sql.SQL(" AND u.{c} IN (SELECT k.{c} FROM {t} k WHERE k.{pk} = ANY(%(keys)s))").format(
             c=column, t=sql.Identifier(plan.table), pk=sql.Identifier(plan.pk.column)
@@ -186,6 +180,11 @@ def _unique_sql(
     join = sql.SQL(
         "LEFT JOIN (SELECT u.{c} AS v FROM {t} u WHERE {present}{scope}"
         " GROUP BY u.{c} HAVING count(*) > 1) {a} ON {a}.v = t.{c}"
-    ).format(c=column, t=sql.Identifier(plan.table), present=_present(plan, rule.column, "u"),
-             scope=scope, a=alias)
+    ).format(
+        c=column,
+        t=sql.Identifier(plan.table),
+        present=_present(plan, rule.column, "u"),
+        scope=scope,
+        a=alias,
+    )
     return sql.SQL("({}.v IS NOT NULL)").format(alias), join

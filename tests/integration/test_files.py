@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from guard.checks import CheckContext, files
+from guard.database import Database
+from guard.errors import UnreachableError
+from guard.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+OLD = time.time() - 7200
+ODD_NAMES = [
+    "with space.webp",
+    "quote'single.webp",
+    'quote"double.webp',
+    "new\nline.webp",
+    "tab\there.webp",
+    "ñandú-日本-🚗.webp",
+    "-leading-dash.webp",
+    "back`tick$(x).webp",
+]
+
+
+@pytest.fixture
+def world(db: Database, tmp_path: Path) -> Path:
+    """An uploads root whose rows and files disagree in every way the check knows."""
+    root = tmp_path / "public"
+    ads = root / "uploads" / "ads"
+    ads.mkdir(parents=True)
+    (root / "uploads" / "shared").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.webp").write_bytes(b"secret")
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (1, 'A', 'a-1', 1, 1)")
+    rows: list[str | None] = []
+
+    def present(rel: str) -> None:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF")
+        os.utime(path, (OLD, OLD))
+
+    for name in ODD_NAMES:
+        present(f"uploads/ads/{name}")
+        rows.append(f"uploads/ads/{name}")
+    rows += ["uploads/ads/missing one.webp", "uploads/ads/gone\n'x'.webp"]  # 2 missing
+    rows += ["/etc/passwd", "uploads/ads/../../secret.webp", "uploads\\ads\\x.webp"]  # 3 unsafe
+    (ads / "escape.webp").symlink_to(outside / "secret.webp")
+    rows.append("uploads/ads/escape.webp")  # unsafe (symlink)
+    present("uploads/shared/inside.webp")
+    (ads / "inside-link.webp").symlink_to(root / "uploads" / "shared" / "inside.webp")
+    rows.append("uploads/ads/inside-link.webp")  # fine
+    (ads / "unreferenced-link.webp").symlink_to(outside / "secret.webp")  # not an orphan
+    rows += [None, "  "]  # integrity's job
+    rows.append("./uploads//ads/with space.webp")  # same file, fine
+    present("uploads/ads/orphan old.webp")  # orphan
+    present("uploads/ads/sub/dir/orphan\n.webp")  # orphan, nested
+    (ads / "fresh upload.webp").write_bytes(b"RIFF")  # within grace
+    (ads / "a-directory.webp").mkdir()
+    rows.append("uploads/ads/a-directory.webp")  # missing: not a file
+    for n, path in enumerate(rows, start=1):
+        db.execute(
+            "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (%s, 1, 'f', %s)",
+            (n, path),
+        )
+    return root
+
+
+def run(db_url: str, root: Path, **changes: object) -> object:
+    settings = load_settings(environ={"DATABASE_URL": db_url, "UPLOADS_ROOT": str(root)})
+    return files.run(CheckContext(replace(settings, **changes), limit=100))  # type: ignore[arg-type]
+
+
+def by_kind(result: object) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for f in result.findings:  # type: ignore[attr-defined]
+        found.setdefault(f.kind, set()).add(f.path)
+    return found
+
+
+def test_every_kind_is_found_exactly(db_url: str, world: Path) -> None:
+    result = run(db_url, world)
+    assert result.counts == {"missing_file": 3, "orphan_file": 2, "unsafe_path": 4}  # type: ignore[attr-defined]
+    found = by_kind(result)
+    assert found["missing_file"] == {
+        "uploads/ads/missing one.webp",
+        "uploads/ads/gone\n'x'.webp",
+        "uploads/ads/a-directory.webp",
+    }
+    assert found["orphan_file"] == {
+        "uploads/ads/orphan old.webp",
+        "uploads/ads/sub/dir/orphan\n.webp",
+    }
+    assert found["unsafe_path"] == {
+        "/etc/passwd",
+        "uploads/ads/../../secret.webp",
+        "uploads\\ads\\x.webp",
+        "uploads/ads/escape.webp",
+    }
+
+
+def test_grace_zero_makes_fresh_uploads_orphans(db_url: str, world: Path) -> None:
+    result = run(db_url, world, orphan_grace=0)
+    assert "uploads/ads/fresh upload.webp" in by_kind(result)["orphan_file"]
+
+
+def test_unsafe_paths_are_never_opened(db_url: str, world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    touched: list[str] = []
+    real = os.path.realpath
+
+    def spy(path: object, *args: object, **kwargs: object) -> str:
+        touched.append(str(path))
+        return real(path, *args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(os.path, "realpath", spy)
+    run(db_url, world)
+    assert not [p for p in touched if "passwd" in p or ".." in p or "\\" in p]
+
+
+def test_missing_uploads_root_is_unreachable(db_url: str, tmp_path: Path) -> None:
+    with pytest.raises(UnreachableError, match="uploads root"):
+        run(db_url, tmp_path / "nowhere")
+
+
+def test_more_scanned_folders(db_url: str, world: Path) -> None:
+    result = run(db_url, world, scan_dirs=("uploads/ads", "uploads/shared"))
+    assert result.counts["orphan_file"] == 2  # type: ignore[attr-defined]

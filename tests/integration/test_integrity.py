@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from guard.checks import CheckContext, integrity
+from guard.database import Database
+from guard.errors import ConfigError
+from guard.rules import Rule
+from guard.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+def seed(db: Database) -> None:
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars'), (2, '  ', 'blank')")
+    db.execute(
+        "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES"
+        " (1, 'Honda', 'honda-city-1', 1, 1),"
+        " (2, 'Null slug', NULL, 1, 1),"
+        " (3, 'Empty slug', '', 1, 1),"
+        " (4, 'Spaces slug', '   ', 1, 1),"
+        " (5, 'Bad format', 'Honda City', 1, 1),"
+        " (6, 'Dup a', 'dup-slug-6', 1, 1),"
+        " (7, 'Dup b', 'dup-slug-6', 1, 1),"
+        " (8, E'\\t ', 'blank-title-8', 1, 1),"
+        " (9, 'Dup blank', '', 1, 1)"
+    )
+    db.execute(
+        "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES"
+        " (1, 1, 'a', 'uploads/ads/a.webp'), (2, 1, 'b', NULL), (3, 1, 'c', ' ')"
+    )
+    with db.transaction():
+        db.execute("SET LOCAL session_replication_role = replica")
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (4, 404, 'd', 'x')")
+
+
+def context(db_url: str, **changes: object) -> CheckContext:
+    settings = replace(load_settings(environ={"DATABASE_URL": db_url}), **changes)  # type: ignore[arg-type]
+    return CheckContext(settings, limit=100)
+
+
+def subjects(result: object, rule_id: str) -> set[str]:
+    return {f.subject for f in result.findings if f.kind == rule_id}  # type: ignore[attr-defined]
+
+
+def test_every_default_rule_counts_exactly(db: Database, db_url: str) -> None:
+    seed(db)
+    result = integrity.run(context(db_url))
+    assert result.counts == {
+        "ads.slug.required": 4,
+        "ads.slug.format": 1,
+        "ads.slug.unique": 2,
+        "ads.title.required": 1,
+        "categories.name.required": 1,
+        "ad_images.file_path.required": 2,
+        "ad_images.ad_id.references": 1,
+    }
+    assert subjects(result, "ads.slug.required") == {"ads:2", "ads:3", "ads:4", "ads:9"}
+    assert subjects(result, "ads.slug.unique") == {"ads:6", "ads:7"}
+    assert subjects(result, "ads.slug.format") == {"ads:5"}
+
+
+def test_required_failures_are_not_also_format_or_unique(db: Database, db_url: str) -> None:
+    seed(db)
+    result = integrity.run(context(db_url))
+    blank = {"ads:2", "ads:3", "ads:4", "ads:9"}
+    assert not blank & (subjects(result, "ads.slug.format") | subjects(result, "ads.slug.unique"))
+
+
+def test_clean_database_has_no_findings(db_url: str) -> None:
+    assert integrity.run(context(db_url)).ok
+
+
+def test_limit_caps_examples_not_counts(db: Database, db_url: str) -> None:
+    seed(db)
+    ctx = replace(context(db_url), limit=1)
+    result = integrity.run(ctx)
+    assert result.counts["ads.slug.required"] == 4
+    assert len([f for f in result.findings if f.kind == "ads.slug.required"]) == 1
+
+
+def test_check_keys_checks_only_those_rows_but_uniqueness_against_all(db: Database, db_url: str) -> None:
+    seed(db)
+    rules = load_settings(environ={}).rules
+    result = integrity.check_keys(db, rules, "ads", ["1", "6", "2"])
+    assert {(f.kind, f.subject) for f in result.findings} == {
+        ("ads.slug.unique", "ads:6"),
+        ("ads.slug.required", "ads:2"),
+    }
+
+
+def test_check_keys_of_deleted_rows_is_empty(db: Database) -> None:
+    seed(db)
+    result = integrity.check_keys(db, load_settings(environ={}).rules, "ads", ["999"])
+    assert result.ok
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            Rule("ghost.slug.required", "ghost", "slug", "required"),
+            "rule 'ghost.slug.required': table 'ghost'",
+        ),
+        (
+            Rule("ads.nope.required", "ads", "nope", "required"),
+            "rule 'ads.nope.required': column 'ads.nope'",
+        ),
+        (
+            Rule("ads.slug.format", "ads", "slug", "format", pattern="(["),
+            "rule 'ads.slug.format': invalid regular",
+        ),
+        (
+            Rule("ads.user_id.references", "ads", "user_id", "references", target="people.id"),
+            "rule 'ads.user_id.references': table 'people'",
+        ),
+    ],
+)
+def test_bad_rules_are_configuration_errors_naming_the_rule(db_url: str, rule: Rule, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        integrity.run(context(db_url, rules=(rule,)))
+
+
+def test_custom_rules_from_toml(db: Database, db_url: str, tmp_path: Path) -> None:
+    seed(db)
+    config = tmp_path / "guard.toml"
+    config.write_text(
+        'use_default_rules = false\n[rules."categories.slug.format"]\npattern = "^[a-z]+$"\n'
+        '[rules."ads.category_id.references"]\nreferences = "categories.id"\n'
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url}, path=config)
+    result = integrity.run(CheckContext(settings))
+    assert result.counts == {"categories.slug.format": 0, "ads.category_id.references": 0}

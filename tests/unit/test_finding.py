@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+from guard.database import _decode_copy_line
+from guard.finding import CheckResult, Finding, FindingSink
+from guard.redact import redact
+from guard.report import as_json, exit_code
+
+
+def finding(kind: str, n: int) -> Finding:
+    return Finding("files", kind, f"ad_images:{n}", "m", path=f"uploads/ads/{n}.webp")
+
+
+def test_sink_counts_everything_and_keeps_limit_per_kind() -> None:
+    sink = FindingSink("files", 2, ["missing_file", "orphan_file", "unsafe_path"])
+    for n in range(5):
+        sink.add(finding("missing_file", n))
+    sink.add(finding("orphan_file", 9))
+    result = sink.result(0.5)
+    assert result.counts == {"missing_file": 5, "orphan_file": 1, "unsafe_path": 0}
+    assert [f.kind for f in result.findings] == ["missing_file", "missing_file", "orphan_file"]
+    assert not result.ok
+
+
+def test_json_shape() -> None:
+    sink = FindingSink("files", 10, ["missing_file"])
+    sink.add(finding("missing_file", 17))
+    document = json.loads(as_json([sink.result(1.234)]))
+    assert document == {
+        "ok": False,
+        "checks": [
+            {
+                "name": "files",
+                "ok": False,
+                "duration_s": 1.234,
+                "counts": {"missing_file": 1},
+                "findings": [
+                    {
+                        "check": "files",
+                        "kind": "missing_file",
+                        "subject": "ad_images:17",
+                        "path": "uploads/ads/17.webp",
+                        "message": "m",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_exit_codes() -> None:
+    clean = CheckResult("files", {"missing_file": 0}, ())
+    dirty = CheckResult("files", {"missing_file": 1}, ())
+    broken = CheckResult("integrity", {}, (), error="cannot reach")
+    down = CheckResult("health", {"database_unreachable": 1}, ())
+    assert exit_code([clean]) == 0
+    assert exit_code([clean, dirty]) == 1
+    assert exit_code([dirty, broken]) == 3
+    assert exit_code([down]) == 3
+
+
+def test_copy_text_format_is_unescaped() -> None:
+    line = b"17\tuploads/ads/a\\nb\\tc\\\\d.webp"
+    assert _decode_copy_line(line) == ["17", "uploads/ads/a\nb\tc\\d.webp"]
+    assert _decode_copy_line(b"3\t\\N") == ["3", None]
+
+
+def test_redact_hides_passwords() -> None:
+    assert redact("postgresql://app:s3cr%40t@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert "s3cret" not in redact("host=db password=s3cret dbname=x")
+    assert redact("postgresql://app@db/x") == "postgresql://app@db/x"

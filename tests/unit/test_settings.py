@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.errors import ConfigError
+from guard.rules import default_rules
+from guard.settings import load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "guard.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = load_settings(environ={})
+    assert settings.database_url is None
+    assert settings.scan_dirs == ("uploads/ads",)
+    assert settings.orphan_grace == 600
+    assert [r.id for r in settings.rules] == [r.id for r in default_rules()]
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'database_url = "postgresql://file/db"\norphan_grace = 5\n')
+    settings = load_settings(
+        environ={
+            "GUARD_CONFIG": str(path),
+            "DATABASE_URL": "postgresql://env/db",
+            "UPLOADS_ROOT": "/srv/public",
+            "SCAN_DIRS": "uploads/ads, uploads/avatars",
+        }
+    )
+    assert settings.database_url == "postgresql://env/db"
+    assert settings.orphan_grace == 5
+    assert settings.uploads_root == Path("/srv/public")
+    assert settings.scan_dirs == ("uploads/ads", "uploads/avatars")
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, 'uploads_rot = "/srv"\n')
+    with pytest.raises(ConfigError, match="unknown key 'uploads_rot'"):
+        load_settings(environ={}, path=path)
+
+
+def test_unknown_rule_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[rules."ads.slug.format"]\npatern = "x"\n')
+    with pytest.raises(ConfigError, match="rule 'ads.slug.format': unknown key 'patern'"):
+        load_settings(environ={}, path=path)
+
+
+def test_bad_values_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ORPHAN_GRACE"):
+        load_settings(environ={"ORPHAN_GRACE": "soon"})
+    path = write(tmp_path, "orphan_grace = -1\n")
+    with pytest.raises(ConfigError, match="'orphan_grace'"):
+        load_settings(environ={}, path=path)
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(environ={}, path=write(tmp_path, "= nope"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(environ={}, path=tmp_path / "absent.toml")
+
+
+def test_rules_merge_add_replace_and_disable(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[rules."ads.slug.format"]
+pattern = "^[a-z-]+$"
+[rules."users.email.unique"]
+[rules."ads.user_id.references"]
+references = "users.id"
+[rules."ads.title.required"]
+enabled = false
+""",
+    )
+    rules = {r.id: r for r in load_settings(environ={}, path=path).rules}
+    assert rules["ads.slug.format"].pattern == "^[a-z-]+$"
+    assert (rules["users.email.unique"].table, rules["users.email.unique"].column) == (
+        "users",
+        "email",
+    )
+    assert rules["ads.user_id.references"].target == "users.id"
+    assert "ads.title.required" not in rules
+
+
+def test_use_default_rules_false_keeps_only_file_rules(tmp_path: Path) -> None:
+    path = write(tmp_path, 'use_default_rules = false\n[rules."users.email.required"]\n')
+    assert [r.id for r in load_settings(environ={}, path=path).rules] == ["users.email.required"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[rules."ads.slug.shiny"]\n', "type must be one of"),
+        ('[rules."x"]\ntype = "required"\n', "needs 'table' and 'column'"),
+        ('[rules."ads.slug.format"]\npattern = ""\n', "'pattern' must be a non-empty string"),
+        ('[rules."ads.user_id.references"]\n', "references = 'table.column'"),
+    ],
+)
+def test_incomplete_rules_name_the_rule(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ={}, path=write(tmp_path, body))
