@@ -211,6 +211,9 @@ def run_checks(context: CheckContext, names: Sequence[str]) -> list[CheckResult]
 
 
 def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, object] | None = None) -> int:
+    for result in results:
+        if result.error is not None:
+            sys.stderr.write(f"guard: {result.name}: {result.error}\n")
     if json_mode:
         sys.stdout.write(as_json(results, extra) + "\n")
     else:

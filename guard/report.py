@@ -38,10 +38,17 @@ def write_human(results: Sequence[CheckResult], out: TextIO) -> None:
         for kind, count in result.counts.items():
             if count:
                 out.write(f"  {kind:<34}{count:>9,}\n")
+        if result.info:
+            facts = ", ".join(f"{k.replace('_', ' ')} {_fact(v)}" for k, v in result.info.items())
+            out.write(f"  ({printable(facts)})\n")
         if result.error:
             out.write(f"  {result.error}\n")
     for result in results:
         _write_examples(result, out)
+
+
+def _fact(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _write_examples(result: CheckResult, out: TextIO) -> None:

@@ -1,0 +1,48 @@
+"""Run the real `guard` command as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+GUARD = [sys.executable, "-m", "guard"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def guard(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run guard with a clean settings environment plus `env`."""
+    base = {k: v for k, v in os.environ.items() if k not in _SETTINGS_VARS}
+    return subprocess.run(
+        [*GUARD, *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def guard_json(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    done = guard(*args, "--json", env=env)
+    return done.returncode, json.loads(done.stdout)
+
+
+_SETTINGS_VARS = {
+    "GUARD_CONFIG",
+    "DATABASE_URL",
+    "UPLOADS_ROOT",
+    "SCAN_DIRS",
+    "ORPHAN_GRACE",
+    "MIGRATIONS_DIR",
+    "SHADOW_DATABASE_URL",
+    "BACKUP_DIR",
+    "FILE_TABLE",
+    "FILE_COLUMN",
+}
