@@ -1,0 +1,163 @@
+"""Issue 2's benchmark: `guard check files` and `guard check integrity` against their standard-tools floors.
+
+Usage: .venv/bin/python -m bench.files_integrity [--ads 500000] [--runs 3] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, WORK, Run, median_of, spread, timed, world
+
+GUARD = [sys.executable, "-m", "guard"]
+
+FLOOR_FILES = r"""
+LC_ALL=C comm -3 \
+  <(psql -X -At -d "$DATABASE_URL" -c "\copy (SELECT file_path FROM ad_images) TO STDOUT" | LC_ALL=C sort) \
+  <(cd "$UPLOADS_ROOT" && find uploads/ads -type f | LC_ALL=C sort) | wc -l
+"""
+
+# One hand-written statement computing the same counts as the default rules.
+HAND_SQL = r"""
+WITH a AS MATERIALIZED (
+  SELECT slug, title, (slug IS NULL OR btrim(slug, E' \t\r\n\f\v') = '') AS blank FROM ads
+)
+SELECT
+  (SELECT count(*) FROM a WHERE blank) AS slug_required,
+  (SELECT count(*) FROM a WHERE NOT blank AND slug !~ '^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$') AS slug_format,
+  (SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM a WHERE NOT blank
+     GROUP BY slug HAVING count(*) > 1) d) AS slug_unique,
+  (SELECT count(*) FROM a WHERE btrim(title, E' \t\r\n\f\v') = '') AS title_required,
+  (SELECT count(*) FROM categories WHERE btrim(name, E' \t\r\n\f\v') = '') AS category_name,
+  (SELECT count(*) FROM ad_images WHERE file_path IS NULL OR btrim(file_path, E' \t\r\n\f\v') = '')
+    AS file_path_required,
+  (SELECT count(*) FROM ad_images i WHERE NOT EXISTS (SELECT 1 FROM ads x WHERE x.id = i.ad_id))
+    AS ad_id_references
+"""
+
+SEED_FS_TO_DB = r"""
+# The seed's check-file-sync.sh, filesystem -> database direction, verbatim but for paths:
+# one psql per file, counters in a pipeline subshell.
+UPLOADS_DIR="$SAMPLE"
+MISSING=0
+find "$UPLOADS_DIR" -type f -name "*.webp" | while read file; do
+  FILENAME=$(basename "$file")
+  COUNT=$(psql "$DATABASE_URL" -tAc "
+    SELECT COUNT(*) FROM ad_images WHERE filename = '$FILENAME'
+  ")
+  if [ "$COUNT" -eq 0 ]; then
+    echo "Filesystem orphan: $FILENAME (not in DB)"
+    ((MISSING++))
+  fi
+done
+if [ $MISSING -gt 0 ]; then exit 1; fi
+echo "File sync check passed"
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ads", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--reuse", action="store_true", help="reuse bench/work's world if it matches")
+    parser.add_argument("--sample", type=int, default=2000, help="files for the seed script's run")
+    args = parser.parse_args()
+    truth = world("guard_bench", args.ads, 0.01, args.reuse)
+    env = {"DATABASE_URL": truth["database_url"], "UPLOADS_ROOT": truth["uploads_root"]}
+    report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}}
+    report["world"].update(
+        build_wall_s=truth.get("build_wall_s"), build_max_rss_mb=truth.get("build_max_rss_mb")
+    )
+    report["files"] = compare_files(env, truth, args.runs)
+    report["integrity"] = compare_integrity(env, truth, args.runs)
+    report["seed_script"] = seed_script(env, truth, args.sample)
+    print(json.dumps(report, indent=2))
+
+
+def warm(env: dict[str, str]) -> None:
+    timed(["bash", "-c", FLOOR_FILES], env)
+
+
+def compare_files(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict[str, Any]:
+    warm(env)
+    floor: list[Run] = []
+    ours: list[Run] = []
+    for _ in range(runs):  # interleaved so both see the same machine state
+        floor.append(timed(["bash", "-c", FLOOR_FILES], env))
+        ours.append(timed([*GUARD, "check", "files", "--json", "--limit", "5"], env))
+    counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
+    assert counts == truth["files_check"], (counts, truth["files_check"])
+    return _ratio(floor, ours, "floor (psql \\copy | sort, find | sort, comm)", "guard check files")
+
+
+def compare_integrity(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict[str, Any]:
+    hand: list[Run] = []
+    ours: list[Run] = []
+    for _ in range(runs):
+        hand.append(timed(["psql", "-X", "-At", "-d", env["DATABASE_URL"], "-c", HAND_SQL], env))
+        ours.append(timed([*GUARD, "check", "integrity", "--json", "--limit", "5"], env))
+    counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
+    assert counts == truth["integrity"], (counts, truth["integrity"])
+    hand_counts = [int(v) for v in median_of(hand).stdout.strip().split("|")]
+    assert hand_counts == list(truth["integrity"].values()), hand_counts
+    return _ratio(hand, ours, "one hand-written SQL statement (psql)", "guard check integrity")
+
+
+def _ratio(base: list[Run], ours: list[Run], base_name: str, our_name: str) -> dict[str, Any]:
+    b, o = median_of(base), median_of(ours)
+    return {
+        "baseline": base_name,
+        "baseline_wall": spread(base),
+        "baseline_max_rss_mb": round(b.max_rss_mb),
+        "guard": our_name,
+        "guard_wall": spread(ours),
+        "guard_max_rss_mb": round(o.max_rss_mb),
+        "ratio": round(o.wall_s / b.wall_s, 2),
+    }
+
+
+def seed_script(env: dict[str, str], truth: dict[str, Any], sample: int) -> dict[str, Any]:
+    """Time the seed's per-file loop on a sample of files, and show that it cannot fail."""
+    folder = WORK / "seed-sample"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = Path(truth["uploads_root"]) / "uploads" / "ads"
+    taken = 0
+    with os.scandir(source) as entries:
+        for entry in entries:
+            if taken == sample:
+                break
+            if (
+                entry.is_file(follow_symlinks=False)
+                and entry.name.endswith(".webp")
+                and "\n" not in entry.name
+            ):
+                os.link(entry.path, folder / entry.name)
+                taken += 1
+    (folder / "surely-an-orphan.webp").write_bytes(b"x")
+    started = time.perf_counter()
+    run = timed(["bash", "-c", SEED_FS_TO_DB], {**env, "SAMPLE": str(folder)})
+    elapsed = time.perf_counter() - started
+    orphans = run.stdout.count("Filesystem orphan")
+    shutil.rmtree(folder, ignore_errors=True)
+    per_file_ms = elapsed / (taken + 1) * 1000
+    return {
+        "files": taken + 1,
+        "wall_s": round(elapsed, 1),
+        "per_file_ms": round(per_file_ms, 1),
+        "extrapolated_1m_files_h": round(per_file_ms * 1_000_000 / 1000 / 3600, 1),
+        "orphans_printed": orphans,
+        "exit_code": run.returncode,
+    }
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()
