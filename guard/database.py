@@ -107,14 +107,21 @@ class Database:
         self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 5000
     ) -> Iterator[Row]:
         """Yield rows through a server-side cursor so memory stays flat."""
+        for batch in self.stream_batches(query, params, size):
+            yield from batch
+
+    def stream_batches(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 20000
+    ) -> Iterator[list[Row]]:
+        """Yield lists of rows from a server-side cursor: the fastest way to read millions of rows."""
         with (
             self._mapped_errors(),
             self.connection.transaction(),
             self.connection.cursor(name=f"guard_stream_{id(self)}") as cur,
         ):
-            cur.itersize = size
             cur.execute(query, params)
-            yield from cur
+            while batch := cur.fetchmany(size):
+                yield batch
 
     def copy_out(self, query: Query, params: Sequence[Any] | None = None) -> Iterator[list[str | None]]:
         """Yield the rows of `COPY (query) TO STDOUT` in text format, fields unescaped."""

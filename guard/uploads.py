@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from guard.errors import UnreachableError
 
-
-@dataclass(frozen=True)
-class UploadEntry:
-    """A regular file found under a scanned folder; `relpath` is relative to the uploads root."""
-
-    relpath: str
-    entry: os.DirEntry[str]
-
-    def mtime(self) -> float:
-        return self.entry.stat(follow_symlinks=False).st_mtime
+FileBatch = tuple[str, list[os.DirEntry[str]]]
+BATCH = 10_000
 
 
 class UploadsRoot:
@@ -33,28 +24,34 @@ class UploadsRoot:
         if not self.real.is_dir():
             raise UnreachableError(f"uploads root {root} is not a folder")
 
-    def walk(self, folders: tuple[str, ...]) -> Iterator[UploadEntry]:
-        """Yield every regular file under the folders; symlinks and symlinked folders are not followed."""
+    def walk(self, folders: tuple[str, ...]) -> Iterator[FileBatch]:
+        """Yield (folder prefix, regular files) batches; symlinks and symlinked folders are not followed."""
         for folder in folders:
             start = self.real / folder
             if start.is_symlink() or not start.is_dir():
                 continue
             yield from self._walk_dir(str(start), folder)
 
-    def _walk_dir(self, path: str, rel: str) -> Iterator[UploadEntry]:
+    def _walk_dir(self, path: str, rel: str) -> Iterator[FileBatch]:
         stack = [(path, rel)]
         while stack:
             current, current_rel = stack.pop()
+            prefix = f"{current_rel}/"
+            batch: list[os.DirEntry[str]] = []
             try:
                 with os.scandir(current) as entries:
                     for entry in entries:
-                        entry_rel = f"{current_rel}/{entry.name}"
                         if entry.is_dir(follow_symlinks=False):
-                            stack.append((entry.path, entry_rel))
+                            stack.append((entry.path, prefix + entry.name))
                         elif entry.is_file(follow_symlinks=False):
-                            yield UploadEntry(entry_rel, entry)
+                            batch.append(entry)
+                            if len(batch) == BATCH:
+                                yield prefix, batch
+                                batch = []
             except PermissionError as exc:
                 raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
+            if batch:
+                yield prefix, batch
 
     def resolve(self, relpath: str) -> tuple[str, Path | None]:
         """Resolve a safe relative path: ('ok', real), ('missing', None) or ('escapes', None)."""

@@ -51,20 +51,12 @@ class RefIndex:
         self.more: dict[str, list[str]] = {}
         self.rows = 0
 
-    def add(self, ref: FileRef) -> None:
-        key = paths.normalize(ref.path)
+    def add(self, key: str, row_id: str) -> None:
         self.rows += 1
         if key in self.first:
-            self.more.setdefault(key, []).append(ref.row_id)
+            self.more.setdefault(key, []).append(row_id)
         else:
-            self.first[key] = ref.row_id
-
-    def claim(self, key: str) -> bool:
-        """Remove a path that has its file; return whether any row named it."""
-        if self.first.pop(key, None) is None:
-            return False
-        self.more.pop(key, None)
-        return True
+            self.first[key] = row_id
 
     def unmatched(self) -> Iterator[tuple[str, list[str]]]:
         for key, first in self.first.items():
@@ -74,32 +66,40 @@ class RefIndex:
 def collect_refs(db: Database, table: str, column: str, sink: FindingSink, ctx: CheckContext) -> RefIndex:
     """Stream every non-blank stored path once; report unsafe ones, index the rest."""
     index = RefIndex()
-    bar = ctx.progress("rows", _estimate_rows(db, table))
     query = _paths_query(table, column, primary_key(db, table, owner="file_table").column)
-    for row_id, stored in db.copy_out(query):
-        bar.advance()
-        if row_id is None or paths.is_blank(stored):
-            continue
-        assert stored is not None
-        check_ref(FileRef(row_id, stored), index, sink, table)
+    bar = ctx.progress("rows", _estimate_rows(db, table))
+    for batch in db.stream_batches(query):
+        for row_id, stored in batch:
+            if stored and _plain(stored):
+                index.add(stored, row_id)  # the common case, kept free of calls
+            elif not paths.is_blank(stored):
+                check_ref(FileRef(row_id, stored), index, sink, table)
+        bar.advance(len(batch))
     bar.close()
     return index
 
 
+def _plain(stored: str) -> bool:
+    """Tell whether a path is already safe and in normal form, without a call per check."""
+    return not (
+        "\\" in stored
+        or "." in stored[:1]
+        or "/" in stored[:1]
+        or "//" in stored
+        or "/." in stored
+        or stored[-1:] in ("/", " ", "\t", "\n")
+        or "\x00" in stored
+    )
+
+
 def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> None:
+    """Report a path that is unsafe; index any other under its normal spelling."""
     reason = paths.unsafe_reason(ref.path)
     if reason is None:
-        index.add(ref)
+        index.add(paths.normalize(ref.path), ref.row_id)
         return
-    sink.add(
-        Finding(
-            CHECK,
-            "unsafe_path",
-            f"{table}:{ref.row_id}",
-            f"stored path {reason}; not opened",
-            path=ref.path,
-        )
-    )
+    message = f"stored path {reason}; not opened"
+    sink.add(Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", message, path=ref.path))
 
 
 def sweep_folder(
@@ -109,20 +109,24 @@ def sweep_folder(
     grace: int,
     ctx: CheckContext,
 ) -> tuple[list[str], dict[str, int]]:
-    """Walk the scanned folders once: claim referenced files, collect old unreferenced ones."""
+    """Walk the scanned folders once: strike referenced files off the index, collect old unreferenced ones."""
     cutoff = time.time() - grace
     bar = ctx.progress("files", None)
     candidates: list[str] = []
     seen = young = 0
-    for entry in root.walk(folders):
-        seen += 1
-        bar.advance()
-        if index.claim(entry.relpath):
-            continue
-        if entry.mtime() > cutoff:
-            young += 1
-        else:
-            candidates.append(entry.relpath)
+    first, more = index.first, index.more
+    for prefix, entries in root.walk(folders):
+        seen += len(entries)
+        for entry in entries:
+            relpath = prefix + entry.name
+            if first.pop(relpath, None) is not None:
+                if more:
+                    more.pop(relpath, None)
+            elif entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                young += 1
+            else:
+                candidates.append(relpath)
+        bar.advance(len(entries))
     bar.close()
     return candidates, {
         "files_scanned": seen,
