@@ -30,6 +30,16 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     sentry_dsn: str | None = None
     slack_webhook_url: str | None = None
+    lease_seconds: int = 30
+    outbox_batch: int = 500
+    slack_digest_seconds: int = 60
+    watch_reconcile_seconds: int = 300
+    broker_prefix: str = ""
+    sweep_cron: str = "0 * * * *"
+    daily_cron: str = "30 3 * * *"
+    backup_cron: str = "0 2 * * *"
+    prune_cron: str = "30 2 * * *"
+    drill_cron: str = "0 4 * * 0"
     rules: tuple[Rule, ...] = field(default_factory=lambda: tuple(default_rules()))
 
     def require_database_url(self) -> str:

@@ -1,0 +1,66 @@
+-- guard's own schema: the version, the durable outbox of changed rows, the living findings and the
+-- alerts still to deliver. Every statement is idempotent so `guard install` can run any number of times.
+CREATE SCHEMA IF NOT EXISTS guard;
+
+CREATE TABLE IF NOT EXISTS guard.version (
+    version      integer PRIMARY KEY,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per changed primary key; repeated changes before dispatch coalesce into it.
+CREATE TABLE IF NOT EXISTS guard.outbox (
+    id            bigserial PRIMARY KEY,
+    tbl           text NOT NULL,
+    row_key       text NOT NULL,
+    old_path      text,
+    new_path      text,
+    paths         text[] NOT NULL DEFAULT '{}',
+    changes       integer NOT NULL DEFAULT 1,
+    changed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    dispatched_at timestamptz,
+    lease_until   timestamptz,
+    attempts      integer NOT NULL DEFAULT 0,
+    processed_at  timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_undispatched_key
+    ON guard.outbox (tbl, row_key) WHERE dispatched_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_unprocessed
+    ON guard.outbox (id) WHERE processed_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS guard.findings (
+    id          bigserial PRIMARY KEY,
+    check_name  text NOT NULL,
+    kind        text NOT NULL,
+    subject     text NOT NULL,
+    message     text NOT NULL,
+    path        text,
+    detail      jsonb,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    occurrences integer NOT NULL DEFAULT 1,
+    resolved_at timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS findings_open_key
+    ON guard.findings (check_name, kind, subject) WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS findings_open_subject
+    ON guard.findings (subject) WHERE resolved_at IS NULL;
+
+-- Written in the same transaction as the finding it announces, delivered later by the alerts task,
+-- so an unreachable Sentry or Slack can never block or lose a check.
+CREATE TABLE IF NOT EXISTS guard.notifications (
+    id             bigserial PRIMARY KEY,
+    finding_id     bigint NOT NULL REFERENCES guard.findings (id) ON DELETE CASCADE,
+    event          text NOT NULL CHECK (event IN ('opened', 'resolved')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    sentry_sent_at timestamptz,
+    slack_sent_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS notifications_unsent_sentry
+    ON guard.notifications (id) WHERE sentry_sent_at IS NULL AND event = 'opened';
+CREATE INDEX IF NOT EXISTS notifications_unsent_slack
+    ON guard.notifications (id) WHERE slack_sent_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS guard.alert_state (
+    name    text PRIMARY KEY,
+    sent_at timestamptz NOT NULL
+);

@@ -1,0 +1,130 @@
+"""Continuous sync: check what changed, keep guard.findings true, and mark the outbox processed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard import store
+from guard.checks import CheckContext, file_events, integrity, registry
+from guard.database import Database
+from guard.errors import UnreachableError
+from guard.finding import Finding
+from guard.outbox import mark_processed, prune
+from guard.redact import redact
+from guard.settings import Settings
+from guard.store import Changes, Scope
+from guard.uploads import UploadsRoot
+
+OUTBOX_KEEP_SECONDS = 3600
+MAINTENANCE = {"backup": "backup_failed", "prune": "prune_failed", "drill": "drill_failed"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one unit of work changed, and files to look at again once their grace period ends."""
+
+    changes: Changes = Changes()
+    recheck: dict[str, float] = field(default_factory=dict)
+
+
+def process_rows(
+    settings: Settings, table: str, keys: Sequence[str], paths: Sequence[str] = (),
+    outbox_ids: Sequence[int] = (),
+) -> Outcome:
+    """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
+    keys = sorted(set(keys))
+    row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
+    path_subjects = [file_events.path_subject(p) for p in paths]
+    with _database(settings) as db, db.transaction():
+        store.lock_subjects(db, [*row_subjects, *path_subjects])
+        changes = _rows_integrity(db, settings, table, keys, row_subjects)
+        recheck: dict[str, float] = {}
+        if table == settings.file_table:
+            root = UploadsRoot(settings.require_uploads_root())
+            found = file_events.check_rows(db, settings, root, keys)
+            changes += store.reconcile(db, Scope("files", file_events.ROW_KINDS, row_subjects), found)
+            path_outcome = _reconcile_paths(db, settings, root, paths)
+            changes += path_outcome.changes
+            recheck = path_outcome.recheck
+        mark_processed(db, outbox_ids)
+    return Outcome(changes, recheck)
+
+
+def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
+    """Check these upload paths: orphans, and the rows that name them (a file came or went)."""
+    root = UploadsRoot(settings.require_uploads_root())
+    with _database(settings) as db, db.transaction():
+        store.lock_subjects(db, [file_events.path_subject(p) for p in paths])
+        return _reconcile_paths(db, settings, root, paths)
+
+
+def _rows_integrity(
+    db: Database, settings: Settings, table: str, keys: list[str], subjects: tuple[str, ...]
+) -> Changes:
+    rules = [r for r in settings.rules if r.table == table]
+    if not rules or not keys:
+        return Changes()
+    result = integrity.check_keys(db, rules, table, keys)
+    scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
+    return store.reconcile(db, scope, _all_findings(result.findings, result.counts))
+
+
+def _reconcile_paths(
+    db: Database, settings: Settings, root: UploadsRoot, paths: Sequence[str]
+) -> Outcome:
+    if not paths:
+        return Outcome()
+    report = file_events.check_paths(db, settings, root, paths)
+    subjects = tuple(sorted({file_events.path_subject(p) for p in paths}))
+    changes = store.reconcile(db, Scope("files", file_events.PATH_KINDS, subjects), report.orphans)
+    if report.referencing_keys:
+        keys = sorted(set(report.referencing_keys))
+        row_subjects = tuple(file_events.row_subject(settings.file_table, k) for k in keys)
+        store.lock_subjects(db, row_subjects)
+        found = file_events.check_rows(db, settings, root, keys)
+        changes += store.reconcile(db, Scope("files", file_events.ROW_KINDS, row_subjects), found)
+    return Outcome(changes, report.young)
+
+
+def _all_findings(findings: Sequence[Finding], counts: dict[str, int]) -> Sequence[Finding]:
+    """Fail loudly if a capped result would be stored as if complete (nothing is lost)."""
+    if len(findings) != sum(counts.values()):
+        raise RuntimeError("a check returned capped findings where every finding is needed")
+    return findings
+
+
+def run_sweep(settings: Settings, name: str) -> Changes:
+    """Run one whole check and reconcile its entire set of findings."""
+    with _database(settings) as db:
+        since = store.database_now(db)
+    result = registry()[name](CheckContext(settings, limit=None))
+    if result.error is not None:
+        raise UnreachableError(result.error)
+    findings = _all_findings(result.findings, result.counts)
+    with _database(settings) as db, db.transaction():
+        changes = store.reconcile(db, Scope(result.name), findings, since)
+        if name == "integrity":
+            prune(db, OUTBOX_KEEP_SECONDS)
+    return changes
+
+
+def run_maintenance(settings: Settings, action: str) -> Changes:
+    """Run backup, prune or drill from guard.backup; a failure becomes a finding, success resolves it."""
+    kind = MAINTENANCE[action]
+    found: list[Finding] = []
+    try:
+        from guard import backup  # built separately; imported only when a maintenance task runs
+
+        runner: Callable[[Settings], Any] = getattr(backup, f"run_{action}")
+        runner(settings)
+    except Exception as exc:  # any failure at all must surface as a finding, never vanish
+        message = redact(f"{action} failed: {type(exc).__name__}: {exc}".strip())
+        found.append(Finding("backup", kind, action, message[:2000]))
+    with _database(settings) as db, db.transaction():
+        return store.reconcile(db, Scope("backup", (kind,), (action,)), found)
+
+
+def _database(settings: Settings) -> Database:
+    return Database(settings.require_database_url(), application_name="guard-sync")

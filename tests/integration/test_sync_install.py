@@ -1,0 +1,125 @@
+"""guard install: the outbox captures every change to watched tables, coalesced, with file paths."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from guard import outbox
+from guard.database import Database
+from guard.install import install, installed_version, uninstall
+from guard.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _seed(db: Database) -> None:
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+
+
+def _outbox(db: Database) -> list[tuple[object, ...]]:
+    return db.fetch_all(
+        "SELECT tbl, row_key, old_path, new_path, paths, changes FROM guard.outbox ORDER BY id"
+    )
+
+
+def test_install_is_idempotent_and_versioned(db_url: str) -> None:
+    with Database(db_url) as db:
+        assert installed_version(db) is None
+        first = install(db, Settings(database_url=db_url))
+        second = install(db, Settings(database_url=db_url))
+        assert [t.name for t in first] == [t.name for t in second] == ["ad_images", "ads", "categories"]
+        assert installed_version(db) == 1
+        triggers = db.fetch_all(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'guard_capture_%' AND NOT tgisinternal"
+        )
+        assert triggers[0][0] == 9
+
+
+def test_changes_are_captured_coalesced_and_carry_paths(db_url: str) -> None:
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        db.execute("UPDATE ads SET slug = 'b-1' WHERE id = 5")
+        db.execute("UPDATE ads SET slug = 'c-1' WHERE id = 5")
+        db.execute("UPDATE ads SET price = 3 WHERE id = 5")  # no rule reads price: not queued
+        db.execute(
+            "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'uploads/ads/x.webp')"
+        )
+        db.execute("UPDATE ad_images SET file_path = 'uploads/ads/y.webp' WHERE id = 7")
+        rows = _outbox(db)
+    assert rows[0][:2] == ("ads", "5") and rows[0][5] == 3
+    assert rows[1][:4] == ("ad_images", "7", "uploads/ads/x.webp", "uploads/ads/y.webp")
+    assert sorted(rows[1][4]) == ["uploads/ads/x.webp", "uploads/ads/y.webp"]
+    assert len(rows) == 2
+
+
+def test_change_after_dispatch_is_a_new_entry_and_delete_keeps_old_path(db_url: str) -> None:
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/x')")
+        with outbox.claim(db, 100, 30) as claimed:
+            assert {(c.table, c.key) for c in claimed} == {("ads", "5"), ("ad_images", "7")}
+        db.execute("DELETE FROM ad_images WHERE id = 7")
+        rows = _outbox(db)
+    assert rows[-1][:3] == ("ad_images", "7", "p/x") and rows[-1][4] == ["p/x"]
+    assert len(rows) == 3
+
+
+def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -> None:
+    with Database(db_url) as db, Database(db_url) as other:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute(
+            "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
+            "FROM generate_series(1, 10) g"
+        )
+        with outbox.claim(db, 4, 30) as mine, outbox.claim(other, 100, 30) as theirs:
+            assert len(mine) == 4 and len(theirs) == 6
+            assert not {c.id for c in mine} & {c.id for c in theirs}
+        with outbox.claim(db, 100, 30) as again:
+            assert again == []  # all leased
+        db.execute("UPDATE guard.outbox SET lease_until = now() - interval '1 second' WHERE id <= "
+                   "(SELECT min(id) FROM guard.outbox)")
+        with outbox.claim(db, 100, 30) as redispatched:
+            assert len(redispatched) == 1 and redispatched[0].attempts == 2
+        outbox.mark_processed(db, [c.id for c in redispatched])
+        assert outbox.backlog(db) == 9
+
+
+def test_claim_rolls_back_when_dispatch_fails(db_url: str) -> None:
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
+        with pytest.raises(RuntimeError), outbox.claim(db, 10, 30) as claimed:
+            assert len(claimed) == 1
+            raise RuntimeError("broker down")
+        with outbox.claim(db, 10, 30) as claimed:
+            assert len(claimed) == 1 and claimed[0].attempts == 1
+
+
+def test_notify_wakes_a_listener(db_url: str) -> None:
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN guard_outbox")
+        with Database(db_url) as db:
+            db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
+        notices = list(listener.notifies(timeout=5, stop_after=1))
+    assert notices and notices[0].channel == "guard_outbox"
+
+
+def test_uninstall_removes_triggers_and_schema(db_url: str) -> None:
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        assert uninstall(db) == ["ad_images", "ads", "categories"]
+        assert installed_version(db) is None
+        db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
+        assert uninstall(db) == []

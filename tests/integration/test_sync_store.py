@@ -1,0 +1,154 @@
+"""Findings that live: opened by failing checks, refreshed, resolved by passing ones; idempotent."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from guard import store
+from guard.database import Database
+from guard.install import install
+from guard.settings import Settings
+from guard.sync import process_paths, process_rows, run_sweep
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    (tmp_path / "uploads" / "ads").mkdir(parents=True)
+    s = Settings(database_url=db_url, uploads_root=tmp_path, orphan_grace=600)
+    with Database(db_url) as db:
+        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'ok-5', 1, 1)")
+        install(db, s)
+    return s
+
+
+def _open(settings: Settings) -> list[tuple[str, str, str]]:
+    with Database(settings.require_database_url()) as db:
+        return [(f.check, f.kind, f.subject) for f in store.list_findings(db, open_only=True)]
+
+
+def _notifications(settings: Settings) -> list[str]:
+    with Database(settings.require_database_url()) as db:
+        return [str(r[0]) for r in db.fetch_all("SELECT event FROM guard.notifications ORDER BY id")]
+
+
+def _write_file(settings: Settings, rel: str, age: float = 0) -> None:
+    path = Path(settings.require_uploads_root()) / rel
+    path.write_bytes(b"img")
+    if age:
+        stamp = time.time() - age
+        os.utime(path, (stamp, stamp))
+
+
+def test_invalid_slug_opens_and_fixing_it_resolves(settings: Settings) -> None:
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'Bad Slug' WHERE id = 5")
+    process_rows(settings, "ads", ["5"])
+    assert _open(settings) == [("integrity", "ads.slug.format", "ads:5")]
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'good-5' WHERE id = 5")
+    outcome = process_rows(settings, "ads", ["5"])
+    assert outcome.changes.resolved == 1 and _open(settings) == []
+    assert _notifications(settings) == ["opened", "resolved"]
+
+
+def test_duplicate_delivery_opens_one_finding_and_one_notification(settings: Settings) -> None:
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = NULL WHERE id = 5")
+    first = process_rows(settings, "ads", ["5"], outbox_ids=[1])
+    second = process_rows(settings, "ads", ["5"], outbox_ids=[1])
+    assert (first.changes.opened, second.changes.opened, second.changes.refreshed) == (1, 0, 1)
+    with Database(settings.require_database_url()) as db:
+        found = store.list_findings(db)
+    assert len(found) == 1 and found[0].occurrences == 2
+    assert _notifications(settings) == ["opened"]
+
+
+def test_deleted_row_is_a_no_op(settings: Settings) -> None:
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'Bad' WHERE id = 5")
+        db.execute("DELETE FROM ads WHERE id = 5")
+    outcome = process_rows(settings, "ads", ["5"])
+    assert outcome.changes == store.Changes() and _open(settings) == []
+
+
+def test_deleted_file_becomes_missing_file_and_coming_back_resolves(settings: Settings) -> None:
+    rel = "uploads/ads/a.webp"
+    _write_file(settings, rel)
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (9, 5, 'a', %s)", (rel,))
+    process_rows(settings, "ad_images", ["9"], [rel])
+    assert _open(settings) == []
+    (Path(settings.require_uploads_root()) / rel).unlink()
+    process_paths(settings, [rel])
+    assert _open(settings) == [("files", "missing_file", "ad_images:9")]
+    _write_file(settings, rel)
+    process_paths(settings, [rel])
+    assert _open(settings) == []
+
+
+def test_upload_then_row_within_grace_opens_nothing(settings: Settings) -> None:
+    rel = "uploads/ads/new.webp"
+    _write_file(settings, rel)
+    outcome = process_paths(settings, [rel])
+    assert _open(settings) == [] and rel in outcome.recheck
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (3, 5, 'n', %s)", (rel,))
+    process_rows(settings, "ad_images", ["3"], [rel])
+    assert process_paths(settings, [rel]).recheck == {}
+    assert _open(settings) == []
+
+
+def test_unreferenced_file_past_grace_is_an_orphan_until_a_row_names_it(settings: Settings) -> None:
+    rel = "uploads/ads/old.webp"
+    _write_file(settings, rel, age=3600)
+    process_paths(settings, [rel])
+    assert _open(settings) == [("files", "orphan_file", f"file:{rel}")]
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (4, 5, 'o', %s)", (rel,))
+    process_rows(settings, "ad_images", ["4"], [rel])
+    assert _open(settings) == []
+
+
+def test_sweep_reconciles_the_whole_set(settings: Settings) -> None:
+    with Database(settings.require_database_url()) as db:
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'Bad 6', 1, 1), "
+            "(7, ' ', 'ok-7', 1, 1)"
+        )
+    changes = run_sweep(settings, "integrity")
+    assert changes.opened == 2
+    assert sorted(s for _, _, s in _open(settings)) == ["ads:6", "ads:7"]
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'ok-6' WHERE id = 6")
+    changes = run_sweep(settings, "integrity")
+    assert (changes.opened, changes.refreshed, changes.resolved) == (0, 1, 1)
+    assert _open(settings) == [("integrity", "ads.title.required", "ads:7")]
+
+
+def test_files_sweep_sees_what_events_see(settings: Settings) -> None:
+    _write_file(settings, "uploads/ads/stray.webp", age=3600)
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
+                   "(1, 5, 'm', 'uploads/ads/gone.webp'), (2, 5, 'u', '../etc/passwd')")
+    swept = replace(settings)
+    run_sweep(swept, "files")
+    by_sweep = sorted(_open(settings))
+    with Database(settings.require_database_url()) as db:
+        db.execute("DELETE FROM guard.notifications")
+        db.execute("DELETE FROM guard.findings")
+    process_rows(settings, "ad_images", ["1", "2"], ["uploads/ads/gone.webp"])
+    process_paths(settings, ["uploads/ads/stray.webp"])
+    assert sorted(_open(settings)) == by_sweep == [
+        ("files", "missing_file", "ad_images:1"),
+        ("files", "orphan_file", "file:uploads/ads/stray.webp"),
+        ("files", "unsafe_path", "ad_images:2"),
+    ]
