@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from guard.database import Database
-from guard.errors import ConfigError
+from guard.errors import ConfigError, UsageError
 
 # The table as Prisma's schema engine creates it on PostgreSQL.
 PRISMA_MIGRATIONS_DDL = """
@@ -95,3 +98,85 @@ def record_applied(db: Database, migration: MigrationFile) -> None:
         " VALUES (%s, %s, %s, now(), now(), 0)",
         (str(uuid.uuid4()), migration.checksum, migration.name),
     )
+
+
+HISTORY_TABLE = "SELECT to_regclass('_prisma_migrations') IS NOT NULL"
+HISTORY_ROWS = """
+SELECT id, checksum, migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL, logs
+FROM _prisma_migrations
+ORDER BY started_at, migration_name
+"""
+
+
+@dataclass(frozen=True)
+class MigrationRecord:
+    """One row of `_prisma_migrations`."""
+
+    id: str
+    checksum: str
+    name: str
+    finished: bool
+    rolled_back: bool
+    logs: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.finished and not self.rolled_back
+
+    @property
+    def failed(self) -> bool:
+        return not self.finished and not self.rolled_back
+
+
+@dataclass(frozen=True)
+class ReplayFailure:
+    """A migration the shadow database refused, with the database's own error."""
+
+    migration: str
+    error: str
+
+
+def read_history(db: Database) -> list[MigrationRecord] | None:
+    """Return the rows of `_prisma_migrations`, or None when the table does not exist."""
+    row = db.fetch_one(HISTORY_TABLE)
+    if not row or not row[0]:
+        return None
+    return [MigrationRecord(str(row_id), str(checksum), str(name), bool(done), bool(undone), logs)
+            for row_id, checksum, name, done, undone, logs in db.fetch_all(HISTORY_ROWS)]
+
+
+def applied_migrations(
+    files: list[MigrationFile], history: list[MigrationRecord] | None
+) -> list[MigrationFile]:
+    """Return the folders the live database has applied, in order; every folder when there is no history."""
+    if history is None:
+        return list(files)
+    done = {r.name for r in history if r.applied}
+    return [f for f in files if f.name in done]
+
+
+def replay(db: Database, files: list[MigrationFile],
+           on_step: Callable[[], None] | None = None) -> ReplayFailure | None:
+    """Run each migration's script as Prisma does (one multi-statement query); stop at the first error."""
+    for migration in files:
+        try:
+            db.execute(migration.content)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            text = str(exc).strip()
+            return ReplayFailure(migration.name, text.splitlines()[0] if text else type(exc).__name__)
+        if on_step is not None:
+            on_step()
+    return None
+
+
+def baseline(db: Database, files: list[MigrationFile]) -> int:
+    """Create `_prisma_migrations` and record every folder as `migrate resolve --applied` would."""
+    history = read_history(db)
+    if history:
+        raise UsageError(f"_prisma_migrations already holds {len(history)} rows; "
+                         "baseline is only for a database with no migration history")
+    with db.transaction():
+        ensure_migrations_table(db)
+        for migration in files:
+            record_applied(db, migration)
+    return len(files)

@@ -1,0 +1,154 @@
+"""The shadow database the migrations are replayed into: uniquely named, dropped on every way out."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import psycopg
+from psycopg import sql
+
+from guard.database import Database
+from guard.errors import ConfigError, GuardError
+
+# One advisory lock key for a SHADOW_DATABASE_URL database, so two drift checks take turns on it.
+SHADOW_LOCK_KEY = 0x67756172645F7368  # "guard_sh"
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+USER_SCHEMAS = """
+SELECT n.nspname, pg_get_userbyid(n.nspowner), has_schema_privilege('public', n.oid, 'USAGE')
+FROM pg_namespace n
+WHERE n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+"""
+USER_OBJECTS = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%')
+     + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%')
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname <> ALL(%(system)s) AND n.nspname NOT LIKE 'pg\\_%%')
+"""
+
+
+class Terminated(SystemExit):
+    """Raised by the SIGTERM handler so every `finally` (and the shadow's drop) runs."""
+
+
+def url_with_database(url: str, dbname: str) -> str:
+    """Return the same connection string pointing at another database."""
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+@contextmanager
+def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Database]:
+    """Yield an empty database to replay migrations into: a temporary one, or SHADOW_DATABASE_URL's."""
+    with _terminate_raises():
+        if shadow_url:
+            with _given(shadow_url) as db:
+                yield db
+        else:
+            with _temporary(live_url) as db:
+                yield db
+
+
+@contextmanager
+def _temporary(live_url: str) -> Iterator[Database]:
+    """Create `guard_shadow_<random>` next to the live database and always drop it."""
+    name = f"guard_shadow_{uuid.uuid4().hex[:16]}"
+    with Database(live_url, application_name="incident-guard shadow") as admin:
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise ConfigError("cannot create the shadow database (no CREATEDB privilege); "
+                              "set SHADOW_DATABASE_URL to an empty database") from None
+        try:
+            with Database(url_with_database(live_url, name)) as shadow:
+                yield shadow
+        finally:
+            with _signals_held():
+                _drop(admin, live_url, name)
+
+
+def _drop(admin: Database, live_url: str, name: str) -> None:
+    """Drop the shadow, retrying once on a fresh connection if the first one was broken by a signal."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    try:
+        admin.execute(drop)
+    except (psycopg.Error, GuardError):
+        admin.close()
+        with Database(live_url, application_name="incident-guard shadow") as fresh:
+            fresh.execute(drop)
+
+
+@contextmanager
+def _given(url: str) -> Iterator[Database]:
+    """Use an existing empty database, one run at a time, and empty it again afterwards."""
+    with Database(url, application_name="incident-guard shadow") as shadow:
+        shadow.execute("SELECT pg_advisory_lock(%s)", (SHADOW_LOCK_KEY,))
+        try:
+            schemas = shadow.fetch_all(USER_SCHEMAS, (list(SYSTEM_SCHEMAS),))
+            row = shadow.fetch_one(USER_OBJECTS, {"system": list(SYSTEM_SCHEMAS)})
+            if row and row[0]:
+                raise ConfigError("SHADOW_DATABASE_URL must name an empty database "
+                                  f"(it holds {row[0]} objects)")
+            try:
+                yield shadow
+            finally:
+                with _signals_held():
+                    _reset(shadow, schemas)
+        finally:
+            shadow.execute("SELECT pg_advisory_unlock(%s)", (SHADOW_LOCK_KEY,))
+
+
+def _reset(shadow: Database, before: list[tuple[object, ...]]) -> None:
+    """Drop everything the replay created: new schemas, and the old ones recreated empty."""
+    kept = {str(name): (str(owner), bool(usage)) for name, owner, usage in before}
+    for (name,) in shadow.fetch_all("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'"):
+        shadow.execute(sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    for name, _owner, _usage in shadow.fetch_all(USER_SCHEMAS, (list(SYSTEM_SCHEMAS),)):
+        shadow.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    for name, (owner, usage) in kept.items():
+        shadow.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+            sql.Identifier(name), sql.Identifier(owner)))
+        if usage:
+            shadow.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(name)))
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception while the shadow exists, so its drop runs before the exit.
+
+    Elsewhere our signal handlers only set a flag; here the work to interrupt is one long blocking
+    query, and unwinding through `finally` is the only way to reach the cleanup in time.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while cleaning up; they are delivered once the drop is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
