@@ -24,10 +24,12 @@ CheckFn = Callable[[CheckContext], CheckResult]
 
 def registry() -> dict[str, CheckFn]:
     """Return the checks by name, in running order."""
-    from guard.checks import files, health, integrity
+    from guard.checks import drift, files, health, integrity, migrations
 
     return {
         "health": health.run,
         "integrity": integrity.run,
         "files": files.run,
+        "migrations": migrations.run,
+        "drift": drift.run,
     }
