@@ -1,0 +1,1 @@
+"""Long-running processes that turn database and file changes into Celery tasks."""

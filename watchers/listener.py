@@ -1,0 +1,108 @@
+"""The listener: LISTEN for the wake-up, drain the outbox in batches, hand each batch to Celery.
+
+Run as `python -m watchers.listener`. Several may run at once (claims use SKIP LOCKED). Rows are
+marked dispatched in the same transaction that publishes them, so a crash before commit re-sends
+(tasks are idempotent) and nothing is lost; what a dead worker never processed comes back after
+the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import kombu.exceptions
+import psycopg
+import redis.exceptions
+
+from guard import outbox
+from guard.database import Database
+from guard.errors import UnreachableError
+from guard.redact import redact
+from guard.settings import Settings
+from watchers.lifecycle import Backoff, StopFlag, setup_logging
+
+log = logging.getLogger("guard.listener")
+
+WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
+TRANSIENT = (psycopg.OperationalError, UnreachableError, redis.exceptions.ConnectionError,
+             redis.exceptions.TimeoutError, kombu.exceptions.OperationalError, OSError)
+
+Publish = Callable[[outbox.Batch], None]
+
+
+class Listener:
+    """One connection listening, one claiming; reconnects with backoff until stopped."""
+
+    def __init__(self, settings: Settings, publish: Publish, stop: StopFlag) -> None:
+        self.settings, self.publish, self.stop = settings, publish, stop
+        self.url = settings.require_database_url()
+        self.dispatched = 0
+
+    def run(self) -> None:
+        backoff = Backoff()
+        while not self.stop:
+            try:
+                self.serve(backoff)
+            except TRANSIENT as exc:
+                delay = backoff.next()
+                log.warning("connection trouble (%s); retrying in %.1fs", redact(str(exc)).strip(), delay)
+                self.stop.wait(delay)
+
+    def serve(self, backoff: Backoff) -> None:
+        """Listen and drain until stopped or a connection breaks."""
+        with psycopg.connect(self.url, autocommit=True, application_name="guard-listener") as conn, \
+                Database(self.url, application_name="guard-listener-claim") as db:
+            conn.execute("LISTEN " + outbox.CHANNEL)
+            log.info("listening on %s", outbox.CHANNEL)
+            backoff.reset()
+            while not self.stop:
+                if self.drain(db) == 0:
+                    self.wait_for_wakeup(conn)
+
+    def drain(self, db: Database) -> int:
+        """Claim and publish batches until the outbox has nothing claimable; return how many."""
+        total = 0
+        while not self.stop:
+            with outbox.claim(db, self.settings.outbox_batch, self.settings.lease_seconds) as changes:
+                for batch in outbox.group(changes):
+                    self.publish(batch)
+            total += len(changes)
+            if len(changes) < self.settings.outbox_batch:
+                break
+        if total:
+            self.dispatched += total
+            log.info("dispatched %d changes (%d in all)", total, self.dispatched)
+        return total
+
+    def wait_for_wakeup(self, conn: psycopg.Connection[object]) -> None:
+        for _ in conn.notifies(timeout=WAIT_S, stop_after=1):
+            pass
+        conn.execute("SELECT 1")  # liveness: a dead connection raises here, not silently
+
+
+def celery_publish(batch: outbox.Batch) -> None:
+    """Send one batch to the events queue; raise if the broker cannot take it."""
+    from workers.app import EVENTS, app
+
+    app.send_task(
+        "guard.check_rows",
+        args=[batch.table, list(batch.keys), list(batch.paths), list(batch.ids)],
+        queue=EVENTS,
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
+
+
+def main() -> int:
+    setup_logging("guard-listener")
+    from workers.app import settings
+
+    stop = StopFlag().install()
+    Listener(settings, celery_publish, stop).run()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

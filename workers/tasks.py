@@ -1,0 +1,88 @@
+"""Thin tasks that call guard/: check rows, check files, sweep, maintenance, deliver alerts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kombu.exceptions
+import psycopg
+import redis.exceptions
+
+from guard import sync
+from guard.alerts import transports
+from guard.alerts.delivery import deliver
+from guard.checks import registry
+from guard.database import Database
+from guard.errors import UnreachableError
+from workers.app import app, settings
+
+log = logging.getLogger(__name__)
+
+# Database and Redis trouble is retried with backoff; every task is safe to run twice.
+RETRYABLE = (psycopg.OperationalError, UnreachableError, redis.exceptions.ConnectionError,
+             redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+RETRY: dict[str, Any] = {
+    "autoretry_for": RETRYABLE,
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@app.task(name="guard.check_rows", **RETRY)
+def check_rows(table: str, keys: list[str], paths: list[str], outbox_ids: list[int]) -> dict[str, int]:
+    """Check changed rows of one table and mark their outbox entries processed."""
+    outcome = sync.process_rows(settings, table, keys, paths, outbox_ids)
+    follow_up(outcome)
+    return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
+
+
+@app.task(name="guard.check_files", **RETRY)
+def check_files(paths: list[str]) -> dict[str, int]:
+    """Check upload paths the watcher saw change (and again once a young file's grace ends)."""
+    outcome = sync.process_paths(settings, paths)
+    follow_up(outcome)
+    return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
+
+
+@app.task(name="guard.sweep", **RETRY)
+def sweep(name: str) -> dict[str, int]:
+    """Run one whole check and reconcile its findings; skip checks that are not available."""
+    if name not in registry():
+        log.warning("sweep: no check named %r here; skipped", name)
+        return {}
+    if name in ("migrations", "drift") and settings.migrations_dir is None:
+        return {}
+    changes = sync.run_sweep(settings, name)
+    follow_up(sync.Outcome(changes))
+    return {"opened": changes.opened, "resolved": changes.resolved}
+
+
+@app.task(name="guard.maintenance", **RETRY)
+def maintenance(action: str) -> dict[str, int]:
+    """Run backup, prune or drill; a failure becomes a finding (and so an alert)."""
+    changes = sync.run_maintenance(settings, action)
+    follow_up(sync.Outcome(changes))
+    return {"opened": changes.opened, "resolved": changes.resolved}
+
+
+@app.task(name="guard.deliver_alerts", **RETRY)
+def deliver_alerts() -> dict[str, int]:
+    """Send queued notices to Sentry and Slack; an unreachable channel keeps them for later."""
+    channels = transports(settings)
+    if not channels:
+        return {}
+    with Database(settings.require_database_url(), application_name="guard-alerts") as db:
+        return deliver(db, channels)
+
+
+def follow_up(outcome: sync.Outcome) -> None:
+    """Wake the alerts task and schedule young files for a look once their grace period ends."""
+    alerting = settings.sentry_dsn or settings.slack_webhook_url
+    if alerting and (outcome.changes.opened or outcome.changes.resolved):
+        deliver_alerts.apply_async()
+    if outcome.recheck:
+        delay = max(outcome.recheck.values()) + 1
+        check_files.apply_async(args=[sorted(outcome.recheck)], countdown=delay)
