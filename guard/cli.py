@@ -32,7 +32,7 @@ DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # Modules that add their own subcommands: each has `register(commands)`, which adds parsers and sets
 # `handler=function(args, settings) -> exit code` on them with set_defaults.
-COMMAND_MODULES: tuple[str, ...] = ("guard.cli_sync", "guard.cli_schema")
+COMMAND_MODULES: tuple[str, ...] = ("guard.cli_sync", "guard.cli_schema", "guard.cli_backup")
 
 
 def build_parser() -> argparse.ArgumentParser:

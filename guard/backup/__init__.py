@@ -1,0 +1,9 @@
+"""Backups that cannot mismatch: one snapshot of the database, its uploads and its migration state."""
+
+from __future__ import annotations
+
+from guard.backup.builder import BackupResult, run_backup
+from guard.backup.drill import DrillResult, run_drill
+from guard.backup.prune import PruneResult, run_prune
+
+__all__ = ["BackupResult", "DrillResult", "PruneResult", "run_backup", "run_drill", "run_prune"]

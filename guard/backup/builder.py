@@ -1,0 +1,225 @@
+"""Take one backup: a database snapshot, the uploads it refers to, a manifest, published atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from guard import __version__, paths
+from guard.backup import pgtools
+from guard.backup.faults import crash_point
+from guard.backup.manifest import (
+    ABSENT,
+    ESCAPES,
+    UNSAFE,
+    DumpInfo,
+    FileEntry,
+    Manifest,
+    MissingRef,
+)
+from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
+from guard.backup.snapshot import SnapshotFacts, open_snapshot
+from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
+from guard.database import describe_target
+from guard.errors import ConfigError, GuardError
+from guard.progress import ProgressFactory, no_progress
+from guard.settings import Settings
+from guard.uploads import UploadsRoot
+
+SCOPE = "every file the snapshot's rows refer to, plus every regular file under scan_dirs"
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A published backup: its id and manifest, and the referenced paths it could not include."""
+
+    id: str
+    manifest_path: Path
+    missing: list[tuple[str, str]]
+    manifest: Manifest = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+def require_backup_dir(settings: Settings) -> Path:
+    if settings.backup_dir is None:
+        raise ConfigError("BACKUP_DIR is not set (environment or 'backup_dir' in GUARD_CONFIG)")
+    return settings.backup_dir
+
+
+def run_backup(settings: Settings, progress: ProgressFactory = no_progress, *,
+               allow_missing_table: bool = False) -> BackupResult:
+    """Take one consistent backup of the database and its uploads into BACKUP_DIR.
+
+    allow_missing_table: back up a database without the file table (the safety copy taken before
+    a forced restore overwrites an arbitrary database) instead of failing on it.
+    """
+    url = settings.require_database_url()
+    root = UploadsRoot(settings.require_uploads_root())
+    repo = Repository.open(require_backup_dir(settings), create=True)
+    with repo.lock(exclusive=True):
+        try:
+            repo.clear_tmp()
+            return _take(repo, settings, url, root, progress, allow_missing_table)
+        except OSError as exc:
+            raise unwritable(repo.root, exc) from None
+
+
+def _take(repo: Repository, settings: Settings, url: str, root: UploadsRoot,
+          progress: ProgressFactory, allow_missing_table: bool) -> BackupResult:
+    started = datetime.now(UTC)
+    backup_id = new_backup_id(started)
+    staging = repo.staging(backup_id)
+    try:
+        manifest = _capture(repo, settings, url, root, staging, backup_id, started, progress,
+                            allow_missing_table)
+        (staging / MANIFEST).write_bytes(manifest.to_bytes())
+        crash_point("manifest")
+        final = repo.publish(staging, backup_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    crash_point("published")
+    missing = [(m.subject, m.path) for m in manifest.missing]
+    return BackupResult(backup_id, final / MANIFEST, missing, manifest)
+
+
+def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, staging: Path,
+             backup_id: str, started: datetime, progress: ProgressFactory,
+             allow_missing_table: bool) -> Manifest:
+    store = ObjectStore(repo.objects, repo.tmp)
+    previous = _previous_files(repo)
+    dump_path = staging / DUMP
+    with open_snapshot(url) as snapshot:
+        dump = snapshot.start_dump(dump_path)
+        try:
+            facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
+            files, missing = collect_uploads(root, settings.scan_dirs, facts, store, previous,
+                                             progress)
+        except BaseException:
+            dump.kill()
+            dump.wait()
+            raise
+        pgtools.finish_dump(dump)  # the snapshot stays held until pg_dump is done with it
+    crash_point("dump")
+    dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))
+    return Manifest(
+        id=backup_id,
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        versions={"guard": __version__, "server": facts.server_version,
+                  "pg_dump": pgtools.tool_version("pg_dump")},
+        database={"target": describe_target(url)},
+        dump=dump_info,
+        files=tuple(files),
+        missing=tuple(missing),
+        migrations=facts.migrations,
+        schema_sha256=facts.schema_sha256,
+        app_commit=app_commit(settings),
+        scope={"uploads": SCOPE, "scan_dirs": list(settings.scan_dirs),
+               "file_table": settings.file_table, "file_column": settings.file_column},
+        counts=_counts(files, missing, facts, store),
+    )
+
+
+def collect_uploads(
+    root: UploadsRoot,
+    scan_dirs: tuple[str, ...],
+    facts: SnapshotFacts,
+    store: ObjectStore,
+    previous: dict[str, FileEntry],
+    progress: ProgressFactory = no_progress,
+) -> tuple[list[FileEntry], list[MissingRef]]:
+    """Back up the scanned folders, then every referenced path the walk did not cover."""
+    files: dict[str, FileEntry] = {}
+    bar = progress("files", None)
+    for prefix, batch in root.walk(scan_dirs):
+        bar.advance(len(batch))
+        for entry in batch:
+            relpath = prefix + entry.name
+            try:
+                stat = StatKey.of(entry.stat(follow_symlinks=False))
+                files[relpath] = _entry(store, Path(entry.path), relpath, stat, previous)
+            except FileNotFoundError:
+                continue  # deleted since the walk saw it; if a row needs it, it is reported below
+    bar.close()
+    missing: list[MissingRef] = []
+    for ref in facts.refs:
+        reason = paths.unsafe_reason(ref.path)
+        if reason is not None:
+            missing.append(MissingRef(ref.subject, paths.json_safe(ref.path), f"stored path {reason}",
+                                      UNSAFE))
+            continue
+        key = paths.normalize(ref.path)
+        if key in files:
+            continue
+        found = _referenced(root, store, key, previous)
+        if isinstance(found, FileEntry):
+            files[key] = found
+        else:
+            missing.append(MissingRef(ref.subject, key, *found))
+    return sorted(files.values(), key=lambda f: f.path), missing
+
+
+def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
+                previous: dict[str, FileEntry]) -> FileEntry | tuple[str, str]:
+    """Back up one referenced file outside the walk, or say why not as (reason, kind)."""
+    verdict, real = root.resolve(key)
+    if verdict == "escapes":
+        return "stored path resolves outside the uploads root; not opened", ESCAPES
+    gone = ("no regular file at the stored path at backup time", ABSENT)
+    if real is None:
+        return gone
+    try:
+        return _entry(store, real, key, StatKey.of(os.stat(real)), previous)
+    except FileNotFoundError:
+        return gone
+
+
+def _entry(store: ObjectStore, source: Path, relpath: str, key: StatKey,
+           previous: dict[str, FileEntry]) -> FileEntry:
+    return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
+
+
+def _previous_files(repo: Repository) -> dict[str, FileEntry]:
+    """Return the newest readable backup's files by path: the stat cache for this one."""
+    for backup_id in reversed(repo.ids()):
+        try:
+            manifest = repo.load(backup_id)
+        except GuardError:
+            continue
+        return {f.path: f for f in manifest.files}
+    return {}
+
+
+def _counts(files: list[FileEntry], missing: list[MissingRef], facts: SnapshotFacts,
+            store: ObjectStore) -> dict[str, int]:
+    return {
+        "files": len(files),
+        "bytes": sum(f.size for f in files),
+        "rows_with_paths": len(facts.refs),
+        "missing": len(missing),
+        "new_objects": store.new_objects,
+        "new_bytes": store.new_bytes,
+    }
+
+
+def app_commit(settings: Settings) -> str | None:
+    """Return the app's git commit when its migrations or uploads folder sits in a git checkout."""
+    for folder in (settings.migrations_dir, settings.uploads_root):
+        if folder is None or not folder.is_dir():
+            continue
+        try:
+            done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                                  capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    return None

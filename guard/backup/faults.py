@@ -1,0 +1,44 @@
+"""Fault injection for tests: crash or fail with ENOSPC at named points, driven by one environment variable.
+
+GUARD_BACKUP_FAULT is read only by the backup code. Values:
+  kill:<point>        SIGKILL this process when it reaches <point> (snapshot, dump, manifest, published)
+  kill:objects:<n>    SIGKILL after the n-th new object is written
+  enospc:<n>          fail the n-th new object write with "No space left on device"
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+FAULT_ENV = "GUARD_BACKUP_FAULT"
+
+
+def _spec() -> str:
+    return os.environ.get(FAULT_ENV, "")
+
+
+def crash_point(name: str) -> None:
+    """Die here, as kill -9 would, when the fault variable names this point."""
+    if _spec() == f"kill:{name}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ObjectFaults:
+    """Count new object writes and inject the configured crash or full disk."""
+
+    def __init__(self) -> None:
+        kind, _, count = _spec().rpartition(":")
+        self.kind = kind
+        self.at = int(count) if count.isdigit() else 0
+        self.written = 0
+
+    def before_write(self) -> None:
+        if self.kind == "enospc" and self.written + 1 == self.at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def after_write(self) -> None:
+        self.written += 1
+        if self.kind == "kill:objects" and self.written == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,140 @@
+"""Run pg_dump and pg_restore for backups, with the password in the environment, never on a command line."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from guard.database import Database
+from guard.errors import ConfigError, GuardError, UnreachableError
+from guard.redact import redact
+
+_PR_SET_PDEATHSIG = 1
+
+
+def client_args(url: str) -> tuple[str, dict[str, str]]:
+    """Return a conninfo without the password, and an environment that carries it instead."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError("DATABASE_URL is not a valid connection string") from None
+    env = dict(os.environ)
+    password = info.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()}), env
+
+
+def _die_with_parent() -> None:
+    """Let the kernel kill a child when guard dies, so a killed backup leaves no pg_dump behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def tool_version(program: str) -> str:
+    done = _run([program, "--version"], None)
+    return done.stdout.strip()
+
+
+def start_dump(url: str, snapshot: str, out: Path) -> subprocess.Popen[bytes]:
+    """Start `pg_dump -Fc --snapshot=...` writing a standard custom-format archive to `out`."""
+    conninfo, env = client_args(url)
+    command = ["pg_dump", "-Fc", f"--snapshot={snapshot}", "--file", str(out),
+               f"--dbname={conninfo}"]
+    try:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        raise ConfigError("pg_dump is not installed or not on PATH") from None
+
+
+def finish_dump(process: subprocess.Popen[bytes]) -> None:
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise tool_error("pg_dump", err)
+
+
+def list_archive(dump: Path) -> str:
+    """Return `pg_restore --list` of an archive, or raise naming why it cannot be read."""
+    done = _run(["pg_restore", "--list", str(dump)], None)
+    if done.returncode != 0:
+        raise tool_error("pg_restore --list", done.stderr.encode())
+    return done.stdout
+
+
+def restore_archive(dump: Path, url: str) -> list[str]:
+    """Restore an archive into an empty database; return notes on constraints the data violates.
+
+    Everything but foreign keys is restored with --exit-on-error. Each foreign key is then added on
+    its own: one that existing rows violate (rows the source database took in while its triggers were
+    off) is added NOT VALID, as close to the source as PostgreSQL allows, and named in the notes.
+    """
+    toc = [line for line in list_archive(dump).splitlines() if line and not line.startswith(";")]
+    foreign = [line for line in toc if " FK CONSTRAINT " in line]
+    _restore_entries(dump, url, [line for line in toc if line not in foreign], check=True)
+    notes = []
+    for entry in foreign:
+        failure = _restore_entries(dump, url, [entry], check=False)
+        if failure is None:
+            continue
+        if "violates foreign key constraint" not in failure:
+            raise GuardError(f"pg_restore failed: {failure}")
+        notes.append(_add_not_valid(dump, url, entry))
+    return notes
+
+
+def _restore_entries(dump: Path, url: str, entries: list[str], *, check: bool) -> str | None:
+    """Restore the listed archive entries; return the error text when check is off and it fails."""
+    conninfo, env = client_args(url)
+    with tempfile.NamedTemporaryFile("w", suffix=".list", encoding="utf-8") as listing:
+        listing.write("\n".join(entries) + "\n")
+        listing.flush()
+        command = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges",
+                   "--use-list", listing.name, f"--dbname={conninfo}", str(dump)]
+        done = _run(command, env)
+    if done.returncode == 0:
+        return None
+    if check:
+        raise tool_error("pg_restore", done.stderr.encode())
+    return redact(done.stderr)
+
+
+def _add_not_valid(dump: Path, url: str, entry: str) -> str:
+    """Add one foreign key NOT VALID, from the statement the archive itself holds for it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".list", encoding="utf-8") as listing:
+        listing.write(entry + "\n")
+        listing.flush()
+        script = _run(["pg_restore", "--use-list", listing.name, "--file", "-", str(dump)], None)
+    lines = script.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ALTER TABLE"))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(";"))
+    statement = "\n".join(lines[start : end + 1]).rstrip().rstrip(";") + " NOT VALID"
+    with Database(url, application_name="guard-restore") as db:
+        db.execute(statement.encode("utf-8"))  # type: ignore[arg-type]  # DDL from the archive
+    name = entry.split(" FK CONSTRAINT ", 1)[1].split(" ")[:3]
+    return (f"foreign key {'.'.join(name)}: rows in the backup violate it (as in the source "
+            "database); added NOT VALID so new rows are still checked")
+
+
+def _run(command: list[str], env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                              preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        raise ConfigError(f"{command[0]} is not installed or not on PATH") from None
+
+
+def tool_error(program: str, err: bytes) -> GuardError:
+    """Turn a client program's stderr into one line: unreachable when it could not connect."""
+    lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    text = redact(lines[-1].strip() if lines else "no error message")
+    if "could not connect" in text or "Connection refused" in text:
+        return UnreachableError(f"{program} cannot reach the database: {text}")
+    return GuardError(f"{program} failed: {text}")

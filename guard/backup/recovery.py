@@ -1,0 +1,76 @@
+"""Put back files rows still need: each missing_file finding, from the newest backup holding that path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from guard.backup.builder import require_backup_dir
+from guard.backup.manifest import FileEntry
+from guard.backup.placement import PLACED, PRESENT, Placer
+from guard.backup.repository import Repository
+from guard.backup.restore import LOCK_WAIT_S
+from guard.backup.store import ObjectStore
+from guard.checks import CheckContext
+from guard.checks import files as files_check
+from guard.errors import GuardError
+from guard.paths import json_safe
+from guard.settings import Settings
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """One missing file's outcome: restored from a backup, already back, or not recoverable."""
+
+    subject: str
+    path: str
+    outcome: str
+    backup_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "path": json_safe(self.path), "outcome": self.outcome,
+                "backup": self.backup_id}
+
+
+def restore_missing(settings: Settings) -> list[Recovered]:
+    """Find every missing_file now, and restore each from the newest backup that has it, hash-verified."""
+    result = files_check.run(CheckContext(settings, limit=None))
+    missing = [(f.subject, f.path) for f in result.findings
+               if f.kind == "missing_file" and f.path is not None]
+    if not missing:
+        return []
+    repo = Repository.open(require_backup_dir(settings), create=False)
+    placer = Placer(ObjectStore(repo.objects, repo.tmp), settings.require_uploads_root())
+    with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
+        wanted = {path for _, path in missing}
+        sources = _newest_sources(repo, wanted)
+        return [_recover(placer, subject, path, sources.get(path)) for subject, path in missing]
+
+
+def _newest_sources(repo: Repository, wanted: set[str]) -> dict[str, tuple[str, FileEntry]]:
+    """Return, for each wanted path, the newest readable backup holding it and its entry."""
+    found: dict[str, tuple[str, FileEntry]] = {}
+    for backup_id in reversed(repo.ids()):
+        try:
+            manifest = repo.load(backup_id)
+        except GuardError:
+            continue
+        for entry in manifest.files:
+            if entry.path in wanted and entry.path not in found:
+                found[entry.path] = (backup_id, entry)
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _recover(placer: Placer, subject: str, path: str,
+             source: tuple[str, FileEntry] | None) -> Recovered:
+    if source is None:
+        return Recovered(subject, path, "in no backup")
+    backup_id, entry = source
+    outcome = placer.place(entry, overwrite=False)
+    if outcome == PLACED:
+        return Recovered(subject, path, "restored", backup_id)
+    if outcome == PRESENT:
+        return Recovered(subject, path, "already present", backup_id)
+    return Recovered(subject, path, outcome, backup_id)

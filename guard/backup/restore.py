@@ -1,0 +1,158 @@
+"""Restore one backup's dump and files together into a database and folder, then check the pair."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from guard.backup import pgtools
+from guard.backup.builder import require_backup_dir, run_backup
+from guard.backup.placement import PLACED, Placer
+from guard.backup.repository import Repository, check_backup_id
+from guard.backup.store import ObjectStore
+from guard.backup.verify import verify_backup
+from guard.checks import CheckContext, registry
+from guard.database import Database
+from guard.errors import ConfigError, GuardError, UsageError
+from guard.finding import CheckResult
+from guard.progress import ProgressFactory, no_progress
+from guard.settings import Settings
+
+DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+LOCK_WAIT_S = 600.0
+USER_TABLES = (
+    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%'"
+)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """Where a backup went, what was written, and every check's verdict on the restored pair."""
+
+    backup_id: str
+    target_db: str
+    uploads_dir: Path
+    files: int
+    bytes: int
+    duration_s: float
+    checks: list[CheckResult]
+    skipped: list[str] = field(default_factory=list)
+    safety_backup: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backup": self.backup_id, "target_db": self.target_db,
+                "uploads_dir": str(self.uploads_dir), "files": self.files, "bytes": self.bytes,
+                "restore_s": round(self.duration_s, 3), "skipped_checks": self.skipped,
+                "safety_backup": self.safety_backup, "notes": self.notes}
+
+
+def scratch_name(prefix: str) -> str:
+    return f"{prefix}_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
+
+
+def target_url(settings: Settings, db_name: str) -> str:
+    """Return the live server's URL pointed at another database."""
+    if not DB_NAME.fullmatch(db_name):
+        raise UsageError(f"--target-db {db_name!r}: use a letter or _ then letters, digits or _")
+    return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname=db_name)
+
+
+def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None = None,
+                   uploads_dir: Path | None = None, force: bool = False,
+                   progress: ProgressFactory = no_progress) -> RestoreResult:
+    """Verify a backup, restore it into a new (or, with force, replaced) database and folder, check it."""
+    check_backup_id(backup_id)
+    repo = Repository.open(require_backup_dir(settings), create=False)
+    db_name = target_db or scratch_name("guard_restore")
+    url = target_url(settings, db_name)
+    folder = uploads_dir or repo.restores / db_name
+    exists, occupied = _database_state(settings, db_name)
+    safety = _make_room(settings, url, folder, occupied, force)
+    started = time.perf_counter()
+    with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
+        verdict = verify_backup(repo, backup_id, read_data=False)
+        if not verdict.ok:
+            raise GuardError(f"backup {backup_id} failed verification: {verdict.examples[0]}")
+        _recreate(settings, db_name, drop=exists)
+        notes = pgtools.restore_archive(repo.dump_path(backup_id), url)
+        files, size = _place_all(repo, backup_id, folder, progress)
+    duration = time.perf_counter() - started
+    checks, skipped = check_pair(settings, url, folder)
+    return RestoreResult(backup_id, db_name, folder, files, size, duration, checks, skipped, safety,
+                         notes)
+
+
+def _database_state(settings: Settings, db_name: str) -> tuple[bool, bool]:
+    """Return whether the database exists and whether it holds any table."""
+    with Database(settings.require_database_url()) as server:
+        row = server.fetch_one("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,))
+    if row is None:
+        return False, False
+    with Database(target_url(settings, db_name)) as target:
+        count = target.fetch_one(USER_TABLES)
+    return True, bool(count and count[0])
+
+
+def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force: bool) -> str | None:
+    """Refuse to overwrite without force; with force, back up what is there first."""
+    folder_used = folder.exists() and any(folder.iterdir())
+    if not (occupied or folder_used):
+        return None
+    what = "database" if occupied else "folder"
+    if not force:
+        raise UsageError(f"the target {what} is not empty; pass --force to replace it "
+                         "(a backup of what is there is taken first)")
+    folder.mkdir(parents=True, exist_ok=True)
+    safety = replace(settings, database_url=url, uploads_root=folder)
+    return run_backup(safety, allow_missing_table=True).id
+
+
+def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
+    with Database(settings.require_database_url()) as server:
+        if drop:
+            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
+        server.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+            sql.Identifier(db_name)))
+
+
+def _place_all(repo: Repository, backup_id: str, folder: Path,
+               progress: ProgressFactory) -> tuple[int, int]:
+    manifest = repo.load(backup_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    placer = Placer(ObjectStore(repo.objects, repo.tmp), folder)
+    bar = progress("restore", len(manifest.files))
+    for entry in manifest.files:
+        bar.advance()
+        outcome = placer.place(entry, overwrite=True)
+        if outcome != PLACED:
+            raise GuardError(f"cannot restore {entry.path!r}: {outcome}")
+    bar.close()
+    return len(manifest.files), sum(f.size for f in manifest.files)
+
+
+def check_pair(settings: Settings, url: str, folder: Path) -> tuple[list[CheckResult], list[str]]:
+    """Run every registered check on a restored pair; skip those needing settings that are not set."""
+    context = CheckContext(replace(settings, database_url=url, uploads_root=folder), limit=20)
+    from guard.cli import run_checks
+
+    results: list[CheckResult] = []
+    skipped: list[str] = []
+    for name in registry():
+        try:
+            results.extend(run_checks(context, [name]))
+        except ConfigError as exc:
+            if settings.migrations_dir is not None:
+                raise
+            skipped.append(f"{name}: {exc}")
+    return results, skipped

@@ -1,0 +1,103 @@
+"""One database moment: a REPEATABLE READ snapshot, exported to pg_dump and read for paths and migrations."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from guard.backup import pgtools
+from guard.backup.faults import crash_point
+from guard.catalog import primary_key, require_column
+from guard.database import Database, load_query
+from guard.settings import Settings
+
+
+@dataclass(frozen=True)
+class StoredPath:
+    """One row's stored file path, as read in the snapshot."""
+
+    subject: str
+    path: str
+
+
+@dataclass(frozen=True)
+class SnapshotFacts:
+    """What the snapshot says besides the dump: referenced paths, migration state, schema hash."""
+
+    server_version: str
+    refs: tuple[StoredPath, ...]
+    migrations: list[dict[str, Any]] | None
+    schema_sha256: str
+
+
+class Snapshot:
+    """An open REPEATABLE READ transaction whose snapshot pg_dump and our own reads share."""
+
+    def __init__(self, db: Database, snapshot_id: str) -> None:
+        self.db = db
+        self.snapshot_id = snapshot_id
+
+    def start_dump(self, out: Path) -> subprocess.Popen[bytes]:
+        """Start pg_dump on this very snapshot; the transaction must stay open until it finishes."""
+        return pgtools.start_dump(self.db.url, self.snapshot_id, out)
+
+    def facts(self, settings: Settings, *, allow_missing_table: bool = False) -> SnapshotFacts:
+        table, column = settings.file_table, settings.file_column
+        skip = allow_missing_table and not self._has_table(table)
+        return SnapshotFacts(
+            server_version=self._server_version(),
+            refs=() if skip else tuple(self._refs(table, column)),
+            migrations=self._migrations(),
+            schema_sha256=self._schema_hash(),
+        )
+
+    def _has_table(self, table: str) -> bool:
+        row = self.db.fetch_one("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", (table,))
+        return bool(row and row[0])
+
+    def _server_version(self) -> str:
+        row = self.db.fetch_one("SELECT current_setting('server_version')")
+        return str(row[0]) if row else "?"
+
+    def _refs(self, table: str, column: str) -> Iterator[StoredPath]:
+        require_column(self.db, table, column, owner="file_table/file_column")
+        pk = primary_key(self.db, table, owner="file_table").column
+        query = sql.SQL("SELECT {pk}::text, {col}::text FROM {table}").format(
+            pk=sql.Identifier(pk), col=sql.Identifier(column), table=sql.Identifier(table)
+        )
+        for row_id, stored in self.db.copy_out(query):
+            if row_id is not None and stored is not None and stored.strip():
+                yield StoredPath(f"{table}:{row_id}", stored)
+
+    def _migrations(self) -> list[dict[str, Any]] | None:
+        row = self.db.fetch_one("SELECT to_regclass('_prisma_migrations') IS NOT NULL")
+        if not row or not row[0]:
+            return None
+        names = ("migration_name", "checksum", "started_at", "finished_at", "rolled_back_at",
+                 "applied_steps_count")
+        return [dict(zip(names, r, strict=True)) for r in self.db.fetch_all(
+            load_query("backup_migrations"))]
+
+    def _schema_hash(self) -> str:
+        digest = hashlib.sha256()
+        for (line,) in self.db.fetch_all(load_query("backup_schema")):
+            digest.update(str(line).encode("utf-8") + b"\n")
+        return digest.hexdigest()
+
+
+@contextmanager
+def open_snapshot(url: str) -> Iterator[Snapshot]:
+    """Hold a read-only REPEATABLE READ transaction and export its snapshot for pg_dump."""
+    with Database(url, application_name="guard-backup") as db, db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        row = db.fetch_one("SELECT pg_export_snapshot()")
+        assert row is not None
+        crash_point("snapshot")
+        yield Snapshot(db, str(row[0]))

@@ -1,0 +1,140 @@
+"""Content-addressed uploads objects (SHA-256), and the stat cache that lets unchanged files be skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from guard.backup.faults import ObjectFaults
+from guard.backup.manifest import FileEntry
+from guard.errors import GuardError
+
+CHUNK = 1 << 20
+RACY_NS = 2_000_000_000  # a file changed this recently may change again within one timestamp tick
+COPY_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StatKey:
+    """What must be unchanged for a file to be trusted without reading it."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def cached_entry(previous: FileEntry | None, path: str, key: StatKey) -> FileEntry | None:
+    """Return the previous backup's entry when the file's size, mtime, ctime and inode are unchanged."""
+    if previous is None or previous.ctime_ns is None:
+        return None
+    if (previous.size, previous.mtime_ns, previous.ctime_ns, previous.inode) != (
+        key.size, key.mtime_ns, key.ctime_ns, key.inode
+    ):
+        return None
+    return FileEntry(path, previous.sha256, previous.size, key.mtime_ns, key.ctime_ns, key.inode)
+
+
+class ObjectStore:
+    """objects/<2 hex>/<sha256>: each distinct content stored once, written under tmp/ and renamed in."""
+
+    def __init__(self, objects: Path, tmp: Path) -> None:
+        self.objects = objects
+        self.tmp = tmp
+        self.faults = ObjectFaults()
+        self.new_objects = 0
+        self.new_bytes = 0
+        self._dirs: set[str] = set()
+
+    def path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256
+
+    def add_file(self, source: Path, relpath: str) -> FileEntry:
+        """Copy a file in once, verify the copy's hash, and return its entry (stat fields None if racy)."""
+        for _ in range(COPY_TRIES):
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                before = os.fstat(fd)
+                sha, size = self._copy_in(fd)
+                after = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if StatKey.of(before) == StatKey.of(after):
+                break
+        key = StatKey.of(after)
+        if time.time_ns() - max(key.mtime_ns, key.ctime_ns) < RACY_NS or StatKey.of(before) != key:
+            return FileEntry(relpath, sha, size, key.mtime_ns, None, key.inode)  # never a cache hit
+        return FileEntry(relpath, sha, size, key.mtime_ns, key.ctime_ns, key.inode)
+
+    def _copy_in(self, fd: int) -> tuple[str, int]:
+        temp = self.tmp / f"object-{secrets.token_hex(8)}"
+        digest = hashlib.sha256()
+        size = 0
+        self.faults.before_write()
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            while chunk := os.read(fd, CHUNK):
+                digest.update(chunk)
+                os.write(out, chunk)
+                size += len(chunk)
+        finally:
+            os.close(out)
+        sha = digest.hexdigest()
+        self._place(temp, sha, size)
+        return sha, size
+
+    def _place(self, temp: Path, sha: str, size: int) -> None:
+        """Rename a verified copy into place, unless an intact object with that hash is already there."""
+        final = self.path(sha)
+        try:
+            if final.stat().st_size == size:
+                temp.unlink()
+                return
+        except FileNotFoundError:
+            pass
+        if hash_file(temp) != sha:
+            temp.unlink()
+            raise GuardError(f"a copied object did not hash to {sha} (disk or memory fault)")
+        if sha[:2] not in self._dirs:
+            final.parent.mkdir(exist_ok=True)
+            self._dirs.add(sha[:2])
+        os.rename(temp, final)
+        self.new_objects += 1
+        self.new_bytes += size
+        self.faults.after_write()
+
+    def check(self, sha256: str, size: int, *, read_data: bool) -> str | None:
+        """Return what is wrong with an object (missing, wrong size, wrong hash) or None."""
+        path = self.path(sha256)
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            return "missing"
+        if actual != size:
+            return f"size {actual}, expected {size}"
+        if read_data and hash_file(path) != sha256:
+            return "content does not match its hash"
+        return None
+
+    def all_hashes(self) -> set[str]:
+        found: set[str] = set()
+        for prefix in os.scandir(self.objects):
+            if prefix.is_dir(follow_symlinks=False):
+                found.update(e.name for e in os.scandir(prefix.path))
+        return found
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

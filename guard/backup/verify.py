@@ -1,0 +1,98 @@
+"""Check that a backup is whole: its manifest, its dump, and every object it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from guard.backup import pgtools
+from guard.backup.manifest import Manifest
+from guard.backup.repository import Repository
+from guard.backup.store import ObjectStore, hash_file
+from guard.errors import GuardError
+from guard.paths import printable
+from guard.progress import ProgressFactory, no_progress
+
+EXAMPLES = 20
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """One backup's verdict: how many problems, up to EXAMPLES of them, and what was looked at."""
+
+    backup_id: str
+    problems: int
+    examples: tuple[str, ...]
+    objects: int
+    read_data: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.problems == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.backup_id, "ok": self.ok, "problems": self.problems,
+                "examples": list(self.examples), "objects": self.objects,
+                "read_data": self.read_data}
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(text)
+
+
+def verify_backup(repo: Repository, backup_id: str, *, read_data: bool,
+                  progress: ProgressFactory = no_progress) -> VerifyResult:
+    """Check the manifest's checksum, the dump (hash and `pg_restore --list`) and every object."""
+    problems = _Problems()
+    try:
+        manifest = repo.load(backup_id)
+    except GuardError as exc:
+        problems.add(str(exc))
+        return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
+    _check_dump(repo, manifest, problems)
+    objects = _check_objects(ObjectStore(repo.objects, repo.tmp), manifest, read_data, problems,
+                             progress)
+    return VerifyResult(backup_id, problems.count, tuple(problems.examples), objects, read_data)
+
+
+def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> None:
+    dump = repo.dump_path(manifest.id)
+    try:
+        size = dump.stat().st_size
+    except FileNotFoundError:
+        problems.add("database dump is missing")
+        return
+    if size != manifest.dump.size:
+        problems.add(f"database dump is {size} bytes, expected {manifest.dump.size}")
+    elif hash_file(dump) != manifest.dump.sha256:
+        problems.add("database dump does not match its SHA-256")
+    try:
+        pgtools.list_archive(dump)
+    except GuardError as exc:
+        problems.add(f"database dump is not a readable archive: {exc}")
+
+
+def _check_objects(store: ObjectStore, manifest: Manifest, read_data: bool, problems: _Problems,
+                   progress: ProgressFactory) -> int:
+    distinct = {f.sha256: f for f in manifest.files}
+    bar = progress("objects", len(distinct))
+    for sha, entry in distinct.items():
+        bar.advance()
+        wrong = store.check(sha, entry.size, read_data=read_data)
+        if wrong is not None:
+            problems.add(f"object {sha} ({printable(entry.path)}): {wrong}")
+    bar.close()
+    return len(distinct)
+
+
+def verify_all(repo: Repository, *, read_data: bool,
+               progress: ProgressFactory = no_progress) -> list[VerifyResult]:
+    """Verify every published backup, oldest first."""
+    return [verify_backup(repo, i, read_data=read_data, progress=progress) for i in repo.ids()]
