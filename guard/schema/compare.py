@@ -70,10 +70,10 @@ def _rebuilt_views(want: Snapshot, have: Snapshot) -> set[str]:
 def _table_missing(table: Table, want: Snapshot) -> Difference:
     constraints = [c for c in want.constraints.values() if c.table_key == table.key]
     indexes = [i for i in want.indexes.values() if i.table_key == table.key]
-    triggers = [o for o in want.objects.values() if _table_of(o) == table.key]
+    dependents = [o for o in want.objects.values() if _table_of(o) == table.key]
     return Difference("table_missing", f"table:{table.key}", "table",
                       f"table {table.key} is in the migrations but not in the database",
-                      repair.create_table(table, constraints, indexes, triggers))
+                      repair.create_table(table, constraints, indexes, dependents))
 
 
 def _columns(want: Table, have: Table) -> list[Difference]:
@@ -222,6 +222,9 @@ def _on_whole_table(obj: SchemaObject, whole_tables: set[str]) -> bool:
 
 
 def _table_of(obj: SchemaObject) -> str | None:
+    """Name the table an object belongs to: a trigger's, or the owner of a serial's sequence."""
+    if obj.type == "sequence":
+        return obj.values[1] or None
     return display(obj.schema, obj.table) if obj.table is not None else None
 
 

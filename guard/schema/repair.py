@@ -49,15 +49,15 @@ def literal(value: str) -> str:
 
 def create_table(
     table: Table, constraints: Iterable[Constraint], indexes: Iterable[Index],
-    triggers: Iterable[SchemaObject],
+    dependents: Iterable[SchemaObject],
 ) -> Statements:
-    """Create a table with its columns, then its constraints, indexes and triggers in their phases."""
+    """Create a table with its columns, constraints, indexes, triggers and serial sequences, each in its phase."""
     columns = ",\n".join(f"    {c.spec()}" for c in table.columns)
     suffix = f" PARTITION BY {table.partition}" if table.partition else ""
     created = Statement(CREATE_TABLE, f"CREATE TABLE {table.qualified} (\n{columns}\n){suffix};")
     return (created, *(s for c in constraints for s in add_constraint(c)),
             *(s for i in indexes for s in create_index(i)),
-            *(s for t in triggers for s in create_object(t)))
+            *(s for t in dependents for s in create_object(t)))
 
 
 def drop_table(table: Table) -> Statements:
@@ -161,7 +161,7 @@ def create_object(obj: SchemaObject, indexes: Iterable[Index] = ()) -> Statement
             made.append(Statement(SEQUENCE_OWNER,
                                   f"ALTER SEQUENCE {obj.qualified} OWNED BY {obj.values[0]};"))
         return tuple(made)
-    extra = tuple(s for i in indexes for s in create_index(i))
+    extra = tuple(Statement(phase, i.create_sql()) for i in indexes)  # right after their view
     return (Statement(phase, _create_text(obj)), *extra)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.database import Database, Row, load_query
-from guard.schema.model import Column, Constraint, Index, SchemaObject, Table
+from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, display, ident
 
 # Spellings PostgreSQL keeps apart that mean the same default value.
 _DEFAULT_SYNONYMS = {
@@ -96,11 +96,14 @@ def _enum(row: Row) -> SchemaObject:
 
 
 def _sequence(row: Row) -> SchemaObject:
-    schema, name, type_, start, increment, minimum, maximum, cache, cycle, owner = row
+    schema, name, type_, start, increment, minimum, maximum, cache, cycle, *owner = row
     params = (f"AS {type_} INCREMENT BY {increment} MINVALUE {minimum} MAXVALUE {maximum} "
               f"START WITH {start} CACHE {cache} {'CYCLE' if cycle else 'NO CYCLE'}")
-    owned = f" OWNED BY {owner}" if owner else ""
-    return SchemaObject("sequence", schema, name, params + owned, values=(owner or "",))
+    if owner[0] is None:
+        return SchemaObject("sequence", schema, name, params, values=("", ""))
+    column = ident(*owner)
+    return SchemaObject("sequence", schema, name, f"{params} OWNED BY {column}",
+                        values=(column, display(owner[0], owner[1])))
 
 
 def _function(row: Row) -> SchemaObject:
