@@ -205,6 +205,7 @@ def _counts(files: list[FileEntry], missing: list[MissingRef], facts: SnapshotFa
         "bytes": sum(f.size for f in files),
         "rows_with_paths": len(facts.refs),
         "missing": len(missing),
+        "files_read": store.files_read,
         "new_objects": store.new_objects,
         "new_bytes": store.new_bytes,
     }

@@ -15,7 +15,7 @@ from psycopg import sql
 from guard.backup.builder import require_backup_dir
 from guard.backup.manifest import ESCAPES, UNSAFE, Manifest
 from guard.backup.repository import Repository
-from guard.backup.restore import RestoreResult, restore_backup, scratch_name
+from guard.backup.restore import RestoreResult, maintenance_url, restore_backup, scratch_name
 from guard.database import Database
 from guard.errors import GuardError
 from guard.finding import CheckResult
@@ -96,7 +96,7 @@ def _newest(repo: Repository) -> Manifest | None:
 def _clean_up(settings: Settings, db_name: str, folder: Path | None) -> None:
     if settings.database_url:
         try:
-            with Database(settings.database_url) as server:
+            with Database(maintenance_url(settings)) as server:
                 server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(db_name)))
         except GuardError:

@@ -68,6 +68,11 @@ def target_url(settings: Settings, db_name: str) -> str:
     return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname=db_name)
 
 
+def maintenance_url(settings: Settings) -> str:
+    """Return the live server's URL on its `postgres` database, from which any other can be dropped."""
+    return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname="postgres")
+
+
 def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None = None,
                    uploads_dir: Path | None = None, force: bool = False,
                    progress: ProgressFactory = no_progress) -> RestoreResult:
@@ -95,7 +100,7 @@ def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None 
 
 def _database_state(settings: Settings, db_name: str) -> tuple[bool, bool]:
     """Return whether the database exists and whether it holds any table."""
-    with Database(settings.require_database_url()) as server:
+    with Database(maintenance_url(settings)) as server:
         row = server.fetch_one("SELECT 1 FROM pg_database WHERE datname = %s", (db_name,))
     if row is None:
         return False, False
@@ -119,7 +124,7 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
 
 
 def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
-    with Database(settings.require_database_url()) as server:
+    with Database(maintenance_url(settings)) as server:
         if drop:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
         server.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(

@@ -50,6 +50,7 @@ class ObjectStore:
         self.objects = objects
         self.tmp = tmp
         self.faults = ObjectFaults()
+        self.files_read = 0
         self.new_objects = 0
         self.new_bytes = 0
         self._dirs: set[str] = set()
@@ -58,7 +59,8 @@ class ObjectStore:
         return self.objects / sha256[:2] / sha256
 
     def add_file(self, source: Path, relpath: str) -> FileEntry:
-        """Copy a file in once, verify the copy's hash, and return its entry (stat fields None if racy)."""
+        """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
+        self.files_read += 1
         for _ in range(COPY_TRIES):
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
             try:

@@ -1,0 +1,72 @@
+"""Shared pieces of the backup tests: a small demo world per test, settings for it, table checksums."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from examples.thulobazaar.world import build_world, drop_world
+from guard.settings import Settings
+
+SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TABLES = ("users", "categories", "ads", "ad_images", "_prisma_migrations")
+
+
+@dataclass(frozen=True)
+class World:
+    """A built demo world and guard settings pointing at it and at a fresh backup folder."""
+
+    name: str
+    url: str
+    root: Path
+    settings: Settings
+    truth: dict[str, object]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from make_world(tmp_path, ads=150, bad_rate=0.02)
+
+
+def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
+    name = f"guard_test_bk_{uuid.uuid4().hex[:12]}"
+    root = tmp_path / "uploads"
+    truth = build_world(SERVER_URL, name, root, ads, bad_rate)
+    url = str(truth["database_url"])
+    settings = Settings(database_url=url, uploads_root=root, backup_dir=tmp_path / "backups",
+                        orphan_grace=0)
+    try:
+        yield World(name, url, root, settings, truth)
+    finally:
+        drop_world(SERVER_URL, name, root)
+        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                ("guard\\_restore\\_%",)).fetchall()
+            for (stale,) in rows:
+                if (tmp_path / "backups" / "restores" / stale).exists():
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(stale)))
+
+
+def table_checksums(url: str) -> dict[str, str]:
+    """Return an md5 of every row of each application table, to prove a database was not touched."""
+    out = {}
+    with psycopg.connect(url) as conn:
+        for table in TABLES:
+            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                            " FROM {} t").format(sql.Identifier(table))
+            row = conn.execute(query).fetchone()
+            out[table] = row[0] if row else ""
+    return out
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

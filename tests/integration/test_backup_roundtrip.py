@@ -1,0 +1,190 @@
+"""Backups of real demo worlds: verify, the stat cache, scratch restores, odd names, concurrent writes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from backup_support import World, drop_database, table_checksums, world  # noqa: F401
+
+from guard.backup import run_backup, run_drill
+from guard.backup import store as store_module
+from guard.backup.recovery import restore_missing
+from guard.backup.repository import Repository
+from guard.backup.restore import check_pair, restore_backup
+from guard.backup.verify import verify_backup
+from guard.errors import UsageError
+
+pytestmark = pytest.mark.integration
+
+
+def add_file(root: Path, name: str | bytes, content: bytes) -> None:
+    folder = os.fsencode(root / "uploads" / "ads")
+    target = os.path.join(folder, os.fsencode(name))
+    with open(target, "wb") as handle:
+        handle.write(content)
+    os.utime(target, (1_700_000_000, 1_700_000_000))
+
+
+def files_counts(world: World, url: str, folder: Path) -> dict[str, int]:
+    checks, _ = check_pair(world.settings, url, folder)
+    return next(c.counts for c in checks if c.name == "files")
+
+
+def test_verify_read_data_finds_a_corrupt_and_a_missing_object(world: World) -> None:
+    add_file(world.root, "extra-a.webp", b"first distinct content")
+    add_file(world.root, "extra-b.webp", b"second distinct content")
+    result = run_backup(world.settings)
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    assert verify_backup(repo, result.id, read_data=True).ok
+    entries = {f.path.rsplit("/", 1)[-1]: f for f in result.manifest.files}
+    corrupt, gone = entries["extra-a.webp"], entries["extra-b.webp"]
+    path = repo.objects / corrupt.sha256[:2] / corrupt.sha256
+    path.chmod(0o644)
+    path.write_bytes(b"X" * corrupt.size)  # same size: only re-hashing can tell
+    (repo.objects / gone.sha256[:2] / gone.sha256).unlink()
+    quick = verify_backup(repo, result.id, read_data=False)
+    assert quick.problems == 1 and "missing" in quick.examples[0]
+    full = verify_backup(repo, result.id, read_data=True)
+    assert full.problems == 2
+    assert any("does not match its hash" in e for e in full.examples)
+
+
+def test_unchanged_files_are_not_read_again_and_a_changed_one_is(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)  # the world was written a moment ago
+    first = run_backup(world.settings)
+    assert first.manifest.counts["files_read"] == first.manifest.counts["files"]
+    second = run_backup(world.settings)
+    assert second.manifest.counts["files_read"] == 0
+    assert second.manifest.counts["new_objects"] == 0
+    changed = next(f for f in second.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    (world.root / changed.path).write_bytes(b"a new picture")
+    third = run_backup(world.settings)
+    assert third.manifest.counts["files_read"] == 1
+    assert third.manifest.counts["new_objects"] == 1
+    assert {f.path: f.sha256 for f in third.manifest.files}[changed.path] != changed.sha256
+
+
+def test_scratch_restore_leaves_live_untouched_and_restores_the_same_rows(world: World) -> None:
+    result = run_backup(world.settings)
+    before = table_checksums(world.url)
+    restored = restore_backup(world.settings, result.id)
+    try:
+        assert restored.target_db != world.name
+        assert table_checksums(world.url) == before
+        target = psycopg.conninfo.make_conninfo(world.url, dbname=restored.target_db)
+        assert table_checksums(target) == before
+        live = files_counts(world, world.url, world.root)
+        again = next(c.counts for c in restored.checks if c.name == "files")
+        escapes = sum(1 for m in result.manifest.missing if m.kind == "escapes")
+        assert again["missing_file"] == live["missing_file"] + escapes
+        assert any("MIGRATIONS_DIR" in s for s in restored.skipped) or not restored.skipped
+    finally:
+        drop_database(restored.target_db)
+
+
+def test_hostile_and_odd_file_names_survive_the_round_trip(world: World) -> None:
+    names: list[str | bytes] = ["line\nbreak.webp", "tab\there.webp", 'say "cheese".webp',
+                                "日本の車 🚗.webp", "-dash.webp", "back\\slash.webp",
+                                b"latin1-\xe9\xff.webp", "$(rm -rf ~).webp", " leading space.webp"]
+    for i, name in enumerate(names):
+        add_file(world.root, name, f"content {i}".encode())
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        for name in names:
+            if isinstance(name, str):
+                conn.execute("INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
+                             (name, f"uploads/ads/{name}"))
+    result = run_backup(world.settings)
+    restored = restore_backup(world.settings, result.id)
+    try:
+        for name in names:
+            raw = os.fsencode(name) if isinstance(name, str) else name
+            live = os.path.join(os.fsencode(world.root / "uploads/ads"), raw)
+            copy = os.path.join(os.fsencode(restored.uploads_dir / "uploads/ads"), raw)
+            with open(live, "rb") as a, open(copy, "rb") as b:
+                assert a.read() == b.read()
+    finally:
+        drop_database(restored.target_db)
+
+
+def test_backup_while_the_app_writes_restores_every_rows_file(tmp_path: Path) -> None:
+    from backup_support import make_world
+
+    for built in make_world(tmp_path, ads=100, bad_rate=0):
+        stop = threading.Event()
+        writer = threading.Thread(target=_app_writes, args=(built, stop))
+        writer.start()
+        try:
+            results = [run_backup(built.settings) for _ in range(2)]
+        finally:
+            stop.set()
+            writer.join()
+        for result in results:
+            assert result.ok, result.missing[:3]
+            restored = restore_backup(built.settings, result.id)
+            try:
+                counts = next(c.counts for c in restored.checks if c.name == "files")
+                assert counts["missing_file"] == 0
+            finally:
+                drop_database(restored.target_db)
+
+
+def _app_writes(world: World, stop: threading.Event) -> None:
+    """Write a file, then the row naming it, as the app does, until told to stop."""
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        n = 0
+        while not stop.is_set() and n < 5000:
+            n += 1
+            name = f"live-{n}.webp"
+            (world.root / "uploads" / "ads" / name).write_bytes(f"upload {n}".encode())
+            conn.execute("INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
+                         (name, f"uploads/ads/{name}"))
+
+
+def test_restore_over_a_non_empty_database_needs_force_and_backs_it_up_first(world: World) -> None:
+    result = run_backup(world.settings)
+    with pytest.raises(UsageError, match="--force"):
+        restore_backup(world.settings, result.id, target_db=world.name, uploads_dir=world.root)
+    before = table_checksums(world.url)
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        conn.execute("DELETE FROM ad_images WHERE id < 10")
+    forced = restore_backup(world.settings, result.id, target_db=world.name,
+                            uploads_dir=world.root, force=True)
+    assert forced.safety_backup is not None
+    assert table_checksums(world.url) == before
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    assert forced.safety_backup in repo.ids()
+
+
+def test_restore_files_missing_puts_files_back_and_names_the_rest(world: World) -> None:
+    result = run_backup(world.settings)
+    victim = next(f for f in result.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    (world.root / victim.path).unlink()
+    outcomes = restore_missing(world.settings)
+    restored = [o for o in outcomes if o.outcome == "restored"]
+    assert [o.path for o in restored] == [victim.path]
+    assert (world.root / victim.path).read_bytes() == b"".join(
+        [(world.settings.backup_dir or Path()).joinpath(
+            "objects", victim.sha256[:2], victim.sha256).read_bytes()])
+    never = [o for o in outcomes if o.outcome == "in no backup"]
+    assert len(never) == len([m for m in result.manifest.missing if m.kind == "absent"])
+
+
+def test_drill_restores_the_newest_backup_checks_it_and_cleans_up(world: World) -> None:
+    run_backup(world.settings)
+    drill = run_drill(replace(world.settings))
+    assert drill.ok, drill.detail
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    assert not any(repo.restores.iterdir())
+    assert '"ok": true' in repo.drill_log.read_text()
+
+
+def test_a_drill_without_backups_fails_instead_of_crashing(world: World) -> None:
+    drill = run_drill(world.settings)
+    assert not drill.ok and "could not run" in drill.detail

@@ -1,0 +1,56 @@
+"""The manifest's own checksum, and file names of every kind surviving its JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guard.backup.manifest import DumpInfo, FileEntry, Manifest, ManifestError, MissingRef, parse
+
+ODD_NAMES = (
+    "uploads/ads/plain.webp",
+    "uploads/ads/line\nbreak.webp",
+    "uploads/ads/tab\there.webp",
+    'uploads/ads/say "cheese".webp',
+    "uploads/ads/日本の車 🚗.webp",
+    "uploads/ads/not-utf8-\udcff\udcfe.webp",  # os.fsdecode of the bytes b"\xff\xfe"
+    "uploads/ads/-leading-dash.webp",
+)
+
+
+def manifest() -> Manifest:
+    files = tuple(FileEntry(name, "ab" * 32, 34, 1, 2, 3) for name in ODD_NAMES)
+    return Manifest(
+        id="20240101T020000Z-abcdef", started_at="s", finished_at="f",
+        versions={"guard": "0"}, database={"target": "database 'x' on h:5432"},
+        dump=DumpInfo("database.dump", 10, "cd" * 32), files=files,
+        missing=(MissingRef("ad_images:1", "uploads/ads/gone.webp", "absent"),),
+        migrations=[{"migration_name": "20240101000000_init"}], schema_sha256="ef" * 32,
+        app_commit=None, scope={"scan_dirs": ["uploads/ads"]}, counts={"files": len(files)},
+    )
+
+
+def test_round_trip_keeps_every_odd_name_and_field() -> None:
+    original = manifest()
+    data = original.to_bytes()
+    data.decode("ascii")  # stored as ASCII, so undecodable names survive as escapes
+    assert parse(data, "test") == original
+
+
+def test_any_edit_breaks_the_checksum() -> None:
+    document = json.loads(manifest().to_bytes())
+    document["files"][0][2] = 35
+    with pytest.raises(ManifestError, match="checksum does not match"):
+        parse(json.dumps(document).encode(), "test")
+
+
+def test_a_truncated_manifest_is_not_a_manifest() -> None:
+    with pytest.raises(ManifestError, match="not a guard backup manifest"):
+        parse(manifest().to_bytes()[:-10], "test")
+
+
+def test_consistency_verdict_follows_the_missing_list() -> None:
+    body = json.loads(manifest().to_bytes())
+    assert body["consistency"]["ok"] is False
+    assert body["consistency"]["missing"][0]["subject"] == "ad_images:1"
