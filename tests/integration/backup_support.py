@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from examples.thulobazaar.world import build_world, drop_world
@@ -28,11 +27,6 @@ class World:
     root: Path
     settings: Settings
     truth: dict[str, object]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from make_world(tmp_path, ads=150, bad_rate=0.02)
 
 
 def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:

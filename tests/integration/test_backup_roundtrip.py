@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import World, drop_database, table_checksums, world  # noqa: F401
+from backup_support import World, drop_database, make_world, table_checksums
 
 from guard.backup import run_backup, run_drill
 from guard.backup import store as store_module
@@ -20,6 +21,12 @@ from guard.backup.verify import verify_backup
 from guard.errors import UsageError
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A fresh 150-ad world with 2% of each incident planted, and an empty backup folder."""
+    yield from make_world(tmp_path, ads=150, bad_rate=0.02)
 
 
 def add_file(root: Path, name: str | bytes, content: bytes) -> None:
@@ -114,8 +121,6 @@ def test_hostile_and_odd_file_names_survive_the_round_trip(world: World) -> None
 
 
 def test_backup_while_the_app_writes_restores_every_rows_file(tmp_path: Path) -> None:
-    from backup_support import make_world
-
     for built in make_world(tmp_path, ads=100, bad_rate=0):
         stop = threading.Event()
         writer = threading.Thread(target=_app_writes, args=(built, stop))

@@ -1,0 +1,94 @@
+"""Failures that must leave nothing half-published: a full disk, an unusable BACKUP_DIR, and prune."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from backup_support import World, make_world
+
+from guard.backup import run_backup, run_prune
+from guard.backup.faults import FAULT_ENV
+from guard.backup.repository import Repository
+from guard.errors import UnreachableError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A fresh 150-ad world with 2% of each incident planted, and an empty backup folder."""
+    yield from make_world(tmp_path, ads=150, bad_rate=0.02)
+
+
+def distinct_files(world: World, tag: str, count: int) -> list[Path]:
+    made = []
+    for i in range(count):
+        path = world.root / "uploads" / "ads" / f"{tag}-{i}.webp"
+        path.write_bytes(f"{tag} picture {i}".encode())
+        made.append(path)
+    return made
+
+
+def repo_of(world: World) -> Repository:
+    return Repository.open(world.settings.backup_dir or Path(), create=False)
+
+
+def test_a_full_disk_fails_cleanly_and_the_next_backup_works(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distinct_files(world, "enospc", 5)
+    monkeypatch.setenv(FAULT_ENV, "enospc:3")
+    with pytest.raises(UnreachableError, match="No space left on device"):
+        run_backup(world.settings)
+    repo = repo_of(world)
+    assert repo.ids() == []
+    assert list(repo.tmp.iterdir()) == []
+    monkeypatch.delenv(FAULT_ENV)
+    result = run_backup(world.settings)
+    assert repo.ids() == [result.id]
+
+
+def test_an_unusable_backup_dir_fails_in_one_sentence(world: World, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file where a folder should be")
+    with pytest.raises(UnreachableError, match="cannot write to backup folder") as caught:
+        run_backup(replace(world.settings, backup_dir=blocker / "backups"))
+    assert "\n" not in str(caught.value)
+    assert blocker.read_text() == "a regular file where a folder should be"
+
+
+def test_prune_over_a_made_up_calendar_collects_only_unreferenced_objects(world: World) -> None:
+    repo_dir = world.settings.backup_dir or Path()
+    dated = []
+    for day in (1, 2, 3, 4):
+        (only_here,) = distinct_files(world, f"day{day}", 1)
+        result = run_backup(world.settings)
+        made_up = f"202401{day:02d}T020000Z-{result.id[-6:]}"
+        os.rename(repo_dir / "backups" / result.id, repo_dir / "backups" / made_up)
+        dated.append((made_up, result.manifest))
+        only_here.unlink()
+    pruned = run_prune(world.settings, keep_daily=2, keep_weekly=0, keep_monthly=0)
+    assert sorted(pruned.removed) == [dated[0][0], dated[1][0]]
+    assert sorted(pruned.kept) == [dated[2][0], dated[3][0]]
+    objects = repo_dir / "objects"
+    for backup_id, manifest in dated:
+        for entry in manifest.files:
+            if entry.path.endswith("day1-0.webp") or entry.path.endswith("day2-0.webp"):
+                assert not (objects / entry.sha256[:2] / entry.sha256).exists()
+            elif backup_id in pruned.kept:
+                assert (objects / entry.sha256[:2] / entry.sha256).exists()
+
+
+def test_prune_never_removes_the_newest_verified_backup(world: World) -> None:
+    older = run_backup(world.settings)
+    newer = run_backup(world.settings)
+    dump = repo_of(world).dump_path(newer.id)
+    dump.write_bytes(dump.read_bytes()[:100])
+    pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
+    assert pruned.newest_verified == older.id
+    assert "newest verified" in pruned.kept[older.id]
+    assert pruned.removed == []
