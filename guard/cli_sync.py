@@ -13,10 +13,8 @@ from guard.install import VERSION, install, installed_version, uninstall
 from guard.paths import printable
 from guard.settings import Settings
 
-Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
-
-def register(commands: Commands) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add install, uninstall and findings to the guard command."""
     inst = commands.add_parser(
         "install", help="create guard's schema, outbox and capture triggers (idempotent)",
