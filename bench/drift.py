@@ -1,4 +1,4 @@
-"""Benchmark: `guard check drift` on 60 tables built by 180 migrations, against replaying them with psql alone.
+"""Benchmark: `guard check drift` on 60 tables built by 180 migrations, against a psql replay.
 
 Run: .venv/bin/python -m bench.drift [--tables 60] [--runs 3]
 """

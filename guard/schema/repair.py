@@ -51,7 +51,7 @@ def create_table(
     table: Table, constraints: Iterable[Constraint], indexes: Iterable[Index],
     dependents: Iterable[SchemaObject],
 ) -> Statements:
-    """Create a table with its columns, constraints, indexes, triggers and serial sequences, each in its phase."""
+    """Create a table with its columns, constraints, indexes, triggers and serial sequences."""
     columns = ",\n".join(f"    {c.spec()}" for c in table.columns)
     suffix = f" PARTITION BY {table.partition}" if table.partition else ""
     created = Statement(CREATE_TABLE, f"CREATE TABLE {table.qualified} (\n{columns}\n){suffix};")
