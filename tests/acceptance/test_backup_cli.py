@@ -46,6 +46,8 @@ def test_a_backup_killed_at_any_point_publishes_nothing_and_the_next_one_works(
     env: dict[str, str], point: str
 ) -> None:
     before = listed(env) if Path(env["BACKUP_DIR"]).exists() else []
+    for i in range(3):  # new content, so the backup has objects to write
+        Path(env["UPLOADS_ROOT"], "uploads", "ads", f"{point}-{i}.webp").write_text(point + str(i))
     killed = guard("backup", env={**env, "GUARD_BACKUP_FAULT": f"kill:{point}"})
     assert killed.returncode == -9, killed.stderr
     assert listed(env) == before
