@@ -29,6 +29,7 @@ EXIT_CODES = """exit codes:
   3  the database or a folder cannot be reached"""
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "examples" / "thulobazaar" / "prisma" / "migrations"
 
 # Modules that add their own subcommands: each has `register(commands)`, which adds parsers and sets
 # `handler=function(args, settings) -> exit code` on them with set_defaults.
@@ -252,7 +253,8 @@ def run_demo(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
     sys.stderr.write(
         f"guard: demo world ready; to check it:\n"
-        f"  export DATABASE_URL='{truth['database_url']}' UPLOADS_ROOT='{truth['uploads_root']}'\n"
+        f"  export DATABASE_URL='{truth['database_url']}' UPLOADS_ROOT='{truth['uploads_root']}'"
+        f" MIGRATIONS_DIR='{MIGRATIONS_DIR}'\n"
         f"  guard check all\n"
     )
     return 0

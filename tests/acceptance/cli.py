@@ -11,6 +11,7 @@ from typing import Any
 
 GUARD = [sys.executable, "-m", "guard"]
 ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = str(ROOT / "examples" / "thulobazaar" / "prisma" / "migrations")
 
 
 def guard(

@@ -28,8 +28,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     for i in range(4):
         (base / "uploads" / "uploads" / "ads" / f"distinct-{i}.webp").write_bytes(f"pic {i}".encode())
     try:
-        yield {"DATABASE_URL": str(truth["database_url"]), "UPLOADS_ROOT": str(base / "uploads"),
-               "BACKUP_DIR": str(base / "backups")}
+        yield {
+            "DATABASE_URL": str(truth["database_url"]),
+            "UPLOADS_ROOT": str(base / "uploads"),
+            "BACKUP_DIR": str(base / "backups"),
+        }
     finally:
         drop_world(SERVER_URL, name, base / "uploads")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli import GUARD, ROOT, guard, guard_json
+from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json
 from tests.conftest import url_for
 
 pytestmark = pytest.mark.acceptance
@@ -21,6 +21,12 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
+def test_check_all_without_migrations_dir_names_it(template_db: str, tmp_path: Path) -> None:
+    done = guard("check", "all", env={"DATABASE_URL": url_for(template_db), "UPLOADS_ROOT": str(tmp_path)})
+    assert done.returncode == 2
+    assert "MIGRATIONS_DIR" in one_line(done.stderr)
+
+
 def test_missing_database_url_is_a_configuration_error() -> None:
     done = guard("check", "integrity")
     assert done.returncode == 2
@@ -28,7 +34,11 @@ def test_missing_database_url_is_a_configuration_error() -> None:
 
 
 def test_unreachable_database_exits_3_without_the_password(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/nowhere", "UPLOADS_ROOT": str(tmp_path)}
+    env = {
+        "DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/nowhere",
+        "UPLOADS_ROOT": str(tmp_path),
+        "MIGRATIONS_DIR": MIGRATIONS_DIR,
+    }
     done = guard("check", "integrity", env=env)
     assert done.returncode == 3
     line = one_line(done.stderr)
@@ -75,7 +85,11 @@ def test_help_explains_exit_codes() -> None:
 
 
 def test_predeploy_runs_commands_and_fails_on_any(template_db: str, tmp_path: Path) -> None:
-    env = {"DATABASE_URL": url_for(template_db), "UPLOADS_ROOT": str(tmp_path)}
+    env = {
+        "DATABASE_URL": url_for(template_db),
+        "UPLOADS_ROOT": str(tmp_path),
+        "MIGRATIONS_DIR": MIGRATIONS_DIR,
+    }
     (tmp_path / "uploads" / "ads").mkdir(parents=True)
     code, document = guard_json("predeploy", "--run", "true", env=env)
     assert code == 0 and document["ok"] is True

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.cli import guard, guard_json
+from tests.acceptance.cli import MIGRATIONS_DIR, guard, guard_json
 from tests.conftest import drop_database, unique_name
 
 pytestmark = pytest.mark.acceptance
@@ -45,7 +45,11 @@ def make_world(tmp_path: Path) -> Iterator[Any]:
 
 
 def env_for(truth: dict[str, Any]) -> dict[str, str]:
-    return {"DATABASE_URL": truth["database_url"], "UPLOADS_ROOT": truth["uploads_root"]}
+    return {
+        "DATABASE_URL": truth["database_url"],
+        "UPLOADS_ROOT": truth["uploads_root"],
+        "MIGRATIONS_DIR": MIGRATIONS_DIR,
+    }
 
 
 @pytest.mark.parametrize(("ads", "bad", "seed"), [(400, 0.05, 1), (1500, 0.01, 7), (250, 0.2, 3)])
@@ -57,6 +61,8 @@ def test_every_count_matches_the_ground_truth(make_world: Any, ads: int, bad: fl
     assert counts["integrity"] == truth["integrity"]
     assert counts["files"] == truth["files_check"]
     assert counts["health"] == {"database_unreachable": 0, "uploads_unreadable": 0}
+    assert not any(counts["migrations"].values()), "the demo records its migrations as Prisma does"
+    assert not any(counts["drift"].values()), "the demo's schema is exactly its migrations'"
     for check in document["checks"]:
         for kind in check["counts"]:
             assert len([f for f in check["findings"] if f["kind"] == kind]) <= 3
