@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +13,10 @@ from guard import store
 from guard.checks import CheckContext, file_events, integrity, registry
 from guard.database import Database
 from guard.errors import UnreachableError
-from guard.finding import Finding
+from guard.finding import Finding, FindingSink
 from guard.outbox import mark_processed, prune
 from guard.redact import redact
+from guard.rules import Rule
 from guard.settings import Settings
 from guard.store import Changes, Scope
 from guard.uploads import UploadsRoot
@@ -66,7 +70,10 @@ def _rows_integrity(
     rules = [r for r in settings.rules if r.table == table]
     if not rules or not keys:
         return Changes()
-    result = integrity.check_keys(db, rules, table, keys)
+    sink = FindingSink(integrity.CHECK, None, (r.id for r in rules))
+    for plan in _plans(db, rules, table):
+        integrity.check_table(db, plan, sink, keys=keys)
+    result = sink.result(0.0)
     scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
     return store.reconcile(db, scope, _all_findings(result.findings, result.counts))
 
@@ -126,5 +133,31 @@ def run_maintenance(settings: Settings, action: str) -> Changes:
         return store.reconcile(db, Scope("backup", (kind,), (action,)), found)
 
 
-def _database(settings: Settings) -> Database:
-    return Database(settings.require_database_url(), application_name="guard-sync")
+_CONNECTIONS: dict[tuple[int, str], Database] = {}
+_PLANS: dict[tuple[str, str], tuple[float, list[integrity.TablePlan]]] = {}
+PLAN_TTL_S = 60.0
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """Lend this process's connection (a worker runs thousands of small tasks); drop it on error."""
+    url = settings.require_database_url()
+    key = (os.getpid(), url)
+    db = _CONNECTIONS.pop(key, None) or Database(url, application_name="guard-sync")
+    try:
+        yield db
+    except BaseException:
+        db.close()
+        raise
+    if not db.connection.closed:
+        _CONNECTIONS[key] = db
+
+
+def _plans(db: Database, rules: Sequence[Rule], table: str) -> list[integrity.TablePlan]:
+    """Return the table's validated rule plan, looked up in the catalog at most once a minute."""
+    key = (db.url, table)
+    cached = _PLANS.get(key)
+    if cached is None or time.monotonic() - cached[0] > PLAN_TTL_S:
+        cached = (time.monotonic(), integrity.plan_tables(db, rules))
+        _PLANS[key] = cached
+    return cached[1]

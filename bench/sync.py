@@ -1,0 +1,256 @@
+"""Continuous-sync benchmarks: commit-to-finding latency, backlog under load, trigger cost.
+
+`.venv/bin/python -m bench.sync [--seconds 60]` against the local PostgreSQL and Redis. Scratch
+data under bench/work/; every process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from guard.database import Database
+from guard.install import install, uninstall
+from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
+from guard.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "work" / "sync"
+BIN = Path(sys.executable).parent
+SERVER = os.environ.get("GUARD_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MIGRATIONS = ROOT / "examples" / "thulobazaar" / "prisma" / "migrations"
+PGBENCH_SCRIPT = """\\set n random(1, 1000000000)
+INSERT INTO ads (title, slug, category_id, user_id)
+  VALUES ('Bench ad', 'bench-' || :client_id || '-' || :n, 1, 1) RETURNING id AS ad \\gset
+INSERT INTO ad_images (ad_id, filename, file_path)
+  VALUES (:ad, 'f.webp', 'uploads/ads/bench-' || :ad || '.webp');
+UPDATE ads SET slug = 'bench-upd-' || :ad, updated_at = now() WHERE id = :ad;
+"""
+
+def url_for(name: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(SERVER)
+    params["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = url_for(name)
+    with Database(url) as db:
+        ensure_migrations_table(db)
+        for migration in read_migrations(MIGRATIONS):
+            apply_and_record(db, migration)
+        db.execute("INSERT INTO users (id, email) VALUES (1, 'bench@example.com')")
+        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+    return url
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Stack:
+    """One worker (2 processes) and one listener on the bench database; always stopped."""
+
+    def __init__(self, url: str, uploads: Path) -> None:
+        self.prefix = f"guard-bench-{uuid.uuid4().hex[:8]}:"
+        self.env = {**os.environ, "DATABASE_URL": url, "UPLOADS_ROOT": str(uploads),
+                    "BROKER_PREFIX": self.prefix, "PYTHONUNBUFFERED": "1"}
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        log = (WORK / "stack.log").open("ab")
+        for argv in (
+            [str(BIN / "celery"), "-A", "workers", "worker", "-Q", "events,sweeps,alerts", "-c", "2",
+             "-n", f"bench-{self.prefix[:-1]}@%h", "--without-gossip", "--without-mingle",
+             "--loglevel", "WARNING"],
+            [str(BIN / "python"), "-m", "watchers.listener"],
+        ):
+            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+        time.sleep(4)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # warm shutdown; the worker stops its own children
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def paced_writes(url: str, rate: int, seconds: float, bad_every: int, commits: dict[str, float]) -> int:
+    """Insert ads at `rate` per second; every bad_every-th has a bad slug; record commit times."""
+    written = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            due = int(elapsed * rate) + 1
+            while written < due:
+                written += 1
+                bad = written % bad_every == 0
+                slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
+                row = conn.execute("INSERT INTO ads (title, slug, category_id, user_id) "
+                                   "VALUES ('t', %s, 1, 1) RETURNING id", (slug,)).fetchone()
+                if bad and row:
+                    commits[f"ads:{row[0]}"] = time.time()
+            time.sleep(0.001)
+    return written
+
+
+def watch_findings(url: str, seen: dict[str, float], stop: threading.Event) -> None:
+    """Record when each finding is first visible (polled every 10 ms)."""
+    last = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.is_set():
+            # ids commit out of order across workers: look back a window, dedupe by subject
+            rows = conn.execute("SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id",
+                                (last - 500,)).fetchall()
+            now = time.time()
+            for fid, subject in rows:
+                seen.setdefault(subject, now)
+                last = max(last, fid)
+            time.sleep(0.01)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def backlog(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL").fetchone()
+        return int(row[0]) if row else 0
+
+
+def bench_latency(url: str, uploads: Path, seconds: float) -> None:
+    stack = Stack(url, uploads)
+    stack.start()
+    commits: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_findings, args=(url, seen, stop), daemon=True)
+    watcher.start()
+    try:
+        written = paced_writes(url, 200, seconds, 2, commits)
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(s in seen for s in commits):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        watcher.join(5)
+        stack.stop()
+    lat = [(seen[s] - t) * 1000 for s, t in commits.items() if s in seen]
+    print(f"latency @200 writes/s for {seconds:.0f}s: {written} writes, {len(commits)} bad rows, "
+          f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.0f} ms, "
+          f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms; "
+          f"missing {len(commits) - len(lat)}", flush=True)
+
+
+def bench_backlog(url: str, uploads: Path, seconds: float) -> None:
+    stack = Stack(url, uploads)
+    stack.start()
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        t0 = time.time()
+        while not stop.is_set():
+            samples.append((time.time() - t0, backlog(url)))
+            stop.wait(5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        written = paced_writes(url, 1000, seconds, 10, {})
+        stop.set()
+        sampler.join(10)
+        drain_start = time.time()
+        while backlog(url) and time.time() - drain_start < 120:
+            time.sleep(0.5)
+        drained = time.time() - drain_start
+    finally:
+        stack.stop()
+    shown = ", ".join(f"{t:.0f}s:{n}" for t, n in samples)
+    print(f"backlog @1000 writes/s for {seconds:.0f}s ({written} writes, "
+          f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}]; "
+          f"drained {drained:.1f}s after writes stopped", flush=True)
+
+
+def pgbench(url: str, seconds: int, wrapped: bool) -> float:
+    script = WORK / ("app_writes_tx.sql" if wrapped else "app_writes.sql")
+    body = PGBENCH_SCRIPT.replace("\\gset", "\\gset", 1)
+    script.write_text(f"BEGIN;\n{body}COMMIT;\n" if wrapped else body)
+    out = subprocess.run(["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"tps = ([0-9.]+)", out)
+    return float(match.group(1)) if match else 0.0
+
+
+def bench_triggers(url: str, seconds: int, wrapped: bool) -> None:
+    settings = Settings(database_url=url)
+    runs: dict[str, list[float]] = {"without": [], "with": []}
+    with Database(url) as db:
+        for _ in range(2):
+            uninstall(db)
+            db.execute("CHECKPOINT")
+            runs["without"].append(round(pgbench(url, seconds, wrapped)))
+            install(db, settings)
+            db.execute("CHECKPOINT")
+            runs["with"].append(round(pgbench(url, seconds, wrapped)))
+            db.execute("TRUNCATE guard.outbox")
+    base, trig = max(runs["without"]), max(runs["with"])
+    shape = "one transaction per listing" if wrapped else "each statement its own transaction"
+    print(f"pgbench app writes (insert ad, insert image, update slug; {shape}; 4 clients, "
+          f"{seconds}s x2, best run): without triggers {base:.0f} tps {runs['without']}, "
+          f"with triggers {trig:.0f} tps {runs['with']}: {100 * (base - trig) / base:.1f}% slower",
+          flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument("--only", choices=["latency", "backlog", "triggers"])
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    uploads = WORK / "uploads"
+    shutil.rmtree(uploads, ignore_errors=True)
+    (uploads / "uploads" / "ads").mkdir(parents=True)
+    name = f"guard_bench_sync_{os.getpid()}"
+    try:
+        if args.only in (None, "triggers"):
+            for wrapped in (False, True):
+                bench_triggers(fresh_database(name), args.pgbench_seconds, wrapped)
+        for which, fn in (("latency", bench_latency), ("backlog", bench_backlog)):
+            if args.only in (None, which):
+                url = fresh_database(name)
+                with Database(url) as db:
+                    install(db, Settings(database_url=url))
+                fn(url, uploads, args.seconds)
+    finally:
+        drop_database(name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
