@@ -145,7 +145,7 @@ def collect_uploads(
             relpath = prefix + entry.name
             try:
                 stat = StatKey.of(entry.stat(follow_symlinks=False))
-                files[relpath] = _entry(store, Path(entry.path), relpath, stat, previous)
+                files[relpath] = _entry(store, entry.path, relpath, stat, previous)
             except FileNotFoundError:
                 continue  # deleted since the walk saw it; if a row needs it, it is reported below
     bar.close()
@@ -182,7 +182,7 @@ def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
         return gone
 
 
-def _entry(store: ObjectStore, source: Path, relpath: str, key: StatKey,
+def _entry(store: ObjectStore, source: str | Path, relpath: str, key: StatKey,
            previous: dict[str, FileEntry]) -> FileEntry:
     return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
 

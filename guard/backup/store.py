@@ -58,7 +58,7 @@ class ObjectStore:
     def path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
 
-    def add_file(self, source: Path, relpath: str) -> FileEntry:
+    def add_file(self, source: str | Path, relpath: str) -> FileEntry:
         """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
         self.files_read += 1
         for _ in range(COPY_TRIES):
