@@ -45,7 +45,9 @@ class App:
         row = self.db.fetch_one(
             "INSERT INTO ads (title, slug, category_id, user_id) "
             "VALUES ('Demo ad', %s, (SELECT min(id) FROM categories), (SELECT min(id) FROM users)) "
-            "RETURNING id", (slug,))
+            "RETURNING id",
+            (slug,),
+        )
         assert row is not None
         return int(row[0])
 
@@ -55,20 +57,26 @@ class App:
         rel = f"{FOLDER}/ad-{stamp}-photo.webp"
         (self.root / rel).write_bytes(WEBP)  # upload first, row a moment later, as the app does
         time.sleep(0.3)
-        self.db.execute("INSERT INTO ad_images (ad_id, filename, file_path) VALUES (%s, %s, %s)",
-                        (ad, rel.rsplit("/", 1)[1], rel))
+        self.db.execute(
+            "INSERT INTO ad_images (ad_id, filename, file_path) VALUES (%s, %s, %s)",
+            (ad, rel.rsplit("/", 1)[1], rel),
+        )
         self.say(f"good listing ads:{ad} with {rel}")
 
     def bad_slug(self) -> None:
         ad = self.new_ad("Demo Ad With Spaces")
         self.say(f"BAD slug on ads:{ad}")
-        self.later(6, f"slug of ads:{ad}", lambda: self.db.execute(
-            "UPDATE ads SET slug = %s WHERE id = %s", (f"fixed-ad-{ad}", ad)))
+        self.later(
+            6,
+            f"slug of ads:{ad}",
+            lambda: self.db.execute("UPDATE ads SET slug = %s WHERE id = %s", (f"fixed-ad-{ad}", ad)),
+        )
 
     def lose_file(self) -> None:
         row = self.db.fetch_one(
             "SELECT id, file_path FROM ad_images WHERE file_path LIKE 'uploads/ads/ad-%%-photo.webp' "
-            "ORDER BY random() LIMIT 1")
+            "ORDER BY random() LIMIT 1"
+        )
         if row is None:
             return self.good_listing()
         path = self.root / str(row[1])
@@ -88,8 +96,8 @@ class App:
 
     def step(self) -> None:
         action = self.rng.choices(
-            [self.good_listing, self.bad_slug, self.lose_file, self.stray_upload],
-            weights=[5, 2, 1, 1])[0]
+            [self.good_listing, self.bad_slug, self.lose_file, self.stray_upload], weights=[5, 2, 1, 1]
+        )[0]
         action()
 
 
