@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,12 +66,24 @@ def run_backup(settings: Settings, progress: ProgressFactory = no_progress, *,
     url = settings.require_database_url()
     root = UploadsRoot(settings.require_uploads_root())
     repo = Repository.open(require_backup_dir(settings), create=True)
-    with repo.lock(exclusive=True):
+    with repo.lock(exclusive=True), _no_cyclic_gc():
         try:
             repo.clear_tmp()
             return _take(repo, settings, url, root, progress, allow_missing_table)
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic collector: a million acyclic entries would make each pass rescan them all."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _take(repo: Repository, settings: Settings, url: str, root: UploadsRoot,
@@ -137,34 +152,57 @@ def collect_uploads(
     progress: ProgressFactory = no_progress,
 ) -> tuple[list[FileEntry], list[MissingRef]]:
     """Back up the scanned folders, then every referenced path the walk did not cover."""
-    files: dict[str, FileEntry] = {}
-    bar = progress("files", None)
-    for prefix, batch in root.walk(scan_dirs):
-        bar.advance(len(batch))
-        for entry in batch:
-            relpath = prefix + entry.name
-            try:
-                stat = StatKey.of(entry.stat(follow_symlinks=False))
-                files[relpath] = _entry(store, entry.path, relpath, stat, previous)
-            except FileNotFoundError:
-                continue  # deleted since the walk saw it; if a row needs it, it is reported below
-    bar.close()
+    files = _walk_files(root, scan_dirs, store, previous, progress)
+    # A walked path is already in normal form when every scan dir is: skip normpath for those refs.
+    exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
     missing: list[MissingRef] = []
-    for ref in facts.refs:
-        reason = paths.unsafe_reason(ref.path)
-        if reason is not None:
-            missing.append(MissingRef(ref.subject, paths.json_safe(ref.path), f"stored path {reason}",
-                                      UNSAFE))
+    for row_id, stored in facts.refs:
+        if row_id is None or stored is None or not stored.strip():
             continue
-        key = paths.normalize(ref.path)
+        reason = paths.unsafe_reason(stored)
+        if reason is not None:
+            missing.append(MissingRef(facts.subject(row_id), paths.json_safe(stored),
+                                      f"stored path {reason}", UNSAFE))
+            continue
+        if exact and stored in files:
+            continue
+        key = paths.normalize(stored)
         if key in files:
             continue
         found = _referenced(root, store, key, previous)
         if isinstance(found, FileEntry):
             files[key] = found
         else:
-            missing.append(MissingRef(ref.subject, key, *found))
-    return sorted(files.values(), key=lambda f: f.path), missing
+            missing.append(MissingRef(facts.subject(row_id), key, *found))
+    return sorted(files.values(), key=_path_of), missing
+
+
+def _path_of(entry: FileEntry) -> str:
+    return entry.path
+
+
+def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStore,
+                previous: dict[str, FileEntry], progress: ProgressFactory) -> dict[str, FileEntry]:
+    """Stat every regular file once; reuse the previous entry object when its stat key is unchanged."""
+    files: dict[str, FileEntry] = {}
+    get = previous.get
+    bar = progress("files", None)
+    for prefix, batch in root.walk(scan_dirs):
+        bar.advance(len(batch))
+        for entry in batch:
+            relpath = prefix + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+                old = get(relpath)
+                if (old is not None and old.ctime_ns == st.st_ctime_ns and old.size == st.st_size
+                        and old.mtime_ns == st.st_mtime_ns and old.inode == st.st_ino):
+                    files[relpath] = old  # size, mtime, ctime and inode unchanged: not read again
+                else:
+                    files[relpath] = store.add_file(entry.path, relpath)
+            except FileNotFoundError:
+                continue  # deleted since the walk saw it; if a row needs it, it is reported below
+    bar.close()
+    return files
 
 
 def _referenced(root: UploadsRoot, store: ObjectStore, key: str,

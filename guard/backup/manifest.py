@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from guard.errors import GuardError
 
-FORMAT = "guard-backup/1"
+FORMAT = "guard-backup/2"  # checksum over the body's exact bytes
+CANONICAL_FORMAT = "guard-backup/1"  # still read: checksum over the re-serialized, key-sorted body
+HEAD = b'{"checksum":"sha256:'
+HEAD_LEN = len(HEAD) + 64 + 2  # the hex digest, then '",'
 FILE_FIELDS = ("path", "sha256", "size", "mtime_ns", "ctime_ns", "inode")
 
 
@@ -35,6 +39,14 @@ class FileEntry:
     def from_row(cls, row: list[Any]) -> FileEntry:
         path, sha, size, mtime_ns, ctime_ns, inode = row
         return cls(str(path), str(sha), int(size), mtime_ns, ctime_ns, inode)
+
+
+def _file_entries(rows: list[list[Any]]) -> Iterator[FileEntry]:
+    """Build entries from checksum-verified rows; a row of the wrong shape or type is a bad value."""
+    for path, sha, size, mtime_ns, ctime_ns, inode in rows:
+        if type(path) is not str or type(sha) is not str or type(size) is not int:
+            raise ValueError(path)
+        yield FileEntry(path, sha, size, mtime_ns, ctime_ns, inode)
 
 
 UNSAFE, ESCAPES, ABSENT = "unsafe", "escapes", "absent"
@@ -112,14 +124,18 @@ class Manifest:
         }
 
     def to_bytes(self) -> bytes:
-        """Serialize with a checksum of the canonical body; ASCII so any file name round-trips."""
-        body = self.body()
-        document = {"checksum": "sha256:" + checksum(body), **body}
-        return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        """Serialize once; the checksum is the SHA-256 of the body's bytes, written first.
+
+        ASCII, so any file name round-trips. Layout: `{"checksum":"sha256:<hex>",` followed by the
+        rest of the body, whose own bytes (with its leading `{`) are what the hex digest covers.
+        """
+        body = json.dumps(self.body(), ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        digest = hashlib.sha256(body).hexdigest().encode("ascii")
+        return HEAD + digest + b'",' + body[1:]
 
 
 def checksum(body: dict[str, Any]) -> str:
-    """Return the SHA-256 of the canonical JSON of a manifest body (sorted keys, no spaces, ASCII)."""
+    """Return the SHA-256 of the canonical JSON of a body (sorted keys, no spaces, ASCII): format 1."""
     canonical = json.dumps(body, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
@@ -129,9 +145,10 @@ def parse(data: bytes, source: str) -> Manifest:
     try:
         document = json.loads(data)
         stated = document.pop("checksum")
+        fmt = document["format"]
     except (ValueError, KeyError, AttributeError, TypeError):
         raise ManifestError(f"{source}: not a guard backup manifest") from None
-    if stated != "sha256:" + checksum(document):
+    if not _checksum_matches(data, document, stated, fmt):
         raise ManifestError(f"{source}: manifest checksum does not match its content")
     try:
         return _from_body(document)
@@ -139,8 +156,17 @@ def parse(data: bytes, source: str) -> Manifest:
         raise ManifestError(f"{source}: manifest is missing a field or has a bad value") from None
 
 
+def _checksum_matches(data: bytes, document: dict[str, Any], stated: Any, fmt: Any) -> bool:
+    if fmt == CANONICAL_FORMAT:
+        return bool(stated == "sha256:" + checksum(document))
+    if not data.startswith(HEAD) or data[HEAD_LEN - 2:HEAD_LEN] != b'",':
+        return False
+    digest = hashlib.sha256(b"{" + data[HEAD_LEN:]).hexdigest()
+    return bool(stated == "sha256:" + digest and data[len(HEAD):HEAD_LEN - 2] == digest.encode())
+
+
 def _from_body(body: dict[str, Any]) -> Manifest:
-    if body["format"] != FORMAT:
+    if body["format"] not in (FORMAT, CANONICAL_FORMAT):
         raise ValueError(body["format"])
     dump = body["dump"]
     return Manifest(
@@ -150,7 +176,7 @@ def _from_body(body: dict[str, Any]) -> Manifest:
         versions=dict(body["versions"]),
         database=dict(body["database"]),
         dump=DumpInfo(str(dump["name"]), int(dump["size"]), str(dump["sha256"])),
-        files=tuple(FileEntry.from_row(row) for row in body["files"]),
+        files=tuple(_file_entries(body["files"])),
         missing=tuple(
             MissingRef(m["subject"], m["path"], m["reason"], m["kind"])
             for m in body["consistency"]["missing"]

@@ -20,21 +20,18 @@ from guard.settings import Settings
 
 
 @dataclass(frozen=True)
-class StoredPath:
-    """One row's stored file path, as read in the snapshot."""
-
-    subject: str
-    path: str
-
-
-@dataclass(frozen=True)
 class SnapshotFacts:
     """What the snapshot says besides the dump: referenced paths, migration state, schema hash."""
 
     server_version: str
-    refs: tuple[StoredPath, ...]
+    refs: list[tuple[str | None, str | None]]  # (primary key as text, stored path) per row
     migrations: list[dict[str, Any]] | None
     schema_sha256: str
+    table: str = ""
+
+    def subject(self, row_id: str | None) -> str:
+        """Name one row the way findings do: `table:primary key`."""
+        return f"{self.table}:{row_id}"
 
 
 class Snapshot:
@@ -53,9 +50,10 @@ class Snapshot:
         skip = allow_missing_table and not self._has_table(table)
         return SnapshotFacts(
             server_version=self._server_version(),
-            refs=() if skip else tuple(self._refs(table, column)),
+            refs=[] if skip else self._refs(table, column),
             migrations=self._migrations(),
             schema_sha256=self._schema_hash(),
+            table=table,
         )
 
     def _has_table(self, table: str) -> bool:
@@ -66,15 +64,17 @@ class Snapshot:
         row = self.db.fetch_one("SELECT current_setting('server_version')")
         return str(row[0]) if row else "?"
 
-    def _refs(self, table: str, column: str) -> Iterator[StoredPath]:
+    def _refs(self, table: str, column: str) -> list[tuple[str | None, str | None]]:
+        """Read every row's (primary key, stored path) in batches; blank paths are skipped later."""
         require_column(self.db, table, column, owner="file_table/file_column")
         pk = primary_key(self.db, table, owner="file_table").column
-        query = sql.SQL("SELECT {pk}::text, {col}::text FROM {table}").format(
+        query = sql.SQL("SELECT {pk}::text, {col}::text FROM {table} WHERE {col} IS NOT NULL").format(
             pk=sql.Identifier(pk), col=sql.Identifier(column), table=sql.Identifier(table)
         )
-        for row_id, stored in self.db.copy_out(query):
-            if row_id is not None and stored is not None and stored.strip():
-                yield StoredPath(f"{table}:{row_id}", stored)
+        refs: list[tuple[str | None, str | None]] = []
+        for batch in self.db.stream_batches(query):
+            refs.extend(batch)  # psycopg rows are tuples already: no object per row
+        return refs
 
     def _migrations(self) -> list[dict[str, Any]] | None:
         row = self.db.fetch_one("SELECT to_regclass('_prisma_migrations') IS NOT NULL")

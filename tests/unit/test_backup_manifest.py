@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from guard.backup.manifest import DumpInfo, FileEntry, Manifest, ManifestError, MissingRef, parse
+from guard.backup.manifest import (
+    DumpInfo,
+    FileEntry,
+    Manifest,
+    ManifestError,
+    MissingRef,
+    checksum,
+    parse,
+)
 
 ODD_NAMES = (
     "uploads/ads/plain.webp",
@@ -54,3 +62,23 @@ def test_consistency_verdict_follows_the_missing_list() -> None:
     body = json.loads(manifest().to_bytes())
     assert body["consistency"]["ok"] is False
     assert body["consistency"]["missing"][0]["subject"] == "ad_images:1"
+
+
+def test_a_flipped_byte_anywhere_in_the_body_breaks_the_checksum() -> None:
+    data = bytearray(manifest().to_bytes())
+    at = data.index(b"plain.webp")
+    data[at] = ord("P")
+    with pytest.raises(ManifestError, match="checksum does not match"):
+        parse(bytes(data), "test")
+
+
+def test_a_format_1_manifest_is_still_read() -> None:
+    original = manifest()
+    body = json.loads(original.to_bytes())
+    body.pop("checksum")
+    body["format"] = "guard-backup/1"
+    document = {"checksum": "sha256:" + checksum(body), **body}
+    assert parse(json.dumps(document).encode(), "old").files == original.files
+    document["files"][0][2] = 35
+    with pytest.raises(ManifestError, match="checksum does not match"):
+        parse(json.dumps(document).encode(), "old")
