@@ -157,14 +157,15 @@ def collect_uploads(
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
     missing: list[MissingRef] = []
     for row_id, stored in facts.refs:
+        if (exact and stored in files and "\\" not in stored and ".." not in stored
+                and stored[0] != "/" and row_id is not None):
+            continue  # safe as stored (the cheap test implies unsafe_reason is None) and walked
         if row_id is None or stored is None or not stored.strip():
             continue
         reason = paths.unsafe_reason(stored)
         if reason is not None:
             missing.append(MissingRef(facts.subject(row_id), paths.json_safe(stored),
                                       f"stored path {reason}", UNSAFE))
-            continue
-        if exact and stored in files:
             continue
         key = paths.normalize(stored)
         if key in files:
@@ -174,11 +175,7 @@ def collect_uploads(
             files[key] = found
         else:
             missing.append(MissingRef(facts.subject(row_id), key, *found))
-    return sorted(files.values(), key=_path_of), missing
-
-
-def _path_of(entry: FileEntry) -> str:
-    return entry.path
+    return sorted(files.values()), missing
 
 
 def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStore,
@@ -194,8 +191,8 @@ def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStor
             try:
                 st = entry.stat(follow_symlinks=False)
                 old = get(relpath)
-                if (old is not None and old.ctime_ns == st.st_ctime_ns and old.size == st.st_size
-                        and old.mtime_ns == st.st_mtime_ns and old.inode == st.st_ino):
+                if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                   st.st_ino):
                     files[relpath] = old  # size, mtime, ctime and inode unchanged: not read again
                 else:
                     files[relpath] = store.add_file(entry.path, relpath)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from guard.errors import GuardError
 
@@ -21,9 +20,11 @@ class ManifestError(GuardError):
     """A manifest that cannot be read, or whose checksum does not match its content."""
 
 
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """One uploads file in a backup; ctime_ns is None when it was too fresh to trust as a cache key."""
+class FileEntry(NamedTuple):
+    """One uploads file in a backup; ctime_ns is None when it was too fresh to trust as a cache key.
+
+    A tuple in FILE_FIELDS order, so the manifest's JSON array for a file is the entry itself.
+    """
 
     path: str
     sha256: str
@@ -33,20 +34,16 @@ class FileEntry:
     inode: int | None = None
 
     def row(self) -> list[Any]:
-        return [self.path, self.sha256, self.size, self.mtime_ns, self.ctime_ns, self.inode]
+        return list(self)
 
     @classmethod
     def from_row(cls, row: list[Any]) -> FileEntry:
-        path, sha, size, mtime_ns, ctime_ns, inode = row
-        return cls(str(path), str(sha), int(size), mtime_ns, ctime_ns, inode)
+        return cls._make(row)
 
 
-def _file_entries(rows: list[list[Any]]) -> Iterator[FileEntry]:
-    """Build entries from checksum-verified rows; a row of the wrong shape or type is a bad value."""
-    for path, sha, size, mtime_ns, ctime_ns, inode in rows:
-        if type(path) is not str or type(sha) is not str or type(size) is not int:
-            raise ValueError(path)
-        yield FileEntry(path, sha, size, mtime_ns, ctime_ns, inode)
+def _file_entries(rows: list[list[Any]]) -> list[FileEntry]:
+    """Build entries from checksum-verified rows; a row of the wrong length is a bad value."""
+    return list(map(FileEntry._make, rows))
 
 
 UNSAFE, ESCAPES, ABSENT = "unsafe", "escapes", "absent"
@@ -120,7 +117,7 @@ class Manifest:
                 "missing": [m.to_json() for m in self.missing],
             },
             "file_fields": list(FILE_FIELDS),
-            "files": [f.row() for f in self.files],
+            "files": self.files,  # FileEntry tuples encode as JSON arrays
         }
 
     def to_bytes(self) -> bytes:
