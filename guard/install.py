@@ -10,7 +10,7 @@ from guard.catalog import primary_key, require_column
 from guard.database import Database, load_query
 from guard.settings import Settings
 
-VERSION = 1
+VERSION = 2  # 2: row-level capture, notify only while a listener is idle
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"
@@ -95,30 +95,31 @@ def function_name(table: str) -> sql.Identifier:
 
 def capture_function_sql(table: WatchedTable) -> sql.Composed:
     """Compose the table's capture function from guard/sql/install_trigger.sql."""
-    def path(alias: str) -> sql.Composable:
+    def path(record: str) -> sql.Composable:
         if table.path_column is None:
             return sql.SQL("NULL::text")
-        return sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(table.path_column))
-
-    def relevant(alias: str) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in table.columns
-        )
+        return sql.SQL("{}.{}::text").format(sql.SQL(record), sql.Identifier(table.path_column))
 
     return sql.SQL(load_query("install_trigger")).format(
         function=function_name(table.name),
         table_name=sql.Literal(table.name),
         pk=sql.Identifier(table.pk),
-        old_path=path("d"),
-        new_path=path("n"),
-        relevant_old=relevant("d"),
-        relevant_new=relevant("n"),
+        old_path=path("OLD"),
+        new_path=path("NEW"),
     )
 
 
 def _triggers_sql(table: WatchedTable) -> sql.Composed:
+    def relevant(record: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.SQL(record), sql.Identifier(c)) for c in table.columns
+        )
+
     return sql.SQL(load_query("install_triggers_create")).format(
-        table=sql.Identifier(table.name), function=function_name(table.name)
+        table=sql.Identifier(table.name),
+        function=function_name(table.name),
+        relevant_old=relevant("OLD"),
+        relevant_new=relevant("NEW"),
     )
 
 

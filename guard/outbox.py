@@ -12,6 +12,7 @@ CHANNEL = "guard_outbox"
 
 MARK_PROCESSED = "UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL"
 BACKLOG = "SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL"
+SET_IDLE = "UPDATE guard.listener_state SET idle = %s, changed_at = now() WHERE idle IS DISTINCT FROM %s"
 PRUNE = "DELETE FROM guard.outbox WHERE processed_at < now() - make_interval(secs => %s)"
 
 
@@ -66,6 +67,11 @@ def group(changes: Sequence[Change], size: int = 200) -> list[Batch]:
 
 def mark_processed(db: Database, ids: Sequence[int]) -> int:
     return db.execute(MARK_PROCESSED, (list(ids),))
+
+
+def set_listener_idle(db: Database, idle: bool) -> None:
+    """Tell the capture triggers whether a listener waits for pg_notify (only then do they send it)."""
+    db.execute(SET_IDLE, (idle, idle))
 
 
 def backlog(db: Database) -> int:

@@ -59,7 +59,7 @@ class Listener:
             backoff.reset()
             while not self.stop:
                 if self.drain(db) == 0:
-                    self.wait_for_wakeup(conn)
+                    self.idle(conn, db)
                 else:
                     # Under a stream of writes, let a few more changes gather so each task checks a
                     # batch instead of one row; this bounds tasks per second, not latency.
@@ -79,6 +79,18 @@ class Listener:
             self.dispatched += total
             log.info("dispatched %d changes (%d in all)", total, self.dispatched)
         return total
+
+    def idle(self, conn: psycopg.Connection[object], db: Database) -> None:
+        """Ask the triggers to notify, re-check once (a commit may have slipped in), then wait.
+
+        While busy, writers skip pg_notify (it serializes their commits). A write whose trigger saw
+        "busy" and that committed before the re-check is drained here; one still uncommitted at the
+        re-check (a long transaction) is found by the poll when the wait times out.
+        """
+        outbox.set_listener_idle(db, True)
+        if self.drain(db) == 0:
+            self.wait_for_wakeup(conn)
+        outbox.set_listener_idle(db, False)
 
     def wait_for_wakeup(self, conn: psycopg.Connection[object]) -> None:
         for _ in conn.notifies(timeout=WAIT_S, stop_after=1):

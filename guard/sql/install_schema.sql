@@ -64,3 +64,13 @@ CREATE TABLE IF NOT EXISTS guard.alert_state (
     name    text PRIMARY KEY,
     sent_at timestamptz NOT NULL
 );
+
+-- Whether a listener is waiting for a wake-up. The capture triggers send pg_notify only while one
+-- is (a notify serializes writers' commits); a listener flips it just before it waits and re-checks
+-- the outbox after flipping, and it polls while waiting, so a missed wake-up costs bounded latency.
+CREATE TABLE IF NOT EXISTS guard.listener_state (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    idle       boolean NOT NULL DEFAULT true,
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO guard.listener_state (one, idle) VALUES (true, true) ON CONFLICT (one) DO NOTHING;

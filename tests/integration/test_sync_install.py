@@ -7,7 +7,7 @@ import pytest
 
 from guard import outbox
 from guard.database import Database
-from guard.install import install, installed_version, uninstall
+from guard.install import VERSION, install, installed_version, uninstall
 from guard.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_install_is_idempotent_and_versioned(db_url: str) -> None:
         first = install(db, Settings(database_url=db_url))
         second = install(db, Settings(database_url=db_url))
         assert [t.name for t in first] == [t.name for t in second] == ["ad_images", "ads", "categories"]
-        assert installed_version(db) == 1
+        assert installed_version(db) == VERSION
         triggers = db.fetch_all(
             "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'guard_capture_%' AND NOT tgisinternal"
         )
