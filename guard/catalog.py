@@ -25,6 +25,14 @@ JOIN pg_type t ON t.oid = a.atttypid
 WHERE i.indrelid = to_regclass(quote_ident(%s)) AND i.indisprimary
 """
 
+UNIQUE_COLUMN = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
+    AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+)
+"""
+
 TABLE_EXISTS = "SELECT to_regclass(quote_ident(%s)) IS NOT NULL"
 
 
@@ -66,3 +74,9 @@ def primary_key(db: Database, table: str, *, owner: str) -> PrimaryKey:
     if len(rows) != 1:
         raise ConfigError(f"{owner}: table '{table}' needs a single-column primary key")
     return PrimaryKey(str(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
+
+
+def is_unique(db: Database, table: str, column: str) -> bool:
+    """Tell whether a unique index (or primary key) covers exactly this column, so no value repeats."""
+    row = db.fetch_one(UNIQUE_COLUMN, (table, column))
+    return bool(row and row[0])

@@ -10,6 +10,7 @@ from typing import Any, Self
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import scalar_row
 
 from guard.errors import GuardError, UnreachableError
 from guard.redact import redact
@@ -118,6 +119,19 @@ class Database:
             self._mapped_errors(),
             self.connection.transaction(),
             self.connection.cursor(name=f"guard_stream_{id(self)}") as cur,
+        ):
+            cur.execute(query, params)
+            while batch := cur.fetchmany(size):
+                yield batch
+
+    def stream_values(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 50000
+    ) -> Iterator[list[Any]]:
+        """Yield lists of a one-column query's values, with no tuple per row."""
+        with (
+            self._mapped_errors(),
+            self.connection.transaction(),
+            self.connection.cursor(name=f"guard_values_{id(self)}", row_factory=scalar_row) as cur,
         ):
             cur.execute(query, params)
             while batch := cur.fetchmany(size):

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.errors import UnreachableError
 
 FileBatch = tuple[str, list[os.DirEntry[str]]]
 BATCH = 10_000
+
+
+@dataclass
+class WalkRecord:
+    """What a walk saw besides regular files: folders read to the end, and other entries."""
+
+    folders: set[str] = field(default_factory=set)
+    others: set[str] = field(default_factory=set)
+
+    def knows_absent(self, relpath: str) -> bool:
+        """Tell whether the walk proves nothing exists at a path it did not yield as a file."""
+        parent = relpath.rpartition("/")[0]
+        return parent in self.folders and relpath not in self.others
 
 
 class UploadsRoot:
@@ -24,15 +38,15 @@ class UploadsRoot:
         if not self.real.is_dir():
             raise UnreachableError(f"uploads root {root} is not a folder")
 
-    def walk(self, folders: tuple[str, ...]) -> Iterator[FileBatch]:
+    def walk(self, folders: tuple[str, ...], record: WalkRecord | None = None) -> Iterator[FileBatch]:
         """Yield (folder prefix, regular files) batches; symlinks and symlinked folders are not followed."""
         for folder in folders:
             start = self.real / folder
-            if start.is_symlink() or not start.is_dir():
-                continue
-            yield from self._walk_dir(str(start), folder)
+            if not start.is_dir() or os.path.realpath(start) != str(start):
+                continue  # absent, or reached through a symlink: never walked
+            yield from self._walk_dir(str(start), folder, record)
 
-    def _walk_dir(self, path: str, rel: str) -> Iterator[FileBatch]:
+    def _walk_dir(self, path: str, rel: str, record: WalkRecord | None) -> Iterator[FileBatch]:
         stack = [(path, rel)]
         while stack:
             current, current_rel = stack.pop()
@@ -41,17 +55,23 @@ class UploadsRoot:
             try:
                 with os.scandir(current) as entries:
                     for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append((entry.path, prefix + entry.name))
-                        elif entry.is_file(follow_symlinks=False):
+                        if entry.is_file(follow_symlinks=False):
                             batch.append(entry)
                             if len(batch) == BATCH:
                                 yield prefix, batch
                                 batch = []
+                        elif entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, prefix + entry.name))
+                            if record is not None:
+                                record.others.add(prefix + entry.name)
+                        elif record is not None:
+                            record.others.add(prefix + entry.name)
             except PermissionError as exc:
                 raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
             if batch:
                 yield prefix, batch
+            if record is not None:
+                record.folders.add(current_rel)
 
     def resolve(self, relpath: str) -> tuple[str, Path | None]:
         """Resolve a safe relative path: ('ok', real), ('missing', None) or ('escapes', None)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,10 +15,27 @@ from guard.catalog import primary_key, require_column
 from guard.checks import CheckContext
 from guard.database import Database
 from guard.finding import CheckResult, Finding, FindingSink
-from guard.uploads import UploadsRoot
+from guard.uploads import UploadsRoot, WalkRecord
 
 KINDS = ("missing_file", "orphan_file", "unsafe_path")
 CHECK = "files"
+
+# A path is plain when it is safe and already normal: no backslash, not absolute, no '.'-led
+# segment (so no '..'), no empty segment, no trailing '/' or whitespace. Anything else goes the
+# careful way, row by row, through guard.paths.
+PLAIN = (
+    "{col} <> '' AND strpos({col}, '\\') = 0 AND left({col}, 1) NOT IN ('.', '/')"
+    " AND strpos({col}, '//') = 0 AND strpos({col}, '/.') = 0"
+    " AND right({col}, 1) NOT IN ('/', ' ', E'\\t', E'\\n', E'\\r')"
+)
+# Plain paths come bare; any other row comes as '/<length of key>/<key><path>', which no plain
+# path can be, so one scan serves both.
+ALL_PATHS = (
+    "SELECT CASE WHEN " + PLAIN + " THEN {col}::text"
+    " ELSE '/' || length({pk}::text) || '/' || {pk}::text || {col}::text END"
+    " FROM {t} WHERE {col} IS NOT NULL"
+)
+ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -28,19 +47,52 @@ class FileRef:
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    """Run the whole-table, whole-folder sync check."""
+    """Run the whole-table, whole-folder sync check: one read of the rows, one walk of the folders."""
     started = time.perf_counter()
     settings = ctx.settings
     root = UploadsRoot(settings.require_uploads_root())
     sink = FindingSink(CHECK, ctx.limit, KINDS)
+    table, column = settings.file_table, settings.file_column
     with Database(settings.require_database_url()) as db:
-        table = settings.file_table
-        require_column(db, table, settings.file_column, owner="file_table/file_column")
-        refs = collect_refs(db, table, settings.file_column, sink, ctx)
-    candidates, stats = sweep_folder(root, settings.scan_dirs, refs, settings.orphan_grace, ctx)
-    needed = resolve_unmatched(root, refs, sink, table)
+        require_column(db, table, column, owner="file_table/file_column")
+        target = PathColumn(table, column, primary_key(db, table, owner="file_table").column)
+        # The database reads and sends rows on its own core while this process walks the folders.
+        reader = PathReader(Database(db.url), target)
+        reader.start()
+        record = WalkRecord()
+        try:
+            files = walk_folders(root, settings.scan_dirs, record, ctx)
+        finally:
+            plain, others = reader.result()
+        index = index_others(others, sink, table)
+        unreferenced = files - plain
+        plain -= files
+        candidates, young = old_unreferenced(root, unreferenced, index, settings.orphan_grace)
+        needed = resolve_unmatched(root, index, sink, table)
+        needed |= resolve_plain(db, target, root, plain, record, sink)
     report_orphans(candidates, needed, sink)
+    stats = {"files_scanned": len(files), "unreferenced_within_grace": young, "rows": plain.rows}
     return sink.result(time.perf_counter() - started, info=stats)
+
+
+@dataclass(frozen=True)
+class PathColumn:
+    """Where rows store file paths, and the key that names a row."""
+
+    table: str
+    column: str
+    pk: str
+
+    def format(self, template: str) -> sql.Composed:
+        return sql.SQL(template).format(
+            t=sql.Identifier(self.table), col=sql.Identifier(self.column), pk=sql.Identifier(self.pk)
+        )
+
+
+class PlainPaths(set[str]):
+    """Stored paths that are safe and already in normal form, matched without ids to stay small."""
+
+    rows = 0
 
 
 class RefIndex:
@@ -63,33 +115,49 @@ class RefIndex:
             yield key, [first, *self.more.get(key, [])]
 
 
-def collect_refs(db: Database, table: str, column: str, sink: FindingSink, ctx: CheckContext) -> RefIndex:
-    """Stream every non-blank stored path once; report unsafe ones, index the rest."""
+class PathReader(threading.Thread):
+    """Read every non-blank stored path on its own connection, as a set of plain paths and the rest."""
+
+    def __init__(self, db: Database, target: PathColumn) -> None:
+        super().__init__(name="guard-path-reader", daemon=True)
+        self.db, self.target = db, target
+        self.plain = PlainPaths()
+        self.others: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.db:
+                for chunk in self.db.stream_values(self.target.format(ALL_PATHS)):
+                    self.plain.update(chunk)
+                    self.plain.rows += len(chunk)
+                    self.others.extend([value for value in chunk if value[:1] == "/"])
+        except BaseException as exc:  # handed to the caller by result()
+            self.error = exc
+
+    def result(self) -> tuple[PlainPaths, list[str]]:
+        """Wait for the read; re-raise its error; drop the encoded rows from the plain set."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        self.plain.difference_update(self.others)
+        return self.plain, self.others
+
+
+def index_others(others: list[str], sink: FindingSink, table: str) -> RefIndex:
+    """Decode the rows whose paths are not plain: report unsafe ones, index the rest."""
     index = RefIndex()
-    query = _paths_query(table, column, primary_key(db, table, owner="file_table").column)
-    bar = ctx.progress("rows", _estimate_rows(db, table))
-    for batch in db.stream_batches(query):
-        for row_id, stored in batch:
-            if stored and _plain(stored):
-                index.add(stored, row_id)  # the common case, kept free of calls
-            elif not paths.is_blank(stored):
-                check_ref(FileRef(row_id, stored), index, sink, table)
-        bar.advance(len(batch))
-    bar.close()
+    for encoded in others:
+        row_id, stored = decode_other(encoded)
+        if not paths.is_blank(stored):
+            check_ref(FileRef(row_id, stored), index, sink, table)
     return index
 
 
-def _plain(stored: str) -> bool:
-    """Tell whether a path is already safe and in normal form, without a call per check."""
-    return not (
-        "\\" in stored
-        or "." in stored[:1]
-        or "/" in stored[:1]
-        or "//" in stored
-        or "/." in stored
-        or stored[-1:] in ("/", " ", "\t", "\n")
-        or "\x00" in stored
-    )
+def decode_other(encoded: str) -> tuple[str, str]:
+    """Split '/<length of key>/<key><path>' into the row's key and its stored path."""
+    size, rest = encoded[1:].split("/", 1)
+    return rest[: int(size)], rest[int(size) :]
 
 
 def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> None:
@@ -102,37 +170,34 @@ def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> N
     sink.add(Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", message, path=ref.path))
 
 
-def sweep_folder(
-    root: UploadsRoot,
-    folders: tuple[str, ...],
-    index: RefIndex,
-    grace: int,
-    ctx: CheckContext,
-) -> tuple[list[str], dict[str, int]]:
-    """Walk the scanned folders once: strike referenced files off the index, collect old unreferenced ones."""
-    cutoff = time.time() - grace
+def walk_folders(
+    root: UploadsRoot, folders: tuple[str, ...], record: WalkRecord, ctx: CheckContext
+) -> set[str]:
+    """Return every regular file under the scanned folders, relative to the root."""
     bar = ctx.progress("files", None)
-    candidates: list[str] = []
-    seen = young = 0
-    first, more = index.first, index.more
-    for prefix, entries in root.walk(folders):
-        seen += len(entries)
-        for entry in entries:
-            relpath = prefix + entry.name
-            if first.pop(relpath, None) is not None:
-                if more:
-                    more.pop(relpath, None)
-            elif entry.stat(follow_symlinks=False).st_mtime > cutoff:
-                young += 1
-            else:
-                candidates.append(relpath)
+    found: set[str] = set()
+    for prefix, entries in root.walk(folders, record):
+        found.update([prefix + entry.name for entry in entries])
         bar.advance(len(entries))
     bar.close()
-    return candidates, {
-        "files_scanned": seen,
-        "unreferenced_within_grace": young,
-        "rows": index.rows,
-    }
+    return found
+
+
+def old_unreferenced(
+    root: UploadsRoot, unreferenced: set[str], index: RefIndex, grace: int
+) -> tuple[list[str], int]:
+    """Strike files named by non-plain rows; split the rest into orphan candidates and young files."""
+    cutoff = time.time() - grace
+    candidates: list[str] = []
+    young = 0
+    for relpath in unreferenced:
+        if index.first.pop(relpath, None) is not None:
+            index.more.pop(relpath, None)
+        elif os.lstat(os.path.join(root.real, relpath)).st_mtime > cutoff:
+            young += 1
+        else:
+            candidates.append(relpath)
+    return candidates, young
 
 
 def report_orphans(candidates: list[str], needed: set[str], sink: FindingSink) -> None:
@@ -173,14 +238,33 @@ def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, tab
     return needed
 
 
-def _paths_query(table: str, column: str, pk: str) -> sql.Composed:
-    return sql.SQL("SELECT {pk}::text, {col}::text FROM {table}").format(
-        pk=sql.Identifier(pk), col=sql.Identifier(column), table=sql.Identifier(table)
-    )
+def resolve_plain(
+    db: Database,
+    target: PathColumn,
+    root: UploadsRoot,
+    unmatched: PlainPaths,
+    record: WalkRecord,
+    sink: FindingSink,
+) -> set[str]:
+    """Resolve plain paths the walk did not see, then name every row behind the bad ones."""
+    needed: set[str] = set()
+    bad: dict[str, str] = {}
+    for relpath in unmatched:
+        verdict, real = ("missing", None) if record.knows_absent(relpath) else root.resolve(relpath)
+        if verdict == "ok" and real is not None:
+            needed.add(root.relative(real))
+        else:
+            bad[relpath] = verdict
+    if bad:
+        for row_id, stored in db.fetch_all(target.format(ROWS_NAMING), (list(bad),)):
+            sink.add(_path_finding(bad[stored], target.table, row_id, stored))
+    return needed
 
 
-def _estimate_rows(db: Database, table: str) -> int | None:
-    row = db.fetch_one(
-        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(quote_ident(%s))", (table,)
+def _path_finding(verdict: str, table: str, row_id: str, path: str) -> Finding:
+    if verdict == "escapes":
+        message = "stored path resolves outside the uploads root; not opened"
+        return Finding(CHECK, "unsafe_path", f"{table}:{row_id}", message, path=path)
+    return Finding(
+        CHECK, "missing_file", f"{table}:{row_id}", "no regular file at the stored path", path=path
     )
-    return int(row[0]) if row and row[0] and row[0] > 0 else None

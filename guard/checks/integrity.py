@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from guard.catalog import PrimaryKey, primary_key, require_column
+from guard.catalog import PrimaryKey, is_unique, primary_key, require_column
 from guard.checks import CheckContext
 from guard.database import Database
 from guard.errors import ConfigError
@@ -28,6 +28,7 @@ class TablePlan:
     pk: PrimaryKey
     rules: tuple[Rule, ...]
     text_columns: frozenset[str]
+    unique_targets: frozenset[str] = frozenset()  # ids of references rules whose target is unique
 
     def required_columns(self) -> frozenset[str]:
         return frozenset(r.column for r in self.rules if r.type == "required")
@@ -38,6 +39,8 @@ def run(ctx: CheckContext) -> CheckResult:
     started = time.perf_counter()
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
     with Database(ctx.settings.require_database_url()) as db:
+        # A sweep hashes whole tables; at the 4 MB default those hashes spill to disk.
+        db.execute("SET work_mem = '64MB'")
         plans = plan_tables(db, ctx.settings.rules)
         bar = ctx.progress("tables", len(plans))
         for plan in plans:
@@ -67,16 +70,21 @@ def plan_tables(db: Database, rules: Iterable[Rule]) -> list[TablePlan]:
     plans = []
     for table, table_rules in by_table.items():
         text_columns = set()
+        unique_targets = set()
         for rule in table_rules:
             owner = f"rule '{rule.id}'"
             if require_column(db, rule.table, rule.column, owner=owner) == "S":
                 text_columns.add(rule.column)
             if rule.type == "references":
                 require_column(db, rule.target_table, rule.target_column, owner=owner)
+                if is_unique(db, rule.target_table, rule.target_column):
+                    unique_targets.add(rule.id)
             if rule.type == "format":
                 validate_pattern(db, rule)
         pk = primary_key(db, table, owner=f"rule '{table_rules[0].id}'")
-        plans.append(TablePlan(table, pk, tuple(table_rules), frozenset(text_columns)))
+        plans.append(
+            TablePlan(table, pk, tuple(table_rules), frozenset(text_columns), frozenset(unique_targets))
+        )
     return plans
 
 
@@ -162,10 +170,28 @@ def _rule_sql(
         ), None
     if rule.type == "unique":
         return _unique_sql(plan, rule, n, by_keys)
-    target = sql.SQL("NOT EXISTS (SELECT 1 FROM {tt} r WHERE r.{tc} = {c})").format(
-        tt=sql.Identifier(rule.target_table), tc=sql.Identifier(rule.target_column), c=col
+    if by_keys:  # a few rows: one index probe each beats reading the whole target
+        target = sql.SQL("NOT EXISTS (SELECT 1 FROM {tt} r WHERE r.{tc} = {c})").format(
+            tt=sql.Identifier(rule.target_table), tc=sql.Identifier(rule.target_column), c=col
+        )
+        return sql.SQL("({} IS NOT NULL AND {})").format(col, target), None
+    return _references_sql(plan, rule, n)
+
+
+def _references_sql(plan: TablePlan, rule: Rule, n: int) -> tuple[sql.Composable, sql.Composable]:
+    """Left-join the target's values: inside an OR, NOT EXISTS would probe the target once per row."""
+    alias = sql.Identifier(f"ref{n}")
+    column = sql.Identifier(rule.target_column)
+    source: sql.Composable = sql.Identifier(rule.target_table)
+    if rule.id not in plan.unique_targets:  # join distinct values so no row is repeated
+        source = sql.SQL("(SELECT DISTINCT {c} FROM {t})").format(c=column, t=source)
+    join = sql.SQL("LEFT JOIN {s} {a} ON {a}.{c} = t.{col}").format(
+        s=source, a=alias, c=column, col=sql.Identifier(rule.column)
     )
-    return sql.SQL("({} IS NOT NULL AND {})").format(col, target), None
+    flag = sql.SQL("(t.{col} IS NOT NULL AND {a}.{c} IS NULL)").format(
+        col=sql.Identifier(rule.column), a=alias, c=column
+    )
+    return flag, join
 
 
 def _unique_sql(plan: TablePlan, rule: Rule, n: int, by_keys: bool) -> tuple[sql.Composable, sql.Composable]:
