@@ -133,3 +133,16 @@ def test_missing_uploads_root_is_unreachable(db_url: str, tmp_path: Path) -> Non
 def test_more_scanned_folders(db_url: str, world: Path) -> None:
     result = run(db_url, world, scan_dirs=("uploads/ads", "uploads/shared"))
     assert result.counts["orphan_file"] == 2  # type: ignore[attr-defined]
+
+
+def test_a_scanned_folder_reached_through_a_symlink_is_never_walked(
+    db_url: str, world: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "old.webp").write_bytes(b"RIFF")
+    os.utime(elsewhere / "old.webp", (OLD, OLD))
+    (world / "uploads" / "linked").symlink_to(elsewhere)
+    result = run(db_url, world, scan_dirs=("uploads/ads", "uploads/linked"))
+    assert "uploads/linked/old.webp" not in by_kind(result)["orphan_file"]
+    assert result.counts["orphan_file"] == 2  # type: ignore[attr-defined]

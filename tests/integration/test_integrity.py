@@ -135,3 +135,18 @@ def test_custom_rules_from_toml(db: Database, db_url: str, tmp_path: Path) -> No
     settings = load_settings(environ={"DATABASE_URL": db_url}, path=config)
     result = integrity.run(CheckContext(settings))
     assert result.counts == {"categories.slug.format": 0, "ads.category_id.references": 0}
+
+
+def test_references_to_a_non_unique_column_counts_each_row_once(db: Database, db_url: str) -> None:
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'A', 'a'), (2, 'B', 'b'), (3, 'C', 'c')")
+    db.execute(
+        "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES"
+        " (1, 'x', 'x-1', 1, 1), (2, 'y', 'y-2', 1, 1), (3, 'z', 'z-3', 3, 1)"
+    )
+    rule = Rule("categories.id.references", "categories", "id", "references", target="ads.category_id")
+    result = integrity.run(context(db_url, rules=(rule,)))
+    assert result.counts == {"categories.id.references": 1}
+    assert subjects(result, "categories.id.references") == {"categories:2"}
+    keyed = integrity.check_keys(db, (rule,), "categories", ["1", "2"])
+    assert {f.subject for f in keyed.findings} == {"categories:2"}
