@@ -67,13 +67,14 @@ def rsync(source: Path, dest: Path, link_dest: Path | None = None) -> None:
 
 
 def change_one_percent(ads_dir: Path) -> int:
-    """Rewrite every hundredth file (in name order) with new, distinct content."""
+    """Rewrite every hundredth file (in name order) with new content, distinct from any earlier run."""
     names = sorted(os.listdir(ads_dir))
+    run = time.time_ns()
     changed = 0
     for i in range(0, len(names), 100):
         path = ads_dir / names[i]
         if path.is_file() and not path.is_symlink():
-            path.write_bytes(f"changed picture {i}\n".encode())
+            path.write_bytes(f"changed picture {i} in run {run}\n".encode())
             changed += 1
     return changed
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from guard.progress import ProgressFactory, no_progress
 from guard.settings import Settings
 from guard.uploads import UploadsRoot
 
+GONE = ("no regular file at the stored path at backup time", ABSENT)
 SCOPE = "every file the snapshot's rows refer to, plus every regular file under scan_dirs"
 
 
@@ -88,7 +91,7 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def _take(repo: Repository, settings: Settings, url: str, root: UploadsRoot,
           progress: ProgressFactory, allow_missing_table: bool) -> BackupResult:
-    started = datetime.now(UTC)
+    started = _after_newest(repo)
     backup_id = new_backup_id(started)
     staging = repo.staging(backup_id)
     try:
@@ -103,6 +106,16 @@ def _take(repo: Repository, settings: Settings, url: str, root: UploadsRoot,
     crash_point("published")
     missing = [(m.subject, m.path) for m in manifest.missing]
     return BackupResult(backup_id, final / MANIFEST, missing, manifest)
+
+
+def _after_newest(repo: Repository) -> datetime:
+    """Return now, waiting out the second of the newest backup so ids sort in the order taken."""
+    newest = repo.ids()[-1:]
+    while True:
+        now = datetime.now(UTC)
+        if not newest or new_backup_id(now)[:16] != newest[0][:16]:
+            return now
+        time.sleep(0.05)
 
 
 def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, staging: Path,
@@ -156,6 +169,7 @@ def collect_uploads(
     # A walked path is already in normal form when every scan dir is: skip normpath for those refs.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
     missing: list[MissingRef] = []
+    absent = _Absent(root)
     for row_id, stored in facts.refs:
         if (exact and stored in files and "\\" not in stored and ".." not in stored
                 and stored[0] != "/" and row_id is not None):
@@ -169,6 +183,9 @@ def collect_uploads(
             continue
         key = paths.normalize(stored)
         if key in files:
+            continue
+        if absent.certain(key):
+            missing.append(MissingRef(facts.subject(row_id), key, *GONE))
             continue
         found = _referenced(root, store, key, previous)
         if isinstance(found, FileEntry):
@@ -186,20 +203,60 @@ def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStor
     bar = progress("files", None)
     for prefix, batch in root.walk(scan_dirs):
         bar.advance(len(batch))
-        for entry in batch:
-            relpath = prefix + entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-                old = get(relpath)
-                if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                   st.st_ino):
-                    files[relpath] = old  # size, mtime, ctime and inode unchanged: not read again
-                else:
-                    files[relpath] = store.add_file(entry.path, relpath)
-            except FileNotFoundError:
-                continue  # deleted since the walk saw it; if a row needs it, it is reported below
+        dir_fd = _open_dir(os.path.dirname(batch[0].path))
+        try:
+            for entry in batch:
+                relpath = prefix + entry.name
+                try:
+                    st = (os.lstat(entry.name, dir_fd=dir_fd) if dir_fd is not None
+                          else entry.stat(follow_symlinks=False))
+                    old = get(relpath)
+                    if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                       st.st_ino):
+                        files[relpath] = old  # size, mtime, ctime, inode unchanged: not read again
+                    elif stat.S_ISREG(st.st_mode):
+                        files[relpath] = store.add_file(entry.path, relpath)
+                except FileNotFoundError:
+                    continue  # deleted since the walk saw it; if a row needs it, reported below
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
     bar.close()
     return files
+
+
+def _open_dir(path: str) -> int | None:
+    """Open a walked folder so its files are stat'ed by name, without resolving the whole path."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+
+
+class _Absent:
+    """Tell cheaply that a referenced path names nothing, resolving each parent folder only once."""
+
+    def __init__(self, root: UploadsRoot) -> None:
+        self.root = root
+        self.parents: dict[str, str | None] = {}
+
+    def certain(self, key: str) -> bool:
+        """True when nothing is at key and its real parent is inside the root (so: absent)."""
+        parent, _, name = key.rpartition("/")
+        if parent not in self.parents:
+            real = os.path.realpath(self.root.real / parent)
+            inside = real == str(self.root.real) or real.startswith(f"{self.root.real}/")
+            self.parents[parent] = real if inside else None
+        real_parent = self.parents[parent]
+        if real_parent is None:
+            return False
+        try:
+            os.lstat(os.path.join(real_parent, name))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return False
 
 
 def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
@@ -208,13 +265,12 @@ def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
     verdict, real = root.resolve(key)
     if verdict == "escapes":
         return "stored path resolves outside the uploads root; not opened", ESCAPES
-    gone = ("no regular file at the stored path at backup time", ABSENT)
     if real is None:
-        return gone
+        return GONE
     try:
         return _entry(store, real, key, StatKey.of(os.stat(real)), previous)
     except FileNotFoundError:
-        return gone
+        return GONE
 
 
 def _entry(store: ObjectStore, source: str | Path, relpath: str, key: StatKey,

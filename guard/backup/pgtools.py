@@ -44,9 +44,13 @@ def tool_version(program: str) -> str:
 
 
 def start_dump(url: str, snapshot: str, out: Path) -> subprocess.Popen[bytes]:
-    """Start `pg_dump -Fc --snapshot=...` writing a standard custom-format archive to `out`."""
+    """Start `pg_dump -Fc -Z1 --snapshot=...` writing a standard custom-format archive to `out`.
+
+    Level 1 compression: on the 1M-row bench a quarter of level 6's CPU for a 26% larger dump, and
+    the dump runs alongside the uploads walk, so its CPU is the backup's wall time.
+    """
     conninfo, env = client_args(url)
-    command = ["pg_dump", "-Fc", f"--snapshot={snapshot}", "--file", str(out),
+    command = ["pg_dump", "-Fc", "-Z1", f"--snapshot={snapshot}", "--file", str(out),
                f"--dbname={conninfo}"]
     try:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
