@@ -31,6 +31,8 @@ Progress = Callable[[str, int, int], None]
 MIGRATIONS = Path(__file__).resolve().parent / "prisma" / "migrations"
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 MAX_ADS = 10_000_000
+WORLD_MARK = "incident-guard demo world"  # the comment on a database a world build created
+DATABASE_MARK_QUERY = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
 MARKER = ".guard-world"  # a folder holding this file was made by build_world and may be emptied
 CHUNK = 5_000
 OLD_AGE_S = 2 * 3600
@@ -95,8 +97,12 @@ def build_world(
     _check_server_url(server_url, db_name)
     started = time.perf_counter()
     report = progress or _no_progress
+    _check_database_is_ours(server_url, db_name)  # also proves the server answers, before any reset
     layout = Layout(Path(uploads_root).resolve())
-    layout.reset(report)  # first: it refuses a folder no world made before anything is dropped
+    try:
+        layout.reset(report)  # it refuses a folder no world made before anything is dropped
+    except OSError as exc:
+        raise UsageError(f"cannot prepare the uploads folder {layout.root}: {exc.strerror}") from None
     _recreate_database(server_url, db_name)
     with Database(_connect_url(server_url, db_name), application_name="guard-world") as db:
         _migrate(db, report)
@@ -119,6 +125,7 @@ def drop_world(
     """Drop the demo database and delete the folders a world build made."""
     _check_name(db_name)
     _check_server_url(server_url, db_name)
+    _check_database_is_ours(server_url, db_name)
     with Database(server_url, application_name="guard-world") as server:
         server.execute(_drop_statement(db_name))
     if uploads_root is not None:
@@ -170,6 +177,14 @@ def _check_server_url(server_url: str, db_name: str) -> None:
         raise UsageError(f"connect through another database than {db_name!r}, which gets dropped")
 
 
+def _check_database_is_ours(server_url: str, db_name: str) -> None:
+    """Refuse to drop an existing database that a world build did not create and mark."""
+    with Database(server_url, application_name="guard-world") as server:
+        row = server.fetch_one(DATABASE_MARK_QUERY, (db_name,))
+    if row is not None and row[0] != WORLD_MARK:
+        raise UsageError(f"database {db_name!r} exists and is not a demo world; refusing to drop it")
+
+
 def _connect_url(server_url: str, db_name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_url, dbname=db_name)
 
@@ -184,6 +199,10 @@ def _recreate_database(server_url: str, db_name: str) -> None:
     with Database(server_url, application_name="guard-world") as server:
         server.execute(_drop_statement(db_name))
         server.execute(create.format(sql.Identifier(db_name)))
+        mark = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(db_name), sql.Literal(WORLD_MARK)
+        )
+        server.execute(mark)
 
 
 @dataclass(frozen=True)

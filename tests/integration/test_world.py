@@ -291,3 +291,20 @@ def test_a_folder_no_world_made_is_not_emptied(tmp_path: Path) -> None:
     finally:
         drop_world(SERVER_URL, name, None)
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_an_existing_database_that_is_not_a_world_is_never_dropped(tmp_path: Path) -> None:
+    from tests.conftest import create_database, drop_database, url_for
+
+    name = f"guard_precious_{uuid.uuid4().hex[:10]}"
+    create_database(name)
+    try:
+        with pytest.raises(UsageError, match="not a demo world"):
+            build_world(SERVER_URL, name, tmp_path / "up", 5, 0.0)
+        with pytest.raises(UsageError, match="not a demo world"):
+            drop_world(SERVER_URL, name, None)
+        with psycopg.connect(url_for(name)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert not (tmp_path / "up").exists(), "nothing was reset before the refusal"
+    finally:
+        drop_database(name)
