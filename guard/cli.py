@@ -15,7 +15,7 @@ import psycopg
 
 from guard import __version__
 from guard.checks import CheckContext, registry
-from guard.errors import EXIT_USAGE, GuardError, UnreachableError
+from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError, UnreachableError
 from guard.finding import CheckResult
 from guard.progress import StepBars, terminal_progress
 from guard.redact import redact
@@ -78,8 +78,9 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = commands.add_parser(
         "check",
         help="run one check or all of them",
-        description="Run a check: integrity (row rules), files (rows <-> uploads), "
-        "health (database and uploads root reachable), or all.",
+        description="Run a check: health (database and uploads root reachable), integrity (row "
+        "rules), files (rows <-> uploads), migrations (Prisma history), drift (live schema vs the "
+        "migrations), or all of them in that order. migrations and drift need MIGRATIONS_DIR.",
         epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -162,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), exc.exit_code, json_mode=getattr(args, "json", False))
     except psycopg.Error as exc:
         detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return fail(f"database error: {detail}", EXIT_USAGE, json_mode=getattr(args, "json", False))
+        # The server failing us (timeout, cancel, lost connection) is unreachable, not misuse.
+        code = EXIT_UNREACHABLE if isinstance(exc, psycopg.OperationalError) else EXIT_USAGE
+        return fail(f"database error: {detail}", code, json_mode=getattr(args, "json", False))
     except KeyboardInterrupt:
         sys.stderr.write("guard: interrupted\n")
         return 130

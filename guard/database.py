@@ -137,23 +137,6 @@ class Database:
             while batch := cur.fetchmany(size):
                 yield batch
 
-    def copy_out(self, query: Query, params: Sequence[Any] | None = None) -> Iterator[list[str | None]]:
-        """Yield the rows of `COPY (query) TO STDOUT` in text format, fields unescaped."""
-        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(query) if isinstance(query, str) else query)
-        with (
-            self._mapped_errors(),
-            self.connection.cursor() as cur,
-            cur.copy(copy_sql, params) as copy,
-        ):
-            pending = b""
-            for chunk in copy:
-                lines = (pending + bytes(chunk)).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    yield _decode_copy_line(line)
-            if pending:
-                yield _decode_copy_line(pending)
-
     def ping(self) -> tuple[str, float]:
         """Return the server version and the best of three warm round trips, in seconds."""
         row = self.fetch_one("SELECT current_setting('server_version')")
@@ -163,42 +146,3 @@ class Database:
             self.fetch_one("SELECT 1")
             trips.append(time.perf_counter() - started)
         return (str(row[0]) if row else "?"), min(trips)
-
-
-_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-
-
-def _decode_copy_line(line: bytes) -> list[str | None]:
-    return [_decode_copy_field(f) for f in line.decode("utf-8").split("\t")]
-
-
-def _decode_copy_field(field: str) -> str | None:
-    """Undo COPY's text-format escaping (see PostgreSQL's COPY 'File Formats')."""
-    if field == "\\N":
-        return None
-    if "\\" not in field:
-        return field
-    out: list[str] = []
-    i = 0
-    while i < len(field):
-        ch = field[i]
-        if ch != "\\" or i + 1 == len(field):
-            out.append(ch)
-            i += 1
-            continue
-        nxt = field[i + 1]
-        if nxt in _ESCAPES:
-            out.append(_ESCAPES[nxt])
-            i += 2
-        elif nxt == "x" and i + 2 < len(field):
-            digits = field[i + 2 : i + 4]
-            out.append(chr(int(digits, 16)))
-            i += 2 + len(digits)
-        elif nxt.isdigit():
-            digits = field[i + 1 : i + 4]
-            out.append(chr(int(digits, 8)))
-            i += 1 + len(digits)
-        else:
-            out.append(nxt)
-            i += 2
-    return "".join(out)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.errors import ConfigError
+from guard.paths import normalize, unsafe_reason
 from guard.rules import Rule, default_rules, rules_from_toml
 
 
@@ -115,7 +116,10 @@ def _coerce(name: str, raw: Any, *, from_env: bool) -> Any:
             items = raw.split(",") if from_env and isinstance(raw, str) else raw
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
                 raise ValueError
-            return tuple(i.strip().strip("/") for i in items if i.strip())
+            folders = tuple(i.strip().rstrip("/") for i in items if i.strip())
+            if not folders or not all(_is_relative_folder(f) for f in folders):
+                raise ValueError
+            return folders
         if not isinstance(raw, str):
             raise ValueError
         return Path(raw).expanduser() if "Path" in kind else raw
@@ -124,9 +128,14 @@ def _coerce(name: str, raw: Any, *, from_env: bool) -> Any:
         raise ConfigError(f"{source}: invalid value {raw!r} (expected {_describe(kind)})") from None
 
 
+def _is_relative_folder(folder: str) -> bool:
+    """Tell whether a scanned folder is a plain relative path under the uploads root."""
+    return bool(folder) and unsafe_reason(folder) is None and normalize(folder) == folder != "."
+
+
 def _describe(kind: str) -> str:
     if "int" in kind:
         return "a non-negative integer"
     if "tuple" in kind:
-        return "a list of folder names"
+        return "relative folders under the uploads root, such as uploads/ads"
     return "a string"

@@ -68,10 +68,18 @@ class UploadsRoot:
                             record.others.add(prefix + entry.name)
             except PermissionError as exc:
                 raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed while we walked: not read to the end, so proves nothing absent
             if batch:
                 yield prefix, batch
             if record is not None:
                 record.folders.add(current_rel)
+
+    def require_folders(self, folders: tuple[str, ...]) -> None:
+        """Fail when a scanned folder is missing: a sweep of nothing would find no orphans."""
+        for folder in folders:
+            if not (self.real / folder).is_dir():
+                raise UnreachableError(f"scanned folder {folder!r} is not a folder under {self.root}")
 
     def resolve(self, relpath: str) -> tuple[str, Path | None]:
         """Resolve a safe relative path: ('ok', real), ('missing', None) or ('escapes', None)."""

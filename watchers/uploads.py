@@ -90,8 +90,13 @@ class Handler(FileSystemEventHandler):
 class UploadsWatcher:
     """Watch the scanned folders, publish settled paths in chunks, reconcile by walking."""
 
-    def __init__(self, settings: Settings, publish: Publish, stop: StopFlag,
-                 request_sweep: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publish: Publish,
+        stop: StopFlag,
+        request_sweep: Callable[[], None] | None = None,
+    ) -> None:
         self.settings, self.publish, self.stop = settings, publish, stop
         self.request_sweep = request_sweep
         self.root = UploadsRoot(settings.require_uploads_root())
@@ -119,7 +124,10 @@ class UploadsWatcher:
         found: Snapshot = {}
         for prefix, entries in self.root.walk(folders or self.settings.scan_dirs):
             for entry in entries:
-                info = entry.stat(follow_symlinks=False)
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since the folder was listed
                 found[prefix + entry.name] = (info.st_mtime, info.st_size)
         return found
 
@@ -178,8 +186,13 @@ class UploadsWatcher:
 def celery_publish(paths: list[str]) -> None:
     from workers.app import EVENTS, app
 
-    app.send_task("guard.check_files", args=[paths], queue=EVENTS, retry=True,
-                  retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+    app.send_task(
+        "guard.check_files",
+        args=[paths],
+        queue=EVENTS,
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+    )
 
 
 def celery_sweep() -> None:

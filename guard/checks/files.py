@@ -51,6 +51,7 @@ def run(ctx: CheckContext) -> CheckResult:
     started = time.perf_counter()
     settings = ctx.settings
     root = UploadsRoot(settings.require_uploads_root())
+    root.require_folders(settings.scan_dirs)
     sink = FindingSink(CHECK, ctx.limit, KINDS)
     table, column = settings.file_table, settings.file_column
     with Database(settings.require_database_url()) as db:
@@ -193,7 +194,12 @@ def old_unreferenced(
     for relpath in unreferenced:
         if index.first.pop(relpath, None) is not None:
             index.more.pop(relpath, None)
-        elif os.lstat(os.path.join(root.real, relpath)).st_mtime > cutoff:
+            continue
+        try:
+            mtime = os.lstat(os.path.join(root.real, relpath)).st_mtime
+        except FileNotFoundError:
+            continue  # deleted since the walk: nothing left to be an orphan
+        if mtime > cutoff:
             young += 1
         else:
             candidates.append(relpath)

@@ -146,3 +146,23 @@ def test_a_scanned_folder_reached_through_a_symlink_is_never_walked(
     result = run(db_url, world, scan_dirs=("uploads/ads", "uploads/linked"))
     assert "uploads/linked/old.webp" not in by_kind(result)["orphan_file"]
     assert result.counts["orphan_file"] == 2  # type: ignore[attr-defined]
+
+
+def test_a_missing_scanned_folder_is_unreachable_not_silently_empty(db_url: str, world: Path) -> None:
+    with pytest.raises(UnreachableError, match="uploads/avtars"):
+        run(db_url, world, scan_dirs=("uploads/ads", "uploads/avtars"))
+
+
+def test_a_file_deleted_after_the_walk_is_not_an_orphan_and_not_an_error(
+    db_url: str, world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_lstat = os.lstat
+
+    def vanished(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).endswith("orphan old.webp"):
+            raise FileNotFoundError(path)
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", vanished)
+    result = run(db_url, world)
+    assert by_kind(result)["orphan_file"] == {"uploads/ads/sub/dir/orphan\n.webp"}

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 
-from guard.database import _decode_copy_line
 from guard.finding import CheckResult, Finding, FindingSink
 from guard.redact import redact
 from guard.report import as_json, exit_code
@@ -58,12 +57,6 @@ def test_exit_codes() -> None:
     assert exit_code([clean, dirty]) == 1
     assert exit_code([dirty, broken]) == 3
     assert exit_code([down]) == 3
-
-
-def test_copy_text_format_is_unescaped() -> None:
-    line = b"17\tuploads/ads/a\\nb\\tc\\\\d.webp"
-    assert _decode_copy_line(line) == ["17", "uploads/ads/a\nb\tc\\d.webp"]
-    assert _decode_copy_line(b"3\t\\N") == ["3", None]
 
 
 def test_redact_hides_passwords() -> None:

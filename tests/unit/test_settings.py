@@ -106,3 +106,16 @@ def test_use_default_rules_false_keeps_only_file_rules(tmp_path: Path) -> None:
 def test_incomplete_rules_name_the_rule(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(environ={}, path=write(tmp_path, body))
+
+
+@pytest.mark.parametrize("value", ["/", "/srv/uploads", "../..", "uploads/../..", "uploads\\ads", ".", ","])
+def test_scan_dirs_must_be_relative_folders_under_the_root(value: str) -> None:
+    with pytest.raises(ConfigError, match="SCAN_DIRS"):
+        load_settings(environ={"SCAN_DIRS": value})
+
+
+def test_scan_dirs_trailing_slash_is_dropped() -> None:
+    assert load_settings(environ={"SCAN_DIRS": "uploads/ads/, uploads/avatars"}).scan_dirs == (
+        "uploads/ads",
+        "uploads/avatars",
+    )
