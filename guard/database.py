@@ -54,6 +54,11 @@ class Database:
             self._conn = self._connect()
         return self._conn
 
+    @property
+    def is_open(self) -> bool:
+        """Tell whether a connection is open now, without opening one."""
+        return self._conn is not None and not self._conn.closed
+
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(

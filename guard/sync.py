@@ -13,7 +13,7 @@ from guard import store
 from guard.checks import CheckContext, file_events, integrity, registry
 from guard.database import Database
 from guard.errors import UnreachableError
-from guard.finding import Finding, FindingSink
+from guard.finding import Finding
 from guard.outbox import mark_processed, prune
 from guard.redact import redact
 from guard.rules import Rule
@@ -70,10 +70,7 @@ def _rows_integrity(
     rules = [r for r in settings.rules if r.table == table]
     if not rules or not keys:
         return Changes()
-    sink = FindingSink(integrity.CHECK, None, (r.id for r in rules))
-    for plan in _plans(db, rules, table):
-        integrity.check_table(db, plan, sink, keys=keys)
-    result = sink.result(0.0)
+    result = integrity.check_keys(db, rules, table, keys, plans=_plans(db, rules, table))
     scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
     return store.reconcile(db, scope, _all_findings(result.findings, result.counts))
 
@@ -149,7 +146,7 @@ def _database(settings: Settings) -> Iterator[Database]:
     except BaseException:
         db.close()
         raise
-    if not db.connection.closed:
+    if db.is_open:  # not db.connection: that property would reconnect a closed one
         _CONNECTIONS[key] = db
 
 

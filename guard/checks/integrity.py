@@ -51,13 +51,18 @@ def run(ctx: CheckContext) -> CheckResult:
 
 
 def check_keys(
-    db: Database, rules: Sequence[Rule], table: str, keys: Sequence[str], limit: int | None = None
+    db: Database,
+    rules: Sequence[Rule],
+    table: str,
+    keys: Sequence[str],
+    limit: int | None = None,
+    plans: Sequence[TablePlan] | None = None,
 ) -> CheckResult:
     """Check the rules of one table for just these primary keys (what the continuous workers call)."""
     started = time.perf_counter()
     table_rules = [r for r in rules if r.table == table]
     sink = FindingSink(CHECK, limit, (r.id for r in table_rules))
-    for plan in plan_tables(db, table_rules):
+    for plan in plan_tables(db, table_rules) if plans is None else plans:
         check_table(db, plan, sink, keys=list(keys))
     return sink.result(time.perf_counter() - started)
 
