@@ -1,6 +1,6 @@
 """Benchmark guard backup against `rsync -a --link-dest` on the same uploads tree.
 
-Usage: .venv/bin/python -m bench.backup [--ads 500000] [--reuse]
+Usage: .venv/bin/python -m bench.backup [--ads 500000] [--reuse] [--skip-restore]
 
 Builds (or with --reuse, reuses) a demo world under bench/work/backup/ (500,000 ads is about one
 million files), then measures, on the same tree: a full guard backup and a full rsync copy; 1% of the
@@ -83,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ads", type=int, default=500_000)
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work/backup's world")
+    parser.add_argument("--skip-restore", action="store_true", help="stop after the incremental step")
     args = parser.parse_args()
     truth = world(args.ads, args.reuse)
     uploads = Path(truth["uploads_root"])
@@ -104,6 +105,11 @@ def main() -> None:
     report["incremental"] = {"guard_backup_s": round(incr_s, 1),
                              "rsync_link_dest_s": round(link_s, 1),
                              "speedup": round(link_s / incr_s, 1), "counts": incr.manifest.counts}
+    print(json.dumps(report), file=sys.stderr, flush=True)  # kept even if the restore step fails
+    if args.skip_restore:
+        shutil.rmtree(WORK / "rsync", ignore_errors=True)
+        print(json.dumps(report, indent=2))
+        return
     restore_s, restored = timed("guard restore (full)", lambda: restore_backup(
         replace(settings), incr.id, uploads_dir=WORK / "restored"))
     report["restore"] = {"wall_s": round(restore_s, 1),
