@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from examples.thulobazaar.world import build_world, drop_world
+from examples.thulobazaar.world import build_world
 from guard.settings import Settings
 
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -39,7 +40,10 @@ def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
     try:
         yield World(name, url, root, settings, truth)
     finally:
-        drop_world(SERVER_URL, name, root)
+        # Not drop_world: a forced restore replaces the database, mark included, and drop_world
+        # refuses to drop a database it did not mark. This name is ours alone.
+        drop_database(name)
+        shutil.rmtree(root, ignore_errors=True)
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
             rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                 ("guard\\_restore\\_%",)).fetchall()
