@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from guard.errors import UnreachableError
@@ -51,29 +52,33 @@ class UploadsRoot:
         while stack:
             current, current_rel = stack.pop()
             prefix = f"{current_rel}/"
-            batch: list[os.DirEntry[str]] = []
             try:
                 with os.scandir(current) as entries:
-                    for entry in entries:
-                        if entry.is_file(follow_symlinks=False):
-                            batch.append(entry)
-                            if len(batch) == BATCH:
-                                yield prefix, batch
-                                batch = []
-                        elif entry.is_dir(follow_symlinks=False):
-                            stack.append((entry.path, prefix + entry.name))
-                            if record is not None:
-                                record.others.add(prefix + entry.name)
-                        elif record is not None:
-                            record.others.add(prefix + entry.name)
+                    while chunk := list(islice(entries, BATCH)):
+                        files = [e for e in chunk if e.is_file(follow_symlinks=False)]
+                        if len(files) != len(chunk):  # rare: folders, symlinks, sockets
+                            self._note_others(chunk, prefix, stack, record)
+                        if files:
+                            yield prefix, files
             except PermissionError as exc:
                 raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked: not read to the end, so proves nothing absent
-            if batch:
-                yield prefix, batch
             if record is not None:
                 record.folders.add(current_rel)
+
+    @staticmethod
+    def _note_others(
+        chunk: list[os.DirEntry[str]], prefix: str, stack: list[tuple[str, str]], record: WalkRecord | None
+    ) -> None:
+        """Queue the sub-folders of a chunk and record every entry that is not a regular file."""
+        for entry in chunk:
+            if entry.is_file(follow_symlinks=False):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, prefix + entry.name))
+            if record is not None:
+                record.others.add(prefix + entry.name)
 
     def require_folders(self, folders: tuple[str, ...]) -> None:
         """Fail when a scanned folder is missing: a sweep of nothing would find no orphans."""
