@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from guard.backup.builder import require_backup_dir
 from guard.backup.manifest import ESCAPES, UNSAFE, Manifest
 from guard.backup.repository import Repository
-from guard.backup.restore import RestoreResult, maintenance_url, restore_backup, scratch_name
-from guard.database import Database
+from guard.backup.restore import (
+    RestoreResult,
+    discard_scratch,
+    failure_text,
+    restore_backup,
+    scratch_name,
+)
 from guard.errors import GuardError
 from guard.finding import CheckResult
 from guard.settings import Settings
@@ -46,10 +48,13 @@ def run_drill(settings: Settings) -> DrillResult:
         repo = Repository.open(require_backup_dir(settings), create=False)
         folder = repo.restores / db_name
         result = _drill(settings, repo, db_name, folder)
-    except GuardError as exc:
-        result = DrillResult(False, time.perf_counter() - started, f"drill could not run: {exc}")
+    except Exception as exc:  # a drill that could not run is a failed drill, whatever stopped it
+        result = DrillResult(False, time.perf_counter() - started,
+                             f"drill could not run: {failure_text(exc)}")
     finally:
-        _clean_up(settings, db_name, folder)
+        left = discard_scratch(settings, db_name, folder)
+    if left is not None:
+        result = replace(result, detail=f"{result.detail}; {left}")
     _record(settings, result)
     return result
 
@@ -91,18 +96,6 @@ def _newest(repo: Repository) -> Manifest | None:
         except GuardError:
             continue
     return None
-
-
-def _clean_up(settings: Settings, db_name: str, folder: Path | None) -> None:
-    if settings.database_url:
-        try:
-            with Database(maintenance_url(settings)) as server:
-                server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(db_name)))
-        except GuardError:
-            pass  # the server is gone; the drill already failed for that reason
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record(settings: Settings, result: DrillResult) -> None:

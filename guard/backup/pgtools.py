@@ -117,8 +117,12 @@ def _add_not_valid(dump: Path, url: str, entry: str) -> str:
         listing.flush()
         script = _run(["pg_restore", "--use-list", listing.name, "--file", "-", str(dump)], None)
     lines = script.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("ALTER TABLE"))
-    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(";"))
+    start = next((i for i, line in enumerate(lines) if line.startswith("ALTER TABLE")), None)
+    end = None if start is None else next(
+        (i for i in range(start, len(lines)) if lines[i].rstrip().endswith(";")), None)
+    if start is None or end is None:
+        raise GuardError(f"pg_restore gave no complete ALTER TABLE statement for {entry!r}; "
+                         "the archive may be damaged")
     statement = "\n".join(lines[start : end + 1]).rstrip().rstrip(";") + " NOT VALID"
     with Database(url, application_name="guard-restore") as db:
         db.execute(statement.encode("utf-8"))  # type: ignore[arg-type]  # DDL from the archive

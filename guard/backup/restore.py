@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from guard.database import Database
 from guard.errors import ConfigError, GuardError, UsageError
 from guard.finding import CheckResult
 from guard.progress import ProgressFactory, no_progress
+from guard.redact import redact
 from guard.settings import Settings
 
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -59,6 +61,35 @@ class RestoreResult:
 
 def scratch_name(prefix: str) -> str:
     return f"{prefix}_{datetime.now(UTC):%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
+
+
+def failure_text(exc: BaseException) -> str:
+    """Return an exception as one redacted line; the kind is named when it is not a GuardError."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = "; ".join(lines) or "no detail"
+    if not isinstance(exc, GuardError):
+        text = f"{type(exc).__name__}: {text}"
+    return redact(text)
+
+
+def discard_scratch(settings: Settings, db_name: str | None, folder: Path | None) -> str | None:
+    """Drop a scratch database and folder guard created; return what may have been left behind."""
+    left: list[str] = []
+    if db_name is not None and settings.database_url:
+        try:
+            with Database(maintenance_url(settings)) as server:
+                server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(db_name)))
+        except Exception as exc:  # report it; never hide the failure that brought us here
+            left.append(f"could not make sure scratch database {db_name} is gone ({failure_text(exc)})")
+    if folder is not None:
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            left.append(f"scratch folder {folder} was left behind ({failure_text(exc)})")
+    return "; ".join(left) or None
 
 
 def target_url(settings: Settings, db_name: str) -> str:
