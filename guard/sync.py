@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import sql
+
 from guard import store
 from guard.checks import CheckContext, file_events, integrity, registry
 from guard.database import Database
@@ -22,6 +24,14 @@ from guard.store import Changes, Scope
 from guard.uploads import UploadsRoot
 
 OUTBOX_KEEP_SECONDS = 3600
+SAME_VALUE = "SELECT {pk}::text FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE {pk} = ANY(%s))"
+# A unique finding's message names the shared value, so equal messages mean rows that collided.
+SHARED_FINDING = """
+SELECT DISTINCT o.subject FROM guard.findings c
+JOIN guard.findings o ON o.check_name = c.check_name AND o.kind = c.kind AND o.message = c.message
+WHERE c.resolved_at IS NULL AND o.resolved_at IS NULL AND c.check_name = 'integrity'
+  AND c.kind = ANY(%s) AND c.subject = ANY(%s) AND starts_with(o.subject, %s)
+"""
 MAINTENANCE = {"backup": "backup_failed", "prune": "prune_failed", "drill": "drill_failed"}
 
 
@@ -42,8 +52,10 @@ def process_rows(
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
     path_subjects = [file_events.path_subject(p) for p in paths]
     with _database(settings) as db, db.transaction():
-        store.lock_subjects(db, [*row_subjects, *path_subjects])
-        changes = _rows_integrity(db, settings, table, keys, row_subjects)
+        related = _related_keys(db, settings, table, keys)  # before locking: one sorted lock call
+        related_subjects = tuple(file_events.row_subject(table, k) for k in related)
+        store.lock_subjects(db, [*row_subjects, *related_subjects, *path_subjects])
+        changes = _rows_integrity(db, settings, table, related, related_subjects)
         recheck: dict[str, float] = {}
         if table == settings.file_table:
             root = UploadsRoot(settings.require_uploads_root())
@@ -73,6 +85,25 @@ def _rows_integrity(
     result = integrity.check_keys(db, rules, table, keys, plans=_plans(db, rules, table))
     scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
     return store.reconcile(db, scope, _all_findings(result.findings, result.counts))
+
+
+def _related_keys(db: Database, settings: Settings, table: str, keys: list[str]) -> list[str]:
+    """Add the rows a unique rule relates to these: same value now, or sharing their open finding."""
+    unique = [r for r in settings.rules if r.table == table and r.type == "unique"]
+    if not unique or not keys:
+        return keys
+    found = set(keys)
+    pk = _plans(db, [r for r in settings.rules if r.table == table], table)[0].pk
+    for rule in unique:
+        query = sql.SQL(SAME_VALUE).format(
+            pk=sql.Identifier(pk.column), c=sql.Identifier(rule.column), t=sql.Identifier(table)
+        )
+        found.update(str(r[0]) for r in db.fetch_all(query, (pk.bind(keys),)))
+    subjects = [file_events.row_subject(table, k) for k in keys]
+    prefix = file_events.row_subject(table, "")
+    for (subject,) in db.fetch_all(SHARED_FINDING, ([r.id for r in unique], subjects, prefix)):
+        found.add(str(subject)[len(prefix):])
+    return sorted(found)
 
 
 def _reconcile_paths(

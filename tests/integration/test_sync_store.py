@@ -152,3 +152,31 @@ def test_files_sweep_sees_what_events_see(settings: Settings) -> None:
         ("files", "orphan_file", "file:uploads/ads/stray.webp"),
         ("files", "unsafe_path", "ad_images:2"),
     ]
+
+
+def _add_ad(settings: Settings, ad_id: int, slug: str) -> None:
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, 't', %s, 1, 1)",
+                   (ad_id, slug))
+
+
+def test_a_new_duplicate_flags_both_rows_and_fixing_one_resolves_both(settings: Settings) -> None:
+    _add_ad(settings, 219, "ok-5")
+    process_rows(settings, "ads", ["219"])
+    assert sorted(_open(settings)) == [("integrity", "ads.slug.unique", "ads:219"),
+                                       ("integrity", "ads.slug.unique", "ads:5")]
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'fixed-5' WHERE id = 5")
+    outcome = process_rows(settings, "ads", ["5"])
+    assert outcome.changes.resolved == 2 and _open(settings) == []
+
+
+def test_deleting_one_of_a_duplicate_pair_resolves_the_survivor(settings: Settings) -> None:
+    _add_ad(settings, 219, "ok-5")
+    _add_ad(settings, 300, "other-300")
+    process_rows(settings, "ads", ["5", "219", "300"])
+    assert len(_open(settings)) == 2
+    with Database(settings.require_database_url()) as db:
+        db.execute("DELETE FROM ads WHERE id = 219")
+    process_rows(settings, "ads", ["219"])
+    assert _open(settings) == []
