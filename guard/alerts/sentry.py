@@ -8,9 +8,10 @@ from typing import Any
 
 import sentry_sdk
 
-from guard.alerts import Notice
+from guard.alerts import Notice, TransportError
 from guard.redact import redact
 
+FLUSH_TIMEOUT_S = 5.0
 TAG_LIMIT = 200  # Sentry drops tag values longer than this
 _CONNECTION_URL = re.compile(r"\b(?:postgres(?:ql)?|redis|rediss|amqp)://[^\s'\"]+", re.I)
 
@@ -58,7 +59,7 @@ def event_for(notice: Notice) -> dict[str, Any]:
 
 
 class SentryTransport:
-    """Hands events to the SDK's background queue, which never blocks the caller."""
+    """Hands events to the SDK, then waits for them to leave; raises TransportError if any did not."""
 
     name = "sentry"
     column = "sentry_sent_at"
@@ -66,5 +67,32 @@ class SentryTransport:
     min_interval = 0
 
     def notify(self, notices: Sequence[Notice]) -> None:
-        for notice in notices:
-            sentry_sdk.capture_event(scrub_event(event_for(notice)))
+        client = sentry_sdk.get_client()
+        transport: Any = client.transport
+        if not client.is_active() or transport is None:
+            raise TransportError("sentry: the SDK is not initialised")
+        dropped: list[str] = []
+        original = transport.on_dropped_event  # the SDK's hook for every event it gives up on
+
+        def count(reason: str) -> None:
+            dropped.append(reason)
+            original(reason)
+
+        transport.on_dropped_event = count
+        try:
+            for notice in notices:
+                if sentry_sdk.capture_event(scrub_event(event_for(notice))) is None:
+                    dropped.append("not captured")
+            sentry_sdk.flush(timeout=FLUSH_TIMEOUT_S)
+        finally:
+            del transport.on_dropped_event  # back to the class's method
+        if dropped:
+            raise TransportError(f"sentry: {len(dropped)} event(s) not delivered ({dropped[0]})")
+        if _still_queued(transport):
+            raise TransportError(f"sentry: events still queued after {FLUSH_TIMEOUT_S}s")
+
+
+def _still_queued(transport: Any) -> bool:
+    """Tell whether the SDK's background worker still holds unsent work after a flush."""
+    queue = getattr(getattr(transport, "_worker", None), "_queue", None)
+    return bool(queue is not None and getattr(queue, "unfinished_tasks", 0))

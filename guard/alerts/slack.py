@@ -8,8 +8,8 @@ import urllib.request
 from collections.abc import Sequence
 
 from guard.alerts import Notice, TransportError
+from guard.alerts.sentry import scrub_event
 from guard.paths import printable
-from guard.redact import redact
 
 TIMEOUT_S = 5
 MAX_LINES = 20
@@ -46,7 +46,7 @@ def digest(notices: Sequence[Notice]) -> str:
     for notice in [*opened, *resolved][:MAX_LINES]:
         mark = ":red_circle:" if notice.event == "opened" else ":white_check_mark:"
         text = f"{mark} {notice.check}/{notice.kind} {notice.subject}: {notice.message}"
-        lines.append(printable(redact(text))[:300])
+        lines.append(printable(scrub_event(text))[:300])  # Sentry's scrubber: same rules
     if len(notices) > MAX_LINES:
         lines.append(f"... and {len(notices) - MAX_LINES} more (guard findings --open)")
     return "\n".join(lines)

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from sync_stack import free_port
+import sentry_sdk
+from sync_stack import FakeSentry, free_port
 
+from guard.alerts import Notice
 from guard.alerts.delivery import deliver
-from guard.alerts.slack import SlackTransport
+from guard.alerts.sentry import SentryTransport, init_sentry
+from guard.alerts.slack import SlackTransport, digest
 from guard.database import Database
 from guard.install import install
 from guard.settings import Settings
@@ -106,3 +110,37 @@ def test_a_failing_backup_becomes_a_finding_and_success_resolves_it(
     assert row is not None and row[:2] == ("backup_failed", "backup") and "pw@" not in row[2]
     monkeypatch.setattr(backup, "run_backup", lambda _: None)
     assert run_maintenance(settings, "backup").resolved == 1
+
+
+@pytest.fixture
+def fake_sentry() -> Iterator[FakeSentry]:
+    fake = FakeSentry()
+    yield fake
+    fake.close()
+    sentry_sdk.init()  # no DSN: later tests start from a quiet SDK
+
+
+def _sentry_unsent(settings: Settings) -> object:
+    with Database(settings.require_database_url()) as db:
+        return db.fetch_one("SELECT count(*) FROM guard.notifications WHERE sentry_sent_at IS NULL")
+
+
+def test_unreachable_sentry_keeps_notices_until_it_takes_them(
+    settings: Settings, fake_sentry: FakeSentry
+) -> None:
+    process_rows(settings, "ads", ["1", "2"])
+    init_sentry(f"http://public@127.0.0.1:{free_port()}/1")
+    with Database(settings.require_database_url()) as db:
+        assert deliver(db, [SentryTransport()]) == {"sentry": 0}
+    assert _sentry_unsent(settings) == (2,)
+    init_sentry(fake_sentry.dsn)
+    with Database(settings.require_database_url()) as db:
+        assert deliver(db, [SentryTransport()]) == {"sentry": 2}
+    assert _sentry_unsent(settings) == (0,) and len(fake_sentry.events) == 2
+
+
+def test_slack_digest_hides_connection_strings_like_sentry() -> None:
+    notice = Notice(1, "opened", 1, "backup", "backup_failed", "backup",
+                    "pg_dump: could not reach postgresql://db.internal/app", None,
+                    datetime.now(UTC))
+    assert "db.internal" not in digest([notice]) and "<connection string>" in digest([notice])
