@@ -113,6 +113,8 @@ def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None 
     db_name = target_db or scratch_name("guard_restore")
     url = target_url(settings, db_name)
     folder = uploads_dir or repo.restores / db_name
+    scratch_db = None if target_db else db_name
+    scratch_folder = None if uploads_dir or folder.exists() else folder
     exists, occupied = _database_state(settings, db_name)
     safety = _make_room(settings, url, folder, occupied, force)
     started = time.perf_counter()
@@ -121,12 +123,27 @@ def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None 
         if not verdict.ok:
             raise GuardError(f"backup {backup_id} failed verification: {verdict.examples[0]}")
         _recreate(settings, db_name, drop=exists)
-        notes = pgtools.restore_archive(repo.dump_path(backup_id), url)
-        files, size = _place_all(repo, backup_id, folder, progress)
+        try:
+            notes = pgtools.restore_archive(repo.dump_path(backup_id), url)
+            files, size = _place_all(repo, backup_id, folder, progress)
+        except BaseException as exc:
+            _abandon(settings, scratch_db, scratch_folder, exc)
+            raise
     duration = time.perf_counter() - started
     checks, skipped = check_pair(settings, url, folder)
     return RestoreResult(backup_id, db_name, folder, files, size, duration, checks, skipped, safety,
                          notes)
+
+
+def _abandon(settings: Settings, db_name: str | None, folder: Path | None, exc: BaseException) -> None:
+    """Remove the half-restored scratch guard made (never a target the user named); say what stayed."""
+    left = discard_scratch(settings, db_name, folder)
+    if left is None:
+        return
+    if isinstance(exc, GuardError):
+        exc.args = (f"{exc}; {left}",)
+    else:
+        exc.add_note(left)
 
 
 def _database_state(settings: Settings, db_name: str) -> tuple[bool, bool]:
