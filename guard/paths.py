@@ -5,11 +5,11 @@ from __future__ import annotations
 import posixpath
 
 
-def unsafe_reason(stored: str) -> str | None:
+def unsafe_reason(stored: str, *, backslash_ok: bool = False) -> str | None:
     """Return why a stored path must never be opened, or None when it may be resolved under the root."""
     if "\x00" in stored:
         return "contains a NUL byte"
-    if "\\" in stored:
+    if "\\" in stored and not backslash_ok:
         return "contains a backslash"
     if stored.startswith("/"):
         return "is absolute"

@@ -14,17 +14,6 @@ from guard.backup.store import CHUNK, ObjectStore
 PLACED, PRESENT = "placed", "present"
 
 
-def unsafe_name(relpath: str) -> str | None:
-    """Return why a manifest path must not be written under a root; a backslash is a legal name here."""
-    if "\x00" in relpath:
-        return "contains a NUL byte"
-    if relpath.startswith("/"):
-        return "is absolute"
-    if ".." in relpath.split("/"):
-        return "has a '..' segment"
-    return None
-
-
 class Placer:
     """Write manifest entries under one root, creating folders but never following one out of it."""
 
@@ -35,7 +24,7 @@ class Placer:
 
     def place(self, entry: FileEntry, *, overwrite: bool) -> str:
         """Return PLACED or PRESENT, or a sentence saying why the file could not be put back."""
-        reason = unsafe_name(entry.path)
+        reason = paths.unsafe_reason(entry.path, backslash_ok=True)  # a legal file name on disk
         if reason is not None:
             return f"path {reason}; not written"
         dest = self.root / paths.normalize(entry.path)
