@@ -18,6 +18,11 @@ SELECT count(pg_advisory_xact_lock(h)) FROM (
 ) locks
 """
 
+DECIDED_SINCE = """
+SELECT check_name, kind, subject FROM guard.findings
+WHERE check_name = ANY(%s) AND (resolved_at >= %s OR (resolved_at IS NULL AND last_seen >= %s))
+"""
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -89,9 +94,17 @@ def lock_subjects(db: Database, subjects: Iterable[str]) -> None:
 def reconcile(
     db: Database, scope: Scope, findings: Sequence[Finding], since: datetime | None = None
 ) -> Changes:
-    """Open or refresh `findings` and resolve what in `scope` was not seen since `since`."""
-    since = since or database_now(db)
+    """Open or refresh `findings` and resolve what in `scope` was not seen since `since`.
+
+    Given `since` (a check that started earlier), a finding some newer check resolved or refreshed
+    after `since` is left as that check decided: the older snapshot must not reopen a fix.
+    """
     unique = {(f.check, f.kind, f.subject): f for f in findings}
+    if since is not None and unique:
+        checks = sorted({f.check for f in findings})
+        for key in db.fetch_all(DECIDED_SINCE, (checks, since, since)):
+            unique.pop((str(key[0]), str(key[1]), str(key[2])), None)
+    since = since or database_now(db)
     opened = refreshed = 0
     if unique:
         row = db.fetch_one(load_query("store_open"), _columns(list(unique.values())))

@@ -180,3 +180,25 @@ def test_deleting_one_of_a_duplicate_pair_resolves_the_survivor(settings: Settin
         db.execute("DELETE FROM ads WHERE id = 219")
     process_rows(settings, "ads", ["219"])
     assert _open(settings) == []
+
+
+def test_a_sweep_does_not_reopen_what_was_fixed_while_it_ran(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import guard.sync as sync
+    from guard.checks import CheckContext, integrity
+
+    with Database(settings.require_database_url()) as db:
+        db.execute("UPDATE ads SET slug = 'Bad 5' WHERE id = 5")
+    process_rows(settings, "ads", ["5"])
+
+    def fixed_during_the_sweep(ctx: CheckContext) -> object:
+        stale = integrity.run(ctx)  # sees the bad slug
+        with Database(settings.require_database_url()) as db:
+            db.execute("UPDATE ads SET slug = 'ok-5' WHERE id = 5")
+        process_rows(settings, "ads", ["5"])  # the event worker resolves it meanwhile
+        return stale
+
+    monkeypatch.setattr(sync, "registry", lambda: {"integrity": fixed_during_the_sweep})
+    changes = run_sweep(settings, "integrity")
+    assert changes.opened == 0 and _open(settings) == []
