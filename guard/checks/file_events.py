@@ -20,6 +20,17 @@ from guard.uploads import UploadsRoot
 
 ROW_KINDS = ("missing_file", "unsafe_path")
 PATH_KINDS = ("orphan_file",)
+# The usual spellings by index; any other ('a//b', 'a/./b', 'a/') normalized as paths.normalize
+# does for a safe path: runs of '/' collapsed, '.' segments and a trailing '/' dropped. That second
+# arm reads the whole table, but a row naming a file in an odd spelling must not make it an orphan.
+REFERENCING = r"""
+SELECT {pk}::text, {col}::text FROM {t}
+WHERE {col} = ANY(%(spellings)s)
+   OR ({col} ~ '//|(^|/)\.(/|$)|/$'
+       AND regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+               {col}::text, '/+', '/', 'g'), '/(\./)+', '/', 'g'), '^(\./)+', ''), '/\.?$', '')
+           = ANY(%(paths)s))
+"""
 
 
 @dataclass(frozen=True)
@@ -101,17 +112,17 @@ def scanned_file_mtime(root: UploadsRoot, relpath: str) -> float | None:
 def _referencing_rows(
     db: Database, settings: Settings, relpaths: list[str], keys_out: list[str]
 ) -> set[str]:
-    """Return which paths some row names (exactly or as './path'), collecting those rows' keys."""
+    """Return which paths some row names in any spelling the sweep accepts, collecting the row keys."""
     table = settings.file_table
     pk = primary_key(db, table, owner="file_table")
-    query = sql.SQL("SELECT {pk}::text, {col}::text FROM {t} WHERE {col} = ANY(%s)").format(
+    query = sql.SQL(REFERENCING).format(
         pk=sql.Identifier(pk.column), col=sql.Identifier(settings.file_column),
         t=sql.Identifier(table),
     )
     storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold
     spellings = storable + [f"./{p}" for p in storable]
     referenced = set()
-    for row_id, stored in db.fetch_all(query, (spellings,)):
+    for row_id, stored in db.fetch_all(query, {"spellings": spellings, "paths": storable}):
         referenced.add(paths.normalize(str(stored)))
         keys_out.append(str(row_id))
     return referenced

@@ -202,3 +202,20 @@ def test_a_sweep_does_not_reopen_what_was_fixed_while_it_ran(
     monkeypatch.setattr(sync, "registry", lambda: {"integrity": fixed_during_the_sweep})
     changes = run_sweep(settings, "integrity")
     assert changes.opened == 0 and _open(settings) == []
+
+
+def test_any_spelling_the_sweep_accepts_is_a_reference_for_path_events(settings: Settings) -> None:
+    spellings = ["uploads//ads/a.webp", "uploads/./ads/b.webp", "././uploads/ads/c.webp",
+                 "./uploads/ads/d.webp", "uploads/ads/e.webp"]
+    with Database(settings.require_database_url()) as db:
+        for n, stored in enumerate(spellings, 1):
+            db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (%s, 5, 'f', %s)",
+                       (n, stored))
+    names = ["a", "b", "c", "d", "e", "stray"]
+    for name in names:
+        _write_file(settings, f"uploads/ads/{name}.webp", age=3600)
+    process_paths(settings, [f"uploads/ads/{name}.webp" for name in names])
+    by_events = sorted(_open(settings))
+    assert by_events == [("files", "orphan_file", "file:uploads/ads/stray.webp")]
+    run_sweep(settings, "files")
+    assert sorted(_open(settings)) == by_events
