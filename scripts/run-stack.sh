@@ -64,6 +64,6 @@ while kill -0 "$APP" 2>/dev/null; do
 done
 sleep 3
 echo "== final: the findings still open from the app's writes (the planted ones stay open too)"
-$BIN/guard findings --open | grep -v -E 'integrity +ads\\.slug|files +orphan_file +file:uploads/ads/ad-' | tail -n 15
+$BIN/guard findings --open | grep -v -E 'integrity +ads\.slug|files +orphan_file +file:uploads/ads/ad-' | tail -n 15
 summary
 echo "== stopping the stack"
