@@ -20,6 +20,7 @@ run: $(STAMP) services
 
 test: $(STAMP) services
 	$(BIN)/ruff check guard workers watchers examples tests bench
+	$(BIN)/ruff format --check -q guard workers watchers examples tests bench
 	$(BIN)/mypy guard
 	$(BIN)/python -m pytest -q
 

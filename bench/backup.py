@@ -91,34 +91,47 @@ def main() -> None:
     for scratch in ("repo", "rsync"):
         shutil.rmtree(WORK / scratch, ignore_errors=True)
     (WORK / "rsync").mkdir()
-    settings = Settings(database_url=truth["database_url"], uploads_root=uploads,
-                        backup_dir=WORK / "repo")
+    settings = Settings(database_url=truth["database_url"], uploads_root=uploads, backup_dir=WORK / "repo")
     report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}}
     full_s, full = timed("guard backup (full)", lambda: run_backup(settings))
     rsync_full_s, _ = timed("rsync -a (full)", lambda: rsync(ads_dir, WORK / "rsync" / "snap1"))
-    report["full"] = {"guard_backup_s": round(full_s, 1), "rsync_s": round(rsync_full_s, 1),
-                      "counts": full.manifest.counts, "dump_bytes": full.manifest.dump.size}
+    report["full"] = {
+        "guard_backup_s": round(full_s, 1),
+        "rsync_s": round(rsync_full_s, 1),
+        "counts": full.manifest.counts,
+        "dump_bytes": full.manifest.dump.size,
+    }
     report["changed_files"] = change_one_percent(ads_dir)
     incr_s, incr = timed("guard backup (after 1% changed)", lambda: run_backup(settings))
-    link_s, _ = timed("rsync -a --link-dest", lambda: rsync(ads_dir, WORK / "rsync" / "snap2",
-                                                             link_dest=WORK / "rsync" / "snap1"))
-    report["incremental"] = {"guard_backup_s": round(incr_s, 1),
-                             "rsync_link_dest_s": round(link_s, 1),
-                             "speedup": round(link_s / incr_s, 1), "counts": incr.manifest.counts}
+    link_s, _ = timed(
+        "rsync -a --link-dest",
+        lambda: rsync(ads_dir, WORK / "rsync" / "snap2", link_dest=WORK / "rsync" / "snap1"),
+    )
+    report["incremental"] = {
+        "guard_backup_s": round(incr_s, 1),
+        "rsync_link_dest_s": round(link_s, 1),
+        "speedup": round(link_s / incr_s, 1),
+        "counts": incr.manifest.counts,
+    }
     print(json.dumps(report), file=sys.stderr, flush=True)  # kept even if the restore step fails
     if args.skip_restore:
         shutil.rmtree(WORK / "rsync", ignore_errors=True)
         print(json.dumps(report, indent=2))
         return
-    restore_s, restored = timed("guard restore (full)", lambda: restore_backup(
-        replace(settings), incr.id, uploads_dir=WORK / "restored"))
-    report["restore"] = {"wall_s": round(restore_s, 1),
-                         "restore_only_s": round(restored.duration_s, 1),
-                         "checks_s": round(sum(c.duration_s for c in restored.checks), 1),
-                         "files": restored.files}
+    restore_s, restored = timed(
+        "guard restore (full)",
+        lambda: restore_backup(replace(settings), incr.id, uploads_dir=WORK / "restored"),
+    )
+    report["restore"] = {
+        "wall_s": round(restore_s, 1),
+        "restore_only_s": round(restored.duration_s, 1),
+        "checks_s": round(sum(c.duration_s for c in restored.checks), 1),
+        "files": restored.files,
+    }
     with Database(maintenance_url(settings)) as server:
-        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(restored.target_db)))
+        server.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(restored.target_db))
+        )
     shutil.rmtree(WORK / "restored", ignore_errors=True)
     shutil.rmtree(WORK / "rsync", ignore_errors=True)
     print(json.dumps(report, indent=2))

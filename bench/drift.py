@@ -34,15 +34,18 @@ def migration_scripts(tables: int) -> dict[str, str]:
         ref = f'"owner_id" INTEGER REFERENCES "t{n - 1:03d}"("id"),' if n else ""
         scripts[f"2024{n:04d}0001_create_{t}"] = (
             f'CREATE TABLE "{t}" ("id" SERIAL PRIMARY KEY, {ref} "name" TEXT NOT NULL,'
-            f' "status" VARCHAR(20) NOT NULL DEFAULT \'new\','
-            f' "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP);\n')
+            f" \"status\" VARCHAR(20) NOT NULL DEFAULT 'new',"
+            f' "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP);\n'
+        )
         scripts[f"2024{n:04d}0002_index_{t}"] = (
             f'CREATE UNIQUE INDEX "{t}_name_key" ON "{t}" ("name");\n'
             f'CREATE INDEX ON "{t}" (lower("name")) WHERE "status" = \'new\';\n'
-            f'ALTER TABLE "{t}" ADD CHECK (length("name") > 0);\n')
+            f'ALTER TABLE "{t}" ADD CHECK (length("name") > 0);\n'
+        )
         scripts[f"2024{n:04d}0003_extend_{t}"] = (
             f'ALTER TABLE "{t}" ADD COLUMN "score" INTEGER NOT NULL DEFAULT 0;\n'
-            f'CREATE VIEW "{t}_new" AS SELECT "id", "name" FROM "{t}" WHERE "status" = \'new\';\n')
+            f'CREATE VIEW "{t}_new" AS SELECT "id", "name" FROM "{t}" WHERE "status" = \'new\';\n'
+        )
     return scripts
 
 

@@ -40,6 +40,7 @@ INSERT INTO ad_images (ad_id, filename, file_path)
 UPDATE ads SET slug = 'bench-upd-' || :ad, updated_at = now() WHERE id = :ad;
 """
 
+
 def url_for(name: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(SERVER)
     params["dbname"] = name
@@ -70,20 +71,41 @@ class Stack:
 
     def __init__(self, url: str, uploads: Path) -> None:
         self.prefix = f"guard-bench-{uuid.uuid4().hex[:8]}:"
-        self.env = {**os.environ, "DATABASE_URL": url, "UPLOADS_ROOT": str(uploads),
-                    "BROKER_PREFIX": self.prefix, "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "UPLOADS_ROOT": str(uploads),
+            "BROKER_PREFIX": self.prefix,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         log = (WORK / "stack.log").open("ab")
         for argv in (
-            [str(BIN / "celery"), "-A", "workers", "worker", "-Q", "events,sweeps,alerts", "-c", "2",
-             "-n", f"bench-{self.prefix[:-1]}@%h", "--without-gossip", "--without-mingle",
-             "--loglevel", "WARNING"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                "events,sweeps,alerts",
+                "-c",
+                "2",
+                "-n",
+                f"bench-{self.prefix[:-1]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
             [str(BIN / "python"), "-m", "watchers.listener"],
         ):
-            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
         time.sleep(4)
 
     def stop(self) -> None:
@@ -109,8 +131,10 @@ def paced_writes(url: str, rate: int, seconds: float, bad_every: int, commits: d
                 written += 1
                 bad = written % bad_every == 0
                 slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
-                row = conn.execute("INSERT INTO ads (title, slug, category_id, user_id) "
-                                   "VALUES ('t', %s, 1, 1) RETURNING id", (slug,)).fetchone()
+                row = conn.execute(
+                    "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', %s, 1, 1) RETURNING id",
+                    (slug,),
+                ).fetchone()
                 if bad and row:
                     commits[f"ads:{row[0]}"] = time.time()
             time.sleep(0.001)
@@ -123,8 +147,9 @@ def watch_findings(url: str, seen: dict[str, float], stop: threading.Event) -> N
     with psycopg.connect(url, autocommit=True) as conn:
         while not stop.is_set():
             # ids commit out of order across workers: look back a window, dedupe by subject
-            rows = conn.execute("SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id",
-                                (last - 500,)).fetchall()
+            rows = conn.execute(
+                "SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id", (last - 500,)
+            ).fetchall()
             now = time.time()
             for fid, subject in rows:
                 seen.setdefault(subject, now)
@@ -161,10 +186,13 @@ def bench_latency(url: str, uploads: Path, seconds: float) -> None:
         watcher.join(5)
         stack.stop()
     lat = [(seen[s] - t) * 1000 for s, t in commits.items() if s in seen]
-    print(f"latency @200 writes/s for {seconds:.0f}s: {written} writes, {len(commits)} bad rows, "
-          f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.0f} ms, "
-          f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms; "
-          f"missing {len(commits) - len(lat)}", flush=True)
+    print(
+        f"latency @200 writes/s for {seconds:.0f}s: {written} writes, {len(commits)} bad rows, "
+        f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.0f} ms, "
+        f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms; "
+        f"missing {len(commits) - len(lat)}",
+        flush=True,
+    )
 
 
 def bench_backlog(url: str, uploads: Path, seconds: float) -> None:
@@ -192,17 +220,24 @@ def bench_backlog(url: str, uploads: Path, seconds: float) -> None:
     finally:
         stack.stop()
     shown = ", ".join(f"{t:.0f}s:{n}" for t, n in samples)
-    print(f"backlog @1000 writes/s for {seconds:.0f}s ({written} writes, "
-          f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}]; "
-          f"drained {drained:.1f}s after writes stopped", flush=True)
+    print(
+        f"backlog @1000 writes/s for {seconds:.0f}s ({written} writes, "
+        f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}]; "
+        f"drained {drained:.1f}s after writes stopped",
+        flush=True,
+    )
 
 
 def pgbench(url: str, seconds: int, wrapped: bool) -> float:
     script = WORK / ("app_writes_tx.sql" if wrapped else "app_writes.sql")
     body = PGBENCH_SCRIPT.replace("\\gset", "\\gset", 1)
     script.write_text(f"BEGIN;\n{body}COMMIT;\n" if wrapped else body)
-    out = subprocess.run(["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script),
-                          url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     return float(match.group(1)) if match else 0.0
 
@@ -224,10 +259,14 @@ def bench_triggers(url: str, seconds: int, wrapped: bool) -> None:
                 runs[variant].append(round(pgbench(url, seconds, wrapped)))
     base = max(runs["without"])
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
-    shown = "; ".join(f"{k} {max(v):.0f} tps {v} ({100 * (base - max(v)) / base:+.1f}% slower)"
-                      for k, v in runs.items())
-    print(f"pgbench app writes (insert ad, insert image, update slug; {shape}; 4 clients, "
-          f"{seconds}s x2, best run): {shown}", flush=True)
+    shown = "; ".join(
+        f"{k} {max(v):.0f} tps {v} ({100 * (base - max(v)) / base:+.1f}% slower)" for k, v in runs.items()
+    )
+    print(
+        f"pgbench app writes (insert ad, insert image, update slug; {shape}; 4 clients, "
+        f"{seconds}s x2, best run): {shown}",
+        flush=True,
+    )
 
 
 def main() -> int:

@@ -27,19 +27,24 @@ def register(commands: Subparsers) -> None:
 
 def _json_flag(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
     # A nested parser must not reset a --json given before its name, hence SUPPRESS.
-    parser.add_argument("--json", action="store_true",
-                        default=argparse.SUPPRESS if nested else False,
-                        help="print exactly one JSON object on stdout")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if nested else False,
+        help="print exactly one JSON object on stdout",
+    )
 
 
 def _add_backup(commands: Subparsers) -> None:
     backup = commands.add_parser(
-        "backup", help="take, list, verify or prune consistent backups (BACKUP_DIR)",
+        "backup",
+        help="take, list, verify or prune consistent backups (BACKUP_DIR)",
         description="Take one backup: a pg_dump of one REPEATABLE READ snapshot, the uploads its rows "
         "refer to (plus every file under SCAN_DIRS), the migration state and a checksummed manifest.",
         epilog="examples:\n  guard backup\n  guard backup list\n  guard backup verify --read-data\n"
         "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
-        formatter_class=FORMATTER)
+        formatter_class=FORMATTER,
+    )
     _json_flag(backup)
     backup.set_defaults(handler=handle_backup, action=None)
     actions = backup.add_subparsers(dest="action", metavar="ACTION")
@@ -50,15 +55,20 @@ def _add_backup(commands: Subparsers) -> None:
     _json_flag(verify, nested=True)
     prune = actions.add_parser("prune", help="forget old backups with restic's keep-* meaning")
     for unit, default in (("daily", 7), ("weekly", 4), ("monthly", 6)):
-        prune.add_argument(f"--keep-{unit}", type=int, default=default, metavar="N",
-                           help=f"keep the newest backup of each of the last N {unit} periods "
-                           f"(default {default})")
+        prune.add_argument(
+            f"--keep-{unit}",
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"keep the newest backup of each of the last N {unit} periods (default {default})",
+        )
     _json_flag(prune, nested=True)
 
 
 def _add_restore(commands: Subparsers) -> None:
     restore = commands.add_parser(
-        "restore", help="restore a backup, put back missing files, or run a restore drill",
+        "restore",
+        help="restore a backup, put back missing files, or run a restore drill",
         description="`guard restore ID` verifies the backup and restores its dump and files together "
         "into a NEW scratch database and folder (or --target-db/--uploads-dir; a non-empty target "
         "needs --force and is backed up first), then runs every check on the restored pair.\n"
@@ -67,12 +77,14 @@ def _add_restore(commands: Subparsers) -> None:
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
         "  guard restore 20250101T020000Z-1a2b3c --target-db shop_copy --uploads-dir /srv/copy\n"
         "  guard restore files --missing\n  guard restore drill --json",
-        formatter_class=FORMATTER)
+        formatter_class=FORMATTER,
+    )
     restore.add_argument("what", metavar="ID|files|drill")
     restore.add_argument("--target-db", metavar="NAME", help="database to restore into")
     restore.add_argument("--uploads-dir", type=Path, metavar="DIR", help="folder to restore into")
-    restore.add_argument("--force", action="store_true",
-                         help="replace a non-empty target (after backing it up)")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a non-empty target (after backing it up)"
+    )
     restore.add_argument("--missing", action="store_true", help="with `files`: the missing files")
     _json_flag(restore)
     restore.set_defaults(handler=handle_restore)
@@ -100,18 +112,28 @@ def _backup(settings: Settings, json_mode: bool) -> int:
 
     result = run_backup(settings, terminal_progress())
     counts = result.manifest.counts
-    findings = [Finding("backup", "missing_at_backup", m.subject, m.reason, path=m.path)
-                for m in result.manifest.missing]
-    document = {"ok": result.ok, "id": result.id, "manifest": str(result.manifest_path),
-                "counts": counts, "consistent": result.ok,
-                "findings": [f.to_json() for f in findings]}
-    human = (f"backup {result.id}: {counts['files']:,} files ({counts['bytes']:,} bytes), "
-             f"{counts['new_objects']:,} new objects, dump {result.manifest.dump.size:,} bytes\n"
-             f"manifest {result.manifest_path}\n")
+    findings = [
+        Finding("backup", "missing_at_backup", m.subject, m.reason, path=m.path)
+        for m in result.manifest.missing
+    ]
+    document = {
+        "ok": result.ok,
+        "id": result.id,
+        "manifest": str(result.manifest_path),
+        "counts": counts,
+        "consistent": result.ok,
+        "findings": [f.to_json() for f in findings],
+    }
+    human = (
+        f"backup {result.id}: {counts['files']:,} files ({counts['bytes']:,} bytes), "
+        f"{counts['new_objects']:,} new objects, dump {result.manifest.dump.size:,} bytes\n"
+        f"manifest {result.manifest_path}\n"
+    )
     if findings:
         human += f"NOT CONSISTENT: {len(findings):,} referenced paths are not in the backup:\n"
-        human += "".join(f"  {printable(f.subject)}  {printable(f.path or '')}  {f.message}\n"
-                         for f in findings[:20])
+        human += "".join(
+            f"  {printable(f.subject)}  {printable(f.path or '')}  {f.message}\n" for f in findings[:20]
+        )
     emit(document, human, json_mode)
     return EXIT_OK if result.ok else EXIT_FINDINGS
 
@@ -125,17 +147,27 @@ def _list(settings: Settings, json_mode: bool) -> int:
     rows: list[dict[str, Any]] = []
     for backup_id, loaded in repo.manifests():
         if isinstance(loaded, Manifest):
-            rows.append({"id": backup_id, "complete": True, "started_at": loaded.started_at,
-                         "files": loaded.counts.get("files"), "bytes": loaded.counts.get("bytes"),
-                         "dump_bytes": loaded.dump.size, "consistent": loaded.consistent,
-                         "missing": len(loaded.missing)})
+            rows.append(
+                {
+                    "id": backup_id,
+                    "complete": True,
+                    "started_at": loaded.started_at,
+                    "files": loaded.counts.get("files"),
+                    "bytes": loaded.counts.get("bytes"),
+                    "dump_bytes": loaded.dump.size,
+                    "consistent": loaded.consistent,
+                    "missing": len(loaded.missing),
+                }
+            )
         else:
             rows.append({"id": backup_id, "complete": False, "problem": str(loaded)})
     human = f"{'ID':<25}{'FILES':>10}{'BYTES':>16}{'MISSING':>9}  STATUS\n"
     for row in rows:
         status = "ok" if row["complete"] else f"DAMAGED: {row['problem']}"
-        human += (f"{row['id']:<25}{row.get('files') or 0:>10,}{row.get('bytes') or 0:>16,}"
-                  f"{row.get('missing') or 0:>9,}  {status}\n")
+        human += (
+            f"{row['id']:<25}{row.get('files') or 0:>10,}{row.get('bytes') or 0:>16,}"
+            f"{row.get('missing') or 0:>9,}  {status}\n"
+        )
     emit({"ok": all(r["complete"] for r in rows), "backups": rows}, human, json_mode)
     return EXIT_OK if all(r["complete"] for r in rows) else EXIT_FINDINGS
 
@@ -149,17 +181,24 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
     repo = Repository.open(require_backup_dir(settings), create=False)
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
         if backup_id is not None:
-            results = [verify_backup(repo, check_backup_id(backup_id), read_data=read_data,
-                                     progress=terminal_progress())]
+            results = [
+                verify_backup(
+                    repo, check_backup_id(backup_id), read_data=read_data, progress=terminal_progress()
+                )
+            ]
         else:
             results = verify_all(repo, read_data=read_data, progress=terminal_progress())
     ok = all(r.ok for r in results)
     human = "".join(
         f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {r.objects:,} objects"
         f"{' re-hashed' if read_data else ''}\n" + "".join(f"  {e}\n" for e in r.examples)
-        for r in results)
-    emit({"ok": ok, "read_data": read_data, "backups": [r.to_json() for r in results]},
-         human or "no backups\n", json_mode)
+        for r in results
+    )
+    emit(
+        {"ok": ok, "read_data": read_data, "backups": [r.to_json() for r in results]},
+        human or "no backups\n",
+        json_mode,
+    )
     return EXIT_OK if ok else EXIT_FINDINGS
 
 
@@ -191,15 +230,22 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from guard.backup.restore import restore_backup
     from guard.report import as_json, exit_code, write_human
 
-    result = restore_backup(settings, args.what, target_db=args.target_db,
-                            uploads_dir=args.uploads_dir, force=args.force,
-                            progress=terminal_progress())
+    result = restore_backup(
+        settings,
+        args.what,
+        target_db=args.target_db,
+        uploads_dir=args.uploads_dir,
+        force=args.force,
+        progress=terminal_progress(),
+    )
     if args.json:
         sys.stdout.write(as_json(result.checks, {"restore": result.to_json()}) + "\n")
     else:
-        sys.stdout.write(f"restored {result.backup_id} into database {result.target_db} and "
-                         f"{result.uploads_dir} ({result.files:,} files) in "
-                         f"{result.duration_s:.1f}s\n")
+        sys.stdout.write(
+            f"restored {result.backup_id} into database {result.target_db} and "
+            f"{result.uploads_dir} ({result.files:,} files) in "
+            f"{result.duration_s:.1f}s\n"
+        )
         if result.safety_backup:
             sys.stdout.write(f"the previous content was backed up first as {result.safety_backup}\n")
         for note in result.notes:
@@ -215,10 +261,15 @@ def _restore_missing(settings: Settings, json_mode: bool) -> int:
 
     outcomes = restore_missing(settings)
     lost = [o for o in outcomes if o.outcome not in ("restored", "already present")]
-    human = "".join(f"{o.outcome:<16} {printable(o.subject)}  {printable(o.path)}"
-                    f"{'  from ' + o.backup_id if o.backup_id else ''}\n" for o in outcomes)
-    human += (f"{len(outcomes) - len(lost):,} of {len(outcomes):,} missing files restored; "
-              f"{len(lost):,} in no backup\n")
+    human = "".join(
+        f"{o.outcome:<16} {printable(o.subject)}  {printable(o.path)}"
+        f"{'  from ' + o.backup_id if o.backup_id else ''}\n"
+        for o in outcomes
+    )
+    human += (
+        f"{len(outcomes) - len(lost):,} of {len(outcomes):,} missing files restored; "
+        f"{len(lost):,} in no backup\n"
+    )
     emit({"ok": not lost, "files": [o.to_json() for o in outcomes]}, human, json_mode)
     return EXIT_OK if not lost else EXIT_FINDINGS
 
@@ -227,6 +278,5 @@ def _drill(settings: Settings, json_mode: bool) -> int:
     from guard.backup import run_drill
 
     result = run_drill(settings)
-    emit(result.to_json(), f"drill {'PASSED' if result.ok else 'FAILED'}: {result.detail}\n",
-         json_mode)
+    emit(result.to_json(), f"drill {'PASSED' if result.ok else 'FAILED'}: {result.detail}\n", json_mode)
     return EXIT_OK if result.ok else EXIT_FINDINGS

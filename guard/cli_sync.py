@@ -17,7 +17,8 @@ from guard.settings import Settings
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add install, uninstall and findings to the guard command."""
     inst = commands.add_parser(
-        "install", help="create guard's schema, outbox and capture triggers (idempotent)",
+        "install",
+        help="create guard's schema, outbox and capture triggers (idempotent)",
         description="Create the 'guard' schema (outbox, findings, notifications) and statement-level "
         "triggers on every table the rules name and on the file table. Safe to run again.",
         epilog="example:\n  guard install",
@@ -26,13 +27,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inst.add_argument("--json", action="store_true", help="print one JSON object")
     inst.set_defaults(handler=run_install)
     uninst = commands.add_parser(
-        "uninstall", help="drop the capture triggers and guard's schema (findings included)",
+        "uninstall",
+        help="drop the capture triggers and guard's schema (findings included)",
         description="Remove every guard trigger and the 'guard' schema.",
     )
     uninst.add_argument("--json", action="store_true", help="print one JSON object")
     uninst.set_defaults(handler=run_uninstall)
     found = commands.add_parser(
-        "findings", help="list the findings the continuous checks keep",
+        "findings",
+        help="list the findings the continuous checks keep",
         description="List guard.findings: open ones first, then resolved ones.",
         epilog="examples:\n  guard findings --open\n  guard findings --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,8 +74,12 @@ def run_findings(args: argparse.Namespace, settings: Settings) -> int:
         rows = store.list_findings(db, open_only=args.open)
     still_open = sum(1 for f in rows if f.is_open)
     if args.json:
-        print(json.dumps({"ok": still_open == 0, "open": still_open,
-                          "findings": [f.to_json() for f in rows]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"ok": still_open == 0, "open": still_open, "findings": [f.to_json() for f in rows]},
+                ensure_ascii=False,
+            )
+        )
     else:
         write_table(rows)
     return EXIT_FINDINGS if still_open else EXIT_OK
@@ -83,7 +90,8 @@ def write_table(rows: list[store.StoredFinding]) -> None:
     out.write(f"{'STATE':<9}{'CHECK':<11}{'KIND':<30}{'SUBJECT':<34}{'SEEN':>6}  LAST SEEN\n")
     for f in rows:
         state = "open" if f.is_open else "resolved"
-        out.write(f"{state:<9}{f.check:<11}{f.kind:<30}{printable(f.subject)[:33]:<34}"
-                  f"{f.occurrences:>6}  {f.last_seen:%Y-%m-%d %H:%M:%S}\n")
-    out.write(f"{sum(1 for f in rows if f.is_open)} open, "
-              f"{sum(1 for f in rows if not f.is_open)} resolved\n")
+        out.write(
+            f"{state:<9}{f.check:<11}{f.kind:<30}{printable(f.subject)[:33]:<34}"
+            f"{f.occurrences:>6}  {f.last_seen:%Y-%m-%d %H:%M:%S}\n"
+        )
+    out.write(f"{sum(1 for f in rows if f.is_open)} open, {sum(1 for f in rows if not f.is_open)} resolved\n")

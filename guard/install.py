@@ -95,6 +95,7 @@ def function_name(table: str) -> sql.Identifier:
 
 def capture_function_sql(table: WatchedTable) -> sql.Composed:
     """Compose the table's capture function from guard/sql/install_trigger.sql."""
+
     def path(record: str) -> sql.Composable:
         if table.path_column is None:
             return sql.SQL("NULL::text")
@@ -130,7 +131,5 @@ def _triggered_tables(db: Database) -> list[str]:
 def _drop_triggers(db: Database, table: str) -> None:
     for trigger in TRIGGER_NAMES:
         db.execute(
-            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                sql.Identifier(trigger), sql.Identifier(table)
-            )
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), sql.Identifier(table))
         )

@@ -141,8 +141,10 @@ def read_history(db: Database) -> list[MigrationRecord] | None:
     row = db.fetch_one(HISTORY_TABLE)
     if not row or not row[0]:
         return None
-    return [MigrationRecord(str(row_id), str(checksum), str(name), bool(done), bool(undone), logs)
-            for row_id, checksum, name, done, undone, logs in db.fetch_all(HISTORY_ROWS)]
+    return [
+        MigrationRecord(str(row_id), str(checksum), str(name), bool(done), bool(undone), logs)
+        for row_id, checksum, name, done, undone, logs in db.fetch_all(HISTORY_ROWS)
+    ]
 
 
 def applied_migrations(
@@ -155,8 +157,9 @@ def applied_migrations(
     return [f for f in files if f.name in done]
 
 
-def replay(db: Database, files: list[MigrationFile],
-           on_step: Callable[[], None] | None = None) -> ReplayFailure | None:
+def replay(
+    db: Database, files: list[MigrationFile], on_step: Callable[[], None] | None = None
+) -> ReplayFailure | None:
     """Run each migration's script as Prisma does (one multi-statement query); stop at the first error."""
     for migration in files:
         try:
@@ -173,8 +176,10 @@ def baseline(db: Database, files: list[MigrationFile]) -> int:
     """Create `_prisma_migrations` and record every folder as `migrate resolve --applied` would."""
     history = read_history(db)
     if history:
-        raise UsageError(f"_prisma_migrations already holds {len(history)} rows; "
-                         "baseline is only for a database with no migration history")
+        raise UsageError(
+            f"_prisma_migrations already holds {len(history)} rows; "
+            "baseline is only for a database with no migration history"
+        )
     with db.transaction():
         ensure_migrations_table(db)
         for migration in files:

@@ -64,8 +64,10 @@ def _temporary(live_url: str) -> Iterator[Database]:
         try:
             admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         except psycopg.errors.InsufficientPrivilege:
-            raise ConfigError("cannot create the shadow database (no CREATEDB privilege); "
-                              "set SHADOW_DATABASE_URL to an empty database") from None
+            raise ConfigError(
+                "cannot create the shadow database (no CREATEDB privilege); "
+                "set SHADOW_DATABASE_URL to an empty database"
+            ) from None
         try:
             with Database(url_with_database(live_url, name)) as shadow:
                 yield shadow
@@ -94,8 +96,9 @@ def _given(url: str) -> Iterator[Database]:
             schemas = shadow.fetch_all(USER_SCHEMAS, (list(SYSTEM_SCHEMAS),))
             row = shadow.fetch_one(USER_OBJECTS, {"system": list(SYSTEM_SCHEMAS)})
             if row and row[0]:
-                raise ConfigError("SHADOW_DATABASE_URL must name an empty database "
-                                  f"(it holds {row[0]} objects)")
+                raise ConfigError(
+                    f"SHADOW_DATABASE_URL must name an empty database (it holds {row[0]} objects)"
+                )
             try:
                 yield shadow
             finally:
@@ -113,8 +116,9 @@ def _reset(shadow: Database, before: list[tuple[object, ...]]) -> None:
     for name, _owner, _usage in shadow.fetch_all(USER_SCHEMAS, (list(SYSTEM_SCHEMAS),)):
         shadow.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
     for name, (owner, usage) in kept.items():
-        shadow.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
-            sql.Identifier(name), sql.Identifier(owner)))
+        shadow.execute(
+            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(name), sql.Identifier(owner))
+        )
         if usage:
             shadow.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(name)))
 

@@ -42,8 +42,9 @@ class Changes:
     resolved: int = 0
 
     def __add__(self, other: Changes) -> Changes:
-        return Changes(self.opened + other.opened, self.refreshed + other.refreshed,
-                       self.resolved + other.resolved)
+        return Changes(
+            self.opened + other.opened, self.refreshed + other.refreshed, self.resolved + other.resolved
+        )
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,14 @@ class StoredFinding:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "check": self.check, "kind": self.kind, "subject": self.subject,
-            "message": self.message, "path": self.path,
-            "first_seen": self.first_seen.isoformat(), "last_seen": self.last_seen.isoformat(),
+            "id": self.id,
+            "check": self.check,
+            "kind": self.kind,
+            "subject": self.subject,
+            "message": self.message,
+            "path": self.path,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
             "occurrences": self.occurrences,
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
         }
@@ -120,8 +126,9 @@ def reconcile(
 
 
 def list_findings(db: Database, open_only: bool = False) -> list[StoredFinding]:
-    return [StoredFinding.from_row(r) for r in db.fetch_all(load_query("store_list"),
-                                                              {"open_only": open_only})]
+    return [
+        StoredFinding.from_row(r) for r in db.fetch_all(load_query("store_list"), {"open_only": open_only})
+    ]
 
 
 def _columns(findings: Sequence[Finding]) -> dict[str, list[Any]]:

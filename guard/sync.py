@@ -44,7 +44,10 @@ class Outcome:
 
 
 def process_rows(
-    settings: Settings, table: str, keys: Sequence[str], paths: Sequence[str] = (),
+    settings: Settings,
+    table: str,
+    keys: Sequence[str],
+    paths: Sequence[str] = (),
     outbox_ids: Sequence[int] = (),
 ) -> Outcome:
     """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
@@ -102,13 +105,11 @@ def _related_keys(db: Database, settings: Settings, table: str, keys: list[str])
     subjects = [file_events.row_subject(table, k) for k in keys]
     prefix = file_events.row_subject(table, "")
     for (subject,) in db.fetch_all(SHARED_FINDING, ([r.id for r in unique], subjects, prefix)):
-        found.add(str(subject)[len(prefix):])
+        found.add(str(subject)[len(prefix) :])
     return sorted(found)
 
 
-def _reconcile_paths(
-    db: Database, settings: Settings, root: UploadsRoot, paths: Sequence[str]
-) -> Outcome:
+def _reconcile_paths(db: Database, settings: Settings, root: UploadsRoot, paths: Sequence[str]) -> Outcome:
     if not paths:
         return Outcome()
     report = file_events.check_paths(db, settings, root, paths)

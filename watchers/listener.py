@@ -26,8 +26,14 @@ log = logging.getLogger("guard.listener")
 
 GATHER_S = 0.03
 WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
-TRANSIENT = (psycopg.OperationalError, UnreachableError, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, kombu.exceptions.OperationalError, OSError)
+TRANSIENT = (
+    psycopg.OperationalError,
+    UnreachableError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+    OSError,
+)
 
 Publish = Callable[[outbox.Batch], None]
 
@@ -52,8 +58,10 @@ class Listener:
 
     def serve(self, backoff: Backoff) -> None:
         """Listen and drain until stopped or a connection breaks."""
-        with psycopg.connect(self.url, autocommit=True, application_name="guard-listener") as conn, \
-                Database(self.url, application_name="guard-listener-claim") as db:
+        with (
+            psycopg.connect(self.url, autocommit=True, application_name="guard-listener") as conn,
+            Database(self.url, application_name="guard-listener-claim") as db,
+        ):
             conn.execute("LISTEN " + outbox.CHANNEL)
             log.info("listening on %s", outbox.CHANNEL)
             backoff.reset()

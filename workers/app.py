@@ -56,6 +56,7 @@ def start_sentry(**_: Any) -> None:
 
     from guard.alerts.sentry import init_sentry
 
-    init_sentry(settings.sentry_dsn, [
-        CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["guard.deliver_alerts"])
-    ])
+    init_sentry(
+        settings.sentry_dsn,
+        [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["guard.deliver_alerts"])],
+    )

@@ -19,8 +19,9 @@ def cron(expression: str, setting: str) -> crontab:
         raise ConfigError(f"{setting.upper()}: expected 5 cron fields, got {expression!r}")
     minute, hour, day_of_month, month, day_of_week = parts
     try:
-        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                       month_of_year=month, day_of_week=day_of_week)
+        return crontab(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week
+        )
     except ValueError as exc:
         raise ConfigError(f"{setting.upper()}: invalid cron {expression!r}: {exc}") from None
 

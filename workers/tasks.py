@@ -20,8 +20,13 @@ from workers.app import app, settings
 log = logging.getLogger(__name__)
 
 # Database and Redis trouble is retried with backoff; every task is safe to run twice.
-RETRYABLE = (psycopg.OperationalError, UnreachableError, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+RETRYABLE = (
+    psycopg.OperationalError,
+    UnreachableError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
 RETRY: dict[str, Any] = {
     "autoretry_for": RETRYABLE,
     "retry_backoff": 1,

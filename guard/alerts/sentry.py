@@ -53,8 +53,11 @@ def event_for(notice: Notice) -> dict[str, Any]:
             "kind": notice.kind,
             "subject": notice.subject[:TAG_LIMIT],
         },
-        "extra": {"finding_id": notice.finding_id, "path": notice.path,
-                  "first_seen": notice.first_seen.isoformat()},
+        "extra": {
+            "finding_id": notice.finding_id,
+            "path": notice.path,
+            "first_seen": notice.first_seen.isoformat(),
+        },
     }
 
 

@@ -59,8 +59,9 @@ def require_backup_dir(settings: Settings) -> Path:
     return settings.backup_dir
 
 
-def run_backup(settings: Settings, progress: ProgressFactory = no_progress, *,
-               allow_missing_table: bool = False) -> BackupResult:
+def run_backup(
+    settings: Settings, progress: ProgressFactory = no_progress, *, allow_missing_table: bool = False
+) -> BackupResult:
     """Take one consistent backup of the database and its uploads into BACKUP_DIR.
 
     allow_missing_table: back up a database without the file table (the safety copy taken before
@@ -89,14 +90,21 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _take(repo: Repository, settings: Settings, url: str, root: UploadsRoot,
-          progress: ProgressFactory, allow_missing_table: bool) -> BackupResult:
+def _take(
+    repo: Repository,
+    settings: Settings,
+    url: str,
+    root: UploadsRoot,
+    progress: ProgressFactory,
+    allow_missing_table: bool,
+) -> BackupResult:
     started = _after_newest(repo)
     backup_id = new_backup_id(started)
     staging = repo.staging(backup_id)
     try:
-        manifest = _capture(repo, settings, url, root, staging, backup_id, started, progress,
-                            allow_missing_table)
+        manifest = _capture(
+            repo, settings, url, root, staging, backup_id, started, progress, allow_missing_table
+        )
         (staging / MANIFEST).write_bytes(manifest.to_bytes())
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
@@ -118,9 +126,17 @@ def _after_newest(repo: Repository) -> datetime:
         time.sleep(0.05)
 
 
-def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, staging: Path,
-             backup_id: str, started: datetime, progress: ProgressFactory,
-             allow_missing_table: bool) -> Manifest:
+def _capture(
+    repo: Repository,
+    settings: Settings,
+    url: str,
+    root: UploadsRoot,
+    staging: Path,
+    backup_id: str,
+    started: datetime,
+    progress: ProgressFactory,
+    allow_missing_table: bool,
+) -> Manifest:
     store = ObjectStore(repo.objects, repo.tmp)
     previous = _previous_files(repo)
     dump_path = staging / DUMP
@@ -128,8 +144,7 @@ def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, 
         dump = snapshot.start_dump(dump_path)
         try:
             facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
-            files, missing = collect_uploads(root, settings.scan_dirs, facts, store, previous,
-                                             progress)
+            files, missing = collect_uploads(root, settings.scan_dirs, facts, store, previous, progress)
         except BaseException:
             dump.kill()
             dump.wait()
@@ -141,8 +156,11 @@ def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, 
         id=backup_id,
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
-        versions={"guard": __version__, "server": facts.server_version,
-                  "pg_dump": pgtools.tool_version("pg_dump")},
+        versions={
+            "guard": __version__,
+            "server": facts.server_version,
+            "pg_dump": pgtools.tool_version("pg_dump"),
+        },
         database={"target": describe_target(url)},
         dump=dump_info,
         files=tuple(files),
@@ -150,8 +168,12 @@ def _capture(repo: Repository, settings: Settings, url: str, root: UploadsRoot, 
         migrations=facts.migrations,
         schema_sha256=facts.schema_sha256,
         app_commit=app_commit(settings),
-        scope={"uploads": SCOPE, "scan_dirs": list(settings.scan_dirs),
-               "file_table": settings.file_table, "file_column": settings.file_column},
+        scope={
+            "uploads": SCOPE,
+            "scan_dirs": list(settings.scan_dirs),
+            "file_table": settings.file_table,
+            "file_column": settings.file_column,
+        },
         counts=_counts(files, missing, facts, store),
     )
 
@@ -171,15 +193,22 @@ def collect_uploads(
     missing: list[MissingRef] = []
     absent = _Absent(root)
     for row_id, stored in facts.refs:
-        if (exact and stored in files and "\\" not in stored and ".." not in stored
-                and stored[0] != "/" and row_id is not None):
+        if (
+            exact
+            and stored in files
+            and "\\" not in stored
+            and ".." not in stored
+            and stored[0] != "/"
+            and row_id is not None
+        ):
             continue  # safe as stored (the cheap test implies unsafe_reason is None) and walked
         if row_id is None or stored is None or not stored.strip():
             continue
         reason = paths.unsafe_reason(stored)
         if reason is not None:
-            missing.append(MissingRef(facts.subject(row_id), paths.json_safe(stored),
-                                      f"stored path {reason}", UNSAFE))
+            missing.append(
+                MissingRef(facts.subject(row_id), paths.json_safe(stored), f"stored path {reason}", UNSAFE)
+            )
             continue
         key = paths.normalize(stored)
         if key in files:
@@ -195,8 +224,13 @@ def collect_uploads(
     return sorted(files.values()), missing
 
 
-def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStore,
-                previous: dict[str, FileEntry], progress: ProgressFactory) -> dict[str, FileEntry]:
+def _walk_files(
+    root: UploadsRoot,
+    scan_dirs: tuple[str, ...],
+    store: ObjectStore,
+    previous: dict[str, FileEntry],
+    progress: ProgressFactory,
+) -> dict[str, FileEntry]:
     """Stat every regular file once; reuse the previous entry object when its stat key is unchanged."""
     files: dict[str, FileEntry] = {}
     get = previous.get
@@ -208,11 +242,13 @@ def _walk_files(root: UploadsRoot, scan_dirs: tuple[str, ...], store: ObjectStor
             for entry in batch:
                 relpath = prefix + entry.name
                 try:
-                    st = (os.lstat(entry.name, dir_fd=dir_fd) if dir_fd is not None
-                          else entry.stat(follow_symlinks=False))
+                    st = (
+                        os.lstat(entry.name, dir_fd=dir_fd)
+                        if dir_fd is not None
+                        else entry.stat(follow_symlinks=False)
+                    )
                     old = get(relpath)
-                    if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                       st.st_ino):
+                    if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
                         files[relpath] = old  # size, mtime, ctime, inode unchanged: not read again
                     elif stat.S_ISREG(st.st_mode):
                         files[relpath] = store.add_file(entry.path, relpath)
@@ -259,8 +295,9 @@ class _Absent:
         return False
 
 
-def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
-                previous: dict[str, FileEntry]) -> FileEntry | tuple[str, str]:
+def _referenced(
+    root: UploadsRoot, store: ObjectStore, key: str, previous: dict[str, FileEntry]
+) -> FileEntry | tuple[str, str]:
     """Back up one referenced file outside the walk, or say why not as (reason, kind)."""
     verdict, real = root.resolve(key)
     if verdict == "escapes":
@@ -273,8 +310,9 @@ def _referenced(root: UploadsRoot, store: ObjectStore, key: str,
         return GONE
 
 
-def _entry(store: ObjectStore, source: str | Path, relpath: str, key: StatKey,
-           previous: dict[str, FileEntry]) -> FileEntry:
+def _entry(
+    store: ObjectStore, source: str | Path, relpath: str, key: StatKey, previous: dict[str, FileEntry]
+) -> FileEntry:
     return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
 
 
@@ -289,8 +327,9 @@ def _previous_files(repo: Repository) -> dict[str, FileEntry]:
     return {}
 
 
-def _counts(files: list[FileEntry], missing: list[MissingRef], facts: SnapshotFacts,
-            store: ObjectStore) -> dict[str, int]:
+def _counts(
+    files: list[FileEntry], missing: list[MissingRef], facts: SnapshotFacts, store: ObjectStore
+) -> dict[str, int]:
     return {
         "files": len(files),
         "bytes": sum(f.size for f in files),
@@ -308,8 +347,13 @@ def app_commit(settings: Settings) -> str | None:
         if folder is None or not folder.is_dir():
             continue
         try:
-            done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                                  capture_output=True, text=True, timeout=10, check=False)
+            done = subprocess.run(
+                ["git", "-C", str(folder), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if done.returncode == 0 and done.stdout.strip():

@@ -35,8 +35,13 @@ class DrillResult:
     checks: list[CheckResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "backup": self.backup_id, "restore_s": round(self.duration_s, 3),
-                "detail": self.detail, "checks": [c.to_json() for c in self.checks]}
+        return {
+            "ok": self.ok,
+            "backup": self.backup_id,
+            "restore_s": round(self.duration_s, 3),
+            "detail": self.detail,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 def run_drill(settings: Settings) -> DrillResult:
@@ -49,8 +54,9 @@ def run_drill(settings: Settings) -> DrillResult:
         folder = repo.restores / db_name
         result = _drill(settings, repo, db_name, folder)
     except Exception as exc:  # a drill that could not run is a failed drill, whatever stopped it
-        result = DrillResult(False, time.perf_counter() - started,
-                             f"drill could not run: {failure_text(exc)}")
+        result = DrillResult(
+            False, time.perf_counter() - started, f"drill could not run: {failure_text(exc)}"
+        )
     finally:
         left = discard_scratch(settings, db_name, folder)
     if left is not None:
@@ -80,8 +86,10 @@ def judge(manifest: Manifest, restored: RestoreResult) -> DrillResult:
         ok, detail = False, f"{base}; {lost - expected} referenced files did not come back"
     else:
         ok = True
-        detail = (f"{base}; every referenced file the backup holds came back "
-                  f"({expected - escapes} were already missing at backup time)")
+        detail = (
+            f"{base}; every referenced file the backup holds came back "
+            f"({expected - escapes} were already missing at backup time)"
+        )
     if restored.notes:
         detail += f"; {'; '.join(restored.notes)}"
     if restored.skipped:
@@ -102,8 +110,13 @@ def _record(settings: Settings, result: DrillResult) -> None:
     """Append the verdict to BACKUP_DIR/drills.jsonl, when there is a repository to append to."""
     if settings.backup_dir is None or not settings.backup_dir.is_dir():
         return
-    line = {"at": datetime.now(UTC).isoformat(), "ok": result.ok, "backup": result.backup_id,
-            "restore_s": round(result.duration_s, 3), "detail": result.detail}
+    line = {
+        "at": datetime.now(UTC).isoformat(),
+        "ok": result.ok,
+        "backup": result.backup_id,
+        "restore_s": round(result.duration_s, 3),
+        "detail": result.detail,
+    }
     try:
         with (settings.backup_dir / "drills.jsonl").open("a", encoding="utf-8") as log:
             log.write(json.dumps(line) + "\n")

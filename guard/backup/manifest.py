@@ -156,10 +156,10 @@ def parse(data: bytes, source: str) -> Manifest:
 def _checksum_matches(data: bytes, document: dict[str, Any], stated: Any, fmt: Any) -> bool:
     if fmt == CANONICAL_FORMAT:
         return bool(stated == "sha256:" + checksum(document))
-    if not data.startswith(HEAD) or data[HEAD_LEN - 2:HEAD_LEN] != b'",':
+    if not data.startswith(HEAD) or data[HEAD_LEN - 2 : HEAD_LEN] != b'",':
         return False
     digest = hashlib.sha256(b"{" + data[HEAD_LEN:]).hexdigest()
-    return bool(stated == "sha256:" + digest and data[len(HEAD):HEAD_LEN - 2] == digest.encode())
+    return bool(stated == "sha256:" + digest and data[len(HEAD) : HEAD_LEN - 2] == digest.encode())
 
 
 def _from_body(body: dict[str, Any]) -> Manifest:

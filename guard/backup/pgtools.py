@@ -50,11 +50,11 @@ def start_dump(url: str, snapshot: str, out: Path) -> subprocess.Popen[bytes]:
     the dump runs alongside the uploads walk, so its CPU is the backup's wall time.
     """
     conninfo, env = client_args(url)
-    command = ["pg_dump", "-Fc", "-Z1", f"--snapshot={snapshot}", "--file", str(out),
-               f"--dbname={conninfo}"]
+    command = ["pg_dump", "-Fc", "-Z1", f"--snapshot={snapshot}", "--file", str(out), f"--dbname={conninfo}"]
     try:
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
     except FileNotFoundError:
         raise ConfigError("pg_dump is not installed or not on PATH") from None
 
@@ -100,8 +100,16 @@ def _restore_entries(dump: Path, url: str, entries: list[str], *, check: bool) -
     with tempfile.NamedTemporaryFile("w", suffix=".list", encoding="utf-8") as listing:
         listing.write("\n".join(entries) + "\n")
         listing.flush()
-        command = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges",
-                   "--use-list", listing.name, f"--dbname={conninfo}", str(dump)]
+        command = [
+            "pg_restore",
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            "--use-list",
+            listing.name,
+            f"--dbname={conninfo}",
+            str(dump),
+        ]
         done = _run(command, env)
     if done.returncode == 0:
         return None
@@ -118,23 +126,30 @@ def _add_not_valid(dump: Path, url: str, entry: str) -> str:
         script = _run(["pg_restore", "--use-list", listing.name, "--file", "-", str(dump)], None)
     lines = script.stdout.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("ALTER TABLE")), None)
-    end = None if start is None else next(
-        (i for i in range(start, len(lines)) if lines[i].rstrip().endswith(";")), None)
+    end = (
+        None
+        if start is None
+        else next((i for i in range(start, len(lines)) if lines[i].rstrip().endswith(";")), None)
+    )
     if start is None or end is None:
-        raise GuardError(f"pg_restore gave no complete ALTER TABLE statement for {entry!r}; "
-                         "the archive may be damaged")
+        raise GuardError(
+            f"pg_restore gave no complete ALTER TABLE statement for {entry!r}; the archive may be damaged"
+        )
     statement = "\n".join(lines[start : end + 1]).rstrip().rstrip(";") + " NOT VALID"
     with Database(url, application_name="guard-restore") as db:
         db.execute(statement.encode("utf-8"))  # type: ignore[arg-type]  # DDL from the archive
     name = entry.split(" FK CONSTRAINT ", 1)[1].split(" ")[:3]
-    return (f"foreign key {'.'.join(name)}: rows in the backup violate it (as in the source "
-            "database); added NOT VALID so new rows are still checked")
+    return (
+        f"foreign key {'.'.join(name)}: rows in the backup violate it (as in the source "
+        "database); added NOT VALID so new rows are still checked"
+    )
 
 
 def _run(command: list[str], env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(command, env=env, capture_output=True, text=True, check=False,
-                              preexec_fn=_die_with_parent)
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
+        )
     except FileNotFoundError:
         raise ConfigError(f"{command[0]} is not installed or not on PATH") from None
 

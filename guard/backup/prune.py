@@ -32,9 +32,15 @@ class PruneResult:
         return self.newest_verified is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "kept": self.kept, "removed": self.removed,
-                "objects_removed": self.objects_removed, "bytes_freed": self.bytes_freed,
-                "newest_verified": self.newest_verified, "notes": self.notes}
+        return {
+            "ok": self.ok,
+            "kept": self.kept,
+            "removed": self.removed,
+            "objects_removed": self.objects_removed,
+            "bytes_freed": self.bytes_freed,
+            "newest_verified": self.newest_verified,
+            "notes": self.notes,
+        }
 
 
 def backup_time(backup_id: str) -> datetime:
@@ -42,8 +48,9 @@ def backup_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone()
 
 
-def run_prune(settings: Settings, keep_daily: int = 7, keep_weekly: int = 4,
-              keep_monthly: int = 6) -> PruneResult:
+def run_prune(
+    settings: Settings, keep_daily: int = 7, keep_weekly: int = 4, keep_monthly: int = 6
+) -> PruneResult:
     """Apply the policy under the repository lock; never remove the newest verified backup."""
     policy = Policy(keep_daily, keep_weekly, keep_monthly)
     if policy.empty() or min(keep_daily, keep_weekly, keep_monthly) < 0:

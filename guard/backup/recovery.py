@@ -28,15 +28,20 @@ class Recovered:
     backup_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"subject": self.subject, "path": json_safe(self.path), "outcome": self.outcome,
-                "backup": self.backup_id}
+        return {
+            "subject": self.subject,
+            "path": json_safe(self.path),
+            "outcome": self.outcome,
+            "backup": self.backup_id,
+        }
 
 
 def restore_missing(settings: Settings) -> list[Recovered]:
     """Find every missing_file now, and restore each from the newest backup that has it, hash-verified."""
     result = files_check.run(CheckContext(settings, limit=None))
-    missing = [(f.subject, f.path) for f in result.findings
-               if f.kind == "missing_file" and f.path is not None]
+    missing = [
+        (f.subject, f.path) for f in result.findings if f.kind == "missing_file" and f.path is not None
+    ]
     if not missing:
         return []
     repo = Repository.open(require_backup_dir(settings), create=False)
@@ -63,8 +68,7 @@ def _newest_sources(repo: Repository, wanted: set[str]) -> dict[str, tuple[str, 
     return found
 
 
-def _recover(placer: Placer, subject: str, path: str,
-             source: tuple[str, FileEntry] | None) -> Recovered:
+def _recover(placer: Placer, subject: str, path: str, source: tuple[str, FileEntry] | None) -> Recovered:
     if source is None:
         return Recovered(subject, path, "in no backup")
     backup_id, entry = source

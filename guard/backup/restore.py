@@ -53,10 +53,17 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"backup": self.backup_id, "target_db": self.target_db,
-                "uploads_dir": str(self.uploads_dir), "files": self.files, "bytes": self.bytes,
-                "restore_s": round(self.duration_s, 3), "skipped_checks": self.skipped,
-                "safety_backup": self.safety_backup, "notes": self.notes}
+        return {
+            "backup": self.backup_id,
+            "target_db": self.target_db,
+            "uploads_dir": str(self.uploads_dir),
+            "files": self.files,
+            "bytes": self.bytes,
+            "restore_s": round(self.duration_s, 3),
+            "skipped_checks": self.skipped,
+            "safety_backup": self.safety_backup,
+            "notes": self.notes,
+        }
 
 
 def scratch_name(prefix: str) -> str:
@@ -78,8 +85,9 @@ def discard_scratch(settings: Settings, db_name: str | None, folder: Path | None
     if db_name is not None and settings.database_url:
         try:
             with Database(maintenance_url(settings)) as server:
-                server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(db_name)))
+                server.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
+                )
         except Exception as exc:  # report it; never hide the failure that brought us here
             left.append(f"could not make sure scratch database {db_name} is gone ({failure_text(exc)})")
     if folder is not None:
@@ -104,9 +112,15 @@ def maintenance_url(settings: Settings) -> str:
     return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname="postgres")
 
 
-def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None = None,
-                   uploads_dir: Path | None = None, force: bool = False,
-                   progress: ProgressFactory = no_progress) -> RestoreResult:
+def restore_backup(
+    settings: Settings,
+    backup_id: str,
+    *,
+    target_db: str | None = None,
+    uploads_dir: Path | None = None,
+    force: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> RestoreResult:
     """Verify a backup, restore it into a new (or, with force, replaced) database and folder, check it."""
     check_backup_id(backup_id)
     repo = Repository.open(require_backup_dir(settings), create=False)
@@ -131,8 +145,7 @@ def restore_backup(settings: Settings, backup_id: str, *, target_db: str | None 
             raise
     duration = time.perf_counter() - started
     checks, skipped = check_pair(settings, url, folder)
-    return RestoreResult(backup_id, db_name, folder, files, size, duration, checks, skipped, safety,
-                         notes)
+    return RestoreResult(backup_id, db_name, folder, files, size, duration, checks, skipped, safety, notes)
 
 
 def _abandon(settings: Settings, db_name: str | None, folder: Path | None, exc: BaseException) -> None:
@@ -164,8 +177,10 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
         return None
     what = "database" if occupied else "folder"
     if not force:
-        raise UsageError(f"the target {what} is not empty; pass --force to replace it "
-                         "(a backup of what is there is taken first)")
+        raise UsageError(
+            f"the target {what} is not empty; pass --force to replace it "
+            "(a backup of what is there is taken first)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     safety = replace(settings, database_url=url, uploads_root=folder)
     return run_backup(safety, allow_missing_table=True).id
@@ -175,12 +190,12 @@ def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
     with Database(maintenance_url(settings)) as server:
         if drop:
             server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
-        server.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
-            sql.Identifier(db_name)))
+        server.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(db_name))
+        )
 
 
-def _place_all(repo: Repository, backup_id: str, folder: Path,
-               progress: ProgressFactory) -> tuple[int, int]:
+def _place_all(repo: Repository, backup_id: str, folder: Path, progress: ProgressFactory) -> tuple[int, int]:
     manifest = repo.load(backup_id)
     folder.mkdir(parents=True, exist_ok=True)
     placer = Placer(ObjectStore(repo.objects, repo.tmp), folder)

@@ -80,10 +80,15 @@ class Snapshot:
         row = self.db.fetch_one("SELECT to_regclass('_prisma_migrations') IS NOT NULL")
         if not row or not row[0]:
             return None
-        names = ("migration_name", "checksum", "started_at", "finished_at", "rolled_back_at",
-                 "applied_steps_count")
-        return [dict(zip(names, r, strict=True)) for r in self.db.fetch_all(
-            load_query("backup_migrations"))]
+        names = (
+            "migration_name",
+            "checksum",
+            "started_at",
+            "finished_at",
+            "rolled_back_at",
+            "applied_steps_count",
+        )
+        return [dict(zip(names, r, strict=True)) for r in self.db.fetch_all(load_query("backup_migrations"))]
 
     def _schema_hash(self) -> str:
         digest = hashlib.sha256()

@@ -37,7 +37,10 @@ def cached_entry(previous: FileEntry | None, path: str, key: StatKey) -> FileEnt
     if previous is None or previous.ctime_ns is None:
         return None
     if (previous.size, previous.mtime_ns, previous.ctime_ns, previous.inode) != (
-        key.size, key.mtime_ns, key.ctime_ns, key.inode
+        key.size,
+        key.mtime_ns,
+        key.ctime_ns,
+        key.inode,
     ):
         return None
     return FileEntry(path, previous.sha256, previous.size, key.mtime_ns, key.ctime_ns, key.inode)

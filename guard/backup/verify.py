@@ -31,9 +31,14 @@ class VerifyResult:
         return self.problems == 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.backup_id, "ok": self.ok, "problems": self.problems,
-                "examples": list(self.examples), "objects": self.objects,
-                "read_data": self.read_data}
+        return {
+            "id": self.backup_id,
+            "ok": self.ok,
+            "problems": self.problems,
+            "examples": list(self.examples),
+            "objects": self.objects,
+            "read_data": self.read_data,
+        }
 
 
 class _Problems:
@@ -47,8 +52,9 @@ class _Problems:
             self.examples.append(text)
 
 
-def verify_backup(repo: Repository, backup_id: str, *, read_data: bool,
-                  progress: ProgressFactory = no_progress) -> VerifyResult:
+def verify_backup(
+    repo: Repository, backup_id: str, *, read_data: bool, progress: ProgressFactory = no_progress
+) -> VerifyResult:
     """Check the manifest's checksum, the dump (hash and `pg_restore --list`) and every object."""
     problems = _Problems()
     try:
@@ -57,8 +63,7 @@ def verify_backup(repo: Repository, backup_id: str, *, read_data: bool,
         problems.add(str(exc))
         return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
     _check_dump(repo, manifest, problems)
-    objects = _check_objects(ObjectStore(repo.objects, repo.tmp), manifest, read_data, problems,
-                             progress)
+    objects = _check_objects(ObjectStore(repo.objects, repo.tmp), manifest, read_data, problems, progress)
     return VerifyResult(backup_id, problems.count, tuple(problems.examples), objects, read_data)
 
 
@@ -79,8 +84,9 @@ def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> No
         problems.add(f"database dump is not a readable archive: {exc}")
 
 
-def _check_objects(store: ObjectStore, manifest: Manifest, read_data: bool, problems: _Problems,
-                   progress: ProgressFactory) -> int:
+def _check_objects(
+    store: ObjectStore, manifest: Manifest, read_data: bool, problems: _Problems, progress: ProgressFactory
+) -> int:
     distinct = {f.sha256: f for f in manifest.files}
     bar = progress("objects", len(distinct))
     for sha, entry in distinct.items():
@@ -92,7 +98,8 @@ def _check_objects(store: ObjectStore, manifest: Manifest, read_data: bool, prob
     return len(distinct)
 
 
-def verify_all(repo: Repository, *, read_data: bool,
-               progress: ProgressFactory = no_progress) -> list[VerifyResult]:
+def verify_all(
+    repo: Repository, *, read_data: bool, progress: ProgressFactory = no_progress
+) -> list[VerifyResult]:
     """Verify every published backup, oldest first."""
     return [verify_backup(repo, i, read_data=read_data, progress=progress) for i in repo.ids()]

@@ -24,10 +24,21 @@ from guard.shadow import shadow_database
 
 CHECK = "drift"
 KINDS = (
-    "table_missing", "table_extra", "column_missing", "column_extra", "column_changed",
-    "index_missing", "index_extra", "index_changed",
-    "constraint_missing", "constraint_extra", "constraint_changed",
-    "object_missing", "object_extra", "object_changed", "migration_replay_failed",
+    "table_missing",
+    "table_extra",
+    "column_missing",
+    "column_extra",
+    "column_changed",
+    "index_missing",
+    "index_extra",
+    "index_changed",
+    "constraint_missing",
+    "constraint_extra",
+    "constraint_changed",
+    "object_missing",
+    "object_extra",
+    "object_changed",
+    "migration_replay_failed",
 )
 
 
@@ -43,9 +54,15 @@ class DriftReport:
         found = [to_finding(d) for d in self.differences]
         if self.failure is not None:
             name, error = self.failure.migration, self.failure.error
-            found.append(Finding(CHECK, "migration_replay_failed", f"migration:{name}",
-                                 f"migration {name} fails to replay: {error} "
-                                 "(schemas not compared)", detail={"error": error}))
+            found.append(
+                Finding(
+                    CHECK,
+                    "migration_replay_failed",
+                    f"migration:{name}",
+                    f"migration {name} fails to replay: {error} (schemas not compared)",
+                    detail={"error": error},
+                )
+            )
         return found
 
 
@@ -56,13 +73,16 @@ def run(ctx: CheckContext) -> CheckResult:
     sink = FindingSink(CHECK, ctx.limit, KINDS)
     for finding in report.findings():
         sink.add(finding)
-    info = {"migrations_replayed": len(report.replayed),
-            "shadow": "SHADOW_DATABASE_URL" if ctx.settings.shadow_database_url else "temporary"}
+    info = {
+        "migrations_replayed": len(report.replayed),
+        "shadow": "SHADOW_DATABASE_URL" if ctx.settings.shadow_database_url else "temporary",
+    }
     return sink.result(time.perf_counter() - started, info)
 
 
-def detect(settings: Settings, *, replay_all: bool = False,
-           progress: ProgressFactory = no_progress) -> DriftReport:
+def detect(
+    settings: Settings, *, replay_all: bool = False, progress: ProgressFactory = no_progress
+) -> DriftReport:
     """Replay the applied migrations (or every folder) into a shadow and compare it with the live schema."""
     files = read_migrations(settings.require_migrations_dir())
     url = settings.require_database_url()
@@ -78,8 +98,7 @@ def detect(settings: Settings, *, replay_all: bool = False,
     return DriftReport(names, tuple(compare(expected, actual)))
 
 
-def _replay(shadow: Database, files: list[MigrationFile], progress: ProgressFactory
-            ) -> ReplayFailure | None:
+def _replay(shadow: Database, files: list[MigrationFile], progress: ProgressFactory) -> ReplayFailure | None:
     bar = progress("replay", len(files))
     try:
         return replay(shadow, files, bar.advance)
@@ -89,5 +108,10 @@ def _replay(shadow: Database, files: list[MigrationFile], progress: ProgressFact
 
 def to_finding(diff: Difference) -> Finding:
     """Turn a difference into a finding carrying its object type and repair SQL."""
-    return Finding(CHECK, diff.kind, diff.subject, diff.message,
-                   detail={"object_type": diff.object_type, "sql": diff.sql})
+    return Finding(
+        CHECK,
+        diff.kind,
+        diff.subject,
+        diff.message,
+        detail={"object_type": diff.object_type, "sql": diff.sql},
+    )

@@ -55,7 +55,8 @@ def check_rows(db: Database, settings: Settings, root: UploadsRoot, keys: Sequen
     table = settings.file_table
     pk = primary_key(db, table, owner="file_table")
     query = sql.SQL("SELECT {pk}::text, {col}::text FROM {t} WHERE {pk} = ANY(%s)").format(
-        pk=sql.Identifier(pk.column), col=sql.Identifier(settings.file_column),
+        pk=sql.Identifier(pk.column),
+        col=sql.Identifier(settings.file_column),
         t=sql.Identifier(table),
     )
     index = files.RefIndex()
@@ -68,7 +69,10 @@ def check_rows(db: Database, settings: Settings, root: UploadsRoot, keys: Sequen
 
 
 def check_paths(
-    db: Database, settings: Settings, root: UploadsRoot, relpaths: Sequence[str],
+    db: Database,
+    settings: Settings,
+    root: UploadsRoot,
+    relpaths: Sequence[str],
     now: float | None = None,
 ) -> PathReport:
     """Report which of these paths are orphans now, which may become one, and which rows name them."""
@@ -88,8 +92,11 @@ def check_paths(
             report.young[relpath] = mtime - cutoff
             continue
         shown = paths.json_safe(relpath)
-        report.orphans.append(Finding(files.CHECK, "orphan_file", path_subject(relpath),
-                                      "no row refers to this file", path=shown))
+        report.orphans.append(
+            Finding(
+                files.CHECK, "orphan_file", path_subject(relpath), "no row refers to this file", path=shown
+            )
+        )
     return report
 
 
@@ -109,14 +116,13 @@ def scanned_file_mtime(root: UploadsRoot, relpath: str) -> float | None:
     return info.st_mtime
 
 
-def _referencing_rows(
-    db: Database, settings: Settings, relpaths: list[str], keys_out: list[str]
-) -> set[str]:
+def _referencing_rows(db: Database, settings: Settings, relpaths: list[str], keys_out: list[str]) -> set[str]:
     """Return which paths some row names in any spelling the sweep accepts, collecting the row keys."""
     table = settings.file_table
     pk = primary_key(db, table, owner="file_table")
     query = sql.SQL(REFERENCING).format(
-        pk=sql.Identifier(pk.column), col=sql.Identifier(settings.file_column),
+        pk=sql.Identifier(pk.column),
+        col=sql.Identifier(settings.file_column),
         t=sql.Identifier(table),
     )
     storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold

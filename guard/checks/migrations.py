@@ -10,8 +10,13 @@ from guard.finding import CheckResult, Finding, FindingSink
 from guard.migrations import MigrationFile, MigrationRecord, read_history, read_migrations
 
 CHECK = "migrations"
-KINDS = ("migrations_table_missing", "migration_pending", "migration_failed", "migration_edited",
-         "migration_unknown")
+KINDS = (
+    "migrations_table_missing",
+    "migration_pending",
+    "migration_failed",
+    "migration_edited",
+    "migration_unknown",
+)
 
 
 def run(ctx: CheckContext) -> CheckResult:
@@ -24,16 +29,21 @@ def run(ctx: CheckContext) -> CheckResult:
     for finding in assess(files, history):
         sink.add(finding)
     applied = sum(1 for r in history or () if r.applied)
-    return sink.result(time.perf_counter() - started,
-                       info={"folders": len(files), "applied_rows": applied})
+    return sink.result(time.perf_counter() - started, info={"folders": len(files), "applied_rows": applied})
 
 
 def assess(files: list[MigrationFile], history: list[MigrationRecord] | None) -> list[Finding]:
     """Return one finding per folder or row whose state is not 'applied, unchanged'."""
     if history is None:
-        return [Finding(CHECK, "migrations_table_missing", "table:_prisma_migrations",
-                        f"no migration history: _prisma_migrations does not exist ({len(files)} "
-                        "folders unrecorded; see `guard migrations baseline`)")]
+        return [
+            Finding(
+                CHECK,
+                "migrations_table_missing",
+                "table:_prisma_migrations",
+                f"no migration history: _prisma_migrations does not exist ({len(files)} "
+                "folders unrecorded; see `guard migrations baseline`)",
+            )
+        ]
     live = [r for r in history if not r.rolled_back]  # rolled-back rows count as not applied
     folders = {f.name: f for f in files}
     found = [_failed(r) for r in live if r.failed]
@@ -43,23 +53,45 @@ def assess(files: list[MigrationFile], history: list[MigrationRecord] | None) ->
         if migration.name in failed:
             continue
         if not rows:
-            found.append(Finding(CHECK, "migration_pending", f"migration:{migration.name}",
-                                 "folder has no applied row in _prisma_migrations",
-                                 path=str(migration.path)))
+            found.append(
+                Finding(
+                    CHECK,
+                    "migration_pending",
+                    f"migration:{migration.name}",
+                    "folder has no applied row in _prisma_migrations",
+                    path=str(migration.path),
+                )
+            )
         elif not any(migration.matches(r.checksum) for r in rows):
-            found.append(Finding(CHECK, "migration_edited", f"migration:{migration.name}",
-                                 "migration.sql changed after it was applied (checksum differs)",
-                                 path=str(migration.path),
-                                 detail={"checksum_recorded": rows[-1].checksum,
-                                         "checksum_file": migration.checksum}))
+            found.append(
+                Finding(
+                    CHECK,
+                    "migration_edited",
+                    f"migration:{migration.name}",
+                    "migration.sql changed after it was applied (checksum differs)",
+                    path=str(migration.path),
+                    detail={"checksum_recorded": rows[-1].checksum, "checksum_file": migration.checksum},
+                )
+            )
     unknown = sorted({r.name for r in live if r.applied and r.name not in folders})
-    found += [Finding(CHECK, "migration_unknown", f"migration:{name}",
-                      "applied in the database but no folder has this name") for name in unknown]
+    found += [
+        Finding(
+            CHECK,
+            "migration_unknown",
+            f"migration:{name}",
+            "applied in the database but no folder has this name",
+        )
+        for name in unknown
+    ]
     return found
 
 
 def _failed(record: MigrationRecord) -> Finding:
     logs = (record.logs or "").strip().splitlines()
     reason = f": {logs[0]}" if logs else ""
-    return Finding(CHECK, "migration_failed", f"migration:{record.name}",
-                   f"started but never finished nor rolled back{reason}")
+    return Finding(
+        CHECK,
+        "migration_failed",
+        f"migration:{record.name}",
+        f"started but never finished nor rolled back{reason}",
+    )

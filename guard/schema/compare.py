@@ -14,8 +14,7 @@ from guard.schema.snapshot import Snapshot
 
 # Names PostgreSQL (and Prisma) generate: <table>_<columns>_<suffix>, with a digit added on collision.
 _GENERATED_NAME = re.compile(r"_(pkey|key|fkey|check|excl|idx)\d*$")
-_CONSTRAINT_TYPES = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key",
-                     "x": "exclusion"}
+_CONSTRAINT_TYPES = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key", "x": "exclusion"}
 _T = TypeVar("_T", Constraint, Index)
 
 
@@ -40,9 +39,16 @@ def compare(want: Snapshot, have: Snapshot) -> list[Difference]:
     extra = [t for k, t in have.tables.items() if k not in want.tables]
     whole = {t.key for t in missing} | {t.key for t in extra} | _rebuilt_views(want, have)
     found = [_table_missing(t, want) for t in missing]
-    found += [Difference("table_extra", f"table:{t.key}", "table",
-                         f"table {t.key} is not in the migrations", repair.drop_table(t))
-              for t in extra]
+    found += [
+        Difference(
+            "table_extra",
+            f"table:{t.key}",
+            "table",
+            f"table {t.key} is not in the migrations",
+            repair.drop_table(t),
+        )
+        for t in extra
+    ]
     for key, table in want.tables.items():
         if key in have.tables:
             found += _columns(table, have.tables[key])
@@ -71,9 +77,13 @@ def _table_missing(table: Table, want: Snapshot) -> Difference:
     constraints = [c for c in want.constraints.values() if c.table_key == table.key]
     indexes = [i for i in want.indexes.values() if i.table_key == table.key]
     dependents = [o for o in want.objects.values() if _table_of(o) == table.key]
-    return Difference("table_missing", f"table:{table.key}", "table",
-                      f"table {table.key} is in the migrations but not in the database",
-                      repair.create_table(table, constraints, indexes, dependents))
+    return Difference(
+        "table_missing",
+        f"table:{table.key}",
+        "table",
+        f"table {table.key} is in the migrations but not in the database",
+        repair.create_table(table, constraints, indexes, dependents),
+    )
 
 
 def _columns(want: Table, have: Table) -> list[Difference]:
@@ -82,27 +92,54 @@ def _columns(want: Table, have: Table) -> list[Difference]:
     for name, column in mine.items():
         subject = f"column:{want.key}.{name}"
         if name not in theirs:
-            found.append(Difference("column_missing", subject, "column",
-                                    f"column {want.key}.{name} is in the migrations but not the database",
-                                    repair.add_column(want, column)))
+            found.append(
+                Difference(
+                    "column_missing",
+                    subject,
+                    "column",
+                    f"column {want.key}.{name} is in the migrations but not the database",
+                    repair.add_column(want, column),
+                )
+            )
         elif column != theirs[name]:
-            found.append(Difference("column_changed", subject, "column",
-                                    f"column {want.key}.{name}: {_column_delta(column, theirs[name])}",
-                                    repair.alter_column(want, column, theirs[name])))
+            found.append(
+                Difference(
+                    "column_changed",
+                    subject,
+                    "column",
+                    f"column {want.key}.{name}: {_column_delta(column, theirs[name])}",
+                    repair.alter_column(want, column, theirs[name]),
+                )
+            )
     for name, column in theirs.items():
         if name not in mine:
-            found.append(Difference("column_extra", f"column:{want.key}.{name}", "column",
-                                    f"column {want.key}.{name} is not in the migrations",
-                                    repair.drop_column(want, column)))
+            found.append(
+                Difference(
+                    "column_extra",
+                    f"column:{want.key}.{name}",
+                    "column",
+                    f"column {want.key}.{name} is not in the migrations",
+                    repair.drop_column(want, column),
+                )
+            )
     return found
 
 
 def _column_delta(want: Column, have: Column) -> str:
-    labels = {"type": "type", "collation": "collation", "not_null": "NOT NULL",
-              "default": "default", "identity": "identity", "generated": "generated as"}
-    parts = [f"{label} {_shown(getattr(want, field))} in the migrations, "
-             f"{_shown(getattr(have, field))} in the database"
-             for field, label in labels.items() if getattr(want, field) != getattr(have, field)]
+    labels = {
+        "type": "type",
+        "collation": "collation",
+        "not_null": "NOT NULL",
+        "default": "default",
+        "identity": "identity",
+        "generated": "generated as",
+    }
+    parts = [
+        f"{label} {_shown(getattr(want, field))} in the migrations, "
+        f"{_shown(getattr(have, field))} in the database"
+        for field, label in labels.items()
+        if getattr(want, field) != getattr(have, field)
+    ]
     return "; ".join(parts)
 
 
@@ -112,8 +149,9 @@ def _shown(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def pair(want: Iterable[_T], have: Iterable[_T], signature: Callable[[_T], Hashable]
-         ) -> tuple[list[tuple[_T, _T]], list[_T], list[_T]]:
+def pair(
+    want: Iterable[_T], have: Iterable[_T], signature: Callable[[_T], Hashable]
+) -> tuple[list[tuple[_T, _T]], list[_T], list[_T]]:
     """Pair objects by name, then by definition; return (differing pairs, missing, extra).
 
     A pair with equal definitions and names that differ only because they were generated is not
@@ -149,20 +187,46 @@ def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Differe
     for mine, theirs in pairs:
         subject = f"constraint:{mine.key}"
         if mine.definition == theirs.definition:
-            found.append(Difference("constraint_changed", subject, "constraint",
-                                    f"{_describe(mine)} is named {theirs.name} in the database",
-                                    repair.rename_constraint(mine, theirs)))
+            found.append(
+                Difference(
+                    "constraint_changed",
+                    subject,
+                    "constraint",
+                    f"{_describe(mine)} is named {theirs.name} in the database",
+                    repair.rename_constraint(mine, theirs),
+                )
+            )
         else:
-            found.append(Difference("constraint_changed", subject, "constraint",
-                                    f"{_describe(mine)}: {mine.definition} in the migrations, "
-                                    f"{theirs.definition} in the database",
-                                    repair.drop_constraint(theirs) + repair.add_constraint(mine)))
-    found += [Difference("constraint_missing", f"constraint:{c.key}", "constraint",
-                         f"{_describe(c)} ({c.definition}) is not in the database",
-                         repair.add_constraint(c)) for c in missing]
-    found += [Difference("constraint_extra", f"constraint:{c.key}", "constraint",
-                         f"{_describe(c)} ({c.definition}) is not in the migrations",
-                         repair.drop_constraint(c)) for c in extra]
+            found.append(
+                Difference(
+                    "constraint_changed",
+                    subject,
+                    "constraint",
+                    f"{_describe(mine)}: {mine.definition} in the migrations, "
+                    f"{theirs.definition} in the database",
+                    repair.drop_constraint(theirs) + repair.add_constraint(mine),
+                )
+            )
+    found += [
+        Difference(
+            "constraint_missing",
+            f"constraint:{c.key}",
+            "constraint",
+            f"{_describe(c)} ({c.definition}) is not in the database",
+            repair.add_constraint(c),
+        )
+        for c in missing
+    ]
+    found += [
+        Difference(
+            "constraint_extra",
+            f"constraint:{c.key}",
+            "constraint",
+            f"{_describe(c)} ({c.definition}) is not in the migrations",
+            repair.drop_constraint(c),
+        )
+        for c in extra
+    ]
     return found
 
 
@@ -176,20 +240,46 @@ def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
     for mine, theirs in pairs:
         subject = f"index:{mine.key}"
         if (mine.unique, mine.definition) == (theirs.unique, theirs.definition):
-            found.append(Difference("index_changed", subject, "index",
-                                    f"index {mine.key} is named {theirs.name} in the database",
-                                    repair.rename_index(mine, theirs)))
+            found.append(
+                Difference(
+                    "index_changed",
+                    subject,
+                    "index",
+                    f"index {mine.key} is named {theirs.name} in the database",
+                    repair.rename_index(mine, theirs),
+                )
+            )
         else:
-            found.append(Difference("index_changed", subject, "index",
-                                    f"index {mine.key}: {mine.create_sql()} in the migrations, "
-                                    f"{theirs.create_sql()} in the database",
-                                    repair.drop_index(theirs) + repair.create_index(mine)))
-    found += [Difference("index_missing", f"index:{i.key}", "index",
-                         f"index {i.key} ({i.create_sql()}) is not in the database",
-                         repair.create_index(i)) for i in missing]
-    found += [Difference("index_extra", f"index:{i.key}", "index",
-                         f"index {i.key} ({i.create_sql()}) is not in the migrations",
-                         repair.drop_index(i)) for i in extra]
+            found.append(
+                Difference(
+                    "index_changed",
+                    subject,
+                    "index",
+                    f"index {mine.key}: {mine.create_sql()} in the migrations, "
+                    f"{theirs.create_sql()} in the database",
+                    repair.drop_index(theirs) + repair.create_index(mine),
+                )
+            )
+    found += [
+        Difference(
+            "index_missing",
+            f"index:{i.key}",
+            "index",
+            f"index {i.key} ({i.create_sql()}) is not in the database",
+            repair.create_index(i),
+        )
+        for i in missing
+    ]
+    found += [
+        Difference(
+            "index_extra",
+            f"index:{i.key}",
+            "index",
+            f"index {i.key} ({i.create_sql()}) is not in the migrations",
+            repair.drop_index(i),
+        )
+        for i in extra
+    ]
     return found
 
 
@@ -202,18 +292,36 @@ def _objects(want: Snapshot, have: Snapshot, whole_tables: set[str]) -> list[Dif
         theirs = have.objects.get(subject)
         label = mine.type.replace("_", " ")
         if theirs is None:
-            found.append(Difference("object_missing", subject, mine.type,
-                                    f"{label} {mine.key} is in the migrations but not the database",
-                                    repair.create_object(mine, _indexes_on(want, mine))))
+            found.append(
+                Difference(
+                    "object_missing",
+                    subject,
+                    mine.type,
+                    f"{label} {mine.key} is in the migrations but not the database",
+                    repair.create_object(mine, _indexes_on(want, mine)),
+                )
+            )
         elif mine.definition != theirs.definition:
-            found.append(Difference("object_changed", subject, mine.type,
-                                    f"{label} {mine.key} differs: {_first_difference(mine, theirs)}",
-                                    repair.change_object(mine, theirs, _indexes_on(want, mine))))
+            found.append(
+                Difference(
+                    "object_changed",
+                    subject,
+                    mine.type,
+                    f"{label} {mine.key} differs: {_first_difference(mine, theirs)}",
+                    repair.change_object(mine, theirs, _indexes_on(want, mine)),
+                )
+            )
     for subject, theirs in have.objects.items():
         if subject not in want.objects and not _on_whole_table(theirs, whole_tables):
-            found.append(Difference("object_extra", subject, theirs.type,
-                                    f"{theirs.type.replace('_', ' ')} {theirs.key} is not in the "
-                                    "migrations", repair.drop_object(theirs)))
+            found.append(
+                Difference(
+                    "object_extra",
+                    subject,
+                    theirs.type,
+                    f"{theirs.type.replace('_', ' ')} {theirs.key} is not in the migrations",
+                    repair.drop_object(theirs),
+                )
+            )
     return found
 
 

@@ -48,16 +48,21 @@ def literal(value: str) -> str:
 
 
 def create_table(
-    table: Table, constraints: Iterable[Constraint], indexes: Iterable[Index],
+    table: Table,
+    constraints: Iterable[Constraint],
+    indexes: Iterable[Index],
     dependents: Iterable[SchemaObject],
 ) -> Statements:
     """Create a table with its columns, constraints, indexes, triggers and serial sequences."""
     columns = ",\n".join(f"    {c.spec()}" for c in table.columns)
     suffix = f" PARTITION BY {table.partition}" if table.partition else ""
     created = Statement(CREATE_TABLE, f"CREATE TABLE {table.qualified} (\n{columns}\n){suffix};")
-    return (created, *(s for c in constraints for s in add_constraint(c)),
-            *(s for i in indexes for s in create_index(i)),
-            *(s for t in dependents for s in create_object(t)))
+    return (
+        created,
+        *(s for c in constraints for s in add_constraint(c)),
+        *(s for i in indexes for s in create_index(i)),
+        *(s for t in dependents for s in create_object(t)),
+    )
 
 
 def drop_table(table: Table) -> Statements:
@@ -140,14 +145,26 @@ def rename_index(want: Index, have: Index) -> Statements:
 
 
 _CREATE_PHASE = {
-    "schema": CREATE_SCHEMA, "extension": CREATE_EXTENSION, "enum": CREATE_TYPE,
-    "sequence": CREATE_SEQUENCE, "function": CREATE_FUNCTION, "procedure": CREATE_FUNCTION,
-    "view": CREATE_VIEW, "materialized_view": CREATE_VIEW, "trigger": CREATE_TRIGGER,
+    "schema": CREATE_SCHEMA,
+    "extension": CREATE_EXTENSION,
+    "enum": CREATE_TYPE,
+    "sequence": CREATE_SEQUENCE,
+    "function": CREATE_FUNCTION,
+    "procedure": CREATE_FUNCTION,
+    "view": CREATE_VIEW,
+    "materialized_view": CREATE_VIEW,
+    "trigger": CREATE_TRIGGER,
 }
 _DROP_PHASE = {
-    "schema": DROP_SCHEMA, "extension": DROP_EXTENSION, "enum": DROP_TYPE,
-    "sequence": DROP_SEQUENCE, "function": DROP_FUNCTION, "procedure": DROP_FUNCTION,
-    "view": DROP_VIEW, "materialized_view": DROP_VIEW, "trigger": DROP_TRIGGER,
+    "schema": DROP_SCHEMA,
+    "extension": DROP_EXTENSION,
+    "enum": DROP_TYPE,
+    "sequence": DROP_SEQUENCE,
+    "function": DROP_FUNCTION,
+    "procedure": DROP_FUNCTION,
+    "view": DROP_VIEW,
+    "materialized_view": DROP_VIEW,
+    "trigger": DROP_TRIGGER,
 }
 
 
@@ -158,8 +175,9 @@ def create_object(obj: SchemaObject, indexes: Iterable[Index] = ()) -> Statement
         params = obj.definition.split(" OWNED BY ")[0]
         made = [Statement(phase, f"CREATE SEQUENCE {obj.qualified} {params};")]
         if obj.values[0]:
-            made.append(Statement(SEQUENCE_OWNER,
-                                  f"ALTER SEQUENCE {obj.qualified} OWNED BY {obj.values[0]};"))
+            made.append(
+                Statement(SEQUENCE_OWNER, f"ALTER SEQUENCE {obj.qualified} OWNED BY {obj.values[0]};")
+            )
         return tuple(made)
     extra = tuple(Statement(phase, i.create_sql()) for i in indexes)  # right after their view
     return (Statement(phase, _create_text(obj)), *extra)
@@ -221,8 +239,13 @@ def _change_enum(want: SchemaObject, have: SchemaObject) -> Statements:
     """Add the missing labels in place; labels cannot be removed or reordered without a rebuild."""
     labels, existing = list(want.values), list(have.values)
     if [v for v in labels if v in existing] != existing:
-        return (Statement(CREATE_TYPE, f"-- enum {want.qualified}: labels {existing} must become "
-                          f"{labels}; removing or reordering labels needs a manual rebuild"),)
+        return (
+            Statement(
+                CREATE_TYPE,
+                f"-- enum {want.qualified}: labels {existing} must become "
+                f"{labels}; removing or reordering labels needs a manual rebuild",
+            ),
+        )
     out = []
     for position, label in enumerate(labels):
         if label in existing:
@@ -231,8 +254,7 @@ def _change_enum(want: SchemaObject, have: SchemaObject) -> Statements:
             where = f" AFTER {literal(labels[position - 1])}"
         else:
             where = f" BEFORE {literal(existing[0])}" if existing else ""
-        out.append(Statement(CREATE_TYPE,
-                             f"ALTER TYPE {want.qualified} ADD VALUE {literal(label)}{where};"))
+        out.append(Statement(CREATE_TYPE, f"ALTER TYPE {want.qualified} ADD VALUE {literal(label)}{where};"))
     return tuple(out)
 
 

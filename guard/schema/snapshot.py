@@ -68,8 +68,9 @@ def _tables(rows: list[Row]) -> list[Table]:
     for schema, table, partition, name, type_, not_null, default, identity, generated, collation in rows:
         entry = grouped.setdefault((schema, table), (partition, []))
         entry[1].append(
-            Column(name, type_, bool(not_null), normalize_default(default), identity or "",
-                   generated, collation)
+            Column(
+                name, type_, bool(not_null), normalize_default(default), identity or "", generated, collation
+            )
         )
     return [Table(s, t, part, tuple(cols)) for (s, t), (part, cols) in grouped.items()]
 
@@ -86,8 +87,9 @@ def _index(row: Row) -> Index:
 
 def _extension(row: Row) -> SchemaObject:
     name, schema, version = row
-    return SchemaObject("extension", schema, name, f"schema {schema} version {version}",
-                        values=(schema, version))
+    return SchemaObject(
+        "extension", schema, name, f"schema {schema} version {version}", values=(schema, version)
+    )
 
 
 def _enum(row: Row) -> SchemaObject:
@@ -97,13 +99,16 @@ def _enum(row: Row) -> SchemaObject:
 
 def _sequence(row: Row) -> SchemaObject:
     schema, name, type_, start, increment, minimum, maximum, cache, cycle, *owner = row
-    params = (f"AS {type_} INCREMENT BY {increment} MINVALUE {minimum} MAXVALUE {maximum} "
-              f"START WITH {start} CACHE {cache} {'CYCLE' if cycle else 'NO CYCLE'}")
+    params = (
+        f"AS {type_} INCREMENT BY {increment} MINVALUE {minimum} MAXVALUE {maximum} "
+        f"START WITH {start} CACHE {cache} {'CYCLE' if cycle else 'NO CYCLE'}"
+    )
     if owner[0] is None:
         return SchemaObject("sequence", schema, name, params, values=("", ""))
     column = ident(*owner)
-    return SchemaObject("sequence", schema, name, f"{params} OWNED BY {column}",
-                        values=(column, display(owner[0], owner[1])))
+    return SchemaObject(
+        "sequence", schema, name, f"{params} OWNED BY {column}", values=(column, display(owner[0], owner[1]))
+    )
 
 
 def _function(row: Row) -> SchemaObject:
@@ -121,5 +126,4 @@ def _view(row: Row) -> SchemaObject:
 def _trigger(row: Row) -> SchemaObject:
     schema, table, name, definition, enabled = row
     state = "" if enabled == "O" else f" [enabled={enabled}]"
-    return SchemaObject("trigger", schema, name, f"{definition}{state}", values=(enabled,),
-                        table=table)
+    return SchemaObject("trigger", schema, name, f"{definition}{state}", values=(enabled,), table=table)

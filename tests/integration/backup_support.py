@@ -35,8 +35,7 @@ def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
     root = tmp_path / "uploads"
     truth = build_world(SERVER_URL, name, root, ads, bad_rate)
     url = str(truth["database_url"])
-    settings = Settings(database_url=url, uploads_root=root, backup_dir=tmp_path / "backups",
-                        orphan_grace=0)
+    settings = Settings(database_url=url, uploads_root=root, backup_dir=tmp_path / "backups", orphan_grace=0)
     try:
         yield World(name, url, root, settings, truth)
     finally:
@@ -45,12 +44,14 @@ def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
         drop_database(name)
         shutil.rmtree(root, ignore_errors=True)
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                ("guard\\_restore\\_%",)).fetchall()
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", ("guard\\_restore\\_%",)
+            ).fetchall()
             for (stale,) in rows:
                 if (tmp_path / "backups" / "restores" / stale).exists():
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(stale)))
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale))
+                    )
 
 
 def table_checksums(url: str) -> dict[str, str]:
@@ -58,8 +59,9 @@ def table_checksums(url: str) -> dict[str, str]:
     out = {}
     with psycopg.connect(url) as conn:
         for table in TABLES:
-            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
-                            " FROM {} t").format(sql.Identifier(table))
+            query = sql.SQL(
+                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t"
+            ).format(sql.Identifier(table))
             row = conn.execute(query).fetchone()
             out[table] = row[0] if row else ""
     return out

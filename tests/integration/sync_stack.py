@@ -57,9 +57,22 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), "private redis to answer", 10)
@@ -119,15 +132,20 @@ class FakeSentry:
 class Stack:
     """Start and always stop the sync processes for one test database and uploads root."""
 
-    def __init__(self, db_url: str, uploads_root: Path, logdir: Path, redis_url: str = SHARED_REDIS,
-                 **settings: str) -> None:
+    def __init__(
+        self, db_url: str, uploads_root: Path, logdir: Path, redis_url: str = SHARED_REDIS, **settings: str
+    ) -> None:
         self.prefix = f"guardtest-{uuid.uuid4().hex[:10]}:"
         self.redis_url = redis_url
         self.logdir = logdir
         self.env = {
             **os.environ,
-            "DATABASE_URL": db_url, "UPLOADS_ROOT": str(uploads_root), "REDIS_URL": redis_url,
-            "BROKER_PREFIX": self.prefix, "LEASE_SECONDS": "3", "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": db_url,
+            "UPLOADS_ROOT": str(uploads_root),
+            "REDIS_URL": redis_url,
+            "BROKER_PREFIX": self.prefix,
+            "LEASE_SECONDS": "3",
+            "PYTHONUNBUFFERED": "1",
             **{k.upper(): v for k, v in settings.items()},
         }
         self.env.pop("GUARD_CONFIG", None)
@@ -135,17 +153,33 @@ class Stack:
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logdir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.procs[name] = proc
         return proc
 
     def worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
-        return self.start(name, [
-            str(BIN / "celery"), "-A", "workers", "worker", "-Q", "events,sweeps,alerts",
-            "-c", str(concurrency), "-n", f"{name}-{self.prefix[:-1]}@%h", "--without-gossip",
-            "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
-        ])
+        return self.start(
+            name,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                "events,sweeps,alerts",
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}-{self.prefix[:-1]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ],
+        )
 
     def listener(self, name: str = "listener") -> subprocess.Popen[bytes]:
         return self.start(name, [str(BIN / "python"), "-m", "watchers.listener"])

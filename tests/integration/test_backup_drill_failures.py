@@ -40,8 +40,7 @@ def test_any_failure_is_a_recorded_failed_drill_and_the_scratch_is_gone(
     settings = Settings(database_url=db_url, uploads_root=tmp_path / "uploads", backup_dir=repo.root)
     made: dict[str, Any] = {}
 
-    def half_done_restore(_settings: Settings, backup_id: str, *, target_db: str, uploads_dir: Path
-                          ) -> None:
+    def half_done_restore(_settings: Settings, backup_id: str, *, target_db: str, uploads_dir: Path) -> None:
         create_database(target_db)
         uploads_dir.mkdir(parents=True)
         (uploads_dir / "half.webp").write_bytes(b"half a restore")

@@ -97,16 +97,26 @@ def test_scratch_restore_leaves_live_untouched_and_restores_the_same_rows(world:
 
 
 def test_hostile_and_odd_file_names_survive_the_round_trip(world: World) -> None:
-    names: list[str | bytes] = ["line\nbreak.webp", "tab\there.webp", 'say "cheese".webp',
-                                "日本の車 🚗.webp", "-dash.webp", "back\\slash.webp",
-                                b"latin1-\xe9\xff.webp", "$(rm -rf ~).webp", " leading space.webp"]
+    names: list[str | bytes] = [
+        "line\nbreak.webp",
+        "tab\there.webp",
+        'say "cheese".webp',
+        "日本の車 🚗.webp",
+        "-dash.webp",
+        "back\\slash.webp",
+        b"latin1-\xe9\xff.webp",
+        "$(rm -rf ~).webp",
+        " leading space.webp",
+    ]
     for i, name in enumerate(names):
         add_file(world.root, name, f"content {i}".encode())
     with psycopg.connect(world.url, autocommit=True) as conn:
         for name in names:
             if isinstance(name, str):
-                conn.execute("INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
-                             (name, f"uploads/ads/{name}"))
+                conn.execute(
+                    "INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
+                    (name, f"uploads/ads/{name}"),
+                )
     result = run_backup(world.settings)
     restored = restore_backup(world.settings, result.id)
     try:
@@ -148,8 +158,10 @@ def _app_writes(world: World, stop: threading.Event) -> None:
             n += 1
             name = f"live-{n}.webp"
             (world.root / "uploads" / "ads" / name).write_bytes(f"upload {n}".encode())
-            conn.execute("INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
-                         (name, f"uploads/ads/{name}"))
+            conn.execute(
+                "INSERT INTO ad_images (ad_id, filename, file_path) VALUES (1, %s, %s)",
+                (name, f"uploads/ads/{name}"),
+            )
 
 
 def test_restore_over_a_non_empty_database_needs_force_and_backs_it_up_first(world: World) -> None:
@@ -159,8 +171,9 @@ def test_restore_over_a_non_empty_database_needs_force_and_backs_it_up_first(wor
     before = table_checksums(world.url)
     with psycopg.connect(world.url, autocommit=True) as conn:
         conn.execute("DELETE FROM ad_images WHERE id < 10")
-    forced = restore_backup(world.settings, result.id, target_db=world.name,
-                            uploads_dir=world.root, force=True)
+    forced = restore_backup(
+        world.settings, result.id, target_db=world.name, uploads_dir=world.root, force=True
+    )
     assert forced.safety_backup is not None
     assert table_checksums(world.url) == before
     repo = Repository.open(world.settings.backup_dir or Path(), create=False)
@@ -175,8 +188,12 @@ def test_restore_files_missing_puts_files_back_and_names_the_rest(world: World) 
     restored = [o for o in outcomes if o.outcome == "restored"]
     assert [o.path for o in restored] == [victim.path]
     assert (world.root / victim.path).read_bytes() == b"".join(
-        [(world.settings.backup_dir or Path()).joinpath(
-            "objects", victim.sha256[:2], victim.sha256).read_bytes()])
+        [
+            (world.settings.backup_dir or Path())
+            .joinpath("objects", victim.sha256[:2], victim.sha256)
+            .read_bytes()
+        ]
+    )
     never = [o for o in outcomes if o.outcome == "in no backup"]
     assert len(never) == len([m for m in result.manifest.missing if m.kind == "absent"])
 

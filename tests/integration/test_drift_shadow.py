@@ -35,8 +35,10 @@ from guard.shadow import shadow_database
 pytestmark = pytest.mark.integration
 __all__ = ["rich_migrations", "rich_template", "rich_url"]
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DRIFT = ("from guard.checks import CheckContext; from guard.checks.drift import run; "
-             "from guard.settings import load_settings; run(CheckContext(load_settings()))")
+RUN_DRIFT = (
+    "from guard.checks import CheckContext; from guard.checks.drift import run; "
+    "from guard.settings import load_settings; run(CheckContext(load_settings()))"
+)
 
 
 def test_a_database_built_by_the_migrations_has_no_drift(rich_url: str, rich_migrations: Path) -> None:
@@ -49,13 +51,15 @@ def test_generated_names_column_order_and_default_spelling_are_not_drift(
     rich_url: str, rich_migrations: Path
 ) -> None:
     with Database(rich_url) as db:
-        db.execute('ALTER TABLE "users" DROP CONSTRAINT "users_age_check";'
-                   'ALTER TABLE "users" ADD CONSTRAINT "users_age_check1" CHECK ("age" >= 18);'
-                   'DROP INDEX "items_lower_idx"; CREATE INDEX ON "items" (lower("title"));'
-                   'ALTER INDEX "items_lower_idx" RENAME TO "items_lower_idx1";'
-                   'ALTER TABLE "users" DROP COLUMN "created_at";'
-                   'ALTER TABLE "users" ADD COLUMN "created_at" TIMESTAMP(3) NOT NULL '
-                   "DEFAULT CURRENT_TIMESTAMP")
+        db.execute(
+            'ALTER TABLE "users" DROP CONSTRAINT "users_age_check";'
+            'ALTER TABLE "users" ADD CONSTRAINT "users_age_check1" CHECK ("age" >= 18);'
+            'DROP INDEX "items_lower_idx"; CREATE INDEX ON "items" (lower("title"));'
+            'ALTER INDEX "items_lower_idx" RENAME TO "items_lower_idx1";'
+            'ALTER TABLE "users" DROP COLUMN "created_at";'
+            'ALTER TABLE "users" ADD COLUMN "created_at" TIMESTAMP(3) NOT NULL '
+            "DEFAULT CURRENT_TIMESTAMP"
+        )
     assert kinds_and_subjects(drift_of(rich_url, rich_migrations)) == set()
 
 
@@ -74,10 +78,13 @@ def test_guard_schema_and_prisma_table_are_ignored(rich_url: str, rich_migration
 
 
 def test_a_migration_that_fails_to_replay_is_a_finding(tmp_path: Path) -> None:
-    folder = write_migrations(tmp_path / "m", {
-        "1_ok": 'CREATE TABLE "a" ("id" int);',
-        "2_broken": 'CREATE TABLE "b" ("id" no_such_type);',
-    })
+    folder = write_migrations(
+        tmp_path / "m",
+        {
+            "1_ok": 'CREATE TABLE "a" ("id" int);',
+            "2_broken": 'CREATE TABLE "b" ("id" no_such_type);',
+        },
+    )
     name = unique_name("guard_drift_fail")
     create_database(name)
     try:
@@ -108,8 +115,9 @@ def test_the_shadow_is_dropped_on_sigterm_and_ctrl_c(tmp_path: Path, signum: int
     name = unique_name("guard_drift_sig")
     create_database(name)
     env = {**os.environ, "DATABASE_URL": url_for(name), "MIGRATIONS_DIR": str(folder)}
-    process = subprocess.Popen([sys.executable, "-c", RUN_DRIFT], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_DRIFT], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         shadow = _wait_for_query(token)
         assert shadow.startswith("guard_shadow_") and shadow in shadow_databases()
@@ -127,8 +135,10 @@ def _wait_for_query(token: str) -> str:
     """Return the database where the query carrying `token` runs, once it runs."""
     with Database(url_for("postgres")) as db:
         for _ in range(200):
-            row = db.fetch_one("SELECT datname FROM pg_stat_activity WHERE query LIKE %s"
-                               " AND pid <> pg_backend_pid()", (f"%{token}%",))
+            row = db.fetch_one(
+                "SELECT datname FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                (f"%{token}%",),
+            )
             if row:
                 return str(row[0])
             time.sleep(0.05)
@@ -156,8 +166,10 @@ def test_shadow_database_url_is_used_and_left_empty(rich_url: str, rich_migratio
         report = drift_of(rich_url, rich_migrations, shadow_database_url=url_for(name))
         assert kinds_and_subjects(report) == set() and len(report.replayed) == 3
         with Database(url_for(name)) as db:
-            left = db.fetch_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                                "ON n.oid = c.relnamespace WHERE n.nspname = 'public'")
+            left = db.fetch_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+            )
             assert left == (0,)
         report = drift_of(rich_url, rich_migrations, shadow_database_url=url_for(name))
         assert kinds_and_subjects(report) == set()

@@ -43,12 +43,18 @@ def test_missing_table(db: Database, db_url: str) -> None:
 
 def test_pending_failed_unknown_and_rolled_back(db: Database, db_url: str) -> None:
     db.execute("DELETE FROM _prisma_migrations WHERE migration_name = '20240502150000_ad_listing_indexes'")
-    db.execute("UPDATE _prisma_migrations SET finished_at = NULL, logs = 'ERROR: boom'"
-               " WHERE migration_name = '20240410080000_add_user_favorites'")
-    db.execute("UPDATE _prisma_migrations SET rolled_back_at = now()"
-               " WHERE migration_name = '20240320120000_add_ad_custom_fields'")
-    db.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at)"
-               " VALUES ('x', 'abc', '20250101000000_from_another_branch', now())")
+    db.execute(
+        "UPDATE _prisma_migrations SET finished_at = NULL, logs = 'ERROR: boom'"
+        " WHERE migration_name = '20240410080000_add_user_favorites'"
+    )
+    db.execute(
+        "UPDATE _prisma_migrations SET rolled_back_at = now()"
+        " WHERE migration_name = '20240320120000_add_ad_custom_fields'"
+    )
+    db.execute(
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at)"
+        " VALUES ('x', 'abc', '20250101000000_from_another_branch', now())"
+    )
     result = check(db_url)
     assert found(result) == {
         ("migration_pending", "migration:20240502150000_ad_listing_indexes"),
@@ -62,9 +68,11 @@ def test_pending_failed_unknown_and_rolled_back(db: Database, db_url: str) -> No
 
 
 def test_a_rolled_back_row_followed_by_a_successful_retry_is_clean(db: Database, db_url: str) -> None:
-    db.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, rolled_back_at)"
-               " SELECT 'retry', checksum, migration_name, now() FROM _prisma_migrations"
-               " WHERE migration_name = '20240101000000_init'")
+    db.execute(
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, rolled_back_at)"
+        " SELECT 'retry', checksum, migration_name, now() FROM _prisma_migrations"
+        " WHERE migration_name = '20240101000000_init'"
+    )
     assert check(db_url).ok
 
 
@@ -78,8 +86,12 @@ def test_an_edited_file_is_found_and_line_endings_are_not_edits(db_url: str, tmp
     edited.write_text(edited.read_text() + "\n-- tweak\n")
     result = check(db_url, folder)
     assert found(result) == {("migration_edited", "migration:20240215093000_add_category_form_template")}
-    assert result.findings[0].detail["checksum_file"] == hashlib.sha256(  # type: ignore[index]
-        edited.read_bytes()).hexdigest()
+    assert (
+        result.findings[0].detail["checksum_file"]
+        == hashlib.sha256(  # type: ignore[index]
+            edited.read_bytes()
+        ).hexdigest()
+    )
 
 
 @pytest.fixture
@@ -118,13 +130,17 @@ def test_baseline_writes_prismas_table_and_rows_then_history_is_clean(unrecorded
         columns = db.fetch_all(
             "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
             " FROM information_schema.columns WHERE table_name = '_prisma_migrations'"
-            " ORDER BY ordinal_position")
-        pkey = db.fetch_one("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-                            " WHERE conrelid = '_prisma_migrations'::regclass AND contype = 'p'")
+            " ORDER BY ordinal_position"
+        )
+        pkey = db.fetch_one(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = '_prisma_migrations'::regclass AND contype = 'p'"
+        )
         rows = db.fetch_all(
             "SELECT id, checksum, migration_name, finished_at IS NOT NULL, rolled_back_at, logs,"
             " applied_steps_count, started_at <= finished_at FROM _prisma_migrations"
-            " ORDER BY migration_name")
+            " ORDER BY migration_name"
+        )
     assert [tuple(c) for c in columns] == PRISMA_COLUMNS
     assert pkey == ("PRIMARY KEY (id)",)
     files = read_migrations(MIGRATIONS)
@@ -134,12 +150,12 @@ def test_baseline_writes_prismas_table_and_rows_then_history_is_clean(unrecorded
         assert row[1] == hashlib.sha256(migration.path.read_bytes()).hexdigest()
         assert row[3:] == (True, None, None, 0, True)
     assert check(unrecorded_url).ok
-    assert drift_check.run(CheckContext(Settings(database_url=unrecorded_url,
-                                                 migrations_dir=MIGRATIONS))).ok
+    assert drift_check.run(CheckContext(Settings(database_url=unrecorded_url, migrations_dir=MIGRATIONS))).ok
 
 
-def test_baseline_refuses_on_drift_unless_forced(unrecorded_url: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_baseline_refuses_on_drift_unless_forced(
+    unrecorded_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with Database(unrecorded_url) as db:
         db.execute('ALTER TABLE "ads" DROP CONSTRAINT "ads_price_non_negative"')
     assert baseline(unrecorded_url) == 1

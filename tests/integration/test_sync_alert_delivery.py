@@ -61,8 +61,10 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     with Database(db_url) as db:
         db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
         db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES "
-                   "(1, 't', 'Bad 1', 1, 1), (2, 't', 'Bad 2', 1, 1)")
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES "
+            "(1, 't', 'Bad 1', 1, 1), (2, 't', 'Bad 2', 1, 1)"
+        )
         install(db, s)
     return s
 
@@ -140,7 +142,15 @@ def test_unreachable_sentry_keeps_notices_until_it_takes_them(
 
 
 def test_slack_digest_hides_connection_strings_like_sentry() -> None:
-    notice = Notice(1, "opened", 1, "backup", "backup_failed", "backup",
-                    "pg_dump: could not reach postgresql://db.internal/app", None,
-                    datetime.now(UTC))
+    notice = Notice(
+        1,
+        "opened",
+        1,
+        "backup",
+        "backup_failed",
+        "backup",
+        "pg_dump: could not reach postgresql://db.internal/app",
+        None,
+        datetime.now(UTC),
+    )
     assert "db.internal" not in digest([notice]) and "<connection string>" in digest([notice])

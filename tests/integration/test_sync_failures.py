@@ -37,6 +37,7 @@ def prepared(db_url: str, tmp_path: Path) -> Path:
 
 def write_stream(db_url: str, seconds: float, seed: int) -> threading.Thread:
     """Insert good and bad ads and rewrite earlier ones, spread over `seconds`, in a thread."""
+
     def run() -> None:
         rng = random.Random(seed)
         with Database(db_url) as db:
@@ -45,11 +46,15 @@ def write_stream(db_url: str, seconds: float, seed: int) -> threading.Thread:
                 title = rng.choice(["A title", "A title", " "])
                 if i > 20 and rng.random() < 0.3:
                     target = rng.randint(1, i - 1)
-                    db.execute("UPDATE ads SET slug = %s, title = %s WHERE id = %s",
-                               (slug if slug is None else f"{slug}-u{i}", title, target))
+                    db.execute(
+                        "UPDATE ads SET slug = %s, title = %s WHERE id = %s",
+                        (slug if slug is None else f"{slug}-u{i}", title, target),
+                    )
                 else:
-                    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) "
-                               "VALUES (%s, %s, %s, 1, 1)", (i, title, slug))
+                    db.execute(
+                        "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, %s, %s, 1, 1)",
+                        (i, title, slug),
+                    )
                 time.sleep(seconds / WRITES)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -64,6 +69,7 @@ def expected_findings(db_url: str) -> set[tuple[str, str]]:
 
 def settle(db_url: str) -> None:
     """Wait until every captured change has been processed."""
+
     def drained() -> bool:
         with Database(db_url) as db:
             row = db.fetch_one("SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL")
@@ -121,9 +127,7 @@ def test_kill_9_of_the_worker_mid_stream_loses_nothing(db_url: str, stack: Stack
     run_with_failure(db_url, stack, fail)
 
 
-def test_redis_restart_mid_stream_loses_nothing(
-    db_url: str, prepared: Path, tmp_path: Path
-) -> None:
+def test_redis_restart_mid_stream_loses_nothing(db_url: str, prepared: Path, tmp_path: Path) -> None:
     private = PrivateRedis(tmp_path)
     private.start()
     stack = Stack(db_url, prepared, tmp_path, redis_url=private.url)

@@ -83,8 +83,10 @@ def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -
             assert not {c.id for c in mine} & {c.id for c in theirs}
         with outbox.claim(db, 100, 30) as again:
             assert again == []  # all leased
-        db.execute("UPDATE guard.outbox SET lease_until = now() - interval '1 second' WHERE id <= "
-                   "(SELECT min(id) FROM guard.outbox)")
+        db.execute(
+            "UPDATE guard.outbox SET lease_until = now() - interval '1 second' WHERE id <= "
+            "(SELECT min(id) FROM guard.outbox)"
+        )
         with outbox.claim(db, 100, 30) as redispatched:
             assert len(redispatched) == 1 and redispatched[0].attempts == 2
         outbox.mark_processed(db, [c.id for c in redispatched])

@@ -52,8 +52,10 @@ def test_bad_slug_opens_fixing_resolves_and_a_deleted_row_is_nothing(db_url: str
     stack.worker()
     stack.listener()
     with Database(db_url) as db:
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES "
-                   "(1, 't', 'Not A Slug', 1, 1), (2, 't', 'fine-2', 1, 1)")
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES "
+            "(1, 't', 'Not A Slug', 1, 1), (2, 't', 'fine-2', 1, 1)"
+        )
     wait_for(lambda: open_subjects(db_url) == {("ads.slug.format", "ads:1")}, "the finding to open")
     with Database(db_url) as db:
         db.execute("UPDATE ads SET slug = 'fixed-1' WHERE id = 1")
@@ -63,8 +65,10 @@ def test_bad_slug_opens_fixing_resolves_and_a_deleted_row_is_nothing(db_url: str
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (3, 't', 'Bad', 1, 1)")
         db.execute("DELETE FROM ads WHERE id = 3")
         db.execute("COMMIT")
-        wait_for(lambda: db.fetch_one("SELECT count(*) = 0 FROM guard.outbox WHERE processed_at IS NULL")
-                 [0], "the outbox to drain")  # type: ignore[index]
+        wait_for(
+            lambda: db.fetch_one("SELECT count(*) = 0 FROM guard.outbox WHERE processed_at IS NULL")[0],
+            "the outbox to drain",
+        )  # type: ignore[index]
     assert open_subjects(db_url) == set()
 
 
@@ -79,8 +83,10 @@ def test_duplicated_delivery_opens_one_finding_and_sends_one_alert(
     stack.worker()
     wait_for(lambda: sentry.events, "the Sentry event")
     with Database(db_url) as db:
-        wait_for(lambda: db.fetch_one("SELECT occurrences FROM guard.findings")[0] == 3,  # type: ignore[index]
-                 "all three deliveries to be processed")
+        wait_for(
+            lambda: db.fetch_one("SELECT occurrences FROM guard.findings")[0] == 3,  # type: ignore[index]
+            "all three deliveries to be processed",
+        )
         found = store.list_findings(db)
         sent = db.fetch_one("SELECT count(*) FROM guard.notifications WHERE sentry_sent_at IS NOT NULL")
     assert [(f.kind, f.subject) for f in found] == [("ads.title.required", "ads:1")]

@@ -137,8 +137,10 @@ def test_sweep_reconciles_the_whole_set(settings: Settings) -> None:
 def test_files_sweep_sees_what_events_see(settings: Settings) -> None:
     _write_file(settings, "uploads/ads/stray.webp", age=3600)
     with Database(settings.require_database_url()) as db:
-        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
-                   "(1, 5, 'm', 'uploads/ads/gone.webp'), (2, 5, 'u', '../etc/passwd')")
+        db.execute(
+            "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
+            "(1, 5, 'm', 'uploads/ads/gone.webp'), (2, 5, 'u', '../etc/passwd')"
+        )
     swept = replace(settings)
     run_sweep(swept, "files")
     by_sweep = sorted(_open(settings))
@@ -147,24 +149,32 @@ def test_files_sweep_sees_what_events_see(settings: Settings) -> None:
         db.execute("DELETE FROM guard.findings")
     process_rows(settings, "ad_images", ["1", "2"], ["uploads/ads/gone.webp"])
     process_paths(settings, ["uploads/ads/stray.webp"])
-    assert sorted(_open(settings)) == by_sweep == [
-        ("files", "missing_file", "ad_images:1"),
-        ("files", "orphan_file", "file:uploads/ads/stray.webp"),
-        ("files", "unsafe_path", "ad_images:2"),
-    ]
+    assert (
+        sorted(_open(settings))
+        == by_sweep
+        == [
+            ("files", "missing_file", "ad_images:1"),
+            ("files", "orphan_file", "file:uploads/ads/stray.webp"),
+            ("files", "unsafe_path", "ad_images:2"),
+        ]
+    )
 
 
 def _add_ad(settings: Settings, ad_id: int, slug: str) -> None:
     with Database(settings.require_database_url()) as db:
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, 't', %s, 1, 1)",
-                   (ad_id, slug))
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, 't', %s, 1, 1)",
+            (ad_id, slug),
+        )
 
 
 def test_a_new_duplicate_flags_both_rows_and_fixing_one_resolves_both(settings: Settings) -> None:
     _add_ad(settings, 219, "ok-5")
     process_rows(settings, "ads", ["219"])
-    assert sorted(_open(settings)) == [("integrity", "ads.slug.unique", "ads:219"),
-                                       ("integrity", "ads.slug.unique", "ads:5")]
+    assert sorted(_open(settings)) == [
+        ("integrity", "ads.slug.unique", "ads:219"),
+        ("integrity", "ads.slug.unique", "ads:5"),
+    ]
     with Database(settings.require_database_url()) as db:
         db.execute("UPDATE ads SET slug = 'fixed-5' WHERE id = 5")
     outcome = process_rows(settings, "ads", ["5"])
@@ -205,12 +215,18 @@ def test_a_sweep_does_not_reopen_what_was_fixed_while_it_ran(
 
 
 def test_any_spelling_the_sweep_accepts_is_a_reference_for_path_events(settings: Settings) -> None:
-    spellings = ["uploads//ads/a.webp", "uploads/./ads/b.webp", "././uploads/ads/c.webp",
-                 "./uploads/ads/d.webp", "uploads/ads/e.webp"]
+    spellings = [
+        "uploads//ads/a.webp",
+        "uploads/./ads/b.webp",
+        "././uploads/ads/c.webp",
+        "./uploads/ads/d.webp",
+        "uploads/ads/e.webp",
+    ]
     with Database(settings.require_database_url()) as db:
         for n, stored in enumerate(spellings, 1):
-            db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (%s, 5, 'f', %s)",
-                       (n, stored))
+            db.execute(
+                "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (%s, 5, 'f', %s)", (n, stored)
+            )
     names = ["a", "b", "c", "d", "e", "stray"]
     for name in names:
         _write_file(settings, f"uploads/ads/{name}.webp", age=3600)

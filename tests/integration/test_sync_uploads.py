@@ -54,8 +54,10 @@ def test_deleted_image_becomes_missing_file_and_restoring_it_resolves(
     image = uploads / "uploads" / "ads" / "one.webp"
     _old_file(image)
     with Database(db_url) as db:
-        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
-                   "(1, 1, 'one', 'uploads/ads/one.webp')")
+        db.execute(
+            "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
+            "(1, 1, 'one', 'uploads/ads/one.webp')"
+        )
     wait_for(lambda: "watching" in stack.log("watcher"), "the watcher to start")
     image.unlink()
     wait_for(lambda: open_subjects(db_url) == {("missing_file", "ad_images:1")}, "missing_file")
@@ -73,8 +75,10 @@ def test_upload_followed_by_its_row_opens_nothing_but_a_stray_file_does(
     (folder / "stray.webp").write_bytes(b"img")
     time.sleep(3)  # the app writes the row a few seconds after the upload
     with Database(db_url) as db:
-        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
-                   "(2, 1, 'kept', 'uploads/ads/kept.webp')")
+        db.execute(
+            "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
+            "(2, 1, 'kept', 'uploads/ads/kept.webp')"
+        )
     stray = ("orphan_file", "file:uploads/ads/stray.webp")
     wait_for(lambda: stray in open_subjects(db_url), "the stray file to become an orphan after grace")
     time.sleep(2)  # give any wrong orphan for kept.webp the same chance to appear

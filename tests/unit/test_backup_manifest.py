@@ -30,12 +30,19 @@ ODD_NAMES = (
 def manifest() -> Manifest:
     files = tuple(FileEntry(name, "ab" * 32, 34, 1, 2, 3) for name in ODD_NAMES)
     return Manifest(
-        id="20240101T020000Z-abcdef", started_at="s", finished_at="f",
-        versions={"guard": "0"}, database={"target": "database 'x' on h:5432"},
-        dump=DumpInfo("database.dump", 10, "cd" * 32), files=files,
+        id="20240101T020000Z-abcdef",
+        started_at="s",
+        finished_at="f",
+        versions={"guard": "0"},
+        database={"target": "database 'x' on h:5432"},
+        dump=DumpInfo("database.dump", 10, "cd" * 32),
+        files=files,
         missing=(MissingRef("ad_images:1", "uploads/ads/gone.webp", "absent"),),
-        migrations=[{"migration_name": "20240101000000_init"}], schema_sha256="ef" * 32,
-        app_commit=None, scope={"scan_dirs": ["uploads/ads"]}, counts={"files": len(files)},
+        migrations=[{"migration_name": "20240101000000_init"}],
+        schema_sha256="ef" * 32,
+        app_commit=None,
+        scope={"scan_dirs": ["uploads/ads"]},
+        counts={"files": len(files)},
     )
 
 

@@ -35,12 +35,15 @@ def test_a_file_named_with_a_backslash_is_placed_under_the_root(store: ObjectSto
     assert (root / "uploads" / "ads\\odd.webp").read_bytes() == source.read_bytes()
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("../outside.webp", "has a '..' segment"),
-    ("uploads/../../outside.webp", "has a '..' segment"),
-    ("/tmp/absolute.webp", "is absolute"),
-    ("uploads/nul\x00.webp", "contains a NUL byte"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("../outside.webp", "has a '..' segment"),
+        ("uploads/../../outside.webp", "has a '..' segment"),
+        ("/tmp/absolute.webp", "is absolute"),
+        ("uploads/nul\x00.webp", "contains a NUL byte"),
+    ],
+)
 def test_a_name_that_escapes_or_cannot_exist_is_not_written(
     store: ObjectStore, tmp_path: Path, name: str, reason: str
 ) -> None:

@@ -12,8 +12,9 @@ NOW = datetime(2024, 6, 30, 23, 0)
 def nightly(days: int, hour: int = 2) -> list[tuple[str, datetime]]:
     """One backup a night for `days` nights up to NOW, named by date."""
     start = NOW.replace(hour=hour) - timedelta(days=days - 1)
-    return [((start + timedelta(days=i)).strftime("%Y-%m-%d"), start + timedelta(days=i))
-            for i in range(days)]
+    return [
+        ((start + timedelta(days=i)).strftime("%Y-%m-%d"), start + timedelta(days=i)) for i in range(days)
+    ]
 
 
 def test_keep_daily_keeps_the_newest_of_each_of_the_last_n_days() -> None:
@@ -24,8 +25,11 @@ def test_keep_daily_keeps_the_newest_of_each_of_the_last_n_days() -> None:
 
 
 def test_days_without_backups_do_not_use_up_the_daily_count() -> None:
-    calendar = [("a", datetime(2024, 6, 1, 2)), ("b", datetime(2024, 6, 10, 2)),
-                ("c", datetime(2024, 6, 20, 2))]
+    calendar = [
+        ("a", datetime(2024, 6, 1, 2)),
+        ("b", datetime(2024, 6, 10, 2)),
+        ("c", datetime(2024, 6, 20, 2)),
+    ]
     assert sorted(keep(calendar, NOW, Policy(daily=2, weekly=0, monthly=0))) == ["b", "c"]
 
 

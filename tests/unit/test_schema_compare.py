@@ -13,20 +13,24 @@ def check(name: str, definition: str = "CHECK ((a > 0))") -> Constraint:
 
 
 def test_generated_names_that_differ_are_paired_silently() -> None:
-    pairs, missing, extra = pair([check("t_a_check")], [check("t_a_check1")],
-                                 lambda c: (c.table_key, c.type, c.definition))
+    pairs, missing, extra = pair(
+        [check("t_a_check")], [check("t_a_check1")], lambda c: (c.table_key, c.type, c.definition)
+    )
     assert (pairs, missing, extra) == ([], [], [])
 
 
 def test_a_chosen_name_that_differs_is_a_rename() -> None:
-    pairs, missing, extra = pair([check("a_positive")], [check("t_a_check")],
-                                 lambda c: (c.table_key, c.type, c.definition))
+    pairs, missing, extra = pair(
+        [check("a_positive")], [check("t_a_check")], lambda c: (c.table_key, c.type, c.definition)
+    )
     assert pairs == [(check("a_positive"), check("t_a_check"))] and not missing and not extra
 
 
 def test_same_name_other_definition_is_changed_not_missing() -> None:
-    found = compare(Snapshot(constraints={"t.c": check("c")}),
-                    Snapshot(constraints={"t.c": check("c", "CHECK ((a > 1))")}))
+    found = compare(
+        Snapshot(constraints={"t.c": check("c")}),
+        Snapshot(constraints={"t.c": check("c", "CHECK ((a > 1))")}),
+    )
     assert [(d.kind, d.subject) for d in found] == [("constraint_changed", "constraint:t.c")]
 
 
@@ -52,7 +56,10 @@ def test_script_orders_drops_before_creates_and_foreign_keys_after_tables() -> N
     want = Snapshot(tables={"t": _table(a)}, constraints={fk.key: fk})
     have = Snapshot(indexes={index.key: index})
     text = script(d.statements for d in compare(want, have))
-    drop, create, add_fk = (text.index("DROP INDEX"), text.index("CREATE TABLE"),
-                            text.index("ADD CONSTRAINT"))
+    drop, create, add_fk = (
+        text.index("DROP INDEX"),
+        text.index("CREATE TABLE"),
+        text.index("ADD CONSTRAINT"),
+    )
     assert drop < create < add_fk
     assert text.rstrip().endswith("COMMIT;")

@@ -25,11 +25,14 @@ def test_states() -> None:
     assert kinds(assess([A, B], [row("1_a", A.checksum)])) == [("migration_pending", "migration:2_b")]
     assert kinds(assess([A], [row("1_a", "0" * 64)])) == [("migration_edited", "migration:1_a")]
     assert kinds(assess([A], [row("1_a", A.checksum, finished=False)])) == [
-        ("migration_failed", "migration:1_a")]
+        ("migration_failed", "migration:1_a")
+    ]
     assert kinds(assess([A], [row("1_a", A.checksum, rolled_back=True)])) == [
-        ("migration_pending", "migration:1_a")]
+        ("migration_pending", "migration:1_a")
+    ]
     assert kinds(assess([A], [row("1_a", A.checksum), row("9_x", "x")])) == [
-        ("migration_unknown", "migration:9_x")]
+        ("migration_unknown", "migration:9_x")
+    ]
 
 
 def test_crlf_checksums_match() -> None:

@@ -15,13 +15,24 @@ from workers.schedule import beat_schedule, cron
 
 
 def notice(event: str = "opened", subject: str = "ads:1") -> Notice:
-    return Notice(1, event, 7, "integrity", "ads.slug.format", subject, "slug 'X' bad", None,
-                  datetime(2024, 1, 1, tzinfo=UTC))
+    return Notice(
+        1,
+        event,
+        7,
+        "integrity",
+        "ads.slug.format",
+        subject,
+        "slug 'X' bad",
+        None,
+        datetime(2024, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_scrub_removes_passwords_and_connection_strings() -> None:
-    event = {"message": "cannot reach postgresql://app:s3cret@db/prod",
-             "extra": {"dsn": ["host=db password=hunter2 dbname=x"]}}
+    event = {
+        "message": "cannot reach postgresql://app:s3cret@db/prod",
+        "extra": {"dsn": ["host=db password=hunter2 dbname=x"]},
+    }
     text = str(scrub_event(event))
     assert "s3cret" not in text and "hunter2" not in text and "postgresql://" not in text
 

@@ -8,8 +8,14 @@ from watchers.uploads import Pending, diff, is_temporary
 
 
 def test_temporary_and_half_written_names_are_ignored() -> None:
-    for name in ("uploads/ads/.x.webp", "uploads/ads/a.webp.part", "uploads/ads/a.tmp",
-                 "uploads/ads/a.crdownload", "uploads/ads/~a.webp", "uploads/ads/a.webp~"):
+    for name in (
+        "uploads/ads/.x.webp",
+        "uploads/ads/a.webp.part",
+        "uploads/ads/a.tmp",
+        "uploads/ads/a.crdownload",
+        "uploads/ads/~a.webp",
+        "uploads/ads/a.webp~",
+    ):
         assert is_temporary(name), name
     assert not is_temporary("uploads/ads/a.webp")
     assert not is_temporary("uploads/.ads/a.webp")
