@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -43,19 +44,26 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    """A database with every thulobazaar migration applied and recorded, cloned by each test."""
-    name = unique_name("guard_tmpl")
+@contextmanager
+def migrated_database(prefix: str, migrations: Path) -> Iterator[str]:
+    """Create a database with these migrations applied and recorded as Prisma does; drop it after."""
+    name = unique_name(prefix)
     create_database(name)
     try:
         with Database(url_for(name)) as db:
             ensure_migrations_table(db)
-            for migration in read_migrations(MIGRATIONS):
+            for migration in read_migrations(migrations):
                 apply_and_record(db, migration)
         yield name
     finally:
         drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A database with every thulobazaar migration applied and recorded, cloned by each test."""
+    with migrated_database("guard_tmpl", MIGRATIONS) as name:
+        yield name
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import create_database, drop_database, unique_name, url_for
+from conftest import create_database, drop_database, migrated_database, unique_name, url_for
 
 from guard.checks.drift import DriftReport, detect
 from guard.database import Database
-from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations, replay
+from guard.migrations import read_migrations, replay
 from guard.schema.snapshot import Snapshot, read_snapshot
 from guard.settings import Settings
 from guard.shadow import shadow_database
@@ -86,16 +86,8 @@ def rich_migrations(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rich_template(rich_migrations: Path) -> Iterator[str]:
     """A database built and recorded by the rich migrations, cloned by each test."""
-    name = unique_name("guard_rich_tmpl")
-    create_database(name)
-    try:
-        with Database(url_for(name)) as db:
-            ensure_migrations_table(db)
-            for migration in read_migrations(rich_migrations):
-                apply_and_record(db, migration)
+    with migrated_database("guard_rich_tmpl", rich_migrations) as name:
         yield name
-    finally:
-        drop_database(name)
 
 
 @pytest.fixture(scope="session")
