@@ -56,7 +56,9 @@ def start_sentry(**_: Any) -> None:
 
     from guard.alerts.sentry import init_sentry
 
+    # Sentry matches exclude_beat_tasks against the beat entry's name (the monitor slug), not the task's;
+    # the 10-second alert delivery is housekeeping, not a cron job worth a monitor.
     init_sentry(
         settings.sentry_dsn,
-        [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["guard.deliver_alerts"])],
+        [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["^deliver-alerts$"])],
     )
