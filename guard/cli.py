@@ -33,7 +33,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "examples" / "thulobaz
 
 # Modules that add their own subcommands: each has `register(commands)`, which adds parsers and sets
 # `handler=function(args, settings) -> exit code` on them with set_defaults.
-COMMAND_MODULES: tuple[str, ...] = ("guard.cli_sync", "guard.cli_schema", "guard.cli_backup")
+COMMAND_MODULES: tuple[str, ...] = (
+    "guard.cli_sync",
+    "guard.cli_status",
+    "guard.cli_schema",
+    "guard.cli_backup",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

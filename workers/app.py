@@ -7,10 +7,9 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from guard.queues import ALERTS, EVENTS, SWEEPS
 from guard.settings import Settings, load_settings
 from workers.schedule import beat_schedule
-
-EVENTS, SWEEPS, ALERTS = "events", "sweeps", "alerts"
 
 settings: Settings = load_settings()
 

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.acceptance
 GUARD = [str(Path(sys.executable).parent / "guard")]
 
 
-def guard(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db_url}
-    env.pop("GUARD_CONFIG", None)
-    return subprocess.run([*GUARD, *args], env=env, capture_output=True, text=True, timeout=60)
+def guard(db_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
+    full.pop("GUARD_CONFIG", None)
+    return subprocess.run([*GUARD, *args], env=full, capture_output=True, text=True, timeout=60)
 
 
 def test_install_findings_and_uninstall(db_url: str) -> None:
@@ -42,3 +42,30 @@ def test_install_findings_and_uninstall(db_url: str) -> None:
     assert "ads.slug.format" in human.stdout and "1 open, 0 resolved" in human.stdout
     gone = guard(db_url, "uninstall")
     assert gone.returncode == 0 and "ad_images, ads, categories" in gone.stdout
+
+
+def test_status_reports_the_outbox_the_queues_and_open_findings(db_url: str) -> None:
+    prefix = {"BROKER_PREFIX": f"guardtest-status-{os.getpid()}:"}
+    assert guard(db_url, "status", env=prefix).returncode == 2  # not installed: one line, exit 2
+    assert guard(db_url, "install").returncode == 0
+    clean = guard(db_url, "status", "--json", env=prefix)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["broker"] == {
+        "reachable": True,
+        "waiting": {"events": 0, "sweeps": 0, "alerts": 0},
+        "unacknowledged": 0,
+    }
+    with Database(db_url) as db:
+        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (1, 't', 'Bad', 1, 1)")
+    waiting = json.loads(guard(db_url, "status", "--json", env=prefix).stdout)
+    assert waiting["outbox_waiting"] == 2  # the category and the ad, captured, no listener running
+    process_rows(Settings(database_url=db_url), "ads", ["1"])
+    found = guard(db_url, "status", env=prefix)
+    assert found.returncode == 1
+    assert "findings   1 open (integrity 1)" in found.stdout
+    down = guard(db_url, "status", env={**prefix, "REDIS_URL": "redis://:pw-123@127.0.0.1:1/0"})
+    assert down.returncode == 3
+    assert "queues     unknown (cannot reach Redis at 127.0.0.1:1" in down.stdout
+    assert "pw-123" not in down.stdout + down.stderr
