@@ -92,11 +92,12 @@ def _pings(client: redis.Redis) -> bool:
 
 
 class FakeSentry:
-    """An HTTP server that accepts Sentry envelopes and keeps the events guard sent."""
+    """An HTTP server that accepts Sentry envelopes; keeps the events guard sent and every check-in."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        store = self.events
+        self.check_ins: list[dict[str, Any]] = []
+        store, check_ins = self.events, self.check_ins
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
@@ -112,6 +113,8 @@ class FakeSentry:
                         continue
                     if isinstance(item, dict) and item.get("logger") == "incident-guard":
                         store.append(item)
+                    elif isinstance(item, dict) and "check_in_id" in item:
+                        check_ins.append(item)
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"{}")

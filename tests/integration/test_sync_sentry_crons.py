@@ -8,18 +8,13 @@ the test process. A real worker runs the task and reports its end.
 
 from __future__ import annotations
 
-import gzip
-import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sync_stack import ROOT, Stack, wait_for
+from sync_stack import ROOT, FakeSentry, Stack, wait_for
 
 from guard.database import Database
 from guard.install import install
@@ -44,52 +39,15 @@ sentry_sdk.flush(5)
 """
 
 
-class FakeCrons:
-    """An HTTP server that keeps the check-in items of the Sentry envelopes it receives."""
-
-    def __init__(self) -> None:
-        self.check_ins: list[dict[str, Any]] = []
-        store = self.check_ins
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                items = []
-                for line in body.splitlines():
-                    try:
-                        items.append(json.loads(line))
-                    except ValueError:
-                        continue
-                with lock:
-                    store.extend(i for i in items if isinstance(i, dict) and "check_in_id" in i)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.dsn = f"http://public@127.0.0.1:{self.server.server_address[1]}/1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def crons() -> Iterator[FakeCrons]:
-    fake = FakeCrons()
+def crons() -> Iterator[FakeSentry]:
+    fake = FakeSentry()
     yield fake
     fake.close()
 
 
 def test_a_beat_task_checks_in_when_sent_and_when_the_worker_finishes_it(
-    db_url: str, tmp_path: Path, crons: FakeCrons
+    db_url: str, tmp_path: Path, crons: FakeSentry
 ) -> None:
     with Database(db_url) as db:
         install(db, Settings(database_url=db_url, uploads_root=tmp_path))
