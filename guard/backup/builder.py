@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from guard.backup.manifest import (
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
+from guard.backup.walk import Previous, Walked, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
 from guard.progress import ProgressFactory, no_progress
@@ -138,13 +138,15 @@ def _capture(
     allow_missing_table: bool,
 ) -> Manifest:
     store = ObjectStore(repo.objects, repo.tmp)
-    previous = _previous_files(repo)
+    previous = _previous(repo)
     dump_path = staging / DUMP
     with open_snapshot(url) as snapshot:
         dump = snapshot.start_dump(dump_path)
         try:
             facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
-            files, missing = collect_uploads(root, settings.scan_dirs, facts, store, previous, progress)
+            walked, extra, missing = collect_uploads(
+                root, settings.scan_dirs, facts, store, previous, progress
+            )
         except BaseException:
             dump.kill()
             dump.wait()
@@ -163,7 +165,7 @@ def _capture(
         },
         database={"target": describe_target(url)},
         dump=dump_info,
-        files=tuple(files),
+        inline_files=tuple(extra),
         missing=tuple(missing),
         migrations=facts.migrations,
         schema_sha256=facts.schema_sha256,
@@ -174,7 +176,9 @@ def _capture(
             "file_table": settings.file_table,
             "file_column": settings.file_column,
         },
-        counts=_counts(files, missing, facts, store),
+        counts=_counts(walked, extra, missing, facts, store),
+        folders=tuple(walked.folders),
+        read_object=store.read_list,
     )
 
 
@@ -183,23 +187,29 @@ def collect_uploads(
     scan_dirs: tuple[str, ...],
     facts: SnapshotFacts,
     store: ObjectStore,
-    previous: dict[str, FileEntry],
+    previous: Previous,
     progress: ProgressFactory = no_progress,
-) -> tuple[list[FileEntry], list[MissingRef]]:
-    """Back up the scanned folders, then every referenced path the walk did not cover."""
-    files = _walk_files(root, scan_dirs, store, previous, progress)
+) -> tuple[Walked, list[FileEntry], list[MissingRef]]:
+    """Back up the scanned folders, then every referenced path the walk did not cover.
+
+    Returns the walk (folder lists), the referenced files outside it, and what could not be included.
+    """
+    walked = walk(root, scan_dirs, store, previous, progress)
+    has = walked.has
     # A walked path is already in normal form when every scan dir is: skip normpath for those refs.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
+    extra: dict[str, FileEntry] = {}
     missing: list[MissingRef] = []
     absent = _Absent(root)
     for row_id, stored in facts.refs:
         if (
             exact
-            and stored in files
+            and row_id is not None
+            and stored
             and "\\" not in stored
             and ".." not in stored
             and stored[0] != "/"
-            and row_id is not None
+            and has(stored)
         ):
             continue  # safe as stored (the cheap test implies unsafe_reason is None) and walked
         if row_id is None or stored is None or not stored.strip():
@@ -211,62 +221,17 @@ def collect_uploads(
             )
             continue
         key = paths.normalize(stored)
-        if key in files:
+        if key in extra or has(key):
             continue
         if absent.certain(key):
             missing.append(MissingRef(facts.subject(row_id), key, *GONE))
             continue
-        found = _referenced(root, store, key, previous)
+        found = _referenced(root, store, key, previous.flat)
         if isinstance(found, FileEntry):
-            files[key] = found
+            extra[key] = found
         else:
             missing.append(MissingRef(facts.subject(row_id), key, *found))
-    return sorted(files.values()), missing
-
-
-def _walk_files(
-    root: UploadsRoot,
-    scan_dirs: tuple[str, ...],
-    store: ObjectStore,
-    previous: dict[str, FileEntry],
-    progress: ProgressFactory,
-) -> dict[str, FileEntry]:
-    """Stat every regular file once; reuse the previous entry object when its stat key is unchanged."""
-    files: dict[str, FileEntry] = {}
-    get = previous.get
-    bar = progress("files", None)
-    for prefix, batch in root.walk(scan_dirs):
-        bar.advance(len(batch))
-        dir_fd = _open_dir(os.path.dirname(batch[0].path))
-        try:
-            for entry in batch:
-                relpath = prefix + entry.name
-                try:
-                    st = (
-                        os.lstat(entry.name, dir_fd=dir_fd)
-                        if dir_fd is not None
-                        else entry.stat(follow_symlinks=False)
-                    )
-                    old = get(relpath)
-                    if old is not None and old[2:] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
-                        files[relpath] = old  # size, mtime, ctime, inode unchanged: not read again
-                    elif stat.S_ISREG(st.st_mode):
-                        files[relpath] = store.add_file(entry.path, relpath)
-                except FileNotFoundError:
-                    continue  # deleted since the walk saw it; if a row needs it, reported below
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
-    bar.close()
-    return files
-
-
-def _open_dir(path: str) -> int | None:
-    """Open a walked folder so its files are stat'ed by name, without resolving the whole path."""
-    try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return None
+    return walked, sorted(extra.values()), missing
 
 
 class _Absent:
@@ -316,28 +281,33 @@ def _entry(
     return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
 
 
-def _previous_files(repo: Repository) -> dict[str, FileEntry]:
-    """Return the newest readable backup's files by path: the stat cache for this one."""
+def _previous(repo: Repository) -> Previous:
+    """Return the newest readable backup: the stat cache for this one."""
     for backup_id in reversed(repo.ids()):
         try:
-            manifest = repo.load(backup_id)
+            return Previous.of(repo.load(backup_id))
         except GuardError:
             continue
-        return {f.path: f for f in manifest.files}
-    return {}
+    return Previous()
 
 
 def _counts(
-    files: list[FileEntry], missing: list[MissingRef], facts: SnapshotFacts, store: ObjectStore
+    walked: Walked,
+    extra: list[FileEntry],
+    missing: list[MissingRef],
+    facts: SnapshotFacts,
+    store: ObjectStore,
 ) -> dict[str, int]:
     return {
-        "files": len(files),
-        "bytes": sum(f.size for f in files),
+        "files": walked.files + len(extra),
+        "bytes": walked.bytes + sum(f.size for f in extra),
         "rows_with_paths": len(facts.refs),
         "missing": len(missing),
         "files_read": store.files_read,
         "new_objects": store.new_objects,
         "new_bytes": store.new_bytes,
+        "folder_lists": sum(len(f.pages) for f in walked.folders),
+        "folder_lists_written": store.lists_written,
     }
 
 

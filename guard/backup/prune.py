@@ -84,11 +84,16 @@ def _newest_verified(repo: Repository, ids: list[str]) -> str | None:
 
 
 def _collect_garbage(repo: Repository, remaining: list[str]) -> tuple[int, int, list[str]]:
-    """Delete objects no remaining manifest refers to; delete none if any manifest is unreadable."""
+    """Delete objects no remaining manifest refers to, folder lists included (each is an object too).
+
+    Deletes none if any manifest or any of its folder lists is unreadable.
+    """
     needed: set[str] = set()
     for backup_id in remaining:
         try:
-            needed.update(f.sha256 for f in repo.load(backup_id).files)
+            manifest = repo.load(backup_id)
+            needed.update(page.sha256 for folder in manifest.folders for page in folder.pages)
+            needed.update(f.sha256 for f in manifest.files)  # reads every folder list: all must be whole
         except GuardError as exc:
             return 0, 0, [f"kept every object: {exc}"]
     store = ObjectStore(repo.objects, repo.tmp)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from guard.backup.manifest import Manifest, ManifestError, parse
+from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError, UsageError
 
 MARKER = "guard-backup.json"
@@ -155,7 +156,7 @@ class Repository:
             raise ManifestError(f"backup {backup_id} not found in {self.root}") from None
         except OSError as exc:
             raise UnreachableError(f"cannot read {path}: {exc.strerror}") from None
-        return parse(data, f"backup {backup_id}")
+        return parse(data, f"backup {backup_id}", ObjectStore(self.objects, self.tmp).read_list)
 
     def manifests(self) -> Iterator[tuple[str, Manifest | ManifestError]]:
         """Yield every published backup, oldest first, with its manifest or why it cannot be read."""

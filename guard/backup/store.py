@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guard.backup.faults import ObjectFaults
-from guard.backup.manifest import FileEntry
+from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
 
 CHUNK = 1 << 20
@@ -56,6 +56,7 @@ class ObjectStore:
         self.files_read = 0
         self.new_objects = 0
         self.new_bytes = 0
+        self.lists_written = 0
         self._dirs: set[str] = set()
 
     def path(self, sha256: str) -> Path:
@@ -115,6 +116,51 @@ class ObjectStore:
         self.new_objects += 1
         self.new_bytes += size
         self.faults.after_write()
+
+    def add_list(self, data: bytes) -> tuple[str, int]:
+        """Store a folder list (bytes in memory) once under its SHA-256; return (sha256, size)."""
+        sha = hashlib.sha256(data).hexdigest()
+        final = self.path(sha)
+        try:
+            if final.stat().st_size == len(data):
+                return sha, len(data)
+        except FileNotFoundError:
+            pass
+        temp = self.tmp / f"list-{secrets.token_hex(8)}"
+        self.faults.before_write()
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        if sha[:2] not in self._dirs:
+            final.parent.mkdir(exist_ok=True)
+            self._dirs.add(sha[:2])
+        os.rename(temp, final)
+        self.lists_written += 1
+        self.faults.after_write()
+        return sha, len(data)
+
+    def has(self, sha256: str, size: int) -> bool:
+        """True when an object of that hash and size is present (its content is not read)."""
+        try:
+            return self.path(sha256).stat().st_size == size
+        except OSError:
+            return False
+
+    def read_list(self, sha256: str, size: int) -> bytes:
+        """Return a folder list's bytes after checking them against its hash; ManifestError if not."""
+        try:
+            data = self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise ManifestError(f"folder list object {sha256} is missing") from None
+        except OSError as exc:
+            raise ManifestError(f"folder list object {sha256} cannot be read: {exc.strerror}") from None
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            raise ManifestError(f"folder list object {sha256}: content does not match its hash")
+        return data
 
     def check(self, sha256: str, size: int, *, read_data: bool) -> str | None:
         """Return what is wrong with an object (missing, wrong size, wrong hash) or None."""

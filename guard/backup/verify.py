@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.backup import pgtools
-from guard.backup.manifest import Manifest
+from guard.backup.manifest import Manifest, ManifestError, stat_digest
 from guard.backup.repository import Repository
 from guard.backup.store import ObjectStore, hash_file
 from guard.errors import GuardError
@@ -87,15 +87,32 @@ def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> No
 def _check_objects(
     store: ObjectStore, manifest: Manifest, read_data: bool, problems: _Problems, progress: ProgressFactory
 ) -> int:
-    distinct = {f.sha256: f for f in manifest.files}
+    """Check every folder list (always re-hashed: it is read to learn its files) and every file object."""
+    distinct: dict[str, tuple[int, str]] = {f.sha256: (f.size, f.path) for f in manifest.inline_files}
+    lists = 0
+    for folder in manifest.folders:
+        for page in folder.pages:
+            lists += 1
+            try:
+                rows = manifest.page_list(folder, page)
+            except ManifestError as exc:
+                problems.add(str(exc))
+                continue
+            if read_data and page.stat_digest is not None:
+                listing = [(r[0], r[2], r[3], r[4], r[5]) for r in rows]
+                if stat_digest(listing) != page.stat_digest:
+                    problems.add(f"folder list {page.sha256} ({printable(folder.path)}): stat digest differs")
+            for r in rows:
+                if r[1] not in distinct:
+                    distinct[r[1]] = (r[2], f"{folder.path}/{r[0]}")
     bar = progress("objects", len(distinct))
-    for sha, entry in distinct.items():
+    for sha, (size, path) in distinct.items():
         bar.advance()
-        wrong = store.check(sha, entry.size, read_data=read_data)
+        wrong = store.check(sha, size, read_data=read_data)
         if wrong is not None:
-            problems.add(f"object {sha} ({printable(entry.path)}): {wrong}")
+            problems.add(f"object {sha} ({printable(path)}): {wrong}")
     bar.close()
-    return len(distinct)
+    return len(distinct) + lists
 
 
 def verify_all(

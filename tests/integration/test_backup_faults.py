@@ -69,18 +69,22 @@ def test_prune_over_a_made_up_calendar_collects_only_unreferenced_objects(world:
         result = run_backup(world.settings)
         made_up = f"202401{day:02d}T020000Z-{result.id[-6:]}"
         os.rename(repo_dir / "backups" / result.id, repo_dir / "backups" / made_up)
-        dated.append((made_up, result.manifest))
+        lists = {page.sha256 for folder in result.manifest.folders for page in folder.pages}
+        dated.append((made_up, result.manifest.files, lists))  # read now: prune may remove the lists
         only_here.unlink()
     pruned = run_prune(world.settings, keep_daily=2, keep_weekly=0, keep_monthly=0)
     assert sorted(pruned.removed) == [dated[0][0], dated[1][0]]
     assert sorted(pruned.kept) == [dated[2][0], dated[3][0]]
     objects = repo_dir / "objects"
-    for backup_id, manifest in dated:
-        for entry in manifest.files:
+    kept_lists = set().union(*(lists for backup_id, _, lists in dated if backup_id in pruned.kept))
+    for backup_id, files, lists in dated:
+        for entry in files:
             if entry.path.endswith("day1-0.webp") or entry.path.endswith("day2-0.webp"):
                 assert not (objects / entry.sha256[:2] / entry.sha256).exists()
             elif backup_id in pruned.kept:
                 assert (objects / entry.sha256[:2] / entry.sha256).exists()
+        for sha in lists:  # a folder list is an object too: kept while a remaining manifest names it
+            assert (objects / sha[:2] / sha).exists() == (sha in kept_lists)
 
 
 def test_prune_never_removes_the_newest_verified_backup(world: World) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -14,11 +16,12 @@ from backup_support import World, drop_database, make_world, table_checksums
 
 from guard.backup import run_backup, run_drill
 from guard.backup import store as store_module
+from guard.backup.manifest import FLAT_FORMAT
 from guard.backup.recovery import restore_missing
 from guard.backup.repository import Repository
 from guard.backup.restore import check_pair, restore_backup
 from guard.backup.verify import verify_backup
-from guard.errors import UsageError
+from guard.errors import GuardError, UsageError
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +30,10 @@ pytestmark = pytest.mark.integration
 def world(tmp_path: Path) -> Iterator[World]:
     """A fresh 150-ad world with 2% of each incident planted, and an empty backup folder."""
     yield from make_world(tmp_path, ads=150, bad_rate=0.02)
+
+
+def repo_of(world: World) -> Repository:
+    return Repository.open(world.settings.backup_dir or Path(), create=False)
 
 
 def add_file(root: Path, name: str | bytes, content: bytes) -> None:
@@ -210,3 +217,70 @@ def test_drill_restores_the_newest_backup_checks_it_and_cleans_up(world: World) 
 def test_a_drill_without_backups_fails_instead_of_crashing(world: World) -> None:
     drill = run_drill(world.settings)
     assert not drill.ok and "could not run" in drill.detail
+
+
+def test_verify_finds_a_corrupt_and_a_missing_folder_list(world: World) -> None:
+    result = run_backup(world.settings)
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    pages = [page for folder in result.manifest.folders for page in folder.pages]
+    assert len(pages) >= 2
+    corrupt, gone = pages[0], pages[1]
+    path = repo.objects / corrupt.sha256[:2] / corrupt.sha256
+    path.chmod(0o644)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"size"', b'"SIZE"'))  # same size: only hashing can tell
+    (repo.objects / gone.sha256[:2] / gone.sha256).unlink()
+    for read_data in (False, True):  # a folder list is always re-hashed, since it is read anyway
+        found = verify_backup(repo, result.id, read_data=read_data)
+        assert found.problems == 2
+        assert any("does not match its hash" in e for e in found.examples)
+        assert any(f"{gone.sha256} is missing" in e for e in found.examples)
+    with pytest.raises(GuardError, match="failed verification"):
+        restore_backup(world.settings, result.id)
+    assert run_backup(world.settings).manifest.counts["files"] == result.manifest.counts["files"]
+
+
+def test_unchanged_folder_lists_are_reused_and_an_in_place_rewrite_is_read_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)
+    first = run_backup(world.settings)
+    second = run_backup(world.settings)
+    assert second.manifest.counts["folder_lists_written"] == 0
+    assert second.manifest.folders == first.manifest.folders
+    folder = second.manifest.folders[0]
+    victim = second.manifest.page_files(folder, folder.pages[0])[0]  # a walked file, not a symlink
+    target = world.root / victim.path
+    before = target.stat()
+    target.write_bytes(bytes(b ^ 0xFF for b in target.read_bytes()))  # same size, same folder mtime
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # even the mtime put back
+    third = run_backup(world.settings)
+    assert third.manifest.counts["files_read"] == 1
+    assert third.manifest.counts["folder_lists_written"] == 1
+    assert {f.path: f.sha256 for f in third.manifest.files}[victim.path] != victim.sha256
+    assert verify_backup(repo_of(world), third.id, read_data=True).ok
+
+
+def test_a_format_2_backup_still_serves_as_stat_cache_and_restores(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)
+    first = run_backup(world.settings)
+    flat = replace(first.manifest, inline_files=first.manifest.files, folders=())
+    body = flat.body()
+    body.pop("folders")
+    body["format"] = FLAT_FORMAT
+    raw = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    digest = hashlib.sha256(raw).hexdigest().encode()
+    repo = repo_of(world)
+    (repo.folder(first.id) / "manifest.json").write_bytes(b'{"checksum":"sha256:' + digest + b'",' + raw[1:])
+    assert repo.load(first.id).folders == ()
+    assert verify_backup(repo, first.id, read_data=True).ok
+    second = run_backup(world.settings)
+    assert second.manifest.counts["files_read"] == 0
+    assert sorted(second.manifest.files) == sorted(first.manifest.files)
+    restored = restore_backup(world.settings, first.id)
+    try:
+        assert restored.files == first.manifest.counts["files"]
+    finally:
+        drop_database(restored.target_db)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from guard.backup.manifest import (
     DumpInfo,
     FileEntry,
+    FolderRef,
     Manifest,
     ManifestError,
     MissingRef,
+    PageRef,
     checksum,
+    page_bytes,
     parse,
+    stat_digest,
 )
 
 ODD_NAMES = (
@@ -36,7 +43,7 @@ def manifest() -> Manifest:
         versions={"guard": "0"},
         database={"target": "database 'x' on h:5432"},
         dump=DumpInfo("database.dump", 10, "cd" * 32),
-        files=files,
+        inline_files=files,
         missing=(MissingRef("ad_images:1", "uploads/ads/gone.webp", "absent"),),
         migrations=[{"migration_name": "20240101000000_init"}],
         schema_sha256="ef" * 32,
@@ -89,3 +96,38 @@ def test_a_format_1_manifest_is_still_read() -> None:
     document["files"][0][2] = 35
     with pytest.raises(ManifestError, match="checksum does not match"):
         parse(json.dumps(document).encode(), "old")
+
+
+def test_a_format_2_manifest_is_still_read_with_every_file_inline() -> None:
+    original = manifest()
+    body = json.loads(original.to_bytes())
+    body.pop("checksum")
+    body.pop("folders")
+    body["format"] = "guard-backup/2"
+    raw = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    data = b'{"checksum":"sha256:' + hashlib.sha256(raw).hexdigest().encode() + b'",' + raw[1:]
+    assert parse(data, "old").files == original.files
+
+
+def test_folder_lists_are_read_through_the_store_and_must_be_the_list_named() -> None:
+    rows: list[tuple[Any, ...]] = [(n.rsplit("/", 1)[1], "ab" * 32, 34, 1, 2, 3) for n in ODD_NAMES]
+    listing = page_bytes("uploads/ads", rows)
+    sha = hashlib.sha256(listing).hexdigest()
+    page = PageRef(0, sha, len(listing), len(rows), 34 * len(rows), None)
+    stored = {sha: listing}
+    original = replace(manifest(), inline_files=(), folders=(FolderRef("uploads/ads", 1, (page,)),))
+    loaded = parse(original.to_bytes(), "test", lambda s, _size: stored[s])
+    assert loaded.files == manifest().files
+    stored[sha] = page_bytes("uploads/other", rows)  # a list of another folder under this name
+    with pytest.raises(ManifestError, match="is not the list named"):
+        _ = parse(original.to_bytes(), "test", lambda s, _size: stored[s]).files
+
+
+def test_the_stat_digest_covers_every_field_of_every_file() -> None:
+    rows = [("a.webp", 34, 1, 2, 3), ("b.webp", 34, 1, 2, 3)]
+    digest = stat_digest(rows)
+    assert stat_digest([r for r in rows]) == digest
+    for i in range(5):
+        changed = list(rows[1])
+        changed[i] = "c.webp" if i == 0 else changed[i] + 1
+        assert stat_digest([rows[0], tuple(changed)]) != digest  # type: ignore[list-item]
