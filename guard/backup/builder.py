@@ -195,23 +195,18 @@ def collect_uploads(
     Returns the walk (folder lists), the referenced files outside it, and what could not be included.
     """
     walked = walk(root, scan_dirs, store, previous, progress)
-    has = walked.has
-    # A walked path is already in normal form when every scan dir is: skip normpath for those refs.
+    listed = walked.paths
+    # A walked path is already in normal form when every scan dir is: a ref spelled exactly as a walked
+    # path and free of what makes a path unsafe (backslash, `..`) needs nothing more. Set work only.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
+    refs = facts.refs
+    if exact:
+        odd = walked.odd
+        refs = [r for r in refs if r[1] not in listed or r[0] is None or r[1] in odd]
     extra: dict[str, FileEntry] = {}
     missing: list[MissingRef] = []
     absent = _Absent(root)
-    for row_id, stored in facts.refs:
-        if (
-            exact
-            and row_id is not None
-            and stored
-            and "\\" not in stored
-            and ".." not in stored
-            and stored[0] != "/"
-            and has(stored)
-        ):
-            continue  # safe as stored (the cheap test implies unsafe_reason is None) and walked
+    for row_id, stored in refs:
         if row_id is None or stored is None or not stored.strip():
             continue
         reason = paths.unsafe_reason(stored)
@@ -221,7 +216,7 @@ def collect_uploads(
             )
             continue
         key = paths.normalize(stored)
-        if key in extra or has(key):
+        if key in extra or key in listed:
             continue
         if absent.certain(key):
             missing.append(MissingRef(facts.subject(row_id), key, *GONE))

@@ -117,6 +117,13 @@ class ObjectStore:
         self.new_bytes += size
         self.faults.after_write()
 
+    def add_counts(self, counts: tuple[int, int, int, int]) -> None:
+        """Add what a walk worker wrote (files read, new objects, new bytes, lists written)."""
+        self.files_read += counts[0]
+        self.new_objects += counts[1]
+        self.new_bytes += counts[2]
+        self.lists_written += counts[3]
+
     def add_list(self, data: bytes) -> tuple[str, int]:
         """Store a folder list (bytes in memory) once under its SHA-256; return (sha256, size)."""
         sha = hashlib.sha256(data).hexdigest()

@@ -12,8 +12,8 @@ place leaves its folder's mtime alone, but not its own mtime/ctime/size).
 from __future__ import annotations
 
 import os
+import pickle
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
@@ -28,10 +28,12 @@ from guard.backup.manifest import (
     stat_digest,
 )
 from guard.backup.store import ObjectStore
-from guard.errors import UnreachableError
+from guard.errors import GuardError, UnreachableError
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
 
+WORKERS = 2  # processes that stat and read a big folder's pages at once (this one included)
+PARALLEL_MIN = 20_000  # files in a folder before it is worth forking a worker for it
 PAGE_TARGET = 32  # files per page on average; small, so a 1% change spread evenly leaves most alone
 StatRow = tuple[str, int, int, int, int]  # name, size, mtime_ns, ctime_ns, inode
 
@@ -42,10 +44,6 @@ def bucket_count(files: int) -> int:
     while buckets * PAGE_TARGET < files:
         buckets *= 2
     return buckets
-
-
-def bucket_of(name: str, buckets: int) -> int:
-    return crc32(name.encode("utf-8", "surrogateescape")) & (buckets - 1)
 
 
 @dataclass
@@ -84,17 +82,23 @@ class Previous:
 
 @dataclass
 class Walked:
-    """The walk's folder lists, the file names each folder lists, and totals."""
+    """The walk's folder lists, the root-relative path of every file they list, and totals."""
 
     folders: list[FolderRef] = field(default_factory=list)
-    names: dict[str, set[str]] = field(default_factory=dict)
+    paths: set[str] = field(default_factory=set)
+    odd: set[str] = field(default_factory=set)  # listed paths with a backslash or `..` in a name
     files: int = 0
     bytes: int = 0
 
-    def has(self, path: str) -> bool:
-        parent, _, name = path.rpartition("/")
-        listed = self.names.get(parent)
-        return listed is not None and name in listed
+
+@dataclass
+class _Share:
+    """What one process made of some of a folder's pages: compact, so a worker returns it cheaply."""
+
+    pages: list[PageRef] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # listed names that are not in a page
+    folders: list[str] = field(default_factory=list)  # sub-folder names (by lstat, not followed)
+    counts: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 def walk(
@@ -107,16 +111,6 @@ def walk(
     """List every regular file under scan_dirs (symlinks and symlinked folders are not followed)."""
     walked = Walked()
     bar = progress("files", None)
-    for current, rel, names in _folders(root, scan_dirs):
-        bar.advance(len(names))
-        if names:
-            _folder(current, rel, names, store, previous, walked)
-    bar.close()
-    return walked
-
-
-def _folders(root: UploadsRoot, scan_dirs: tuple[str, ...]) -> Iterator[tuple[str, str, list[str]]]:
-    """Yield (real path, root-relative path, regular file names) per folder, each folder once."""
     seen: set[str] = set()
     for folder in scan_dirs:
         start = root.real / folder
@@ -129,62 +123,154 @@ def _folders(root: UploadsRoot, scan_dirs: tuple[str, ...]) -> Iterator[tuple[st
                 continue
             seen.add(current)
             try:
-                with os.scandir(current) as entries:
-                    chunk = list(entries)
+                names = os.listdir(current)
             except PermissionError as exc:
                 raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked
-            names = [e.name for e in chunk if e.is_file(follow_symlinks=False)]
-            if len(names) != len(chunk):
-                stack.extend((e.path, f"{rel}/{e.name}") for e in chunk if e.is_dir(follow_symlinks=False))
-            yield current, rel, names
+            bar.advance(len(names))
+            subfolders = _folder(current, rel, names, store, previous, walked)
+            stack.extend((f"{current}/{name}", f"{rel}/{name}") for name in subfolders)
+    bar.close()
+    return walked
 
 
 def _folder(
     current: str, rel: str, names: list[str], store: ObjectStore, previous: Previous, walked: Walked
-) -> None:
+) -> list[str]:
+    """Back up one folder's files into pages; return its sub-folder names."""
+    if not names:
+        return []
     try:
         fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
-        return  # replaced since it was listed: its referenced files go the careful way
+        return []  # replaced since it was listed: its referenced files go the careful way
     try:
         buckets = bucket_count(len(names))
         groups: list[list[str]] = [names] if buckets == 1 else [[] for _ in range(buckets)]
         if buckets > 1:
-            for name in names:
-                groups[bucket_of(name, buckets)].append(name)
-        old = previous.folders.get(rel)
-        same_shape = old is not None and old.buckets == buckets
+            mask = buckets - 1
+            codes = [crc32(n.encode("utf-8", "surrogateescape")) & mask for n in names]
+            for name, code in zip(names, codes, strict=True):
+                groups[code].append(name)
+        job = _Job(current, rel, buckets, groups, fd, store, previous)
+        if len(names) >= PARALLEL_MIN and WORKERS > 1:
+            shares = _in_parallel(job)
+        else:
+            shares = [job.run(range(buckets))]
+    finally:
+        os.close(fd)
+    pages = sorted((p for share in shares for p in share.pages), key=lambda p: p.bucket)
+    dropped = [n for share in shares for n in share.unlisted + share.folders]
+    if pages:
+        walked.folders.append(FolderRef(rel, buckets, tuple(pages)))
+        walked.files += sum(p.files for p in pages)
+        walked.bytes += sum(p.bytes for p in pages)
+        prefix = f"{rel}/"
+        listed = {prefix + n for n in names}
+        listed.difference_update(prefix + n for n in dropped)
+        walked.paths |= listed
+        walked.odd.update(prefix + n for n in names if "\\" in n or ".." in n)
+    return [n for share in shares for n in share.folders]
+
+
+def _in_parallel(job: _Job) -> list[_Share]:
+    """Share a big folder's pages with WORKERS - 1 forked workers (odd/even buckets); take one share here."""
+    children: list[tuple[int, int]] = []
+    try:
+        for k in range(1, WORKERS):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns, never runs the parent's cleanup
+                os.close(read_end)
+                _worker(job, range(k, job.buckets, WORKERS), write_end)
+            os.close(write_end)
+            children.append((pid, read_end))
+        shares = [job.run(range(0, job.buckets, WORKERS))]
+    finally:
+        results = [_collect(pid, fd) for pid, fd in children]
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        job.store.add_counts(result.counts)  # the worker wrote with its own copy of the store
+        shares.append(result)
+    return shares
+
+
+def _worker(job: _Job, buckets: range, out: int) -> None:
+    try:
+        try:
+            payload = pickle.dumps(job.run(buckets))
+        except BaseException as exc:  # carried back and raised in the parent
+            try:
+                payload = pickle.dumps(exc)
+            except Exception:
+                payload = pickle.dumps(GuardError(f"walk worker failed: {type(exc).__name__}: {exc}"))
+        with os.fdopen(out, "wb") as stream:
+            stream.write(payload)
+    finally:
+        os._exit(0)
+
+
+def _collect(pid: int, fd: int) -> _Share | BaseException:
+    with os.fdopen(fd, "rb") as stream:
+        payload = stream.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        return GuardError(f"a backup walk worker died ({_how(status)}); nothing was published")
+    result = pickle.loads(payload)
+    if isinstance(result, (_Share, BaseException)):
+        return result
+    return GuardError("a backup walk worker returned something unexpected")
+
+
+def _how(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+@dataclass
+class _Job:
+    """One folder's pages to build: its listing split into name-hash buckets."""
+
+    current: str
+    rel: str
+    buckets: int
+    groups: list[list[str]]
+    fd: int
+    store: ObjectStore
+    previous: Previous
+
+    def run(self, buckets: range) -> _Share:
+        store = self.store
+        before = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
+        share = _Share()
+        old = self.previous.folders.get(self.rel)
+        same_shape = old is not None and old.buckets == self.buckets
         old_pages = {p.bucket: p for p in old.pages} if old is not None and same_shape else {}
-        listed: set[str] = set()
-        pages: list[PageRef] = []
-        for bucket, group in enumerate(groups):
+        for bucket in buckets:
+            group = self.groups[bucket]
             if not group:
                 continue
             group.sort()
-            rows = _stat_rows(group, fd)
+            rows = _stat_rows(group, self.fd, share)
             if not rows:
                 continue
-            digest = stat_digest(rows)
             page = old_pages.get(bucket)
-            if page is not None and page.stat_digest == digest and store.has(page.sha256, page.size):
-                listed.update(r[0] for r in rows)  # the very listing the previous page recorded
-            else:
-                prior = _prior(previous, old, page, same_shape)
-                built = _new_page(current, rel, bucket, rows, prior, previous.flat, store)
-                if built is None:
-                    continue
-                page, names_in = built
-                listed.update(names_in)
-            pages.append(page)
-            walked.files += page.files
-            walked.bytes += page.bytes
-        if pages:
-            walked.folders.append(FolderRef(rel, buckets, tuple(pages)))
-            walked.names[rel] = listed
-    finally:
-        os.close(fd)
+            if page is None or page.stat_digest != stat_digest(rows) or not store.has(page.sha256, page.size):
+                prior = _prior(self.previous, old, page, same_shape)
+                page = _new_page(self, bucket, rows, prior, share)
+            if page is not None:
+                share.pages.append(page)
+        after = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
+        share.counts = (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+            after[3] - before[3],
+        )
+        return share
 
 
 def _prior(
@@ -200,8 +286,8 @@ def _prior(
     return previous.page(old, page)
 
 
-def _stat_rows(group: list[str], fd: int) -> list[StatRow]:
-    """lstat each name under the folder fd; keep regular files (a name may be gone or replaced by now)."""
+def _stat_rows(group: list[str], fd: int, share: _Share) -> list[StatRow]:
+    """lstat each name under the folder fd; keep regular files, note folders and what is gone or odd."""
     lstat = os.lstat
     try:
         results = [(name, lstat(name, dir_fd=fd)) for name in group]
@@ -211,25 +297,27 @@ def _stat_rows(group: list[str], fd: int) -> list[StatRow]:
             try:
                 results.append((name, lstat(name, dir_fd=fd)))
             except FileNotFoundError:
-                continue
+                share.unlisted.append(name)
     isreg = stat.S_ISREG
-    return [
+    rows = [
         (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         for name, st in results
         if isreg(st.st_mode)
     ]
+    if len(rows) != len(results):
+        for name, st in results:
+            if stat.S_ISDIR(st.st_mode):
+                share.folders.append(name)
+            elif not isreg(st.st_mode):
+                share.unlisted.append(name)  # symlinks, sockets...: never followed
+    return rows
 
 
 def _new_page(
-    current: str,
-    rel: str,
-    bucket: int,
-    rows: list[StatRow],
-    prior: dict[str, tuple[Any, ...]] | None,
-    flat: dict[str, FileEntry],
-    store: ObjectStore,
-) -> tuple[PageRef, list[str]] | None:
+    job: _Job, bucket: int, rows: list[StatRow], prior: dict[str, tuple[Any, ...]] | None, share: _Share
+) -> PageRef | None:
     """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
+    current, rel, flat, store = job.current, job.rel, job.previous.flat, job.store
     final: list[tuple[Any, ...]] = []
     trusted = True
     for row in rows:
@@ -241,13 +329,13 @@ def _new_page(
             try:
                 added = store.add_file(f"{current}/{name}", f"{rel}/{name}")
             except FileNotFoundError:
-                continue  # deleted since it was listed; if a row needs it, reported as missing
+                share.unlisted.append(name)  # deleted since it was listed; a row needing it: missing
+                continue
             entry = (name, *added[1:])
             trusted = trusted and added.ctime_ns is not None
         final.append(entry)
     if not final:
-        return None
+        return None  # every name in it went away (all noted as unlisted)
     digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in final]) if trusted else None
     sha, size = store.add_list(page_bytes(rel, final))
-    page = PageRef(bucket, sha, size, len(final), sum(r[2] for r in final), digest)
-    return page, [r[0] for r in final]
+    return PageRef(bucket, sha, size, len(final), sum(r[2] for r in final), digest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,12 +17,13 @@ from backup_support import World, drop_database, make_world, table_checksums
 
 from guard.backup import run_backup, run_drill
 from guard.backup import store as store_module
+from guard.backup import walk as walk_module
 from guard.backup.manifest import FLAT_FORMAT
 from guard.backup.recovery import restore_missing
 from guard.backup.repository import Repository
 from guard.backup.restore import check_pair, restore_backup
 from guard.backup.verify import verify_backup
-from guard.errors import GuardError, UsageError
+from guard.errors import GuardError, UnreachableError, UsageError
 
 pytestmark = pytest.mark.integration
 
@@ -284,3 +286,42 @@ def test_a_format_2_backup_still_serves_as_stat_cache_and_restores(
         assert restored.files == first.manifest.counts["files"]
     finally:
         drop_database(restored.target_db)
+
+
+def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)
+    serial = run_backup(world.settings)
+    monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)  # every folder: half its pages in a worker
+    shared = run_backup(world.settings)
+    assert shared.manifest.folders == serial.manifest.folders
+    assert shared.manifest.counts["files_read"] == 0
+    assert shared.manifest.missing == serial.manifest.missing
+    names = [f for f in shared.manifest.files if f.path.startswith("uploads/ads/ad-")][:8]
+    for entry in names:  # files in pages on both sides of the split
+        (world.root / entry.path).write_bytes(b"changed " + entry.path.encode())
+    changed = run_backup(world.settings)
+    assert changed.manifest.counts["files_read"] == len(names)
+    assert changed.manifest.counts["new_objects"] == len(names)
+    assert verify_backup(repo_of(world), changed.id, read_data=True).ok
+
+
+def test_a_worker_that_fails_fails_the_backup_and_publishes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = run_backup(world.settings)
+    monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)
+
+    parent, add_list = os.getpid(), store_module.ObjectStore.add_list
+
+    def full_disk_in_worker(store: store_module.ObjectStore, data: bytes) -> tuple[str, int]:
+        if os.getpid() != parent:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return add_list(store, data)
+
+    monkeypatch.setattr(store_module.ObjectStore, "add_list", full_disk_in_worker)
+    add_file(world.root, "new-one.webp", b"new content, so a list must be written")
+    with pytest.raises(UnreachableError, match="No space left"):
+        run_backup(world.settings)
+    assert repo_of(world).ids() == [first.id]
