@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from psycopg import sql
 
@@ -16,26 +16,19 @@ from guard.checks import CheckContext
 from guard.database import Database
 from guard.finding import CheckResult, Finding, FindingSink
 from guard.uploads import UploadsRoot, WalkRecord
+from guard.walker import SEP, BackgroundWalk
 
 KINDS = ("missing_file", "orphan_file", "unsafe_path")
 CHECK = "files"
 
-# A path is plain when it is safe and already normal: no backslash, not absolute, no '.'-led
-# segment (so no '..'), no empty segment, no trailing '/' or whitespace. Anything else goes the
-# careful way, row by row, through guard.paths.
-PLAIN = (
-    "{col} <> '' AND strpos({col}, '\\') = 0 AND left({col}, 1) NOT IN ('.', '/')"
-    " AND strpos({col}, '//') = 0 AND strpos({col}, '/.') = 0"
-    " AND right({col}, 1) NOT IN ('/', ' ', E'\\t', E'\\n', E'\\r')"
-)
-# Plain paths come bare; any other row comes as '/<length of key>/<key><path>', which no plain
-# path can be, so one scan serves both.
-ALL_PATHS = (
-    "SELECT CASE WHEN " + PLAIN + " THEN {col}::text"
-    " ELSE '/' || length({pk}::text) || '/' || {pk}::text || {col}::text END"
-    " FROM {t} WHERE {col} IS NOT NULL"
-)
-ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s)"
+# Every stored path, bare. Nearly all of them name a walked file exactly and need no closer look, so
+# they are matched first and only the rest are classified, in Python. Classifying every row in SQL
+# (a CASE per row) cost the server more time than sending the rows.
+STORED_PATHS = "SELECT {col}::text FROM {t} WHERE {col} IS NOT NULL"
+# The rows behind the few stored paths found bad: one more scan, and only when there are any.
+ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s) ORDER BY {pk}"
+MISSING = "no regular file at the stored path"
+ESCAPES = "stored path resolves outside the uploads root; not opened"
 
 
 @dataclass(frozen=True)
@@ -53,26 +46,19 @@ def run(ctx: CheckContext) -> CheckResult:
     root = UploadsRoot(settings.require_uploads_root())
     root.require_folders(settings.scan_dirs)
     sink = FindingSink(CHECK, ctx.limit, KINDS)
-    table, column = settings.file_table, settings.file_column
-    with Database(settings.require_database_url()) as db:
+    # The walk forks, so it starts before any connection is open; the child walks on the second core
+    # while this process reads the stored paths.
+    with BackgroundWalk(root, settings.scan_dirs) as walk, Database(settings.require_database_url()) as db:
+        table, column = settings.file_table, settings.file_column
         require_column(db, table, column, owner="file_table/file_column")
         target = PathColumn(table, column, primary_key(db, table, owner="file_table").column)
-        # The database reads and sends rows on its own core while this process walks the folders.
-        reader = PathReader(Database(db.url), target)
-        reader.start()
-        record = WalkRecord()
-        try:
-            files = walk_folders(root, settings.scan_dirs, record, ctx)
-        finally:
-            plain, others = reader.result()
-        index = index_others(others, sink, table)
-        unreferenced = files - plain
-        plain -= files
-        candidates, young = old_unreferenced(root, unreferenced, index, settings.orphan_grace)
-        needed = resolve_unmatched(root, index, sink, table)
-        needed |= resolve_plain(db, target, root, plain, record, sink)
-    report_orphans(candidates, needed, sink)
-    stats = {"files_scanned": len(files), "unreferenced_within_grace": young, "rows": plain.rows}
+        stored = StoredPaths.read(db, target)
+        unreferenced, scanned = match_walk(walk, stored.unmatched, ctx)
+        verdicts = judge_unmatched(root, stored.unmatched, set(unreferenced), walk.record)
+        report_bad_rows(db, target, verdicts.bad, sink)
+    candidates, young = old_unreferenced(root, unreferenced, verdicts.claimed, settings.orphan_grace)
+    report_orphans(candidates, verdicts.needed, sink)
+    stats = {"files_scanned": scanned, "unreferenced_within_grace": young, "rows": stored.rows}
     return sink.result(time.perf_counter() - started, info=stats)
 
 
@@ -90,10 +76,96 @@ class PathColumn:
         )
 
 
-class PlainPaths(set[str]):
-    """Stored paths that are safe and already in normal form, matched without ids to stay small."""
+@dataclass
+class StoredPaths:
+    """The distinct stored paths, without ids to stay small, and how many rows hold one."""
 
-    rows = 0
+    unmatched: set[str]
+    rows: int
+
+    @classmethod
+    def read(cls, db: Database, target: PathColumn) -> StoredPaths:
+        values = list(db.stream_column(target.format(STORED_PATHS)))
+        return cls(set(values), len(values))
+
+
+class Flaw(NamedTuple):
+    """What is wrong with a stored path: a finding's kind, message and path, before the row is known."""
+
+    kind: str
+    message: str
+    path: str
+
+
+@dataclass
+class Verdicts:
+    """What the stored paths no walked file matched exactly turned out to be."""
+
+    bad: dict[str, Flaw] = field(default_factory=dict)  # by stored path; reported once per row holding it
+    needed: set[str] = field(default_factory=set)  # in-root files they reach through a symlink
+    claimed: set[str] = field(default_factory=set)  # walked files they name under another spelling
+
+
+def match_walk(walk: BackgroundWalk, stored: set[str], ctx: CheckContext) -> tuple[list[str], int]:
+    """Take every walked file some row names exactly out of `stored`; return the others and the count.
+
+    A walked path has a normal spelling (SCAN_DIRS are validated normal and safe, and a folder never
+    lists '.' or '..'), so an exact match is a safe reference, except a name with a backslash: such a
+    stored path is unsafe and is never a reference, so those names skip the matching.
+    """
+    bar = ctx.progress("files", None)
+    unreferenced: list[str] = []
+    scanned = 0
+    for batch in walk.batches():
+        scanned += len(batch)
+        if "\\" in SEP.join(batch):  # one C-level search instead of a test per name
+            unreferenced += [p for p in batch if "\\" in p]
+            batch = [p for p in batch if "\\" not in p]
+        # Each probe of the million-entry set is a cache miss or two, so probe it once per file: the
+        # intersection does; removing the same entries right after finds them still in cache.
+        files = set(batch)
+        named = files & stored
+        stored -= named
+        unreferenced += files - named
+        bar.advance(len(batch))
+    bar.close()
+    return unreferenced, scanned
+
+
+def judge_unmatched(
+    root: UploadsRoot, unmatched: set[str], unreferenced: set[str], record: WalkRecord
+) -> Verdicts:
+    """Classify the stored paths no walked file matched exactly; none that is unsafe is ever opened."""
+    verdicts = Verdicts()
+    for stored in unmatched:
+        if paths.is_blank(stored):
+            continue  # integrity's ad_images.file_path.required reports these
+        reason = paths.unsafe_reason(stored)
+        if reason is not None:
+            verdicts.bad[stored] = Flaw("unsafe_path", f"stored path {reason}; not opened", stored)
+            continue
+        key = paths.normalize(stored)
+        if key != stored and key in unreferenced:
+            verdicts.claimed.add(key)  # './a//b' names the walked file 'a/b'
+            continue
+        # A normal spelling that matched nothing was not walked as a file: when the walk read its folder
+        # to the end and saw nothing else there, it is missing without a look.
+        known_absent = key == stored and record.knows_absent(key)
+        verdict, real = ("missing", None) if known_absent else root.resolve(key)
+        if verdict == "ok" and real is not None:
+            verdicts.needed.add(root.relative(real))
+        else:
+            verdicts.bad[stored] = _path_flaw(verdict, key)
+    return verdicts
+
+
+def report_bad_rows(db: Database, target: PathColumn, bad: dict[str, Flaw], sink: FindingSink) -> None:
+    """Report every row holding a bad stored path, found by one keyed scan."""
+    if not bad:
+        return
+    for row_id, stored in db.fetch_all(target.format(ROWS_NAMING), (list(bad),)):
+        kind, message, path = bad[stored]
+        sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
 
 
 class RefIndex:
@@ -116,51 +188,6 @@ class RefIndex:
             yield key, [first, *self.more.get(key, [])]
 
 
-class PathReader(threading.Thread):
-    """Read every non-blank stored path on its own connection, as a set of plain paths and the rest."""
-
-    def __init__(self, db: Database, target: PathColumn) -> None:
-        super().__init__(name="guard-path-reader", daemon=True)
-        self.db, self.target = db, target
-        self.plain = PlainPaths()
-        self.others: list[str] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with self.db:
-                for chunk in self.db.stream_values(self.target.format(ALL_PATHS)):
-                    self.plain.update(chunk)
-                    self.plain.rows += len(chunk)
-                    self.others.extend([value for value in chunk if value[:1] == "/"])
-        except BaseException as exc:  # handed to the caller by result()
-            self.error = exc
-
-    def result(self) -> tuple[PlainPaths, list[str]]:
-        """Wait for the read; re-raise its error; drop the encoded rows from the plain set."""
-        self.join()
-        if self.error is not None:
-            raise self.error
-        self.plain.difference_update(self.others)
-        return self.plain, self.others
-
-
-def index_others(others: list[str], sink: FindingSink, table: str) -> RefIndex:
-    """Decode the rows whose paths are not plain: report unsafe ones, index the rest."""
-    index = RefIndex()
-    for encoded in others:
-        row_id, stored = decode_other(encoded)
-        if not paths.is_blank(stored):
-            check_ref(FileRef(row_id, stored), index, sink, table)
-    return index
-
-
-def decode_other(encoded: str) -> tuple[str, str]:
-    """Split '/<length of key>/<key><path>' into the row's key and its stored path."""
-    size, rest = encoded[1:].split("/", 1)
-    return rest[: int(size)], rest[int(size) :]
-
-
 def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> None:
     """Report a path that is unsafe; index any other under its normal spelling."""
     reason = paths.unsafe_reason(ref.path)
@@ -171,29 +198,15 @@ def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> N
     sink.add(Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", message, path=ref.path))
 
 
-def walk_folders(
-    root: UploadsRoot, folders: tuple[str, ...], record: WalkRecord, ctx: CheckContext
-) -> set[str]:
-    """Return every regular file under the scanned folders, relative to the root."""
-    bar = ctx.progress("files", None)
-    found: set[str] = set()
-    for prefix, entries in root.walk(folders, record):
-        found.update([prefix + entry.name for entry in entries])
-        bar.advance(len(entries))
-    bar.close()
-    return found
-
-
 def old_unreferenced(
-    root: UploadsRoot, unreferenced: set[str], index: RefIndex, grace: int
+    root: UploadsRoot, unreferenced: list[str], claimed: set[str], grace: int
 ) -> tuple[list[str], int]:
-    """Strike files named by non-plain rows; split the rest into orphan candidates and young files."""
+    """Split the files no row names into orphan candidates (sorted) and a count of young ones."""
     cutoff = time.time() - grace
     candidates: list[str] = []
     young = 0
     for relpath in unreferenced:
-        if index.first.pop(relpath, None) is not None:
-            index.more.pop(relpath, None)
+        if relpath in claimed:
             continue
         try:
             mtime = os.lstat(os.path.join(root.real, relpath)).st_mtime
@@ -203,7 +216,7 @@ def old_unreferenced(
             young += 1
         else:
             candidates.append(relpath)
-    return candidates, young
+    return sorted(candidates), young
 
 
 def report_orphans(candidates: list[str], needed: set[str], sink: FindingSink) -> None:
@@ -223,54 +236,14 @@ def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, tab
         if verdict == "ok" and real is not None:
             needed.add(root.relative(real))
             continue
+        kind, message, path = _path_flaw(verdict, key)
         for row_id in row_ids:
-            if verdict == "escapes":
-                finding = Finding(
-                    CHECK,
-                    "unsafe_path",
-                    f"{table}:{row_id}",
-                    "stored path resolves outside the uploads root; not opened",
-                    path=key,
-                )
-            else:
-                finding = Finding(
-                    CHECK,
-                    "missing_file",
-                    f"{table}:{row_id}",
-                    "no regular file at the stored path",
-                    path=key,
-                )
-            sink.add(finding)
+            sink.add(Finding(CHECK, kind, f"{table}:{row_id}", message, path=path))
     return needed
 
 
-def resolve_plain(
-    db: Database,
-    target: PathColumn,
-    root: UploadsRoot,
-    unmatched: PlainPaths,
-    record: WalkRecord,
-    sink: FindingSink,
-) -> set[str]:
-    """Resolve plain paths the walk did not see, then name every row behind the bad ones."""
-    needed: set[str] = set()
-    bad: dict[str, str] = {}
-    for relpath in unmatched:
-        verdict, real = ("missing", None) if record.knows_absent(relpath) else root.resolve(relpath)
-        if verdict == "ok" and real is not None:
-            needed.add(root.relative(real))
-        else:
-            bad[relpath] = verdict
-    if bad:
-        for row_id, stored in db.fetch_all(target.format(ROWS_NAMING), (list(bad),)):
-            sink.add(_path_finding(bad[stored], target.table, row_id, stored))
-    return needed
-
-
-def _path_finding(verdict: str, table: str, row_id: str, path: str) -> Finding:
+def _path_flaw(verdict: str, path: str) -> Flaw:
+    """What is wrong with a safe stored path that reached no regular file under the root."""
     if verdict == "escapes":
-        message = "stored path resolves outside the uploads root; not opened"
-        return Finding(CHECK, "unsafe_path", f"{table}:{row_id}", message, path=path)
-    return Finding(
-        CHECK, "missing_file", f"{table}:{row_id}", "no regular file at the stored path", path=path
-    )
+        return Flaw("unsafe_path", ESCAPES, path)
+    return Flaw("missing_file", MISSING, path)
