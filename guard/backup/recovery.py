@@ -57,10 +57,10 @@ def _newest_sources(repo: Repository, wanted: set[str]) -> dict[str, tuple[str, 
     found: dict[str, tuple[str, FileEntry]] = {}
     for backup_id in reversed(repo.ids()):
         try:
-            manifest = repo.load(backup_id)
+            files = repo.load(backup_id).files  # reads its folder lists, each checked against its hash
         except GuardError:
             continue
-        for entry in manifest.files:
+        for entry in files:
             if entry.path in wanted and entry.path not in found:
                 found[entry.path] = (backup_id, entry)
         if len(found) == len(wanted):
