@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from guard import outbox
 from guard.database import Database
 from guard.install import install, uninstall
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
@@ -163,9 +164,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def backlog(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL").fetchone()
-        return int(row[0]) if row else 0
+    """Changes not yet checked: captured but not collected, plus collected but not processed."""
+    with Database(url) as db:
+        return outbox.backlog(db)
 
 
 def bench_latency(url: str, uploads: Path, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""`guard install` / `guard uninstall`: guard's schema, the outbox and the capture triggers, idempotently."""
+"""`guard install` / `guard uninstall`: guard's schema, capture log, outbox and triggers, idempotently."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from guard.catalog import primary_key, require_column
 from guard.database import Database, load_query
 from guard.settings import Settings
 
-VERSION = 2  # 2: row-level capture, notify only while a listener is idle
+# 2: row-level capture, notify only while a listener is idle.
+# 3: the triggers append to guard.capture; the listener coalesces into guard.outbox (outbox_collect.sql).
+#    Installing over 2 adds the table and replaces the capture functions; changes 2 left in the outbox
+#    are still claimed. Upgrade the listeners with the schema: a version-2 listener does not collect.
+VERSION = 3
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"

@@ -1,4 +1,8 @@
-"""The durable outbox the capture triggers fill: claim a batch, lease it, mark it processed."""
+"""The durable outbox: collect what the capture triggers logged, claim a batch, lease it, mark it processed.
+
+The triggers append each change to guard.capture (cheap for the app's writes); `collect` moves them
+into guard.outbox, coalesced per row, and deletes them, in one transaction. Both tables are durable.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ from guard.database import Database, Row, load_query
 CHANNEL = "guard_outbox"
 
 MARK_PROCESSED = "UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL"
-BACKLOG = "SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL"
+# Changes still to check: coalesced ones in the outbox plus those not yet collected (one per write).
+BACKLOG = """
+SELECT (SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL) + (SELECT count(*) FROM guard.capture)
+"""
 SET_IDLE = "UPDATE guard.listener_state SET idle = %s, changed_at = now() WHERE idle IS DISTINCT FROM %s"
+COLLECT_LIMIT = 5000  # capture rows moved per transaction: big enough to coalesce, short enough to hold
 PRUNE = "DELETE FROM guard.outbox WHERE processed_at < now() - make_interval(secs => %s)"
 
 
@@ -41,9 +49,16 @@ class Batch:
     ids: tuple[int, ...]
 
 
+def collect(db: Database, limit: int = COLLECT_LIMIT) -> int:
+    """Move up to `limit` captured changes into the coalesced outbox; return how many were moved."""
+    with db.transaction():
+        row = db.fetch_one(load_query("outbox_collect"), {"limit": limit})
+    return int(row[0]) if row else 0
+
+
 @contextmanager
 def claim(db: Database, limit: int, lease_seconds: int) -> Iterator[list[Change]]:
-    """Claim up to `limit` changes; they count as dispatched only if the block exits cleanly."""
+    """Claim up to `limit` collected changes; they count as dispatched only if the block exits cleanly."""
     with db.transaction():
         rows = db.fetch_all(load_query("outbox_claim"), {"limit": limit, "lease": lease_seconds})
         yield [Change.from_row(r) for r in rows]

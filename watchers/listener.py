@@ -1,5 +1,7 @@
 """The listener: LISTEN for the wake-up, drain the outbox in batches, hand each batch to Celery.
 
+Draining first collects what the capture triggers logged into the coalesced outbox (guard/outbox.py).
+
 Run as `python -m watchers.listener`. Several may run at once (claims use SKIP LOCKED). Rows are
 marked dispatched in the same transaction that publishes them, so a crash before commit re-sends
 (tasks are idempotent) and nothing is lost; what a dead worker never processed comes back after
@@ -74,14 +76,16 @@ class Listener:
                     self.stop.wait(GATHER_S)
 
     def drain(self, db: Database) -> int:
-        """Claim and publish batches until the outbox has nothing claimable; return how many."""
+        """Collect, claim and publish batches until nothing is left to claim; return how many."""
         total = 0
         while not self.stop:
+            # the triggers only log changes; coalesce them into the outbox first (its own transaction)
+            collected = outbox.collect(db)
             with outbox.claim(db, self.settings.outbox_batch, self.settings.lease_seconds) as changes:
                 for batch in outbox.group(changes):
                     self.publish(batch)
             total += len(changes)
-            if len(changes) < self.settings.outbox_batch:
+            if len(changes) < self.settings.outbox_batch and collected < outbox.COLLECT_LIMIT:
                 break
         if total:
             self.dispatched += total

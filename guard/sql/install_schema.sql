@@ -1,5 +1,6 @@
--- guard's own schema: the version, the durable outbox of changed rows, the living findings and the
--- alerts still to deliver. Every statement is idempotent so `guard install` can run any number of times.
+-- guard's own schema: the version, the capture log and the durable outbox of changed rows, the living
+-- findings and the alerts still to deliver. Every statement is idempotent so `guard install` can run
+-- any number of times, and over an older version (it only adds what is missing).
 CREATE SCHEMA IF NOT EXISTS guard;
 
 CREATE TABLE IF NOT EXISTS guard.version (
@@ -26,6 +27,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS outbox_undispatched_key
     ON guard.outbox (tbl, row_key) WHERE dispatched_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_unprocessed
     ON guard.outbox (id) WHERE processed_at IS NULL;
+
+-- What the capture triggers append to, in the writer's transaction (since version 3). Append-only and
+-- lean on purpose: one heap row and one index entry (the ever-increasing key, so a right-most btree
+-- insert) per changed row, no ON CONFLICT, no array work. The listener moves a batch into
+-- guard.outbox, coalescing it there, and deletes it in the same transaction (outbox_collect.sql), so a
+-- change is durable from the writer's commit and never in both places. seq orders the changes of one
+-- row (the app's row lock serializes them), which keeps old_path the first and new_path the last.
+CREATE TABLE IF NOT EXISTS guard.capture (
+    seq      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tbl      text NOT NULL,
+    row_key  text NOT NULL,
+    old_path text,
+    new_path text
+);
 
 CREATE TABLE IF NOT EXISTS guard.findings (
     id          bigserial PRIMARY KEY,

@@ -1,6 +1,8 @@
-"""guard install: the outbox captures every change to watched tables, coalesced, with file paths."""
+"""guard install: every change to watched tables is captured, then collected into the outbox coalesced."""
 
 from __future__ import annotations
+
+import threading
 
 import psycopg
 import pytest
@@ -19,6 +21,7 @@ def _seed(db: Database) -> None:
 
 
 def _outbox(db: Database) -> list[tuple[object, ...]]:
+    outbox.collect(db)
     return db.fetch_all(
         "SELECT tbl, row_key, old_path, new_path, paths, changes FROM guard.outbox ORDER BY id"
     )
@@ -50,10 +53,10 @@ def test_changes_are_captured_coalesced_and_carry_paths(db_url: str) -> None:
         )
         db.execute("UPDATE ad_images SET file_path = 'uploads/ads/y.webp' WHERE id = 7")
         rows = _outbox(db)
-    assert rows[0][:2] == ("ads", "5") and rows[0][5] == 3
-    assert rows[1][:4] == ("ad_images", "7", "uploads/ads/x.webp", "uploads/ads/y.webp")
-    assert sorted(rows[1][4]) == ["uploads/ads/x.webp", "uploads/ads/y.webp"]
-    assert len(rows) == 2
+    image, ad = sorted(rows, key=lambda r: str(r[0]))  # one collect batch: id order is key order
+    assert ad[:2] == ("ads", "5") and ad[5] == 3
+    assert image[:4] == ("ad_images", "7", "uploads/ads/x.webp", "uploads/ads/y.webp")
+    assert sorted(image[4]) == ["uploads/ads/x.webp", "uploads/ads/y.webp"]
 
 
 def test_change_after_dispatch_is_a_new_entry_and_delete_keeps_old_path(db_url: str) -> None:
@@ -62,6 +65,7 @@ def test_change_after_dispatch_is_a_new_entry_and_delete_keeps_old_path(db_url: 
         install(db, Settings(database_url=db_url))
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/x')")
+        outbox.collect(db)
         with outbox.claim(db, 100, 30) as claimed:
             assert {(c.table, c.key) for c in claimed} == {("ads", "5"), ("ad_images", "7")}
         db.execute("DELETE FROM ad_images WHERE id = 7")
@@ -78,6 +82,7 @@ def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -
             "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
             "FROM generate_series(1, 10) g"
         )
+        outbox.collect(db)
         with outbox.claim(db, 4, 30) as mine, outbox.claim(other, 100, 30) as theirs:
             assert len(mine) == 4 and len(theirs) == 6
             assert not {c.id for c in mine} & {c.id for c in theirs}
@@ -98,11 +103,76 @@ def test_claim_rolls_back_when_dispatch_fails(db_url: str) -> None:
         _seed(db)
         install(db, Settings(database_url=db_url))
         db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
+        outbox.collect(db)
         with pytest.raises(RuntimeError), outbox.claim(db, 10, 30) as claimed:
             assert len(claimed) == 1
             raise RuntimeError("broker down")
         with outbox.claim(db, 10, 30) as claimed:
             assert len(claimed) == 1 and claimed[0].attempts == 1
+
+
+def test_the_write_only_appends_and_collecting_moves_it_once(db_url: str) -> None:
+    """The writer's transaction holds the durable record; collect moves it and leaves nothing behind."""
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        db.execute("UPDATE ads SET slug = 'b-1' WHERE id = 5")
+        assert db.fetch_all("SELECT tbl, row_key FROM guard.capture ORDER BY seq") == [("ads", "5")] * 2
+        assert db.fetch_one("SELECT count(*) FROM guard.outbox") == (0,)
+        assert outbox.backlog(db) == 2  # not collected yet, still counted
+        assert outbox.collect(db) == 2
+        assert outbox.collect(db) == 0
+        assert db.fetch_one("SELECT count(*) FROM guard.capture") == (0,)
+        assert outbox.backlog(db) == 1  # coalesced into one outbox row
+        with db.transaction():
+            db.execute("UPDATE ads SET slug = 'c-1' WHERE id = 5")
+            db.execute("ROLLBACK")  # the app's rollback takes the capture row with it
+    with Database(db_url) as db:
+        assert db.fetch_one("SELECT count(*) FROM guard.capture") == (0,)
+
+
+def test_concurrent_collectors_move_each_change_exactly_once(db_url: str) -> None:
+    """Several listeners: one collector's batch is locked, the other skips it and takes the rest."""
+    with Database(db_url) as db, Database(db_url) as other:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute(
+            "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
+            "FROM generate_series(1, 10) g"
+        )
+        db.execute("UPDATE ads SET slug = slug || 'x'")  # a second change to every row
+        moved: list[int] = []
+        with db.transaction():
+            assert outbox.collect(db, 4) == 4  # its capture rows stay locked until this transaction ends
+            # the other skips those four; its upserts of the same keys wait for this commit, then merge
+            second = threading.Thread(target=lambda: moved.append(outbox.collect(other)))
+            second.start()
+            second.join(0.5)
+        second.join(10)
+        assert moved == [16]
+        assert outbox.collect(db) == 0
+        rows = db.fetch_all("SELECT row_key, changes FROM guard.outbox ORDER BY row_key::int")
+    assert [r[0] for r in rows] == [str(i) for i in range(1, 11)]
+    assert sum(int(str(r[1])) for r in rows) == 20
+
+
+def test_install_upgrades_a_version_2_install(db_url: str) -> None:
+    """Version 2 had no capture table and wrote the outbox directly; its pending rows still get claimed."""
+    with Database(db_url) as db:
+        _seed(db)
+        settings = Settings(database_url=db_url)
+        install(db, settings)
+        db.execute("DROP TABLE guard.capture")
+        db.execute("DELETE FROM guard.version")
+        db.execute("INSERT INTO guard.version (version) VALUES (2)")
+        db.execute("INSERT INTO guard.outbox (tbl, row_key) VALUES ('ads', '99')")  # left by version 2
+        install(db, settings)
+        assert installed_version(db) == VERSION == 3
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        outbox.collect(db)
+        with outbox.claim(db, 100, 30) as claimed:
+            assert sorted(c.key for c in claimed) == ["5", "99"]
 
 
 def test_notify_wakes_a_listener(db_url: str) -> None:

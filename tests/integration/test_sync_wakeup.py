@@ -40,8 +40,10 @@ def test_triggers_notify_only_while_a_listener_is_idle(db_url: str) -> None:
     _installed(db_url)
     assert _notified(db_url, idle=True)
     assert not _notified(db_url, idle=False)
-    with Database(db_url) as db:  # the outbox is the record either way
-        assert outbox.backlog(db) == 2
+    with Database(db_url) as db:  # the captured change is the record either way
+        assert outbox.backlog(db) == 4  # two writes to each of two ads, not collected yet
+        outbox.collect(db)
+        assert outbox.backlog(db) == 2  # one coalesced outbox row per ad
 
 
 class _Recorder:
