@@ -41,6 +41,7 @@ class Outcome:
 
     changes: Changes = Changes()
     recheck: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None  # maintenance only: why the backup, prune or drill failed
 
 
 def process_rows(
@@ -146,20 +147,46 @@ def run_sweep(settings: Settings, name: str) -> Changes:
     return changes
 
 
-def run_maintenance(settings: Settings, action: str) -> Changes:
-    """Run backup, prune or drill from guard.backup; a failure becomes a finding, success resolves it."""
+def run_maintenance(settings: Settings, action: str) -> Outcome:
+    """Run backup, prune or drill from guard.backup and keep their findings true.
+
+    A failure (an exception, a drill that did not pass, a prune that found no verified backup) opens
+    or refreshes the action's finding and is returned as `failure`; success resolves it. A backup
+    also reconciles `missing_at_backup`: the referenced files its snapshot could not include.
+    """
     kind = MAINTENANCE[action]
     found: list[Finding] = []
+    missing: list[Finding] | None = None
     try:
         from guard import backup  # built separately; imported only when a maintenance task runs
 
         runner: Callable[[Settings], Any] = getattr(backup, f"run_{action}")
-        runner(settings)
+        result = runner(settings)
+        if action == "backup":
+            missing = [
+                Finding("backup", "missing_at_backup", m.subject, m.reason, path=m.path)
+                for m in result.manifest.missing
+            ]
+        elif not result.ok:
+            found.append(_failure(kind, action, _why_not_ok(action, result)))
     except Exception as exc:  # any failure at all must surface as a finding, never vanish
-        message = redact(f"{action} failed: {type(exc).__name__}: {exc}".strip())
-        found.append(Finding("backup", kind, action, message[:2000]))
+        found.append(_failure(kind, action, f"{type(exc).__name__}: {exc}"))
     with _database(settings) as db, db.transaction():
-        return store.reconcile(db, Scope("backup", (kind,), (action,)), found)
+        changes = store.reconcile(db, Scope("backup", (kind,), (action,)), found)
+        if missing is not None:
+            changes += store.reconcile(db, Scope("backup", ("missing_at_backup",)), missing)
+    return Outcome(changes, failure=found[0].message if found else None)
+
+
+def _failure(kind: str, action: str, why: str) -> Finding:
+    message = redact(f"{action} failed: {why}".strip())
+    return Finding("backup", kind, action, message[:2000])
+
+
+def _why_not_ok(action: str, result: Any) -> str:
+    if action == "drill":
+        return str(result.detail)
+    return "; ".join(result.notes) or "no backup passed verification"
 
 
 _CONNECTIONS: dict[tuple[int, str], Database] = {}

@@ -65,12 +65,21 @@ def sweep(name: str) -> dict[str, int]:
     return {"opened": changes.opened, "resolved": changes.resolved}
 
 
-@app.task(name="guard.maintenance", **RETRY)
+class MaintenanceFailed(Exception):
+    """A backup, prune or drill failed. Its finding is already open and alerted once per kind."""
+
+
+# Failing is what tells Celery, Flower and Sentry Crons (an "error" check-in) that the nightly job
+# did not do its work. MaintenanceFailed is declared in `throws`: an expected error, logged without a
+# traceback, and Sentry's Celery integration does not capture it again as an exception event.
+@app.task(name="guard.maintenance", throws=(MaintenanceFailed,), **RETRY)
 def maintenance(action: str) -> dict[str, int]:
-    """Run backup, prune or drill; a failure becomes a finding (and so an alert)."""
-    changes = sync.run_maintenance(settings, action)
-    follow_up(sync.Outcome(changes))
-    return {"opened": changes.opened, "resolved": changes.resolved}
+    """Run backup, prune or drill; a failure becomes a finding (and so an alert) and fails the task."""
+    outcome = sync.run_maintenance(settings, action)
+    follow_up(outcome)
+    if outcome.failure is not None:
+        raise MaintenanceFailed(outcome.failure)
+    return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
 
 @app.task(name="guard.deliver_alerts", **RETRY)

@@ -92,12 +92,14 @@ def _pings(client: redis.Redis) -> bool:
 
 
 class FakeSentry:
-    """An HTTP server that accepts Sentry envelopes; keeps the events guard sent and every check-in."""
+    """An HTTP server that accepts Sentry envelopes; keeps the events guard sent, every check-in and
+    every exception event (what the SDK's own integrations capture)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.check_ins: list[dict[str, Any]] = []
-        store, check_ins = self.events, self.check_ins
+        self.exceptions: list[dict[str, Any]] = []
+        store, check_ins, exceptions = self.events, self.check_ins, self.exceptions
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
@@ -115,6 +117,8 @@ class FakeSentry:
                         store.append(item)
                     elif isinstance(item, dict) and "check_in_id" in item:
                         check_ins.append(item)
+                    elif isinstance(item, dict) and "exception" in item:
+                        exceptions.append(item)
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"{}")

@@ -21,7 +21,7 @@ from guard.alerts.slack import SlackTransport, digest
 from guard.database import Database
 from guard.install import install
 from guard.settings import Settings
-from guard.sync import process_rows, run_maintenance
+from guard.sync import process_rows
 
 pytestmark = pytest.mark.integration
 
@@ -95,23 +95,6 @@ def test_unreachable_slack_keeps_notices_and_checks_go_on(settings: Settings, sl
         unsent = db.fetch_one("SELECT count(*) FROM guard.notifications WHERE slack_sent_at IS NULL")
         assert unsent == (2,)
         assert deliver(db, [SlackTransport(slack.url)]) == {"slack": 2}
-
-
-def test_a_failing_backup_becomes_a_finding_and_success_resolves_it(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import guard.backup as backup
-
-    def broken(_: Settings) -> None:
-        raise RuntimeError("pg_dump: connection to postgresql://u:pw@db/x failed")
-
-    monkeypatch.setattr(backup, "run_backup", broken)
-    assert run_maintenance(settings, "backup").opened == 1
-    with Database(settings.require_database_url()) as db:
-        row = db.fetch_one("SELECT kind, subject, message FROM guard.findings WHERE resolved_at IS NULL")
-    assert row is not None and row[:2] == ("backup_failed", "backup") and "pw@" not in row[2]
-    monkeypatch.setattr(backup, "run_backup", lambda _: None)
-    assert run_maintenance(settings, "backup").resolved == 1
 
 
 @pytest.fixture

@@ -76,3 +76,42 @@ def test_a_beat_task_checks_in_when_sent_and_when_the_worker_finishes_it(
     assert opened[0]["monitor_config"]["schedule"] == {"type": "crontab", "value": "0 * * * *"}
     assert [(c["monitor_slug"], c["status"]) for c in done] == [("sweep-integrity", "ok")]
     assert done[0]["check_in_id"] == opened[0]["check_in_id"]
+
+
+def test_a_failed_nightly_backup_checks_in_as_an_error_and_alerts_once(
+    db_url: str, tmp_path: Path, crons: FakeSentry
+) -> None:
+    not_a_folder = tmp_path / "backups"
+    not_a_folder.write_text("a file where BACKUP_DIR should be\n")
+    with Database(db_url) as db:
+        install(db, Settings(database_url=db_url, uploads_root=tmp_path))
+    stack = Stack(db_url, tmp_path, tmp_path, sentry_dsn=crons.dsn, backup_dir=str(not_a_folder))
+    try:
+        stack.worker()
+        beat = subprocess.run(
+            [sys.executable, "-c", BEAT, "backup"],
+            cwd=ROOT,
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert beat.returncode == 0, beat.stderr
+        done = wait_for(
+            lambda: [c for c in crons.check_ins if c.get("status") in ("ok", "error")],
+            "the worker's closing check-in",
+        )
+        events = wait_for(lambda: crons.events, "the finding's Sentry event")
+        # the worker's exception event, if it sent one, was sent before the task failed: before the
+        # closing check-in above, on the same connection, so it has arrived by now
+        exceptions = list(crons.exceptions)
+    finally:
+        stack.close()
+
+    assert [(c["monitor_slug"], c["status"]) for c in done] == [("backup", "error")]
+    # the finding is the one event; the task's expected failure is not captured again as an exception
+    assert [e["fingerprint"] for e in events] == [["incident-guard", "backup", "backup_failed"]]
+    assert exceptions == []
+    with Database(db_url) as db:
+        row = db.fetch_one("SELECT kind, subject FROM guard.findings WHERE resolved_at IS NULL")
+    assert row == ("backup_failed", "backup")
