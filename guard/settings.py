@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard.dburl import libpq_conninfo
 from guard.errors import ConfigError
 from guard.paths import normalize, unsafe_reason
 from guard.rules import Rule, default_rules, rules_from_toml
@@ -47,7 +48,13 @@ class Settings:
         """Return the database URL or fail with the setting's name."""
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set (environment or 'database_url' in GUARD_CONFIG)")
-        return self.database_url
+        return libpq_conninfo(self.database_url)  # also takes Prisma's ?schema= and postgresql+driver://
+
+    def shadow_url(self) -> str | None:
+        """Return SHADOW_DATABASE_URL as libpq reads it, when it is set."""
+        if not self.shadow_database_url:
+            return None
+        return libpq_conninfo(self.shadow_database_url, "SHADOW_DATABASE_URL")
 
     def require_uploads_root(self) -> Path:
         """Return the uploads root or fail with the setting's name."""

@@ -89,7 +89,7 @@ def detect(
     with Database(url) as live:
         wanted = files if replay_all else applied_migrations(files, read_history(live))
         actual = read_snapshot(live)
-    with shadow_database(url, settings.shadow_database_url) as shadow:
+    with shadow_database(url, settings.shadow_url()) as shadow:
         failure = _replay(shadow, wanted, progress)
         expected = read_snapshot(shadow) if failure is None else None
     names = tuple(m.name for m in wanted)

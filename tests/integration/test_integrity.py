@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from guard.checks import CheckContext, integrity
@@ -150,3 +151,16 @@ def test_references_to_a_non_unique_column_counts_each_row_once(db: Database, db
     assert subjects(result, "categories.id.references") == {"categories:2"}
     keyed = integrity.check_keys(db, (rule,), "categories", ["1", "2"])
     assert {f.subject for f in keyed.findings} == {"categories:2"}
+
+
+def test_a_prisma_url_with_schema_checks_the_tables_in_that_schema(db: Database, db_url: str) -> None:
+    """The app's own `.env` URL works as is: Prisma's ?schema= is where its tables are."""
+    seed(db)
+    db.execute("CREATE SCHEMA shop")
+    for table in ("ad_images", "user_favorites", "ads", "categories", "users", "_prisma_migrations"):
+        db.execute(f"ALTER TABLE public.{table} SET SCHEMA shop")
+    name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+    prisma = f"postgresql://postgres@127.0.0.1:5432/{name}?schema=shop&connection_limit=5"
+    result = integrity.run(context(prisma))
+    assert result.error is None
+    assert result.counts["ads.slug.required"] == 4 and result.counts["ad_images.ad_id.references"] == 1

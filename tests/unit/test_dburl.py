@@ -1,0 +1,61 @@
+"""DATABASE_URL in the forms apps already use: libpq's, Prisma's ?schema=, SQLAlchemy's driver URLs."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from guard.dburl import libpq_conninfo
+from guard.errors import ConfigError
+from guard.settings import Settings
+
+
+def _parts(url: str) -> dict[str, object]:
+    return psycopg.conninfo.conninfo_to_dict(libpq_conninfo(url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:p@db:5432/app?sslmode=require", "host=db user=u dbname=app", "postgres://db/app"],
+)
+def test_what_libpq_reads_is_passed_through_untouched(url: str) -> None:
+    assert libpq_conninfo(url) == url
+
+
+def test_prisma_schema_becomes_the_search_path_and_pool_settings_are_dropped() -> None:
+    parts = _parts("postgresql://u:s3cret@db:6543/market?schema=public&connection_limit=5&pool_timeout=10")
+    assert parts == {
+        "host": "db",
+        "port": "6543",
+        "user": "u",
+        "password": "s3cret",
+        "dbname": "market",
+        "options": "-csearch_path=public",
+    }
+
+
+def test_a_schema_name_that_needs_quoting_is_quoted_and_escaped_for_options() -> None:
+    parts = _parts('postgresql://u@db/market?schema=My Shop"s&sslmode=disable')
+    assert parts["sslmode"] == "disable"
+    assert parts["options"] == '-csearch_path="My\\ Shop""s"'
+
+
+def test_sqlalchemy_driver_urls_are_read() -> None:
+    parts = _parts("postgresql+psycopg://u:pw@db/app?application_name=web")
+    assert parts == {"host": "db", "user": "u", "password": "pw", "dbname": "app", "application_name": "web"}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root:hunter2@db/app", "names a 'mysql' database; guard needs PostgreSQL"),
+        ("not a url", "is not a valid connection string"),
+        ("postgresql+psycopg://u:hunter2@db:notaport/app", "is not a valid database URL"),
+    ],
+)
+def test_bad_urls_are_one_line_config_errors_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings(database_url=url).require_database_url()
+    text = str(caught.value)
+    assert message in text and "hunter2" not in text and "\n" not in text
+    assert text.startswith("DATABASE_URL ")
