@@ -19,8 +19,8 @@ from guard.checks import CheckContext
 from guard.checks.drift import run as run_drift
 from guard.database import Database
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
+from guard.server import url_with_database
 from guard.settings import Settings
-from guard.shadow import url_with_database
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 WORK = Path(__file__).resolve().parent / "work" / "drift"

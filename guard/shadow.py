@@ -14,6 +14,7 @@ from psycopg import sql
 
 from guard.database import Database
 from guard.errors import ConfigError, GuardError
+from guard.server import create_database, drop_database, url_with_database
 
 # One advisory lock key for a SHADOW_DATABASE_URL database, so two drift checks take turns on it.
 SHADOW_LOCK_KEY = 0x67756172645F7368  # "guard_sh"
@@ -39,11 +40,6 @@ class Terminated(SystemExit):
     """Raised by the SIGTERM handler so every `finally` (and the shadow's drop) runs."""
 
 
-def url_with_database(url: str, dbname: str) -> str:
-    """Return the same connection string pointing at another database."""
-    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
-
-
 @contextmanager
 def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Database]:
     """Yield an empty database to replay migrations into: a temporary one, or SHADOW_DATABASE_URL's."""
@@ -62,7 +58,7 @@ def _temporary(live_url: str) -> Iterator[Database]:
     name = f"guard_shadow_{uuid.uuid4().hex[:16]}"
     with Database(live_url, application_name="incident-guard shadow") as admin:
         try:
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+            admin.execute(create_database(name, utf8=False))
         except psycopg.errors.InsufficientPrivilege:
             raise ConfigError(
                 "cannot create the shadow database (no CREATEDB privilege); "
@@ -78,7 +74,7 @@ def _temporary(live_url: str) -> Iterator[Database]:
 
 def _drop(admin: Database, live_url: str, name: str) -> None:
     """Drop the shadow, retrying once on a fresh connection if the first one was broken by a signal."""
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    drop = drop_database(name)
     try:
         admin.execute(drop)
     except (psycopg.Error, GuardError):

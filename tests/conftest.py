@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
+from guard import server
 from guard.database import Database
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
 
@@ -22,22 +22,17 @@ SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.
 
 def url_for(dbname: str) -> str:
     """Return the test server's URL with another database name."""
-    params = psycopg.conninfo.conninfo_to_dict(SERVER_URL)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**params)
+    return server.url_with_database(SERVER_URL, dbname)
 
 
 def create_database(name: str, template: str | None = None) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
-        conn.execute(query)
+        conn.execute(server.create_database(name, template or "template1", utf8=False))
 
 
 def drop_database(name: str) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(server.drop_database(name))
 
 
 def unique_name(prefix: str) -> str:

@@ -25,6 +25,7 @@ from examples.thulobazaar.planting import AdPlan, ImagePlan, PlantedImage
 from guard.database import Database
 from guard.errors import UsageError
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
+from guard.server import create_database, drop_database, url_with_database
 
 Progress = Callable[[str, int, int], None]
 
@@ -104,7 +105,7 @@ def build_world(
     except OSError as exc:
         raise UsageError(f"cannot prepare the uploads folder {layout.root}: {exc.strerror}") from None
     _recreate_database(server_url, db_name)
-    with Database(_connect_url(server_url, db_name), application_name="guard-world") as db:
+    with Database(url_with_database(server_url, db_name), application_name="guard-world") as db:
         _migrate(db, report)
         counts = _load(db, layout, ads, bad_rate, seed, report)
         db.execute("ANALYZE")
@@ -127,7 +128,7 @@ def drop_world(
     _check_server_url(server_url, db_name)
     _check_database_is_ours(server_url, db_name)
     with Database(server_url, application_name="guard-world") as server:
-        server.execute(_drop_statement(db_name))
+        server.execute(drop_database(db_name))
     if uploads_root is not None:
         Layout(Path(uploads_root).resolve()).remove(progress or _no_progress)
 
@@ -185,20 +186,11 @@ def _check_database_is_ours(server_url: str, db_name: str) -> None:
         raise UsageError(f"database {db_name!r} exists and is not a demo world; refusing to drop it")
 
 
-def _connect_url(server_url: str, db_name: str) -> str:
-    return psycopg.conninfo.make_conninfo(server_url, dbname=db_name)
-
-
-def _drop_statement(db_name: str) -> sql.Composed:
-    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
-
-
 def _recreate_database(server_url: str, db_name: str) -> None:
     """Drop db_name if it exists and create it empty, in UTF-8 so odd file names fit."""
-    create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'")
     with Database(server_url, application_name="guard-world") as server:
-        server.execute(_drop_statement(db_name))
-        server.execute(create.format(sql.Identifier(db_name)))
+        server.execute(drop_database(db_name))
+        server.execute(create_database(db_name))
         mark = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
             sql.Identifier(db_name), sql.Literal(WORLD_MARK)
         )
