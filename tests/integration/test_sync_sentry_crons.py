@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sync_stack import ROOT, FakeSentry, Stack, wait_for
@@ -46,6 +47,23 @@ def crons() -> Iterator[FakeSentry]:
     fake.close()
 
 
+def _beat_applies(stack: Stack, crons: FakeSentry, *entries: str) -> list[dict[str, Any]]:
+    """Apply beat entries as beat does; return the closing check-ins once the worker has sent one."""
+    beat = subprocess.run(
+        [sys.executable, "-c", BEAT, *entries],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert beat.returncode == 0, beat.stderr
+    return wait_for(
+        lambda: [c for c in crons.check_ins if c.get("status") in ("ok", "error")],
+        "the worker's closing check-in",
+    )
+
+
 def test_a_beat_task_checks_in_when_sent_and_when_the_worker_finishes_it(
     db_url: str, tmp_path: Path, crons: FakeSentry
 ) -> None:
@@ -54,19 +72,7 @@ def test_a_beat_task_checks_in_when_sent_and_when_the_worker_finishes_it(
     stack = Stack(db_url, tmp_path, tmp_path, sentry_dsn=crons.dsn)
     try:
         stack.worker()
-        beat = subprocess.run(
-            [sys.executable, "-c", BEAT, "sweep-integrity", "deliver-alerts"],
-            cwd=ROOT,
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert beat.returncode == 0, beat.stderr
-        done = wait_for(
-            lambda: [c for c in crons.check_ins if c.get("status") in ("ok", "error")],
-            "the worker's closing check-in",
-        )
+        done = _beat_applies(stack, crons, "sweep-integrity", "deliver-alerts")
     finally:
         stack.close()
 
@@ -88,19 +94,7 @@ def test_a_failed_nightly_backup_checks_in_as_an_error_and_alerts_once(
     stack = Stack(db_url, tmp_path, tmp_path, sentry_dsn=crons.dsn, backup_dir=str(not_a_folder))
     try:
         stack.worker()
-        beat = subprocess.run(
-            [sys.executable, "-c", BEAT, "backup"],
-            cwd=ROOT,
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert beat.returncode == 0, beat.stderr
-        done = wait_for(
-            lambda: [c for c in crons.check_ins if c.get("status") in ("ok", "error")],
-            "the worker's closing check-in",
-        )
+        done = _beat_applies(stack, crons, "backup")
         events = wait_for(lambda: crons.events, "the finding's Sentry event")
         # the worker's exception event, if it sent one, was sent before the task failed: before the
         # closing check-in above, on the same connection, so it has arrived by now
