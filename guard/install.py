@@ -14,7 +14,9 @@ from guard.settings import Settings
 # 3: the triggers append to guard.capture; the listener coalesces into guard.outbox (outbox_collect.sql).
 #    Installing over 2 adds the table and replaces the capture functions; changes 2 left in the outbox
 #    are still claimed. Upgrade the listeners with the schema: a version-2 listener does not collect.
-VERSION = 3
+# 4: the outbox records which capture seqs its paths came from, so collectors merging out of order keep
+#    old_path and new_path in change order (outbox_collect.sql).
+VERSION = 4
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"

@@ -23,6 +23,14 @@ CREATE TABLE IF NOT EXISTS guard.outbox (
     attempts      integer NOT NULL DEFAULT 0,
     processed_at  timestamptz
 );
+-- Since version 4: the capture seq that old_path came from (the first change that had an old path) and
+-- the one new_path came from (the last change). Two collectors may merge one key's changes in either
+-- order; comparing these keeps the paths in change order. Rows an earlier version wrote count as older
+-- than any capture (0, or no old path).
+ALTER TABLE guard.outbox
+    ADD COLUMN IF NOT EXISTS old_seq bigint,
+    ADD COLUMN IF NOT EXISTS new_seq bigint NOT NULL DEFAULT 0;
+UPDATE guard.outbox SET old_seq = 0 WHERE old_seq IS NULL AND old_path IS NOT NULL AND new_seq = 0;
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_undispatched_key
     ON guard.outbox (tbl, row_key) WHERE dispatched_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_unprocessed

@@ -157,6 +157,30 @@ def test_concurrent_collectors_move_each_change_exactly_once(db_url: str) -> Non
     assert sum(int(str(r[1])) for r in rows) == 20
 
 
+def test_collectors_merging_out_of_order_keep_paths_in_change_order(db_url: str) -> None:
+    """A collector that took the older changes but commits last must not turn the paths back."""
+    with Database(db_url) as db, Database(db_url) as other:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/a')")
+        outbox.collect(db)
+        db.execute("UPDATE ad_images SET file_path = 'p/b' WHERE id = 7")
+        db.execute("UPDATE ad_images SET file_path = 'p/c' WHERE id = 7")
+        with db.transaction():
+            # this collector holds the older change (a -> b), as if it had just picked its batch
+            db.execute("SELECT seq FROM guard.capture ORDER BY seq LIMIT 1 FOR UPDATE")
+            assert outbox.collect(other) == 1  # the newer change (b -> c) is merged and committed first
+            assert outbox.collect(db) == 1
+        rows = db.fetch_all(
+            "SELECT old_path, new_path, paths, changes FROM guard.outbox WHERE tbl = 'ad_images'"
+        )
+    assert len(rows) == 1
+    old_path, new_path, paths, changes = rows[0]
+    assert (old_path, new_path, changes) == ("p/a", "p/c", 3)
+    assert sorted(paths) == ["p/a", "p/b", "p/c"]
+
+
 def test_install_upgrades_a_version_2_install(db_url: str) -> None:
     """Version 2 had no capture table and wrote the outbox directly; its pending rows still get claimed."""
     with Database(db_url) as db:
@@ -164,15 +188,24 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
         settings = Settings(database_url=db_url)
         install(db, settings)
         db.execute("DROP TABLE guard.capture")
+        db.execute("ALTER TABLE guard.outbox DROP COLUMN old_seq, DROP COLUMN new_seq")
         db.execute("DELETE FROM guard.version")
         db.execute("INSERT INTO guard.version (version) VALUES (2)")
-        db.execute("INSERT INTO guard.outbox (tbl, row_key) VALUES ('ads', '99')")  # left by version 2
+        db.execute(  # left by version 2
+            "INSERT INTO guard.outbox (tbl, row_key, old_path, new_path, paths) "
+            "VALUES ('ads', '99', NULL, NULL, '{}'), ('ad_images', '7', 'p/a', 'p/b', '{p/a,p/b}')"
+        )
         install(db, settings)
-        assert installed_version(db) == VERSION == 3
+        assert installed_version(db) == VERSION == 4
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'b-1', 1, 1)")
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (8, 6, 'x', 'p/x')")
+        db.execute("UPDATE ad_images SET id = 7, file_path = 'p/c' WHERE id = 8")  # merges into 7's row
         outbox.collect(db)
+        paths = db.fetch_one("SELECT old_path, new_path FROM guard.outbox WHERE row_key = '7'")
+        assert paths == ("p/a", "p/c")  # the older version's old path stays first
         with outbox.claim(db, 100, 30) as claimed:
-            assert sorted(c.key for c in claimed) == ["5", "99"]
+            assert sorted(c.key for c in claimed) == ["5", "6", "7", "8", "99"]
 
 
 def test_notify_wakes_a_listener(db_url: str) -> None:
