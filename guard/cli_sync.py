@@ -19,8 +19,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inst = commands.add_parser(
         "install",
         help="create guard's schema, outbox and capture triggers (idempotent)",
-        description="Create the 'guard' schema (outbox, findings, notifications) and statement-level "
-        "triggers on every table the rules name and on the file table. Safe to run again.",
+        description="Create the 'guard' schema (capture log, outbox, findings, notifications) and "
+        "row-level capture triggers on every table the rules name and on the file table. Safe to "
+        "run again; upgrades an older install in place.",
         epilog="example:\n  guard install",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
