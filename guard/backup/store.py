@@ -14,6 +14,7 @@ from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
 
 CHUNK = 1 << 20
+SMALL = 1 << 20  # files up to this size are read whole before anything is written
 RACY_NS = 2_000_000_000  # a file changed this recently may change again within one timestamp tick
 COPY_TRIES = 3
 
@@ -69,7 +70,7 @@ class ObjectStore:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 before = os.fstat(fd)
-                sha, size = self._copy_in(fd)
+                sha, size = self._take(fd, before.st_size)
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -79,6 +80,25 @@ class ObjectStore:
         if time.time_ns() - max(key.mtime_ns, key.ctime_ns) < RACY_NS or StatKey.of(before) != key:
             return FileEntry(relpath, sha, size, key.mtime_ns, None, key.inode)  # never a cache hit
         return FileEntry(relpath, sha, size, key.mtime_ns, key.ctime_ns, key.inode)
+
+    def _take(self, fd: int, expected: int) -> tuple[str, int]:
+        """Hash an open file and store its content unless an object with that hash is already there.
+
+        A small file is read whole first, so content the store already holds costs no temp file: on
+        ext4 without a journal every create after many unlinks scans the recently freed inodes
+        (recently_deleted() in find_inode_bit), so a create+unlink per duplicate file made a backup
+        of a million identical files spend most of its time in the kernel.
+        """
+        if expected > SMALL:
+            return self._copy_in(fd)
+        data = _read_small(fd)
+        if data is None:  # it grew past SMALL while we read: copy it the streaming way
+            os.lseek(fd, 0, os.SEEK_SET)
+            return self._copy_in(fd)
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.has(sha, len(data)):
+            self._place(self._write_temp("object", data), sha, len(data))
+        return sha, len(data)
 
     def _copy_in(self, fd: int) -> tuple[str, int]:
         temp = self.tmp / f"object-{secrets.token_hex(8)}"
@@ -96,6 +116,19 @@ class ObjectStore:
         sha = digest.hexdigest()
         self._place(temp, sha, size)
         return sha, size
+
+    def _write_temp(self, prefix: str, data: bytes) -> Path:
+        """Write bytes to a new file under tmp/ (not yet in the store)."""
+        temp = self.tmp / f"{prefix}-{secrets.token_hex(8)}"
+        self.faults.before_write()
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        return temp
 
     def _place(self, temp: Path, sha: str, size: int) -> None:
         """Rename a verified copy into place, unless an intact object with that hash is already there."""
@@ -133,15 +166,7 @@ class ObjectStore:
                 return sha, len(data)
         except FileNotFoundError:
             pass
-        temp = self.tmp / f"list-{secrets.token_hex(8)}"
-        self.faults.before_write()
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
+        temp = self._write_temp("list", data)
         if sha[:2] not in self._dirs:
             final.parent.mkdir(exist_ok=True)
             self._dirs.add(sha[:2])
@@ -188,6 +213,18 @@ class ObjectStore:
             if prefix.is_dir(follow_symlinks=False):
                 found.update(e.name for e in os.scandir(prefix.path))
         return found
+
+
+def _read_small(fd: int) -> bytes | None:
+    """Read an open file to its end; None when it holds more than SMALL bytes."""
+    chunks = []
+    size = 0
+    while chunk := os.read(fd, CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > SMALL:
+            return None
+    return b"".join(chunks)
 
 
 def hash_file(path: Path) -> str:
