@@ -194,15 +194,16 @@ def collect_uploads(
 
     Returns the walk (folder lists), the referenced files outside it, and what could not be included.
     """
-    walked = walk(root, scan_dirs, store, previous, progress)
-    listed = walked.paths
     # A walked path is already in normal form when every scan dir is: a ref spelled exactly as a walked
-    # path and free of what makes a path unsafe (backslash, `..`) needs nothing more. Set work only.
+    # path and free of what makes a path unsafe (backslash, `..`) needs nothing more. Set work only,
+    # and for a big folder done while its walk worker is still statting.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
-    refs = facts.refs
+    narrowed = _Narrowed(facts.refs)
+    walked = walk(root, scan_dirs, store, previous, progress, narrowed.narrow if exact else None)
+    listed = walked.paths
+    refs = narrowed.refs
     if exact:
-        odd = walked.odd
-        refs = [r for r in refs if r[1] not in listed or r[0] is None or r[1] in odd]
+        refs = narrowed.finish(listed, walked.odd, walked.dropped)
     extra: dict[str, FileEntry] = {}
     missing: list[MissingRef] = []
     absent = _Absent(root)
@@ -226,7 +227,29 @@ def collect_uploads(
             extra[key] = found
         else:
             missing.append(MissingRef(facts.subject(row_id), key, *found))
+    missing.sort(key=lambda m: (m.path, m.subject))  # not the order rows came in: the same however walked
     return walked, sorted(extra.values()), missing
+
+
+class _Narrowed:
+    """The referenced paths still to check, narrowed by each set of walked paths as it comes."""
+
+    def __init__(self, refs: list[tuple[str | None, str | None]]) -> None:
+        self.all = refs
+        self.refs = refs
+
+    def narrow(self, listed: set[str], odd: set[str]) -> None:
+        """Drop the refs spelled exactly as one of these listed paths, unless odd (checked fully)."""
+        self.refs = [r for r in self.refs if r[1] not in listed or r[0] is None or r[1] in odd]
+
+    def finish(
+        self, listed: set[str], odd: set[str], dropped: set[str]
+    ) -> list[tuple[str | None, str | None]]:
+        """Narrow by everything walked; a ref to a path narrowed away but then dropped is kept."""
+        self.narrow(listed, odd)
+        if dropped:  # exactly those narrow() took away: the odd ones it kept are still here
+            self.refs += [r for r in self.all if r[1] in dropped and r[0] is not None and r[1] not in odd]
+        return self.refs
 
 
 class _Absent:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
@@ -32,10 +33,12 @@ from guard.errors import GuardError, UnreachableError
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
 
-WORKERS = 2  # processes that stat and read a big folder's pages at once (this one included)
-PARALLEL_MIN = 20_000  # files in a folder before it is worth forking a worker for it
+PARALLEL_MIN = 20_000  # files in a folder before it is worth forking a second process for it
+RUN_BUCKETS = 16  # buckets a process takes from the shared queue at a time (at least)
+QUEUE_RUNS = 1024  # runs in the queue at most: 4 KiB, less than a pipe holds
 PAGE_TARGET = 32  # files per page on average; small, so a 1% change spread evenly leaves most alone
 StatRow = tuple[str, int, int, int, int]  # name, size, mtime_ns, ctime_ns, inode
+Meanwhile = Callable[[set[str], set[str]], None]  # (a big folder's listed paths, its odd ones)
 
 
 def bucket_count(files: int) -> int:
@@ -87,6 +90,7 @@ class Walked:
     folders: list[FolderRef] = field(default_factory=list)
     paths: set[str] = field(default_factory=set)
     odd: set[str] = field(default_factory=set)  # listed paths with a backslash or `..` in a name
+    dropped: set[str] = field(default_factory=set)  # paths meanwhile() saw that the walk did not list
     files: int = 0
     bytes: int = 0
 
@@ -107,8 +111,15 @@ def walk(
     store: ObjectStore,
     previous: Previous,
     progress: ProgressFactory,
+    meanwhile: Meanwhile | None = None,
 ) -> Walked:
-    """List every regular file under scan_dirs (symlinks and symlinked folders are not followed)."""
+    """List every regular file under scan_dirs (symlinks and symlinked folders are not followed).
+
+    meanwhile(paths, odd), when given, is called with a big folder's listed paths while its worker
+    process is still statting, so the caller's own set work runs on the core the walk leaves idle.
+    It may see a few paths the walk later drops (gone, or not regular files); those end up in
+    walked.dropped.
+    """
     walked = Walked()
     bar = progress("files", None)
     seen: set[str] = set()
@@ -129,14 +140,20 @@ def walk(
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked
             bar.advance(len(names))
-            subfolders = _folder(current, rel, names, store, previous, walked)
+            subfolders = _folder(current, rel, names, store, previous, walked, meanwhile)
             stack.extend((f"{current}/{name}", f"{rel}/{name}") for name in subfolders)
     bar.close()
     return walked
 
 
 def _folder(
-    current: str, rel: str, names: list[str], store: ObjectStore, previous: Previous, walked: Walked
+    current: str,
+    rel: str,
+    names: list[str],
+    store: ObjectStore,
+    previous: Previous,
+    walked: Walked,
+    meanwhile: Meanwhile | None,
 ) -> list[str]:
     """Back up one folder's files into pages; return its sub-folder names."""
     if not names:
@@ -145,6 +162,7 @@ def _folder(
         fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return []  # replaced since it was listed: its referenced files go the careful way
+    listing = _Listing(rel, names)
     try:
         buckets = bucket_count(len(names))
         groups: list[list[str]] = [names] if buckets == 1 else [[] for _ in range(buckets)]
@@ -154,27 +172,51 @@ def _folder(
             for name, code in zip(names, map(crc32, _encoded(names)), strict=True):
                 add[code & mask](name)
         job = _Job(current, rel, buckets, groups, fd, store, previous)
-        if len(names) >= PARALLEL_MIN and WORKERS > 1:
-            shares = _in_parallel(job)
+        if len(names) >= PARALLEL_MIN:
+            shares = _in_parallel(job, listing, meanwhile)
         else:
             shares = [job.run(range(buckets))]
     finally:
         os.close(fd)
     pages = sorted((p for share in shares for p in share.pages), key=lambda p: p.bucket)
-    dropped = [n for share in shares for n in share.unlisted + share.folders]
+    gone = {listing.prefix + n for share in shares for n in share.unlisted + share.folders}
+    if listing.shown:
+        walked.dropped |= gone
     if pages:
         walked.folders.append(FolderRef(rel, buckets, tuple(pages)))
         walked.files += sum(p.files for p in pages)
         walked.bytes += sum(p.bytes for p in pages)
-        prefix = f"{rel}/"
-        listed = {prefix + n for n in names}
-        listed.difference_update(prefix + n for n in dropped)
+        listed = listing.paths()
+        listed.difference_update(gone)
         if walked.paths:
             walked.paths |= listed
         else:
             walked.paths = listed  # the common case, one big folder: no copy of a million paths
-        walked.odd.update(prefix + n for n in names if "\\" in n or ".." in n)
+        walked.odd |= listing.odd()
     return [n for share in shares for n in share.folders]
+
+
+class _Listing:
+    """A folder's listed names as root-relative paths, built once, whichever process step needs them."""
+
+    def __init__(self, rel: str, names: list[str]) -> None:
+        self.prefix = f"{rel}/"
+        self.names = names
+        self.shown = False  # whether meanwhile() saw these paths before the walk dropped any
+        self._paths: set[str] | None = None
+        self._odd: set[str] | None = None
+
+    def paths(self) -> set[str]:
+        if self._paths is None:
+            prefix = self.prefix
+            self._paths = {prefix + n for n in self.names}
+        return self._paths
+
+    def odd(self) -> set[str]:
+        """Listed paths with a backslash or `..` in the name: a stored path equal to one is checked fully."""
+        if self._odd is None:
+            self._odd = {self.prefix + n for n in self.names if "\\" in n or ".." in n}
+        return self._odd
 
 
 def _encoded(names: list[str]) -> list[bytes]:
@@ -186,30 +228,63 @@ def _encoded(names: list[str]) -> list[bytes]:
     return "\0".join(names).encode("utf-8", "surrogateescape").split(b"\0")
 
 
-def _in_parallel(job: _Job) -> list[_Share]:
-    """Share a big folder's pages with WORKERS - 1 forked workers (odd/even buckets); take one share here."""
-    children: list[tuple[int, int]] = []
+def _in_parallel(job: _Job, listing: _Listing, meanwhile: Meanwhile | None) -> list[_Share]:
+    """Share a big folder's pages with one forked worker: both take runs of buckets from one queue.
+
+    The queue is a pipe filled before the fork, so whichever process is free takes the next run and
+    neither waits for the other: this one first does its set work (meanwhile), then joins in.
+    """
+    queue = _queue(job.buckets)
     try:
-        for k in range(1, WORKERS):
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the worker: never returns, never runs the parent's cleanup
-                os.close(read_end)
-                _worker(job, range(k, job.buckets, WORKERS), write_end)
-            os.close(write_end)
-            children.append((pid, read_end))
-        shares = [job.run(range(0, job.buckets, WORKERS))]
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns, never runs the parent's cleanup
+            os.close(read_end)
+            _worker(job, _taken(queue, job.buckets), write_end)
+        os.close(write_end)
+        try:
+            if meanwhile is not None:
+                listing.shown = True
+                meanwhile(listing.paths(), listing.odd())
+            shares = [job.run(_taken(queue, job.buckets))]
+        finally:
+            result = _collect(pid, read_end)
     finally:
-        results = [_collect(pid, fd) for pid, fd in children]
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        job.store.add_counts(result.counts)  # the worker wrote with its own copy of the store
-        shares.append(result)
+        os.close(queue)
+    if isinstance(result, BaseException):
+        raise result
+    job.store.add_counts(result.counts)  # the worker wrote with its own copy of the store
+    shares.append(result)
     return shares
 
 
-def _worker(job: _Job, buckets: range, out: int) -> None:
+def _queue(buckets: int) -> int:
+    """Return the read end of a pipe holding the first bucket of each run, write end closed (so EOF)."""
+    step = _run_length(buckets)
+    data = b"".join(start.to_bytes(4, "little") for start in range(0, buckets, step))
+    read_end, write_end = os.pipe()
+    try:
+        view = memoryview(data)  # at most QUEUE_RUNS entries: fits the pipe's buffer, never blocks
+        while view:
+            view = view[os.write(write_end, view) :]
+    finally:
+        os.close(write_end)
+    return read_end
+
+
+def _run_length(buckets: int) -> int:
+    return max(RUN_BUCKETS, -(-buckets // QUEUE_RUNS))
+
+
+def _taken(queue: int, buckets: int) -> Iterator[int]:
+    """Yield the buckets of each run this process takes from the queue, until it is empty."""
+    step = _run_length(buckets)
+    while len(entry := os.read(queue, 4)) == 4:  # a pipe hands each 4-byte entry to one reader
+        start = int.from_bytes(entry, "little")
+        yield from range(start, min(start + step, buckets))
+
+
+def _worker(job: _Job, buckets: Iterable[int], out: int) -> None:
     try:
         try:
             payload = pickle.dumps(job.run(buckets))
@@ -254,7 +329,7 @@ class _Job:
     store: ObjectStore
     previous: Previous
 
-    def run(self, buckets: range) -> _Share:
+    def run(self, buckets: Iterable[int]) -> _Share:
         store = self.store
         before = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
         share = _Share()

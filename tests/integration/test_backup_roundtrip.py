@@ -298,6 +298,8 @@ def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
     assert shared.manifest.folders == serial.manifest.folders
     assert shared.manifest.counts["files_read"] == 0
     assert shared.manifest.missing == serial.manifest.missing
+    assert shared.manifest.inline_files == serial.manifest.inline_files  # refs the walk dropped
+    assert serial.manifest.inline_files and serial.manifest.missing
     names = [f for f in shared.manifest.files if f.path.startswith("uploads/ads/ad-")][:8]
     for entry in names:  # files in pages on both sides of the split
         (world.root / entry.path).write_bytes(b"changed " + entry.path.encode())
