@@ -15,7 +15,8 @@ from guard.settings import Settings
 #    Installing over 2 adds the table and replaces the capture functions; changes 2 left in the outbox
 #    are still claimed. Upgrade the listeners with the schema: a version-2 listener does not collect.
 # 4: the outbox records which capture seqs its paths came from, so collectors merging out of order keep
-#    old_path and new_path in change order (outbox_collect.sql).
+#    old_path and new_path in change order (outbox_collect.sql); the capture functions drop their
+#    `SET search_path` and qualify every name instead (install_trigger.sql).
 VERSION = 4
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
@@ -104,8 +105,8 @@ def capture_function_sql(table: WatchedTable) -> sql.Composed:
 
     def path(record: str) -> sql.Composable:
         if table.path_column is None:
-            return sql.SQL("NULL::text")
-        return sql.SQL("{}.{}::text").format(sql.SQL(record), sql.Identifier(table.path_column))
+            return sql.SQL("NULL::pg_catalog.text")
+        return sql.SQL("{}.{}::pg_catalog.text").format(sql.SQL(record), sql.Identifier(table.path_column))
 
     return sql.SQL(load_query("install_trigger")).format(
         function=function_name(table.name),

@@ -10,21 +10,31 @@
 -- pg_notify is only the wake-up and is sent only while a listener is idle: at commit it takes
 -- PostgreSQL's global notify lock, which would serialize every writer. A busy listener drains
 -- without waiting, and an idle one also polls (watchers/listener.py).
+-- SECURITY DEFINER (the app's roles need no rights on guard's schema) but, since version 4, without
+-- `SET search_path`: a function's SET clause saves and restores the setting and rebuilds the search
+-- path on every call, which was a measurable part of the cost per row. Nothing here depends on the
+-- writer's search_path instead: tables, functions, types and operators are all schema-qualified
+-- (OPERATOR(pg_catalog.=), ::pg_catalog.text), so a writer's own "=" can never run as guard's owner
+-- (tests/integration/test_sync_install.py). Keep every new name in this body qualified.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $guard$
+LANGUAGE plpgsql SECURITY DEFINER AS $guard$
 BEGIN
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND OLD.{pk} IS NOT DISTINCT FROM NEW.{pk}) THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT'
+       OR (TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+           AND OLD.{pk}::pg_catalog.text OPERATOR(pg_catalog.=) NEW.{pk}::pg_catalog.text) THEN
         INSERT INTO guard.capture (tbl, row_key, old_path, new_path)
-        VALUES ({table_name}, NEW.{pk}::text, {old_path}, {new_path});
+        VALUES ({table_name}, NEW.{pk}::pg_catalog.text, {old_path}, {new_path});
     ELSE
         -- a delete, or an update that moved the key: the old key went away, the new one arrived
-        INSERT INTO guard.capture (tbl, row_key, old_path) VALUES ({table_name}, OLD.{pk}::text, {old_path});
-        IF TG_OP = 'UPDATE' THEN
-            INSERT INTO guard.capture (tbl, row_key, new_path) VALUES ({table_name}, NEW.{pk}::text, {new_path});
+        INSERT INTO guard.capture (tbl, row_key, old_path)
+        VALUES ({table_name}, OLD.{pk}::pg_catalog.text, {old_path});
+        IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+            INSERT INTO guard.capture (tbl, row_key, new_path)
+            VALUES ({table_name}, NEW.{pk}::pg_catalog.text, {new_path});
         END IF;
     END IF;
-    IF EXISTS (SELECT 1 FROM guard.listener_state WHERE idle) THEN
-        PERFORM pg_notify('guard_outbox', '');
+    IF EXISTS (SELECT FROM guard.listener_state WHERE idle) THEN
+        PERFORM pg_catalog.pg_notify('guard_outbox', '');
     END IF;
     RETURN NULL;
 END

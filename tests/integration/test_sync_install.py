@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from guard import outbox
 from guard.database import Database
@@ -206,6 +208,46 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
         assert paths == ("p/a", "p/c")  # the older version's old path stays first
         with outbox.claim(db, 100, 30) as claimed:
             assert sorted(c.key for c in claimed) == ["5", "6", "7", "8", "99"]
+
+
+def test_a_writers_search_path_never_runs_its_own_code_as_guards_owner(db_url: str) -> None:
+    """The capture functions are SECURITY DEFINER without SET search_path: every name is qualified."""
+    name = f"guard_writer_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    with Database(db_url) as db:
+        _seed(db)
+        install(db, Settings(database_url=db_url))
+        db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+        try:
+            db.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ads, ad_images TO {}").format(role))
+            # a writer's schema with its own text "=" (and a table that records who ran it)
+            db.execute("CREATE SCHEMA trap")
+            db.execute(sql.SQL("GRANT USAGE ON SCHEMA trap TO {}").format(role))
+            db.execute("CREATE TABLE trap.ran_as (who name)")
+            db.execute("GRANT INSERT ON trap.ran_as TO PUBLIC")
+            db.execute(
+                "CREATE FUNCTION trap.eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS "
+                "$$ BEGIN INSERT INTO trap.ran_as VALUES (current_user); "
+                "RETURN a OPERATOR(pg_catalog.=) b; END $$"
+            )
+            db.execute("CREATE OPERATOR trap.= (LEFTARG = text, RIGHTARG = text, FUNCTION = trap.eq)")
+            with db.transaction():
+                db.execute(sql.SQL("SET LOCAL ROLE {}").format(role))
+                db.execute("SET LOCAL search_path = trap, pg_catalog, public")
+                db.execute(
+                    "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)"
+                )
+                db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/a')")
+                db.execute("UPDATE ad_images SET file_path = 'p/b' WHERE id = 7")
+                db.execute("UPDATE ad_images SET id = 8 WHERE id = 7")
+                db.execute("DELETE FROM ad_images WHERE id = 8")
+                db.execute("SELECT 'a' = 'a'")  # the trap does work when the writer itself uses "="
+            ran_as = db.fetch_all("SELECT DISTINCT who FROM trap.ran_as")
+            assert outbox.collect(db) == 6
+        finally:
+            db.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            db.execute(sql.SQL("DROP ROLE {}").format(role))
+    assert [str(r[0]) for r in ran_as] == [name]  # only the writer's own query, as the writer
 
 
 def test_notify_wakes_a_listener(db_url: str) -> None:
