@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -59,9 +60,17 @@ class ObjectStore:
         self.new_bytes = 0
         self.lists_written = 0
         self._dirs: set[str] = set()
+        self._objects = str(objects)  # the hot paths below use plain strings: no Path per object
+        self._tmp = str(tmp)
 
     def path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
+
+    def _where(self, sha256: str) -> str:
+        return f"{self._objects}/{sha256[:2]}/{sha256}"
+
+    def _temp_name(self, prefix: str) -> str:
+        return f"{self._tmp}/{prefix}-{secrets.token_hex(8)}"
 
     def add_file(self, source: str | Path, relpath: str) -> FileEntry:
         """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
@@ -101,7 +110,7 @@ class ObjectStore:
         return sha, len(data)
 
     def _copy_in(self, fd: int) -> tuple[str, int]:
-        temp = self.tmp / f"object-{secrets.token_hex(8)}"
+        temp = self._temp_name("object")
         digest = hashlib.sha256()
         size = 0
         self.faults.before_write()
@@ -117,9 +126,9 @@ class ObjectStore:
         self._place(temp, sha, size)
         return sha, size
 
-    def _write_temp(self, prefix: str, data: bytes) -> Path:
+    def _write_temp(self, prefix: str, data: bytes) -> str:
         """Write bytes to a new file under tmp/ (not yet in the store)."""
-        temp = self.tmp / f"{prefix}-{secrets.token_hex(8)}"
+        temp = self._temp_name(prefix)
         self.faults.before_write()
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
@@ -130,22 +139,15 @@ class ObjectStore:
             os.close(out)
         return temp
 
-    def _place(self, temp: Path, sha: str, size: int) -> None:
+    def _place(self, temp: str, sha: str, size: int) -> None:
         """Rename a verified copy into place, unless an intact object with that hash is already there."""
-        final = self.path(sha)
-        try:
-            if final.stat().st_size == size:
-                temp.unlink()
-                return
-        except FileNotFoundError:
-            pass
+        if self.has(sha, size):
+            os.unlink(temp)
+            return
         if hash_file(temp) != sha:
-            temp.unlink()
+            os.unlink(temp)
             raise GuardError(f"a copied object did not hash to {sha} (disk or memory fault)")
-        if sha[:2] not in self._dirs:
-            final.parent.mkdir(exist_ok=True)
-            self._dirs.add(sha[:2])
-        os.rename(temp, final)
+        self._rename_in(temp, sha)
         self.new_objects += 1
         self.new_bytes += size
         self.faults.after_write()
@@ -160,32 +162,32 @@ class ObjectStore:
     def add_list(self, data: bytes) -> tuple[str, int]:
         """Store a folder list (bytes in memory) once under its SHA-256; return (sha256, size)."""
         sha = hashlib.sha256(data).hexdigest()
-        final = self.path(sha)
-        try:
-            if final.stat().st_size == len(data):
-                return sha, len(data)
-        except FileNotFoundError:
-            pass
-        temp = self._write_temp("list", data)
-        if sha[:2] not in self._dirs:
-            final.parent.mkdir(exist_ok=True)
-            self._dirs.add(sha[:2])
-        os.rename(temp, final)
+        if self.has(sha, len(data)):
+            return sha, len(data)
+        self._rename_in(self._write_temp("list", data), sha)
         self.lists_written += 1
         self.faults.after_write()
         return sha, len(data)
 
+    def _rename_in(self, temp: str, sha: str) -> None:
+        if sha[:2] not in self._dirs:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(f"{self._objects}/{sha[:2]}")
+            self._dirs.add(sha[:2])
+        os.rename(temp, self._where(sha))
+
     def has(self, sha256: str, size: int) -> bool:
         """True when an object of that hash and size is present (its content is not read)."""
         try:
-            return self.path(sha256).stat().st_size == size
+            return os.stat(self._where(sha256)).st_size == size
         except OSError:
             return False
 
     def read_list(self, sha256: str, size: int) -> bytes:
         """Return a folder list's bytes after checking them against its hash; ManifestError if not."""
         try:
-            data = self.path(sha256).read_bytes()
+            with open(self._where(sha256), "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
             raise ManifestError(f"folder list object {sha256} is missing") from None
         except OSError as exc:
@@ -227,9 +229,9 @@ def _read_small(fd: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

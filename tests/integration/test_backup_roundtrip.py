@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -293,7 +294,7 @@ def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
 ) -> None:
     monkeypatch.setattr(store_module, "RACY_NS", 0)
     serial = run_backup(world.settings)
-    monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)  # every folder: half its pages in a worker
+    monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)  # every folder: pages shared with a worker
     shared = run_backup(world.settings)
     assert shared.manifest.folders == serial.manifest.folders
     assert shared.manifest.counts["files_read"] == 0
@@ -301,7 +302,7 @@ def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
     assert shared.manifest.inline_files == serial.manifest.inline_files  # refs the walk dropped
     assert serial.manifest.inline_files and serial.manifest.missing
     names = [f for f in shared.manifest.files if f.path.startswith("uploads/ads/ad-")][:8]
-    for entry in names:  # files in pages on both sides of the split
+    for entry in names:  # files in pages either process may take
         (world.root / entry.path).write_bytes(b"changed " + entry.path.encode())
     changed = run_backup(world.settings)
     assert changed.manifest.counts["files_read"] == len(names)
@@ -315,14 +316,15 @@ def test_a_worker_that_fails_fails_the_backup_and_publishes_nothing(
     first = run_backup(world.settings)
     monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)
 
-    parent, add_list = os.getpid(), store_module.ObjectStore.add_list
+    parent, run = os.getpid(), walk_module._Job.run
 
-    def full_disk_in_worker(store: store_module.ObjectStore, data: bytes) -> tuple[str, int]:
+    def full_disk_in_worker(job: Any, buckets: Any) -> Any:
+        # The worker always runs once, whichever of the queued pages it gets (maybe none at all).
         if os.getpid() != parent:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return add_list(store, data)
+        return run(job, buckets)
 
-    monkeypatch.setattr(store_module.ObjectStore, "add_list", full_disk_in_worker)
+    monkeypatch.setattr(walk_module._Job, "run", full_disk_in_worker)
     add_file(world.root, "new-one.webp", b"new content, so a list must be written")
     with pytest.raises(UnreachableError, match="No space left"):
         run_backup(world.settings)
