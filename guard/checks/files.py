@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -25,8 +27,9 @@ CHECK = "files"
 # they are matched first and only the rest are classified, in Python. Classifying every row in SQL
 # (a CASE per row) cost the server more time than sending the rows.
 STORED_PATHS = "SELECT {col}::text FROM {t} WHERE {col} IS NOT NULL"
-# The rows behind the few stored paths found bad: one more scan, and only when there are any.
-ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s) ORDER BY {pk}"
+# The rows behind the few stored paths found bad: one more scan, and only when there are any. The
+# ORDER BY names the table's column: a bare {pk} would be the text output column, '10' before '9'.
+ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s) ORDER BY {t}.{pk}"
 MISSING = "no regular file at the stored path"
 ESCAPES = "stored path resolves outside the uploads root; not opened"
 
@@ -48,18 +51,34 @@ def run(ctx: CheckContext) -> CheckResult:
     sink = FindingSink(CHECK, ctx.limit, KINDS)
     # The walk forks, so it starts before any connection is open; the child walks on the second core
     # while this process reads the stored paths.
-    with BackgroundWalk(root, settings.scan_dirs) as walk, Database(settings.require_database_url()) as db:
+    with (
+        _no_cyclic_gc(),
+        BackgroundWalk(root, settings.scan_dirs) as walk,
+        Database(settings.require_database_url()) as db,
+    ):
         table, column = settings.file_table, settings.file_column
         require_column(db, table, column, owner="file_table/file_column")
         target = PathColumn(table, column, primary_key(db, table, owner="file_table").column)
         stored = StoredPaths.read(db, target)
-        unreferenced, scanned = match_walk(walk, stored.unmatched, ctx)
-        verdicts = judge_unmatched(root, stored.unmatched, set(unreferenced), walk.record)
+        matched = match_walk(walk, stored.distinct, ctx)
+        verdicts = judge_unmatched(root, matched.unmatched, matched.unreferenced, walk.record)
         report_bad_rows(db, target, verdicts.bad, sink)
-    candidates, young = old_unreferenced(root, unreferenced, verdicts.claimed, settings.orphan_grace)
+    candidates, young = old_unreferenced(root, matched.unreferenced, verdicts.claimed, settings.orphan_grace)
     report_orphans(candidates, verdicts.needed, sink)
-    stats = {"files_scanned": scanned, "unreferenced_within_grace": young, "rows": stored.rows}
+    stats = {"files_scanned": matched.scanned, "unreferenced_within_grace": young, "rows": stored.rows}
     return sink.result(time.perf_counter() - started, info=stats)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic collector: with two million-entry sets alive each full pass would rescan them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ class PathColumn:
 class StoredPaths:
     """The distinct stored paths, without ids to stay small, and how many rows hold one."""
 
-    unmatched: set[str]
+    distinct: set[str]
     rows: int
 
     @classmethod
@@ -106,30 +125,40 @@ class Verdicts:
     claimed: set[str] = field(default_factory=set)  # walked files they name under another spelling
 
 
-def match_walk(walk: BackgroundWalk, stored: set[str], ctx: CheckContext) -> tuple[list[str], int]:
-    """Take every walked file some row names exactly out of `stored`; return the others and the count.
+@dataclass(frozen=True)
+class WalkMatch:
+    """The stored paths no walked file matched exactly, the walked files no row names exactly."""
+
+    unmatched: set[str]
+    unreferenced: set[str]
+    scanned: int
+
+
+def match_walk(walk: BackgroundWalk, stored: set[str], ctx: CheckContext) -> WalkMatch:
+    """Match every walked file against the distinct stored paths exactly, in set operations.
 
     A walked path has a normal spelling (SCAN_DIRS are validated normal and safe, and a folder never
     lists '.' or '..'), so an exact match is a safe reference, except a name with a backslash: such a
     stored path is unsafe and is never a reference, so those names skip the matching.
     """
     bar = ctx.progress("files", None)
-    unreferenced: list[str] = []
-    scanned = 0
+    walked: set[str] = set()
+    odd: list[str] = []
     for batch in walk.batches():
-        scanned += len(batch)
-        if "\\" in SEP.join(batch):  # one C-level search instead of a test per name
-            unreferenced += [p for p in batch if "\\" in p]
-            batch = [p for p in batch if "\\" not in p]
-        # Each probe of the million-entry set is a cache miss or two, so probe it once per file: the
-        # intersection does; removing the same entries right after finds them still in cache.
-        files = set(batch)
-        named = files & stored
-        stored -= named
-        unreferenced += files - named
         bar.advance(len(batch))
+        if "\\" in SEP.join(batch):  # one C-level search instead of a test per name
+            odd += [p for p in batch if "\\" in p]
+            batch = [p for p in batch if "\\" not in p]
+        walked.update(batch)
     bar.close()
-    return unreferenced, scanned
+    scanned = len(walked) + len(odd)
+    # One probe of the stored set per walked file (each a cache miss or two on a million entries) and
+    # no million-entry result: afterwards `walked` holds only what one side has and the other lacks.
+    walked ^= stored
+    unmatched = walked & stored  # iterates the small side
+    walked -= unmatched
+    walked.update(odd)
+    return WalkMatch(unmatched, walked, scanned)
 
 
 def judge_unmatched(
@@ -160,7 +189,7 @@ def judge_unmatched(
 
 
 def report_bad_rows(db: Database, target: PathColumn, bad: dict[str, Flaw], sink: FindingSink) -> None:
-    """Report every row holding a bad stored path, found by one keyed scan."""
+    """Report every row holding a bad stored path, in key order, found by one scan."""
     if not bad:
         return
     for row_id, stored in db.fetch_all(target.format(ROWS_NAMING), (list(bad),)):
@@ -199,7 +228,7 @@ def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> N
 
 
 def old_unreferenced(
-    root: UploadsRoot, unreferenced: list[str], claimed: set[str], grace: int
+    root: UploadsRoot, unreferenced: set[str], claimed: set[str], grace: int
 ) -> tuple[list[str], int]:
     """Split the files no row names into orphan candidates (sorted) and a count of young ones."""
     cutoff = time.time() - grace

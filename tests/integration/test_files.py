@@ -166,3 +166,11 @@ def test_a_file_deleted_after_the_walk_is_not_an_orphan_and_not_an_error(
     monkeypatch.setattr(os, "lstat", vanished)
     result = run(db_url, world)
     assert by_kind(result)["orphan_file"] == {"uploads/ads/sub/dir/orphan\n.webp"}
+
+
+def test_examples_are_the_first_rows_in_key_order_and_counts_stay_exact(db_url: str, world: Path) -> None:
+    settings = load_settings(environ={"DATABASE_URL": db_url, "UPLOADS_ROOT": str(world)})
+    result = files.run(CheckContext(settings, limit=1))
+    assert result.counts == {"missing_file": 3, "orphan_file": 2, "unsafe_path": 4}
+    missing = [f.subject for f in result.findings if f.kind == "missing_file"]
+    assert missing == ["ad_images:9"]  # rows 9, 10 and 19: by key, not by its text ('10' < '9')
