@@ -14,6 +14,7 @@ import pytest
 from sync_stack import PrivateRedis, Stack, wait_for
 from test_sync_pipeline import open_subjects
 
+from guard import outbox
 from guard.checks import CheckContext, integrity
 from guard.database import Database
 from guard.install import install
@@ -68,12 +69,11 @@ def expected_findings(db_url: str) -> set[tuple[str, str]]:
 
 
 def settle(db_url: str) -> None:
-    """Wait until every captured change has been processed."""
+    """Wait until every captured change has been processed (collected from guard.capture, too)."""
 
     def drained() -> bool:
         with Database(db_url) as db:
-            row = db.fetch_one("SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL")
-            return bool(row and row[0] == 0)
+            return outbox.backlog(db) == 0
 
     wait_for(drained, "every change to be processed", timeout=90)
 
@@ -85,10 +85,10 @@ def run_with_failure(db_url: str, stack: Stack, fail: Callable[[], None]) -> Non
     writer.join(30)
     settle(db_url)
     with Database(db_url) as db:
-        unchecked = db.fetch_one("SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL")
+        unchecked = outbox.backlog(db)
         captured = db.fetch_one("SELECT count(DISTINCT row_key) FROM guard.outbox")
         rows = db.fetch_one("SELECT count(*) FROM ads")
-    assert unchecked == (0,) and captured == rows
+    assert unchecked == 0 and captured == rows
     expected = expected_findings(db_url)
     assert expected, "the stream must have written some bad rows"
     assert open_subjects(db_url) == expected

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sync_stack import FakeSentry, Stack, wait_for
 
-from guard import store
+from guard import outbox, store
 from guard.database import Database
 from guard.install import install
 from guard.settings import Settings
@@ -65,10 +65,7 @@ def test_bad_slug_opens_fixing_resolves_and_a_deleted_row_is_nothing(db_url: str
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (3, 't', 'Bad', 1, 1)")
         db.execute("DELETE FROM ads WHERE id = 3")
         db.execute("COMMIT")
-        wait_for(
-            lambda: db.fetch_one("SELECT count(*) = 0 FROM guard.outbox WHERE processed_at IS NULL")[0],
-            "the outbox to drain",
-        )  # type: ignore[index]
+        wait_for(lambda: outbox.backlog(db) == 0, "the capture log and the outbox to drain")
     assert open_subjects(db_url) == set()
 
 
