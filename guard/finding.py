@@ -77,6 +77,11 @@ class FindingSink:
         if self.limit is None or self.counts[finding.kind] <= self.limit:
             self.kept.append(finding)
 
+    def merge(self, other: FindingSink) -> None:
+        """Take in another sink's counts and kept findings (kinds the two do not share)."""
+        self.counts.update(other.counts)
+        self.kept.extend(other.kept)
+
     def result(self, duration_s: float, info: dict[str, Any] | None = None) -> CheckResult:
         return CheckResult(
             name=self.check,

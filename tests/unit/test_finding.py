@@ -63,3 +63,16 @@ def test_redact_hides_passwords() -> None:
     assert redact("postgresql://app:s3cr%40t@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert "s3cret" not in redact("host=db password=s3cret dbname=x")
     assert redact("postgresql://app@db/x") == "postgresql://app@db/x"
+
+
+def test_merging_per_table_sinks_keeps_exact_counts_and_each_kinds_first_examples() -> None:
+    ads, images = FindingSink("integrity", 2, ["ads.slug.required"]), FindingSink("integrity", 2, ["img.req"])
+    for n in range(3):
+        ads.add(Finding("integrity", "ads.slug.required", f"ads:{n}", "slug is NULL"))
+    images.add(Finding("integrity", "img.req", "ad_images:9", "file_path is blank"))
+    total = FindingSink("integrity", 2, ["ads.slug.required", "img.req", "untouched"])
+    total.merge(ads)
+    total.merge(images)
+    result = total.result(0.0)
+    assert result.counts == {"ads.slug.required": 3, "img.req": 1, "untouched": 0}
+    assert [f.subject for f in result.findings] == ["ads:0", "ads:1", "ad_images:9"]
