@@ -23,8 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from examples.thulobazaar.world import build_world
 from guard.backup import run_backup
 from guard.backup.restore import maintenance_url, restore_backup
@@ -162,9 +160,7 @@ def main() -> None:
         "files": restored.files,
     }
     with Database(maintenance_url(settings)) as server:
-        server.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(restored.target_db))
-        )
+        server.execute(server.drop_database(restored.target_db))
     clean_up()
     print(json.dumps(report, indent=2))
 

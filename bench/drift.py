@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from guard.checks import CheckContext
 from guard.checks.drift import run as run_drift
 from guard.database import Database
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
-from guard.server import url_with_database
+from guard.server import create_database, drop_database, url_with_database
 from guard.settings import Settings
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -60,14 +59,14 @@ def write_folder(scripts: dict[str, str]) -> Path:
 
 def recreate(name: str) -> str:
     with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(drop_database(name))
+        conn.execute(create_database(name, "template1", utf8=False))
     return url_with_database(SERVER, name)
 
 
 def drop(name: str) -> None:
     with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(drop_database(name))
 
 
 def time_psql(folder: Path) -> tuple[float, float]:

@@ -20,9 +20,8 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from guard import outbox
+from guard import outbox, server
 from guard.database import Database
 from guard.install import install, uninstall
 from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
@@ -44,15 +43,13 @@ UPDATE ads SET slug = 'bench-upd-' || :ad, updated_at = now() WHERE id = :ad;
 
 
 def url_for(name: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(SERVER)
-    params["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**params)
+    return server.url_with_database(SERVER, name)
 
 
 def fresh_database(name: str) -> str:
     with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(server.drop_database(name))
+        conn.execute(server.create_database(name))
     url = url_for(name)
     with Database(url) as db:
         ensure_migrations_table(db)
@@ -65,7 +62,7 @@ def fresh_database(name: str) -> str:
 
 def drop_database(name: str) -> None:
     with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(server.drop_database(name))
 
 
 class Stack:

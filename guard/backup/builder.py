@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +28,7 @@ from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
 from guard.backup.walk import Previous, Walked, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
+from guard.gcpause import no_cyclic_gc
 from guard.progress import ProgressFactory, no_progress
 from guard.settings import Settings
 from guard.uploads import UploadsRoot
@@ -70,24 +68,12 @@ def run_backup(
     url = settings.require_database_url()
     root = UploadsRoot(settings.require_uploads_root())
     repo = Repository.open(require_backup_dir(settings), create=True)
-    with repo.lock(exclusive=True), _no_cyclic_gc():
+    with repo.lock(exclusive=True), no_cyclic_gc():
         try:
             repo.clear_tmp()
             return _take(repo, settings, url, root, progress, allow_missing_table)
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic collector: a million acyclic entries would make each pass rescan them all."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _take(

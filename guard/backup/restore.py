@@ -11,9 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from guard.backup import pgtools
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.placement import PLACED, Placer
@@ -26,6 +23,7 @@ from guard.errors import ConfigError, GuardError, UsageError
 from guard.finding import CheckResult
 from guard.progress import ProgressFactory, no_progress
 from guard.redact import redact
+from guard.server import create_database, drop_database, url_with_database
 from guard.settings import Settings
 
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -85,9 +83,7 @@ def discard_scratch(settings: Settings, db_name: str | None, folder: Path | None
     if db_name is not None and settings.database_url:
         try:
             with Database(maintenance_url(settings)) as server:
-                server.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
-                )
+                server.execute(drop_database(db_name))
         except Exception as exc:  # report it; never hide the failure that brought us here
             left.append(f"could not make sure scratch database {db_name} is gone ({failure_text(exc)})")
     if folder is not None:
@@ -104,12 +100,12 @@ def target_url(settings: Settings, db_name: str) -> str:
     """Return the live server's URL pointed at another database."""
     if not DB_NAME.fullmatch(db_name):
         raise UsageError(f"--target-db {db_name!r}: use a letter or _ then letters, digits or _")
-    return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname=db_name)
+    return url_with_database(settings.require_database_url(), db_name)
 
 
 def maintenance_url(settings: Settings) -> str:
     """Return the live server's URL on its `postgres` database, from which any other can be dropped."""
-    return psycopg.conninfo.make_conninfo(settings.require_database_url(), dbname="postgres")
+    return url_with_database(settings.require_database_url(), "postgres")
 
 
 def restore_backup(
@@ -189,10 +185,8 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
 def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
     with Database(maintenance_url(settings)) as server:
         if drop:
-            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db_name)))
-        server.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(db_name))
-        )
+            server.execute(drop_database(db_name))
+        server.execute(create_database(db_name))
 
 
 def _place_all(repo: Repository, backup_id: str, folder: Path, progress: ProgressFactory) -> tuple[int, int]:

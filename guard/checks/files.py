@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -17,6 +15,7 @@ from guard.catalog import primary_key, require_column
 from guard.checks import CheckContext
 from guard.database import Database
 from guard.finding import CheckResult, Finding, FindingSink
+from guard.gcpause import no_cyclic_gc
 from guard.uploads import UploadsRoot, WalkRecord
 from guard.walker import SEP, BackgroundWalk
 
@@ -52,7 +51,7 @@ def run(ctx: CheckContext) -> CheckResult:
     # The walk forks, so it starts before any connection is open; the child walks on the second core
     # while this process reads the stored paths.
     with (
-        _no_cyclic_gc(),
+        no_cyclic_gc(),
         BackgroundWalk(root, settings.scan_dirs) as walk,
         Database(settings.require_database_url()) as db,
     ):
@@ -67,18 +66,6 @@ def run(ctx: CheckContext) -> CheckResult:
     report_orphans(candidates, verdicts.needed, sink)
     stats = {"files_scanned": matched.scanned, "unreferenced_within_grace": young, "rows": stored.rows}
     return sink.result(time.perf_counter() - started, info=stats)
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic collector: with two million-entry sets alive each full pass would rescan them."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)

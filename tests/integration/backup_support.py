@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from examples.thulobazaar.world import build_world
+from guard import server
 from guard.settings import Settings
 
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -49,9 +50,7 @@ def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
             ).fetchall()
             for (stale,) in rows:
                 if (tmp_path / "backups" / "restores" / stale).exists():
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale))
-                    )
+                    conn.execute(server.drop_database(stale))
 
 
 def table_checksums(url: str) -> dict[str, str]:
@@ -69,4 +68,4 @@ def table_checksums(url: str) -> dict[str, str]:
 
 def drop_database(name: str) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(server.drop_database(name))
