@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,14 +59,50 @@ def busy_thread() -> Iterator[None]:
     thread.join()
 
 
-def test_the_forked_walk_yields_every_regular_file_under_its_exact_name(root: UploadsRoot) -> None:
-    if threading.active_count() != 1:
-        pytest.skip("an earlier test left a thread running, so this process must not fork")
-    with BackgroundWalk(root, ("uploads/ads",)) as walk:
-        assert walk._pid != 0
-        assert walked(walk) == EXPECTED
-    assert {"uploads/ads", "uploads/ads/sub", "uploads/ads/sub/deeper"} <= walk.record.folders
-    assert {"uploads/ads/link.webp", "uploads/ads/a-directory.webp"} <= walk.record.others
+# pytest's own process may have threads left by earlier tests (and then rightly does not fork), so
+# the forking side is exercised in a fresh interpreter, where this is the only thread.
+FORKED = """
+import json, os, sys
+from pathlib import Path
+from typing import Any
+from guard.uploads import UploadsRoot
+from guard.walker import BackgroundWalk
+
+root = UploadsRoot(Path(sys.argv[1]))
+with BackgroundWalk(root, ("uploads/ads",)) as walk:
+    forked = walk._pid != 0
+    found = [path for batch in walk.batches() for path in batch]
+early = BackgroundWalk(root, ("uploads/ads",))
+pid = early._pid
+early.close()
+try:
+    os.waitpid(pid, os.WNOHANG)
+    reaped = False
+except ChildProcessError:
+    reaped = True
+print(json.dumps({"forked": forked, "found": found, "folders": sorted(walk.record.folders),
+                  "others": sorted(walk.record.others), "early_pid": pid, "reaped": reaped}))
+"""
+
+
+@pytest.fixture
+def forked(root: UploadsRoot) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(root.real)], capture_output=True, text=True, timeout=60, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_forked_walk_yields_every_regular_file_under_its_exact_name(forked: dict[str, Any]) -> None:
+    assert forked["forked"]
+    assert len(forked["found"]) == len(set(forked["found"])) and set(forked["found"]) == EXPECTED
+    assert {"uploads/ads", "uploads/ads/sub", "uploads/ads/sub/deeper"} <= set(forked["folders"])
+    assert {"uploads/ads/link.webp", "uploads/ads/a-directory.webp"} <= set(forked["others"])
+
+
+def test_leaving_early_ends_and_reaps_the_child(forked: dict[str, Any]) -> None:
+    assert forked["early_pid"] != 0 and forked["reaped"]
 
 
 def test_with_other_threads_running_the_walk_stays_in_process_with_the_same_result(
@@ -72,12 +112,3 @@ def test_with_other_threads_running_the_walk_stays_in_process_with_the_same_resu
         assert walk._pid == 0
         assert walked(walk) == EXPECTED
     assert "uploads/ads/link.webp" in walk.record.others
-
-
-def test_leaving_early_ends_and_reaps_the_child(root: UploadsRoot) -> None:
-    with BackgroundWalk(root, ("uploads/ads",)) as walk:
-        pid = walk._pid
-    if pid == 0:
-        pytest.skip("an earlier test left a thread running, so the walk did not fork")
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
