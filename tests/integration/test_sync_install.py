@@ -22,6 +22,13 @@ def _seed(db: Database) -> None:
     db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
 
 
+def _ten_ads(db: Database) -> None:
+    db.execute(
+        "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
+        "FROM generate_series(1, 10) g"
+    )
+
+
 def _outbox(db: Database) -> list[tuple[object, ...]]:
     outbox.collect(db)
     return db.fetch_all(
@@ -80,10 +87,7 @@ def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -
     with Database(db_url) as db, Database(db_url) as other:
         _seed(db)
         install(db, Settings(database_url=db_url))
-        db.execute(
-            "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
-            "FROM generate_series(1, 10) g"
-        )
+        _ten_ads(db)
         outbox.collect(db)
         with outbox.claim(db, 4, 30) as mine, outbox.claim(other, 100, 30) as theirs:
             assert len(mine) == 4 and len(theirs) == 6
@@ -139,10 +143,7 @@ def test_concurrent_collectors_move_each_change_exactly_once(db_url: str) -> Non
     with Database(db_url) as db, Database(db_url) as other:
         _seed(db)
         install(db, Settings(database_url=db_url))
-        db.execute(
-            "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
-            "FROM generate_series(1, 10) g"
-        )
+        _ten_ads(db)
         db.execute("UPDATE ads SET slug = slug || 'x'")  # a second change to every row
         moved: list[int] = []
         with db.transaction():
