@@ -71,7 +71,8 @@ def run_backup(
     with repo.lock(exclusive=True), no_cyclic_gc():
         try:
             repo.clear_tmp()
-            return _take(repo, settings, url, root, progress, allow_missing_table)
+            with repo.writing_objects():
+                return _take(repo, settings, url, root, progress, allow_missing_table)
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
 

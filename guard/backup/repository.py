@@ -21,6 +21,8 @@ from guard.errors import GuardError, UnreachableError, UsageError
 MARKER = "guard-backup.json"
 MARKER_TEXT = '{"format": "guard-backup/1"}\n'
 MANIFEST = "manifest.json"
+UNSYNCED = "objects-unsynced"  # present while objects may have been written but not yet synced
+UNSYNCED_SLACK_NS = 2_000_000_000  # timestamp granularity and clock steps between marker and objects
 DUMP = "database.dump"
 BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
@@ -120,6 +122,37 @@ class Repository:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+
+    @contextmanager
+    def writing_objects(self) -> Iterator[int]:
+        """Mark the store as holding objects not yet known to be on disk, for the with-block.
+
+        Objects are renamed in without an fsync each (one per object would cost more than a whole
+        incremental backup); one os.sync() before publication makes them durable. An OS crash before
+        that sync can leave an object whose name and size reached the disk but whose data did not (a
+        file system that does not order data before metadata, such as ext4 without a journal), and
+        the store trusts an object by its size. So the marker is made durable before the first object
+        is written and removed after the sync; a marker still there means a writer died between the
+        two, and every object changed since it is re-hashed and, if wrong, removed to be written
+        again. Yields how many objects that check removed. Call only under the exclusive lock.
+        """
+        marker = self.root / UNSYNCED
+        removed = 0
+        try:
+            since = marker.stat().st_mtime_ns - UNSYNCED_SLACK_NS
+        except FileNotFoundError:
+            pass
+        else:
+            removed = ObjectStore(self.objects, self.tmp).remove_bad_since(since)
+        with open(marker, "wb") as handle:
+            os.fsync(handle.fileno())
+        fsync_path(self.root)
+        try:
+            yield removed
+        finally:
+            os.sync()  # whatever was written, failed run or not, is on disk before the marker goes
+            marker.unlink(missing_ok=True)
+            fsync_path(self.root)
 
     def staging(self, backup_id: str) -> Path:
         path = self.tmp / backup_id

@@ -209,6 +209,24 @@ class ObjectStore:
             return "content does not match its hash"
         return None
 
+    def remove_bad_since(self, since_ns: int) -> int:
+        """Re-hash every object whose inode changed at or after since_ns; remove the ones that do not
+        match their name. Return how many were removed."""
+        removed = 0
+        for prefix in os.scandir(self.objects):
+            if not prefix.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(prefix.path):
+                try:
+                    if entry.stat(follow_symlinks=False).st_ctime_ns < since_ns:
+                        continue
+                    if hash_file(entry.path) != entry.name:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
     def all_hashes(self) -> set[str]:
         found: set[str] = set()
         for prefix in os.scandir(self.objects):

@@ -12,7 +12,9 @@ from backup_support import World, make_world
 
 from guard.backup import run_backup, run_prune
 from guard.backup.faults import FAULT_ENV
-from guard.backup.repository import Repository
+from guard.backup.repository import UNSYNCED, Repository
+from guard.backup.store import hash_file
+from guard.backup.verify import verify_backup
 from guard.errors import UnreachableError
 
 pytestmark = pytest.mark.integration
@@ -96,3 +98,25 @@ def test_prune_never_removes_the_newest_verified_backup(world: World) -> None:
     assert pruned.newest_verified == older.id
     assert "newest verified" in pruned.kept[older.id]
     assert pruned.removed == []
+
+
+def test_objects_a_crash_may_have_left_unsynced_are_rehashed_and_written_again(world: World) -> None:
+    """A marker left behind (the writer died before its sync) makes the next backup distrust every
+    object changed since it: one whose data never reached the disk is removed and copied again."""
+    [picture] = distinct_files(world, "crash", 1)
+    first = run_backup(world.settings)
+    repo = repo_of(world)
+    assert not (repo.root / UNSYNCED).exists()  # removed once everything was synced
+    sha = next(f.sha256 for f in first.manifest.files if f.path == "uploads/ads/crash-0.webp")
+    # What an OS crash can leave: the marker, and an object with its name and size but other data.
+    (repo.root / UNSYNCED).touch()
+    stored = repo.objects / sha[:2] / sha
+    stored.chmod(0o644)
+    stored.write_bytes(b"\0" * picture.stat().st_size)
+
+    second = run_backup(world.settings)
+
+    assert not (repo.root / UNSYNCED).exists()
+    assert hash_file(stored) == sha  # copied again from the upload, not trusted by its size
+    assert verify_backup(repo, second.id, read_data=True).ok
+    assert verify_backup(repo, first.id, read_data=True).ok
