@@ -129,26 +129,13 @@ class Database:
             while batch := cur.fetchmany(size):
                 yield batch
 
-    def stream_values(
-        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 50000
-    ) -> Iterator[list[Any]]:
-        """Yield lists of a one-column query's values, with no tuple per row."""
-        with (
-            self._mapped_errors(),
-            self.connection.transaction(),
-            self.connection.cursor(name=f"guard_values_{id(self)}", row_factory=scalar_row) as cur,
-        ):
-            cur.execute(query, params)
-            while batch := cur.fetchmany(size):
-                yield batch
-
     def stream_column(
         self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 20000
     ) -> Iterator[Any]:
         """Yield a one-column query's values while the server is still sending them.
 
-        Unlike stream_values' FETCH round trips, the server never waits for us, so reading a million
-        values costs little more than the scan (psycopg reads `size` rows at a time with libpq >= 17).
+        Unlike a server-side cursor's FETCH round trips, the server never waits for us, so reading a
+        million values costs little more than the scan (psycopg reads `size` rows at a time with libpq >= 17).
         """
         with self._mapped_errors(), self.connection.cursor(row_factory=scalar_row) as cur:
             yield from cur.stream(query, params, size=size)

@@ -14,9 +14,9 @@ from guard import paths
 from guard.catalog import primary_key
 from guard.checks import files
 from guard.database import Database
-from guard.finding import Finding, FindingSink
+from guard.finding import Finding
 from guard.settings import Settings
-from guard.uploads import UploadsRoot
+from guard.uploads import UploadsRoot, WalkRecord
 
 ROW_KINDS = ("missing_file", "unsafe_path")
 PATH_KINDS = ("orphan_file",)
@@ -59,13 +59,16 @@ def check_rows(db: Database, settings: Settings, root: UploadsRoot, keys: Sequen
         col=sql.Identifier(settings.file_column),
         t=sql.Identifier(table),
     )
-    index = files.RefIndex()
-    sink = FindingSink(files.CHECK, None, ROW_KINDS)
-    for row_id, stored in db.fetch_all(query, (pk.bind(keys),)):
-        if not paths.is_blank(stored):
-            files.check_ref(files.FileRef(str(row_id), str(stored)), index, sink, table)
-    files.resolve_unmatched(root, index, sink, table)
-    return sink.kept
+    rows = db.fetch_all(query, (pk.bind(keys),))
+    # The sweep's judgement of stored paths no walk matched; with no walk, nothing is known absent.
+    stored_paths = {str(stored) for _, stored in rows if stored is not None}
+    bad = files.judge_unmatched(root, stored_paths, set(), WalkRecord()).bad
+    found = []
+    for row_id, stored in rows:
+        if stored in bad:
+            kind, message, path = bad[stored]
+            found.append(Finding(files.CHECK, kind, f"{table}:{row_id}", message, path=path))
+    return found
 
 
 def check_paths(

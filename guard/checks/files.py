@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,14 +30,6 @@ STORED_PATHS = "SELECT {col}::text FROM {t} WHERE {col} IS NOT NULL"
 ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s) ORDER BY {t}.{pk}"
 MISSING = "no regular file at the stored path"
 ESCAPES = "stored path resolves outside the uploads root; not opened"
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One row's stored path."""
-
-    row_id: str
-    path: str
 
 
 def run(ctx: CheckContext) -> CheckResult:
@@ -184,36 +175,6 @@ def report_bad_rows(db: Database, target: PathColumn, bad: dict[str, Flaw], sink
         sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
 
 
-class RefIndex:
-    """Safe stored paths by normalized spelling, with the ids of every row naming each."""
-
-    def __init__(self) -> None:
-        self.first: dict[str, str] = {}
-        self.more: dict[str, list[str]] = {}
-        self.rows = 0
-
-    def add(self, key: str, row_id: str) -> None:
-        self.rows += 1
-        if key in self.first:
-            self.more.setdefault(key, []).append(row_id)
-        else:
-            self.first[key] = row_id
-
-    def unmatched(self) -> Iterator[tuple[str, list[str]]]:
-        for key, first in self.first.items():
-            yield key, [first, *self.more.get(key, [])]
-
-
-def check_ref(ref: FileRef, index: RefIndex, sink: FindingSink, table: str) -> None:
-    """Report a path that is unsafe; index any other under its normal spelling."""
-    reason = paths.unsafe_reason(ref.path)
-    if reason is None:
-        index.add(paths.normalize(ref.path), ref.row_id)
-        return
-    message = f"stored path {reason}; not opened"
-    sink.add(Finding(CHECK, "unsafe_path", f"{table}:{ref.row_id}", message, path=ref.path))
-
-
 def old_unreferenced(
     root: UploadsRoot, unreferenced: set[str], claimed: set[str], grace: int
 ) -> tuple[list[str], int]:
@@ -242,20 +203,6 @@ def report_orphans(candidates: list[str], needed: set[str], sink: FindingSink) -
             continue
         shown = paths.json_safe(relpath)
         sink.add(Finding(CHECK, "orphan_file", f"file:{shown}", "no row refers to this file", path=shown))
-
-
-def resolve_unmatched(root: UploadsRoot, index: RefIndex, sink: FindingSink, table: str) -> set[str]:
-    """Resolve the paths the walk did not claim; return the in-root files they reach."""
-    needed: set[str] = set()
-    for key, row_ids in index.unmatched():
-        verdict, real = root.resolve(key)
-        if verdict == "ok" and real is not None:
-            needed.add(root.relative(real))
-            continue
-        kind, message, path = _path_flaw(verdict, key)
-        for row_id in row_ids:
-            sink.add(Finding(CHECK, kind, f"{table}:{row_id}", message, path=path))
-    return needed
 
 
 def _path_flaw(verdict: str, path: str) -> Flaw:
