@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,26 +214,26 @@ class ObjectStore:
         """Re-hash every object whose inode changed at or after since_ns; remove the ones that do not
         match their name. Return how many were removed."""
         removed = 0
-        for prefix in os.scandir(self.objects):
-            if not prefix.is_dir(follow_symlinks=False):
-                continue
-            for entry in os.scandir(prefix.path):
-                try:
-                    if entry.stat(follow_symlinks=False).st_ctime_ns < since_ns:
-                        continue
-                    if hash_file(entry.path) != entry.name:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
+        for entry in self._entries():
+            try:
+                if entry.stat(follow_symlinks=False).st_ctime_ns < since_ns:
                     continue
+                if hash_file(entry.path) != entry.name:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
         return removed
 
     def all_hashes(self) -> set[str]:
-        found: set[str] = set()
+        return {entry.name for entry in self._entries()}
+
+    def _entries(self) -> Iterator[os.DirEntry[str]]:
+        """Every entry under objects/<2 hex>/."""
         for prefix in os.scandir(self.objects):
             if prefix.is_dir(follow_symlinks=False):
-                found.update(e.name for e in os.scandir(prefix.path))
-        return found
+                with os.scandir(prefix.path) as entries:
+                    yield from entries
 
 
 def _read_small(fd: int) -> bytes | None:
