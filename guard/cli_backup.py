@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import EXIT_FINDINGS, EXIT_OK, UsageError
-from guard.finding import Finding
 from guard.paths import printable
 from guard.progress import terminal_progress
 from guard.settings import Settings
@@ -112,10 +111,7 @@ def _backup(settings: Settings, json_mode: bool) -> int:
 
     result = run_backup(settings, terminal_progress())
     counts = result.manifest.counts
-    findings = [
-        Finding("backup", "missing_at_backup", m.subject, m.reason, path=m.path)
-        for m in result.manifest.missing
-    ]
+    findings = result.findings()
     document = {
         "ok": result.ok,
         "id": result.id,

@@ -156,25 +156,22 @@ def run_maintenance(settings: Settings, action: str) -> Outcome:
     """
     kind = MAINTENANCE[action]
     found: list[Finding] = []
-    missing: list[Finding] | None = None
+    at_backup: list[Finding] | None = None
     try:
         from guard import backup  # built separately; imported only when a maintenance task runs
 
         runner: Callable[[Settings], Any] = getattr(backup, f"run_{action}")
         result = runner(settings)
         if action == "backup":
-            missing = [
-                Finding("backup", "missing_at_backup", m.subject, m.reason, path=m.path)
-                for m in result.manifest.missing
-            ]
+            at_backup = result.findings()
         elif not result.ok:
             found.append(_failure(kind, action, _why_not_ok(action, result)))
     except Exception as exc:  # any failure at all must surface as a finding, never vanish
         found.append(_failure(kind, action, f"{type(exc).__name__}: {exc}"))
     with _database(settings) as db, db.transaction():
         changes = store.reconcile(db, Scope("backup", (kind,), (action,)), found)
-        if missing is not None:
-            changes += store.reconcile(db, Scope("backup", ("missing_at_backup",)), missing)
+        if at_backup is not None:
+            changes += store.reconcile(db, Scope("backup", (backup.MISSING_AT_BACKUP,)), at_backup)
     return Outcome(changes, failure=found[0].message if found else None)
 
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from guard.backup.builder import BackupResult, run_backup
+from guard.backup.builder import MISSING_AT_BACKUP, BackupResult, run_backup
 from guard.backup.drill import DrillResult, run_drill
 from guard.backup.prune import PruneResult, run_prune
 
-__all__ = ["BackupResult", "DrillResult", "PruneResult", "run_backup", "run_drill", "run_prune"]
+__all__ = [
+    "MISSING_AT_BACKUP",
+    "BackupResult",
+    "DrillResult",
+    "PruneResult",
+    "run_backup",
+    "run_drill",
+    "run_prune",
+]

@@ -28,6 +28,7 @@ from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
 from guard.backup.walk import Previous, Walked, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
+from guard.finding import Finding
 from guard.gcpause import no_cyclic_gc
 from guard.progress import ProgressFactory, no_progress
 from guard.settings import Settings
@@ -35,6 +36,9 @@ from guard.uploads import UploadsRoot
 
 GONE = ("no regular file at the stored path at backup time", ABSENT)
 SCOPE = "every file the snapshot's rows refer to, plus every regular file under scan_dirs"
+
+
+MISSING_AT_BACKUP = "missing_at_backup"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class BackupResult:
     @property
     def ok(self) -> bool:
         return not self.missing
+
+    def findings(self) -> list[Finding]:
+        """One `missing_at_backup` finding per referenced path the snapshot could not include."""
+        return [
+            Finding("backup", MISSING_AT_BACKUP, m.subject, m.reason, path=m.path)
+            for m in self.manifest.missing
+        ]
 
 
 def require_backup_dir(settings: Settings) -> Path:
