@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,9 +142,13 @@ def _capture(
     with open_snapshot(url) as snapshot:
         dump = snapshot.start_dump(dump_path)
         try:
-            facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
-            walked, extra, missing = collect_uploads(
-                root, settings.scan_dirs, facts, store, previous, progress
+            walked, extra, missing, facts = collect_uploads(
+                root,
+                settings.scan_dirs,
+                lambda: snapshot.facts(settings, allow_missing_table=allow_missing_table),
+                store,
+                previous,
+                progress,
             )
         except BaseException:
             dump.kill()
@@ -183,25 +188,28 @@ def _capture(
 def collect_uploads(
     root: UploadsRoot,
     scan_dirs: tuple[str, ...],
-    facts: SnapshotFacts,
+    read_facts: Callable[[], SnapshotFacts],
     store: ObjectStore,
     previous: Previous,
     progress: ProgressFactory = no_progress,
-) -> tuple[Walked, list[FileEntry], list[MissingRef]]:
+) -> tuple[Walked, list[FileEntry], list[MissingRef], SnapshotFacts]:
     """Back up the scanned folders, then every referenced path the walk did not cover.
 
-    Returns the walk (folder lists), the referenced files outside it, and what could not be included.
+    read_facts() reads the snapshot's facts (the referenced paths among them); a big folder's walk
+    calls it while its worker is statting, so reading a million paths costs no wall time of its own.
+    Returns the walk (folder lists), the referenced files outside it, what could not be included, and
+    the facts.
     """
     # A walked path is already in normal form when every scan dir is: a ref spelled exactly as a walked
     # path and free of what makes a path unsafe (backslash, `..`) needs nothing more. Set work only,
     # and for a big folder done while its walk worker is still statting.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
-    narrowed = _Narrowed(facts.refs)
+    narrowed = _Narrowed(read_facts)
     walked = walk(root, scan_dirs, store, previous, progress, narrowed.narrow if exact else None)
-    listed = walked.paths
+    facts = narrowed.load()
     refs = narrowed.refs
     if exact:
-        refs = narrowed.finish(listed, walked.odd, walked.dropped)
+        refs = narrowed.finish(walked)
     extra: dict[str, FileEntry] = {}
     missing: list[MissingRef] = []
     absent = _Absent(root)
@@ -215,7 +223,7 @@ def collect_uploads(
             )
             continue
         key = paths.normalize(stored)
-        if key in extra or key in listed:
+        if key in extra or walked.contains(key):
             continue
         if absent.certain(key):
             missing.append(MissingRef(facts.subject(row_id), key, *GONE))
@@ -226,25 +234,45 @@ def collect_uploads(
         else:
             missing.append(MissingRef(facts.subject(row_id), key, *found))
     missing.sort(key=lambda m: (m.path, m.subject))  # not the order rows came in: the same however walked
-    return walked, sorted(extra.values()), missing
+    return walked, sorted(extra.values()), missing, facts
 
 
 class _Narrowed:
     """The referenced paths still to check, narrowed by each set of walked paths as it comes."""
 
-    def __init__(self, refs: list[tuple[str | None, str | None]]) -> None:
-        self.all = refs
-        self.refs = refs
+    def __init__(self, read_facts: Callable[[], SnapshotFacts]) -> None:
+        self._read_facts = read_facts
+        self._facts: SnapshotFacts | None = None
+        self.all: list[tuple[str | None, str | None]] = []
+        self.refs: list[tuple[str | None, str | None]] = []
 
-    def narrow(self, listed: set[str], odd: set[str]) -> None:
-        """Drop the refs spelled exactly as one of these listed paths, unless odd (checked fully)."""
-        self.refs = [r for r in self.refs if r[1] not in listed or r[0] is None or r[1] in odd]
+    def load(self) -> SnapshotFacts:
+        """Read the facts the first time they are needed."""
+        if self._facts is None:
+            self._facts = self._read_facts()
+            self.all = self.refs = self._facts.refs
+        return self._facts
 
-    def finish(
-        self, listed: set[str], odd: set[str], dropped: set[str]
-    ) -> list[tuple[str | None, str | None]]:
+    def narrow(self, folder: str, names: set[str], odd: set[str]) -> None:
+        """Drop the refs spelled exactly as folder/<one of names>, unless odd (checked fully)."""
+        self.load()
+        prefix = f"{folder}/"
+        cut = len(prefix)
+        self.refs = [
+            r
+            for r in self.refs
+            if r[0] is None
+            or (p := r[1]) is None
+            or not (p.startswith(prefix) and p[cut:] in names)  # a name holds no "/": exact
+            or p in odd
+        ]
+
+    def finish(self, walked: Walked) -> list[tuple[str | None, str | None]]:
         """Narrow by everything walked; a ref to a path narrowed away but then dropped is kept."""
-        self.narrow(listed, odd)
+        odd, dropped = walked.odd, walked.dropped
+        self.refs = [
+            r for r in self.refs if r[0] is None or r[1] is None or not walked.contains(r[1]) or r[1] in odd
+        ]
         if dropped:  # exactly those narrow() took away: the odd ones it kept are still here
             self.refs += [r for r in self.all if r[1] in dropped and r[0] is not None and r[1] not in odd]
         return self.refs

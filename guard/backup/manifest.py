@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
+from guard.backup import statpage
 from guard.errors import GuardError
 
 FORMAT = "guard-backup/3"  # files in content-addressed folder lists, checksum over the body's bytes
@@ -86,9 +87,16 @@ class FolderRef(NamedTuple):
 def stat_digest(rows: list[tuple[str, int, int, int, int]]) -> str:
     """Hash a page's stat listing: (name, size, mtime_ns, ctime_ns, inode) per file, in name order.
 
-    marshal format 2 has no back-references, so equal values always give equal bytes.
+    The walk computes the same digest from packed stat bytes (guard.backup.statpage).
     """
-    return "m2:" + hashlib.sha256(marshal.dumps(rows, 2)).hexdigest()
+    return statpage.rows_digest(rows)
+
+
+def stat_digest_matches(rows: list[tuple[str, int, int, int, int]], stated: str) -> bool:
+    """Whether rows hash to a page's recorded digest, in whichever form it was recorded."""
+    if stated.startswith("m2:"):  # before statpage: marshal format 2, which has no back-references
+        return stated == "m2:" + hashlib.sha256(marshal.dumps(rows, 2)).hexdigest()
+    return stated == stat_digest(rows)
 
 
 def page_bytes(folder: str, rows: list[tuple[Any, ...]]) -> bytes:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.backup import pgtools
-from guard.backup.manifest import Manifest, ManifestError, stat_digest
+from guard.backup.manifest import Manifest, ManifestError, stat_digest_matches
 from guard.backup.repository import Repository
 from guard.backup.store import ObjectStore, hash_file
 from guard.errors import GuardError
@@ -100,7 +100,7 @@ def _check_objects(
                 continue
             if read_data and page.stat_digest is not None:
                 listing = [(r[0], r[2], r[3], r[4], r[5]) for r in rows]
-                if stat_digest(listing) != page.stat_digest:
+                if not stat_digest_matches(listing, page.stat_digest):
                     problems.add(f"folder list {page.sha256} ({printable(folder.path)}): stat digest differs")
             for r in rows:
                 if r[1] not in distinct:

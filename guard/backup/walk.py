@@ -17,8 +17,8 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from zlib import crc32
 
+from guard.backup import statpage
 from guard.backup.manifest import (
     FileEntry,
     FolderRef,
@@ -28,6 +28,7 @@ from guard.backup.manifest import (
     page_bytes,
     stat_digest,
 )
+from guard.backup.statpage import StatRow
 from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError
 from guard.progress import ProgressFactory
@@ -37,8 +38,7 @@ PARALLEL_MIN = 20_000  # files in a folder before it is worth forking a second p
 RUN_BUCKETS = 16  # buckets a process takes from the shared queue at a time (at least)
 QUEUE_RUNS = 1024  # runs in the queue at most: 4 KiB, less than a pipe holds
 PAGE_TARGET = 32  # files per page on average; small, so a 1% change spread evenly leaves most alone
-StatRow = tuple[str, int, int, int, int]  # name, size, mtime_ns, ctime_ns, inode
-Meanwhile = Callable[[set[str], set[str]], None]  # (a big folder's listed paths, its odd ones)
+Meanwhile = Callable[[str, set[str], set[str]], None]  # a big folder: (its path, listed names, odd paths)
 
 
 def bucket_count(files: int) -> int:
@@ -85,14 +85,20 @@ class Previous:
 
 @dataclass
 class Walked:
-    """The walk's folder lists, the root-relative path of every file they list, and totals."""
+    """The walk's folder lists, the name of every file they list by folder, and totals."""
 
     folders: list[FolderRef] = field(default_factory=list)
-    paths: set[str] = field(default_factory=set)
+    listed: dict[str, set[str]] = field(default_factory=dict)  # folder (root-relative) -> file names
     odd: set[str] = field(default_factory=set)  # listed paths with a backslash or `..` in a name
     dropped: set[str] = field(default_factory=set)  # paths meanwhile() saw that the walk did not list
     files: int = 0
     bytes: int = 0
+
+    def contains(self, path: str) -> bool:
+        """Whether a root-relative path, spelled exactly, is a file the walk listed."""
+        folder, _, name = path.rpartition("/")
+        names = self.listed.get(folder)
+        return names is not None and name in names
 
 
 @dataclass
@@ -115,10 +121,10 @@ def walk(
 ) -> Walked:
     """List every regular file under scan_dirs (symlinks and symlinked folders are not followed).
 
-    meanwhile(paths, odd), when given, is called with a big folder's listed paths while its worker
-    process is still statting, so the caller's own set work runs on the core the walk leaves idle.
-    It may see a few paths the walk later drops (gone, or not regular files); those end up in
-    walked.dropped.
+    meanwhile(folder, names, odd), when given, is called with a big folder's listed names while its
+    worker process is still statting, so the caller's own set work runs on the core the walk leaves
+    idle. It may see a few names the walk later drops (gone, or not regular files); those end up in
+    walked.dropped as paths.
     """
     walked = Walked()
     bar = progress("files", None)
@@ -165,12 +171,7 @@ def _folder(
     listing = _Listing(rel, names)
     try:
         buckets = bucket_count(len(names))
-        groups: list[list[str]] = [names] if buckets == 1 else [[] for _ in range(buckets)]
-        if buckets > 1:
-            mask = buckets - 1
-            add = [g.append for g in groups]
-            for name, code in zip(names, map(crc32, _encoded(names)), strict=True):
-                add[code & mask](name)
+        groups = [names] if buckets == 1 else statpage.group(names, buckets)
         job = _Job(current, rel, buckets, groups, fd, store, previous)
         if len(names) >= PARALLEL_MIN:
             shares = _in_parallel(job, listing, meanwhile)
@@ -186,46 +187,34 @@ def _folder(
         walked.folders.append(FolderRef(rel, buckets, tuple(pages)))
         walked.files += sum(p.files for p in pages)
         walked.bytes += sum(p.bytes for p in pages)
-        listed = listing.paths()
-        listed.difference_update(gone)
-        if walked.paths:
-            walked.paths |= listed
-        else:
-            walked.paths = listed  # the common case, one big folder: no copy of a million paths
+        listed = listing.names_set()
+        listed.difference_update(n for share in shares for n in share.unlisted + share.folders)
+        walked.listed[rel] = listed
         walked.odd |= listing.odd()
     return [n for share in shares for n in share.folders]
 
 
 class _Listing:
-    """A folder's listed names as root-relative paths, built once, whichever process step needs them."""
+    """A folder's listed names as a set, built once, whichever process step needs it."""
 
     def __init__(self, rel: str, names: list[str]) -> None:
+        self.rel = rel
         self.prefix = f"{rel}/"
         self.names = names
-        self.shown = False  # whether meanwhile() saw these paths before the walk dropped any
-        self._paths: set[str] | None = None
+        self.shown = False  # whether meanwhile() saw these names before the walk dropped any
+        self._set: set[str] | None = None
         self._odd: set[str] | None = None
 
-    def paths(self) -> set[str]:
-        if self._paths is None:
-            prefix = self.prefix
-            self._paths = {prefix + n for n in self.names}
-        return self._paths
+    def names_set(self) -> set[str]:
+        if self._set is None:
+            self._set = set(self.names)
+        return self._set
 
     def odd(self) -> set[str]:
         """Listed paths with a backslash or `..` in the name: a stored path equal to one is checked fully."""
         if self._odd is None:
             self._odd = {self.prefix + n for n in self.names if "\\" in n or ".." in n}
         return self._odd
-
-
-def _encoded(names: list[str]) -> list[bytes]:
-    """Each name's bytes as the file system has them, in two bulk calls instead of one call per name.
-
-    Names cannot hold a NUL, and surrogateescape encodes character by character, so splitting the
-    encoded join gives exactly each name's own encoding.
-    """
-    return "\0".join(names).encode("utf-8", "surrogateescape").split(b"\0")
 
 
 def _in_parallel(job: _Job, listing: _Listing, meanwhile: Meanwhile | None) -> list[_Share]:
@@ -245,7 +234,7 @@ def _in_parallel(job: _Job, listing: _Listing, meanwhile: Meanwhile | None) -> l
         try:
             if meanwhile is not None:
                 listing.shown = True
-                meanwhile(listing.paths(), listing.odd())
+                meanwhile(listing.rel, listing.names_set(), listing.odd())
             shares = [job.run(_taken(queue, job.buckets))]
         finally:
             result = _collect(pid, read_end)
@@ -341,12 +330,21 @@ class _Job:
             if not group:
                 continue
             group.sort()
-            rows = _stat_rows(group, self.fd, share)
-            if not rows:
-                continue
             page = old_pages.get(bucket)
-            if page is None or page.stat_digest != stat_digest(rows) or not store.has(page.sha256, page.size):
+            blob = statpage.names_blob(group)
+            packed = statpage.stat_blob(self.fd, blob)
+            if packed is not None:  # all regular files, as in nearly every page: no object per file yet
+                digest = statpage.digest(blob, packed)
+                rows = None
+            else:
+                rows = _stat_rows(group, self.fd, share)
+                if not rows:
+                    continue
+                digest = stat_digest(rows)
+            if page is None or page.stat_digest != digest or not store.has(page.sha256, page.size):
                 prior = _prior(self.previous, old, page, same_shape)
+                if rows is None:
+                    rows = statpage.rows(group, packed or b"")
                 page = _new_page(self, bucket, rows, prior, share)
             if page is not None:
                 share.pages.append(page)
