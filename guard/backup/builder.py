@@ -108,6 +108,7 @@ def _take(
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
     except BaseException:
+        repo.store.abandon()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     crash_point("published")
@@ -136,7 +137,7 @@ def _capture(
     progress: ProgressFactory,
     allow_missing_table: bool,
 ) -> Manifest:
-    store = ObjectStore(repo.objects, repo.tmp)
+    store = repo.store
     previous = _previous(repo)
     dump_path = staging / DUMP
     with open_snapshot(url) as snapshot:
@@ -154,6 +155,7 @@ def _capture(
             dump.kill()
             dump.wait()
             raise
+        store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
         pgtools.finish_dump(dump)  # the snapshot stays held until pg_dump is done with it
     crash_point("dump")
     dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from guard import paths
 from guard.backup.manifest import FileEntry
-from guard.backup.store import CHUNK, ObjectStore
+from guard.backup.store import ObjectStore
 
 PLACED, PRESENT = "placed", "present"
 
@@ -45,23 +45,21 @@ class Placer:
         return True
 
     def _write(self, entry: FileEntry, dest: Path) -> str:
-        source = self.store.path(entry.sha256)
         temp = dest.parent / f".guard-restore-{secrets.token_hex(6)}"
         digest = hashlib.sha256()
         try:
-            src = os.open(source, os.O_RDONLY)
+            chunks = self.store.chunks(entry.sha256)
         except FileNotFoundError:
             return f"object {entry.sha256} is missing from the backup"
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                while chunk := os.read(src, CHUNK):
-                    digest.update(chunk)
-                    os.write(out, chunk)
-            finally:
-                os.close(out)
+            for chunk in chunks:
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
         finally:
-            os.close(src)
+            os.close(out)
         if digest.hexdigest() != entry.sha256:
             temp.unlink()
             return f"object {entry.sha256} is corrupt (its content does not match its hash)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from guard.backup.builder import require_backup_dir
 from guard.backup.policy import Policy, keep
 from guard.backup.repository import Repository
-from guard.backup.store import ObjectStore
 from guard.backup.verify import verify_backup
 from guard.errors import GuardError, UsageError
 from guard.settings import Settings
@@ -96,11 +94,5 @@ def _collect_garbage(repo: Repository, remaining: list[str]) -> tuple[int, int, 
             needed.update(f.sha256 for f in manifest.files)  # reads every folder list: all must be whole
         except GuardError as exc:
             return 0, 0, [f"kept every object: {exc}"]
-    store = ObjectStore(repo.objects, repo.tmp)
-    removed = freed = 0
-    for sha in store.all_hashes() - needed:
-        path = store.path(sha)
-        freed += path.stat().st_size
-        os.unlink(path)
-        removed += 1
+    removed, freed = repo.store.collect_garbage(needed)
     return removed, freed, []

@@ -10,7 +10,6 @@ from guard.backup.manifest import FileEntry
 from guard.backup.placement import PLACED, PRESENT, Placer
 from guard.backup.repository import Repository
 from guard.backup.restore import LOCK_WAIT_S
-from guard.backup.store import ObjectStore
 from guard.checks import CheckContext
 from guard.checks import files as files_check
 from guard.errors import GuardError
@@ -45,7 +44,7 @@ def restore_missing(settings: Settings) -> list[Recovered]:
     if not missing:
         return []
     repo = Repository.open(require_backup_dir(settings), create=False)
-    placer = Placer(ObjectStore(repo.objects, repo.tmp), settings.require_uploads_root())
+    placer = Placer(repo.store, settings.require_uploads_root())
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
         wanted = {path for _, path in missing}
         sources = _newest_sources(repo, wanted)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from guard.backup import packs
 from guard.backup.manifest import Manifest, ManifestError, parse
 from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError, UsageError
@@ -59,15 +60,25 @@ def unwritable(path: Path, exc: OSError) -> UnreachableError:
 
 
 class Repository:
-    """BACKUP_DIR: objects/ (content-addressed files), backups/<id>/ (published), tmp/ (in progress)."""
+    """BACKUP_DIR: objects/ and packs/ (the content-addressed store), backups/<id>/ (published), tmp/
+    (in progress)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.objects = root / "objects"
+        self.packs = root / "packs"
         self.backups = root / "backups"
         self.tmp = root / "tmp"
         self.restores = root / "restores"
         self.drill_log = root / "drills.jsonl"
+        self._store: ObjectStore | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store, one per Repository, so its pack index is read once."""
+        if self._store is None:
+            self._store = ObjectStore(self.objects, self.tmp, self.packs)
+        return self._store
 
     @classmethod
     def open(cls, root: Path, *, create: bool) -> Repository:
@@ -80,7 +91,7 @@ class Repository:
                     if any(p.name != "lock" for p in root.iterdir()):
                         raise UsageError(f"BACKUP_DIR {root} is not empty and not a guard backup folder")
                     (root / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-                for folder in (repo.objects, repo.backups, repo.tmp):
+                for folder in (repo.objects, repo.packs, repo.backups, repo.tmp):
                     folder.mkdir(exist_ok=True)
             elif not (root / MARKER).is_file():
                 raise UnreachableError(f"no guard backup repository at {root}")
@@ -117,6 +128,7 @@ class Repository:
 
     def clear_tmp(self) -> None:
         """Remove what killed runs left behind; call only under the exclusive lock."""
+        packs.remove_unindexed(self.packs)
         for leftover in self.tmp.iterdir():
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -143,7 +155,7 @@ class Repository:
         except FileNotFoundError:
             pass
         else:
-            removed = ObjectStore(self.objects, self.tmp).remove_bad_since(since)
+            removed = self.store.remove_bad_since(since)
         with open(marker, "wb") as handle:
             os.fsync(handle.fileno())
         fsync_path(self.root)
@@ -189,7 +201,7 @@ class Repository:
             raise ManifestError(f"backup {backup_id} not found in {self.root}") from None
         except OSError as exc:
             raise UnreachableError(f"cannot read {path}: {exc.strerror}") from None
-        return parse(data, f"backup {backup_id}", ObjectStore(self.objects, self.tmp).read_list)
+        return parse(data, f"backup {backup_id}", self.store.read_list)
 
     def manifests(self) -> Iterator[tuple[str, Manifest | ManifestError]]:
         """Yield every published backup, oldest first, with its manifest or why it cannot be read."""

@@ -15,7 +15,6 @@ from guard.backup import pgtools
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.placement import PLACED, Placer
 from guard.backup.repository import Repository, check_backup_id
-from guard.backup.store import ObjectStore
 from guard.backup.verify import verify_backup
 from guard.checks import CheckContext, registry
 from guard.database import Database
@@ -192,7 +191,7 @@ def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
 def _place_all(repo: Repository, backup_id: str, folder: Path, progress: ProgressFactory) -> tuple[int, int]:
     manifest = repo.load(backup_id)
     folder.mkdir(parents=True, exist_ok=True)
-    placer = Placer(ObjectStore(repo.objects, repo.tmp), folder)
+    placer = Placer(repo.store, folder)
     bar = progress("restore", len(manifest.files))
     for entry in manifest.files:
         bar.advance()

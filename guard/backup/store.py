@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.backup import packs
 from guard.backup.faults import ObjectFaults
 from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
@@ -50,19 +51,68 @@ def cached_entry(previous: FileEntry | None, path: str, key: StatKey) -> FileEnt
 
 
 class ObjectStore:
-    """objects/<2 hex>/<sha256>: each distinct content stored once, written under tmp/ and renamed in."""
+    """Each distinct content stored once under its SHA-256: packed when small, else a loose file.
 
-    def __init__(self, objects: Path, tmp: Path) -> None:
+    An upload of up to SMALL bytes and every folder list go into a pack (guard.backup.packs); a
+    bigger upload is objects/<2 hex>/<sha256>, written under tmp/ and renamed in. Loose objects of
+    any size written by earlier versions are read and kept as they are.
+    """
+
+    def __init__(self, objects: Path, tmp: Path, packs_dir: Path | None = None) -> None:
         self.objects = objects
         self.tmp = tmp
+        self.packs = packs_dir or objects.parent / "packs"
         self.faults = ObjectFaults()
         self.files_read = 0
         self.new_objects = 0
         self.new_bytes = 0
         self.lists_written = 0
+        self.sealed: list[str] = []  # packs this store wrote, in order
         self._dirs: set[str] = set()
         self._objects = str(objects)  # the hot paths below use plain strings: no Path per object
         self._tmp = str(tmp)
+        self._index: dict[str, packs.Where] | None = None
+        self._writer = packs.PackWriter(self.packs, tmp)
+
+    @property
+    def index(self) -> dict[str, packs.Where]:
+        """Every packed object by SHA-256 (read from the pack indexes once, kept up to date)."""
+        if self._index is None:
+            self._index = packs.load(self.packs)
+        return self._index
+
+    def reload(self) -> None:
+        """Forget the pack index read so far: read it again from packs/ when next needed."""
+        self._index = None
+
+    def flush(self) -> None:
+        """Seal the pack being written, if any: its objects are then in packs/, each re-hashed."""
+        sealed = self._writer.seal()
+        if sealed is not None:
+            name, where = sealed
+            self.index.update(where)
+            self.sealed.append(name)
+
+    def abandon(self) -> None:
+        """Drop the pack being written (the backup failed) and forget the objects in it."""
+        pending = self._writer.pending
+        self._writer.abandon()
+        if self._index is not None:
+            self._index = {s: w for s, w in self._index.items() if w.file != pending}
+
+    def adopt(self, names: list[str]) -> None:
+        """Know the objects of packs another process (a walk worker) sealed."""
+        for name in names:
+            entries = packs.read_index(self.packs / f"{name}.idx") or []
+            file = str(self.packs / f"{name}.pack")
+            self.index.update((s, packs.Where(file, o, n)) for s, o, n in entries)
+            self.sealed.append(name)
+
+    def _pack_in(self, sha: str, data: bytes) -> None:
+        self.faults.before_write()
+        self.index[sha] = self._writer.append(sha, data)
+        if self._writer.full:
+            self.flush()
 
     def path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
@@ -107,7 +157,10 @@ class ObjectStore:
             return self._copy_in(fd)
         sha = hashlib.sha256(data).hexdigest()
         if not self.has(sha, len(data)):
-            self._place(self._write_temp("object", data), sha, len(data))
+            self._pack_in(sha, data)
+            self.new_objects += 1
+            self.new_bytes += len(data)
+            self.faults.after_write()
         return sha, len(data)
 
     def _copy_in(self, fd: int) -> tuple[str, int]:
@@ -126,19 +179,6 @@ class ObjectStore:
         sha = digest.hexdigest()
         self._place(temp, sha, size)
         return sha, size
-
-    def _write_temp(self, prefix: str, data: bytes) -> str:
-        """Write bytes to a new file under tmp/ (not yet in the store)."""
-        temp = self._temp_name(prefix)
-        self.faults.before_write()
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
-        return temp
 
     def _place(self, temp: str, sha: str, size: int) -> None:
         """Rename a verified copy into place, unless an intact object with that hash is already there."""
@@ -165,7 +205,7 @@ class ObjectStore:
         sha = hashlib.sha256(data).hexdigest()
         if self.has(sha, len(data)):
             return sha, len(data)
-        self._rename_in(self._write_temp("list", data), sha)
+        self._pack_in(sha, data)
         self.lists_written += 1
         self.faults.after_write()
         return sha, len(data)
@@ -179,16 +219,33 @@ class ObjectStore:
 
     def has(self, sha256: str, size: int) -> bool:
         """True when an object of that hash and size is present (its content is not read)."""
+        where = self.index.get(sha256)
+        if where is not None:
+            return where.size == size
         try:
             return os.stat(self._where(sha256)).st_size == size
         except OSError:
             return False
 
+    def read(self, sha256: str) -> bytes:
+        """An object's bytes, not yet checked against its hash; FileNotFoundError when it is absent."""
+        where = self.index.get(sha256)
+        if where is not None:
+            return packs.read(where)
+        with open(self._where(sha256), "rb") as handle:
+            return handle.read()
+
+    def chunks(self, sha256: str) -> Iterator[bytes]:
+        """An object's bytes in chunks, not yet checked; FileNotFoundError (at once) when it is absent."""
+        where = self.index.get(sha256)
+        if where is not None:
+            return iter((packs.read(where),))
+        return _file_chunks(os.open(self._where(sha256), os.O_RDONLY))
+
     def read_list(self, sha256: str, size: int) -> bytes:
         """Return a folder list's bytes after checking them against its hash; ManifestError if not."""
         try:
-            with open(self._where(sha256), "rb") as handle:
-                data = handle.read()
+            data = self.read(sha256)
         except FileNotFoundError:
             raise ManifestError(f"folder list object {sha256} is missing") from None
         except OSError as exc:
@@ -199,20 +256,30 @@ class ObjectStore:
 
     def check(self, sha256: str, size: int, *, read_data: bool) -> str | None:
         """Return what is wrong with an object (missing, wrong size, wrong hash) or None."""
-        path = self.path(sha256)
-        try:
-            actual = path.stat().st_size
-        except FileNotFoundError:
-            return "missing"
+        where = self.index.get(sha256)
+        if where is not None:
+            actual = where.size
+        else:
+            try:
+                actual = self.path(sha256).stat().st_size
+            except FileNotFoundError:
+                return "missing"
         if actual != size:
             return f"size {actual}, expected {size}"
-        if read_data and hash_file(path) != sha256:
-            return "content does not match its hash"
+        if read_data:
+            digest = hashlib.sha256()
+            try:
+                for chunk in self.chunks(sha256):
+                    digest.update(chunk)
+            except FileNotFoundError:
+                return "missing"
+            if digest.hexdigest() != sha256:
+                return "content does not match its hash"
         return None
 
     def remove_bad_since(self, since_ns: int) -> int:
-        """Re-hash every object whose inode changed at or after since_ns; remove the ones that do not
-        match their name. Return how many were removed."""
+        """Re-hash every object and pack changed at or after since_ns; remove the ones that do not
+        match their names. Return how many objects were removed."""
         removed = 0
         for entry in self._entries():
             try:
@@ -223,10 +290,46 @@ class ObjectStore:
                     removed += 1
             except FileNotFoundError:
                 continue
+        for name in packs.pack_names(self.packs):
+            files = (self.packs / f"{name}.pack", self.packs / f"{name}.idx")
+            try:
+                changed = max(f.stat().st_ctime_ns for f in files) >= since_ns
+            except FileNotFoundError:
+                changed = True
+            if changed:
+                removed += packs.drop_bad(self.packs, name)
+        self._index = None
         return removed
 
-    def all_hashes(self) -> set[str]:
-        return {entry.name for entry in self._entries()}
+    def collect_garbage(self, needed: set[str]) -> tuple[int, int]:
+        """Remove every object not in needed: loose files, and packed ones by writing their pack's
+        other objects into a new pack (made durable first). Return (objects removed, bytes freed)."""
+        removed = freed = 0
+        for entry in list(self._entries()):
+            if entry.name not in needed:
+                freed += entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+                removed += 1
+        writer = packs.PackWriter(self.packs, self.tmp, sync=True)
+        for name in packs.pack_names(self.packs):
+            entries = packs.read_index(self.packs / f"{name}.idx")
+            if entries is None:
+                continue  # unreadable: it names nothing, and verify reports what is missing
+            dead = [e for e in entries if e[0] not in needed]
+            if not dead:
+                continue
+            live = [e for e in entries if e[0] in needed]
+            if live:
+                data = (self.packs / f"{name}.pack").read_bytes()
+                for sha, offset, size in live:
+                    writer.append(sha, data[offset : offset + size])
+                writer.seal()
+                _fsync_dir(self.packs)
+            packs.remove(self.packs, name)
+            removed += len(dead)
+            freed += sum(size for _, _, size in dead)
+        self._index = None
+        return removed, freed
 
     def _entries(self) -> Iterator[os.DirEntry[str]]:
         """Every entry under objects/<2 hex>/."""
@@ -246,6 +349,22 @@ def _read_small(fd: int) -> bytes | None:
         if size > SMALL:
             return None
     return b"".join(chunks)
+
+
+def _file_chunks(fd: int) -> Iterator[bytes]:
+    try:
+        while chunk := os.read(fd, CHUNK):
+            yield chunk
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def hash_file(path: str | Path) -> str:

@@ -63,7 +63,7 @@ def verify_backup(
         problems.add(str(exc))
         return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
     _check_dump(repo, manifest, problems)
-    objects = _check_objects(ObjectStore(repo.objects, repo.tmp), manifest, read_data, problems, progress)
+    objects = _check_objects(repo.store, manifest, read_data, problems, progress)
     return VerifyResult(backup_id, problems.count, tuple(problems.examples), objects, read_data)
 
 

@@ -108,6 +108,7 @@ class _Share:
     pages: list[PageRef] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)  # listed names that are not in a page
     folders: list[str] = field(default_factory=list)  # sub-folder names (by lstat, not followed)
+    packs: list[str] = field(default_factory=list)  # packs a worker sealed
     counts: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
@@ -223,6 +224,7 @@ def _in_parallel(job: _Job, listing: _Listing, meanwhile: Meanwhile | None) -> l
     The queue is a pipe filled before the fork, so whichever process is free takes the next run and
     neither waits for the other: this one first does its set work (meanwhile), then joins in.
     """
+    job.store.flush()  # a pack being written is this process's: the worker starts its own
     queue = _queue(job.buckets)
     try:
         read_end, write_end = os.pipe()
@@ -243,6 +245,7 @@ def _in_parallel(job: _Job, listing: _Listing, meanwhile: Meanwhile | None) -> l
     if isinstance(result, BaseException):
         raise result
     job.store.add_counts(result.counts)  # the worker wrote with its own copy of the store
+    job.store.adopt(result.packs)
     shares.append(result)
     return shares
 
@@ -276,8 +279,13 @@ def _taken(queue: int, buckets: int) -> Iterator[int]:
 def _worker(job: _Job, buckets: Iterable[int], out: int) -> None:
     try:
         try:
-            payload = pickle.dumps(job.run(buckets))
+            before = len(job.store.sealed)
+            share = job.run(buckets)
+            job.store.flush()
+            share.packs = job.store.sealed[before:]
+            payload = pickle.dumps(share)
         except BaseException as exc:  # carried back and raised in the parent
+            job.store.abandon()
             try:
                 payload = pickle.dumps(exc)
             except Exception:

@@ -14,6 +14,8 @@ from psycopg import sql
 
 from examples.thulobazaar.world import build_world
 from guard import server
+from guard.backup import packs
+from guard.backup.repository import Repository
 from guard.settings import Settings
 
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -69,3 +71,48 @@ def table_checksums(url: str) -> dict[str, str]:
 def drop_database(name: str) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
         conn.execute(server.drop_database(name))
+
+
+def _located(repo: Repository, sha: str) -> tuple[Path, int, int]:
+    """Where an object's bytes are: (file, offset, size), packed or loose."""
+    repo.store.reload()
+    where = repo.store.index.get(sha)
+    if where is not None:
+        return Path(where.file), where.offset, where.size
+    path = repo.objects / sha[:2] / sha
+    return path, 0, path.stat().st_size
+
+
+def corrupt_object(repo: Repository, sha: str) -> None:
+    """Overwrite an object's bytes in place with as many others: only re-hashing can tell."""
+    path, offset, size = _located(repo, sha)
+    path.chmod(0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        flipped = bytes(b ^ 0xFF for b in handle.read(size))
+        handle.seek(offset)
+        handle.write(flipped)
+    repo.store.reload()
+
+
+def lose_object(repo: Repository, sha: str) -> None:
+    """Make the store lose one object: its loose file, or its entry in its pack's index."""
+    path, _, _ = _located(repo, sha)
+    if path.suffix != ".pack":
+        path.unlink()
+    else:
+        index = path.with_suffix(".idx")
+        entries = [e for e in packs.read_index(index) or [] if e[0] != sha]
+        index.write_bytes(packs.index_bytes(entries))
+    repo.store.reload()
+
+
+def stored(repo: Repository, sha: str) -> bool:
+    """Whether the store (read afresh from disk) holds an object, packed or loose."""
+    repo.store.reload()
+    return sha in repo.store.index or (repo.objects / sha[:2] / sha).exists()
+
+
+def object_bytes(repo: Repository, sha: str) -> bytes:
+    repo.store.reload()
+    return repo.store.read(sha)

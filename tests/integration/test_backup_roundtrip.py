@@ -14,7 +14,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from backup_support import World, drop_database, make_world, table_checksums
+from backup_support import (
+    World,
+    corrupt_object,
+    drop_database,
+    lose_object,
+    make_world,
+    object_bytes,
+    table_checksums,
+)
 
 from guard.backup import run_backup, run_drill
 from guard.backup import store as store_module
@@ -60,10 +68,8 @@ def test_verify_read_data_finds_a_corrupt_and_a_missing_object(world: World) -> 
     assert verify_backup(repo, result.id, read_data=True).ok
     entries = {f.path.rsplit("/", 1)[-1]: f for f in result.manifest.files}
     corrupt, gone = entries["extra-a.webp"], entries["extra-b.webp"]
-    path = repo.objects / corrupt.sha256[:2] / corrupt.sha256
-    path.chmod(0o644)
-    path.write_bytes(b"X" * corrupt.size)  # same size: only re-hashing can tell
-    (repo.objects / gone.sha256[:2] / gone.sha256).unlink()
+    corrupt_object(repo, corrupt.sha256)  # same size: only re-hashing can tell
+    lose_object(repo, gone.sha256)
     quick = verify_backup(repo, result.id, read_data=False)
     assert quick.problems == 1 and "missing" in quick.examples[0]
     full = verify_backup(repo, result.id, read_data=True)
@@ -197,13 +203,8 @@ def test_restore_files_missing_puts_files_back_and_names_the_rest(world: World) 
     outcomes = restore_missing(world.settings)
     restored = [o for o in outcomes if o.outcome == "restored"]
     assert [o.path for o in restored] == [victim.path]
-    assert (world.root / victim.path).read_bytes() == b"".join(
-        [
-            (world.settings.backup_dir or Path())
-            .joinpath("objects", victim.sha256[:2], victim.sha256)
-            .read_bytes()
-        ]
-    )
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    assert (world.root / victim.path).read_bytes() == object_bytes(repo, victim.sha256)
     never = [o for o in outcomes if o.outcome == "in no backup"]
     assert len(never) == len([m for m in result.manifest.missing if m.kind == "absent"])
 
@@ -228,11 +229,8 @@ def test_verify_finds_a_corrupt_and_a_missing_folder_list(world: World) -> None:
     pages = [page for folder in result.manifest.folders for page in folder.pages]
     assert len(pages) >= 2
     corrupt, gone = pages[0], pages[1]
-    path = repo.objects / corrupt.sha256[:2] / corrupt.sha256
-    path.chmod(0o644)
-    data = path.read_bytes()
-    path.write_bytes(data.replace(b'"size"', b'"SIZE"'))  # same size: only hashing can tell
-    (repo.objects / gone.sha256[:2] / gone.sha256).unlink()
+    corrupt_object(repo, corrupt.sha256)  # same size: only hashing can tell
+    lose_object(repo, gone.sha256)
     for read_data in (False, True):  # a folder list is always re-hashed, since it is read anyway
         found = verify_backup(repo, result.id, read_data=read_data)
         assert found.problems == 2

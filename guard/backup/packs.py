@@ -1,0 +1,214 @@
+"""Pack files: many small objects (uploads up to SMALL bytes, and folder lists) in one file each.
+
+A backup that changes 1% of a million small uploads adds ~19,000 objects; as loose files that is
+~19,000 creates and renames, the most expensive thing a file system does (on ext4 without a
+journal each create also scans past recently freed inodes). Packed, it is a few appends. As in
+restic, objects stay content-addressed: a pack is only where their bytes live.
+
+packs/<name>.pack holds the objects' bytes back to back; packs/<name>.idx says which SHA-256 is
+where: IDX_MAGIC, then (sha256, offset, size) entries, then the SHA-256 of everything before it. A
+pack is built under tmp/, each object re-read and re-hashed once it is on disk, then renamed in
+before its index, so an index always names a complete pack. A .pack without its .idx is what a crash
+between the two renames leaves; it names no object and is removed under the repository lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guard.errors import GuardError
+
+IDX_MAGIC = b"guard-pack-index/1\n"
+_ENTRY = struct.Struct("<32sQQ")  # sha256 (raw), offset, size
+TARGET = 64 << 20  # a pack is sealed once it holds this many bytes
+
+
+class PackError(GuardError):
+    """An object in a pack did not hash to its name after it was written (disk or memory fault)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """An object's bytes: size bytes at offset in file."""
+
+    file: str
+    offset: int
+    size: int
+
+
+def index_bytes(entries: Iterable[tuple[str, int, int]]) -> bytes:
+    """Serialize (sha256 hex, offset, size) entries, with the checksum that ends an index."""
+    body = IDX_MAGIC + b"".join(_ENTRY.pack(bytes.fromhex(s), o, n) for s, o, n in entries)
+    return body + hashlib.sha256(body).digest()
+
+
+def read_index(path: Path) -> list[tuple[str, int, int]] | None:
+    """Return an index's (sha256 hex, offset, size) entries, or None when it is damaged or unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    body, stated = data[:-32], data[-32:]
+    if (
+        not body.startswith(IDX_MAGIC)
+        or (len(body) - len(IDX_MAGIC)) % _ENTRY.size
+        or hashlib.sha256(body).digest() != stated
+    ):
+        return None
+    return [(s.hex(), o, n) for s, o, n in _ENTRY.iter_unpack(body[len(IDX_MAGIC) :])]
+
+
+def pack_names(packs: Path) -> list[str]:
+    """The names of the indexed packs (each has its .idx), in a stable order."""
+    try:
+        return sorted(p.name[:-4] for p in packs.iterdir() if p.name.endswith(".idx"))
+    except FileNotFoundError:
+        return []
+
+
+def remove_unindexed(packs: Path) -> int:
+    """Remove .pack files without an .idx (a crash between the two renames); call under the lock."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        names = {p.name for p in packs.iterdir()}
+        for name in names:
+            if name.endswith(".pack") and f"{name[:-5]}.idx" not in names:
+                (packs / name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def load(packs: Path) -> dict[str, Where]:
+    """Every packed object by SHA-256, from the indexes whose pack is whole (others name nothing)."""
+    found: dict[str, Where] = {}
+    for name in pack_names(packs):
+        entries = read_index(packs / f"{name}.idx")
+        file = str(packs / f"{name}.pack")
+        try:
+            size = os.stat(file).st_size
+        except OSError:
+            continue  # its objects are missing: verify says which
+        if entries is None:
+            continue
+        found.update((s, Where(file, o, n)) for s, o, n in entries if o + n <= size)
+    return found
+
+
+def read(where: Where) -> bytes:
+    """An object's bytes (not checked against its hash: the caller does that)."""
+    fd = os.open(where.file, os.O_RDONLY)
+    try:
+        return os.pread(fd, where.size, where.offset)
+    finally:
+        os.close(fd)
+
+
+def remove(packs: Path, name: str) -> None:
+    """Remove a pack: its index first, so no index ever names a missing pack."""
+    (packs / f"{name}.idx").unlink(missing_ok=True)
+    (packs / f"{name}.pack").unlink(missing_ok=True)
+
+
+def drop_bad(packs: Path, name: str) -> int:
+    """Re-hash every object in a pack; unindex the ones that do not match their names (the whole
+    pack when its index or pack cannot be read). Return how many objects it no longer names."""
+    index = packs / f"{name}.idx"
+    entries = read_index(index)
+    try:
+        data = (packs / f"{name}.pack").read_bytes()
+    except OSError:
+        data = None
+    if entries is None or data is None:
+        remove(packs, name)
+        return len(entries or [])
+    good = [(s, o, n) for s, o, n in entries if hashlib.sha256(data[o : o + n]).hexdigest() == s]
+    if len(good) == len(entries):
+        return 0
+    if not good:
+        remove(packs, name)
+        return len(entries)
+    temp = packs / f".{name}.idx.new"
+    with open(temp, "wb") as handle:
+        handle.write(index_bytes(good))
+        os.fsync(handle.fileno())
+    os.replace(temp, index)  # the bad objects' bytes stay as dead space until prune rewrites the pack
+    return len(entries) - len(good)
+
+
+@dataclass
+class PackWriter:
+    """Append objects to a pack under tmp/; seal() checks each on disk and renames it into packs/."""
+
+    packs: Path
+    tmp: Path
+    sync: bool = False  # fsync the pack and its index before they are named (prune's repack)
+    _name: str = ""
+    _fd: int = -1
+    _size: int = 0
+    _entries: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> str:
+        """The temp file the open pack's objects are in (read from there until sealed)."""
+        return f"{self.tmp}/pack-{self._name}"
+
+    def append(self, sha256: str, data: bytes) -> Where:
+        if self._fd < 0:
+            self._name = secrets.token_hex(16)
+            self._fd = os.open(self.pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            self._size = 0
+            self._entries = []
+        offset = self._size
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(data)
+        self._entries.append((sha256, offset, len(data)))
+        return Where(self.pending, offset, len(data))
+
+    @property
+    def full(self) -> bool:
+        return self._size >= TARGET
+
+    def abandon(self) -> None:
+        """Drop the open pack (a failed backup): nothing in it was ever named."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.pending)
+
+    def seal(self) -> tuple[str, dict[str, Where]] | None:
+        """Verify and publish the open pack; return its name and where its objects now are."""
+        if self._fd < 0:
+            return None
+        try:
+            if self.sync:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        temp, name, entries = self.pending, self._name, self._entries
+        with open(temp, "rb") as handle:
+            data = handle.read()
+        for sha, offset, size in entries:
+            if hashlib.sha256(data[offset : offset + size]).hexdigest() != sha:
+                os.unlink(temp)
+                raise PackError(f"a packed object did not hash to {sha} (disk or memory fault)")
+        index_temp = f"{temp}.idx"
+        with open(index_temp, "xb") as handle:
+            handle.write(index_bytes(entries))
+            if self.sync:
+                os.fsync(handle.fileno())
+        self.packs.mkdir(exist_ok=True)
+        final = str(self.packs / f"{name}.pack")
+        os.rename(temp, final)
+        os.rename(index_temp, self.packs / f"{name}.idx")
+        return name, {sha: Where(final, offset, size) for sha, offset, size in entries}
