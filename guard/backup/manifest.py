@@ -1,7 +1,7 @@
 """A backup's manifest: frozen values, and JSON that carries its own checksum.
 
 Format 3 lists the walked folders' files in folder lists: JSON objects in the content-addressed store
-(objects/<2 hex>/<sha256>, like restic's tree blobs). A big folder's list is split into pages by a
+(packed, like restic's tree blobs; see guard.backup.packs). A big folder's list is split into pages by a
 hash of the file name, so a page whose files are all unchanged keeps its object. The manifest names
 every page by SHA-256 (and its checksum covers those names), so every file is still listed in JSON
 and verified; referenced files outside the walk are listed in the manifest itself.

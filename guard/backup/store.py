@@ -103,7 +103,9 @@ class ObjectStore:
     def adopt(self, names: list[str]) -> None:
         """Know the objects of packs another process (a walk worker) sealed."""
         for name in names:
-            entries = packs.read_index(self.packs / f"{name}.idx") or []
+            entries = packs.read_index(self.packs / f"{name}.idx")
+            if entries is None:
+                raise GuardError(f"the index of pack {name}, just written by a walk worker, cannot be read")
             file = str(self.packs / f"{name}.pack")
             self.index.update((s, packs.Where(file, o, n)) for s, o, n in entries)
             self.sealed.append(name)

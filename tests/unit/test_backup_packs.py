@@ -1,0 +1,134 @@
+"""Packs: small objects share a file, each re-hashed on disk before it is named, and only what no
+manifest needs is ever dropped."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from guard.backup import packs
+from guard.backup.store import ObjectStore
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    for name in ("objects", "tmp"):
+        (tmp_path / name).mkdir()
+    return ObjectStore(tmp_path / "objects", tmp_path / "tmp")
+
+
+def fresh(store: ObjectStore) -> ObjectStore:
+    """The same store as another process would open it: everything read from disk again."""
+    return ObjectStore(store.objects, store.tmp, store.packs)
+
+
+def test_small_objects_share_one_pack_named_only_once_sealed(store: ObjectStore) -> None:
+    contents = [f"picture {i}".encode() for i in range(5)]
+    for data in contents:
+        store.add_list(data)
+    assert packs.pack_names(store.packs) == []  # nothing is named before it is checked on disk
+    assert not fresh(store).has(sha(contents[0]), len(contents[0]))
+    store.flush()
+    assert len(packs.pack_names(store.packs)) == 1
+    assert list(store.tmp.iterdir()) == []
+    reopened = fresh(store)
+    assert [reopened.read(sha(d)) for d in contents] == contents
+    assert all(reopened.check(sha(d), len(d), read_data=True) is None for d in contents)
+    assert list(store.objects.iterdir()) == []  # no loose file for a small object
+
+
+def test_a_pack_is_sealed_when_full_and_at_the_end(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "TARGET", 40)
+    for i in range(10):
+        store.add_list(f"a folder list number {i}".encode())  # 23 bytes: two per pack
+    store.flush()
+    assert len(packs.pack_names(store.packs)) == 5
+    assert len(fresh(store).index) == 10
+
+
+def test_an_object_damaged_before_the_seal_is_never_named(store: ObjectStore) -> None:
+    store.add_list(b"a folder list")
+    pending = Path(store._writer.pending)
+    pending.chmod(0o644)
+    pending.write_bytes(b"A FOLDER LIST")  # what a disk or memory fault could leave
+    with pytest.raises(packs.PackError, match="did not hash"):
+        store.flush()
+    assert packs.pack_names(store.packs) == []
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_a_damaged_index_or_a_short_pack_names_nothing(store: ObjectStore) -> None:
+    one, two = b"first object", b"second object"
+    store.add_list(one)
+    store.add_list(two)
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    pack = store.packs / f"{name}.pack"
+    pack.chmod(0o644)
+    pack.write_bytes(pack.read_bytes()[: len(one) + 3])  # truncated inside the second object
+    assert set(fresh(store).index) == {sha(one)}
+    index = store.packs / f"{name}.idx"
+    data = bytearray(index.read_bytes())
+    data[len(packs.IDX_MAGIC)] ^= 1
+    index.write_bytes(bytes(data))
+    assert fresh(store).index == {}
+    assert fresh(store).check(sha(one), len(one), read_data=False) == "missing"
+
+
+def test_a_pack_without_its_index_is_removed(store: ObjectStore) -> None:
+    store.add_list(b"an object")
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    (store.packs / f"{name}.idx").unlink()  # a crash between the pack's rename and its index's
+    assert packs.remove_unindexed(store.packs) == 1
+    assert list(store.packs.iterdir()) == []
+
+
+def test_only_objects_that_do_not_match_are_unindexed(store: ObjectStore) -> None:
+    good, bad = b"intact object", b"damaged object"
+    store.add_list(good)
+    store.add_list(bad)
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    where = store.index[sha(bad)]
+    pack = Path(where.file)
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[where.offset] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    assert packs.drop_bad(store.packs, name) == 1
+    reopened = fresh(store)
+    assert set(reopened.index) == {sha(good)}
+    assert reopened.read(sha(good)) == good
+
+
+def test_garbage_collection_keeps_every_needed_object_and_drops_the_rest(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "TARGET", 30)
+    contents = [f"object number {i}".encode() for i in range(6)]  # 15 bytes: two per pack
+    for data in contents:
+        store.add_list(data)
+    store.flush()
+    needed = {sha(contents[0]), sha(contents[1]), sha(contents[2])}  # a whole pack, and half of one
+    removed, freed = store.collect_garbage(needed)
+    assert (removed, freed) == (3, 45)
+    reopened = fresh(store)
+    assert set(reopened.index) == needed
+    assert all(reopened.check(s, 15, read_data=True) is None for s in needed)
+    assert len(packs.pack_names(store.packs)) == 2  # the whole pack kept, the half one rewritten
+
+
+def test_a_failed_backup_drops_its_open_pack(store: ObjectStore) -> None:
+    store.add_list(b"never published")
+    store.abandon()
+    assert list(store.tmp.iterdir()) == []
+    assert not store.has(sha(b"never published"), 15)
