@@ -27,6 +27,7 @@ from examples.thulobazaar.world import build_world
 from guard.backup import run_backup
 from guard.backup.restore import maintenance_url, restore_backup
 from guard.database import Database
+from guard.server import drop_database
 from guard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +161,7 @@ def main() -> None:
         "files": restored.files,
     }
     with Database(maintenance_url(settings)) as server:
-        server.execute(server.drop_database(restored.target_db))
+        server.execute(drop_database(restored.target_db))
     clean_up()
     print(json.dumps(report, indent=2))
 
