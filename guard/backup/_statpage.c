@@ -7,8 +7,8 @@
  *
  * stat_blob(dir_fd, blob) takes the page's names as one bytes object, each name followed by a NUL
  * byte, and returns one bytes object of little-endian (size, mtime_ns, ctime_ns, inode) quadruples
- * of 64-bit integers, one per name in order, or None as soon as a name is not a regular file or
- * cannot be stat-ed (the caller then takes the careful path that says which and why). It is the
+ * of 64-bit integers, one per name in order, or None as soon as a name is not a regular file, cannot
+ * be stat-ed or has a time outside 64-bit nanoseconds (the caller then takes the careful path). It is the
  * same as guard.backup.statpage.stat_blob_py, which is the fallback when this is not compiled; the
  * kernel's lookup is most of the cost, and this leaves out Python's per-file objects.
  */
@@ -25,6 +25,13 @@ static void put64(unsigned char *out, uint64_t value)
     for (int i = 0; i < 8; i++) {
         out[i] = (unsigned char)(value >> (8 * i));
     }
+}
+
+/* Whether seconds * 1e9 + up to 999999999 ns fits a signed 64-bit integer (years 1678 to 2262);
+ * a file outside that goes the careful way, whose digest then takes another form. */
+static int fits(time_t seconds)
+{
+    return seconds >= -9223372035 && seconds <= 9223372035;
 }
 
 static PyObject *stat_blob(PyObject *self, PyObject *args)
@@ -55,7 +62,8 @@ static PyObject *stat_blob(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     struct stat st;
     for (const char *name = start; name < end; name += strlen(name) + 1, out += 32) {
-        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)
+            || !fits(st.st_mtim.tv_sec) || !fits(st.st_ctim.tv_sec)) {
             ok = 0;
             break;
         }

@@ -83,8 +83,11 @@ def run_backup(
     with repo.lock(exclusive=True), no_cyclic_gc():
         try:
             repo.clear_tmp()
-            with repo.writing_objects():
-                return _take(repo, settings, url, root, progress, allow_missing_table)
+            with repo.writing_objects() as removed:
+                # Objects a crash left damaged were removed: a page of the previous backup may name
+                # one, and a reused page is not looked into, so every file is read again this once.
+                trust_previous = removed == 0
+                return _take(repo, settings, url, root, progress, allow_missing_table, trust_previous)
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
 
@@ -96,13 +99,23 @@ def _take(
     root: UploadsRoot,
     progress: ProgressFactory,
     allow_missing_table: bool,
+    trust_previous: bool = True,
 ) -> BackupResult:
     started = _after_newest(repo)
     backup_id = new_backup_id(started)
     staging = repo.staging(backup_id)
     try:
         manifest = _capture(
-            repo, settings, url, root, staging, backup_id, started, progress, allow_missing_table
+            repo,
+            settings,
+            url,
+            root,
+            staging,
+            backup_id,
+            started,
+            progress,
+            allow_missing_table,
+            trust_previous,
         )
         (staging / MANIFEST).write_bytes(manifest.to_bytes())
         crash_point("manifest")
@@ -136,9 +149,10 @@ def _capture(
     started: datetime,
     progress: ProgressFactory,
     allow_missing_table: bool,
+    trust_previous: bool,
 ) -> Manifest:
     store = repo.store
-    previous = _previous(repo)
+    previous = _previous(repo) if trust_previous else Previous()
     dump_path = staging / DUMP
     with open_snapshot(url) as snapshot:
         dump = snapshot.start_dump(dump_path)
@@ -151,11 +165,11 @@ def _capture(
                 previous,
                 progress,
             )
+            store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
         except BaseException:
             dump.kill()
             dump.wait()
             raise
-        store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
         pgtools.finish_dump(dump)  # the snapshot stays held until pg_dump is done with it
     crash_point("dump")
     dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))

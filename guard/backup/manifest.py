@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -94,8 +93,8 @@ def stat_digest(rows: list[tuple[str, int, int, int, int]]) -> str:
 
 def stat_digest_matches(rows: list[tuple[str, int, int, int, int]], stated: str) -> bool:
     """Whether rows hash to a page's recorded digest, in whichever form it was recorded."""
-    if stated.startswith("m2:"):  # before statpage: marshal format 2, which has no back-references
-        return stated == "m2:" + hashlib.sha256(marshal.dumps(rows, 2)).hexdigest()
+    if stated.startswith("m2:"):  # earlier versions, and a page with a time beyond 64-bit nanoseconds
+        return stated == statpage.marshal_digest(rows)
     return stated == stat_digest(rows)
 
 

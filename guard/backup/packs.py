@@ -50,11 +50,12 @@ def index_bytes(entries: Iterable[tuple[str, int, int]]) -> bytes:
 
 
 def read_index(path: Path) -> list[tuple[str, int, int]] | None:
-    """Return an index's (sha256 hex, offset, size) entries, or None when it is damaged or unreadable."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
+    """Return an index's (sha256 hex, offset, size) entries, or None when its checksum shows damage.
+
+    A missing index raises FileNotFoundError, and any other error reading it (EIO, EACCES) is raised
+    too: only a checksum says an index is damaged, never a failure to read it.
+    """
+    data = path.read_bytes()
     body, stated = data[:-32], data[-32:]
     if (
         not body.startswith(IDX_MAGIC)
@@ -89,12 +90,12 @@ def load(packs: Path) -> dict[str, Where]:
     """Every packed object by SHA-256, from the indexes whose pack is whole (others name nothing)."""
     found: dict[str, Where] = {}
     for name in pack_names(packs):
-        entries = read_index(packs / f"{name}.idx")
         file = str(packs / f"{name}.pack")
         try:
+            entries = read_index(packs / f"{name}.idx")
             size = os.stat(file).st_size
-        except OSError:
-            continue  # its objects are missing: verify says which
+        except FileNotFoundError:
+            continue  # removed meanwhile, or its pack is gone: its objects are missing, verify says which
         if entries is None:
             continue
         found.update((s, Where(file, o, n)) for s, o, n in entries if o + n <= size)
@@ -116,25 +117,34 @@ def remove(packs: Path, name: str) -> None:
     (packs / f"{name}.pack").unlink(missing_ok=True)
 
 
-def drop_bad(packs: Path, name: str) -> int:
-    """Re-hash every object in a pack; unindex the ones that do not match their names (the whole
-    pack when its index or pack cannot be read). Return how many objects it no longer names."""
+def drop_bad(packs: Path, tmp: Path, name: str) -> int:
+    """Re-hash every object in a pack; unindex the ones that do not match their names. Return how
+    many objects the index no longer names.
+
+    An index whose checksum fails cannot say what is where: it is removed (the pack, then
+    unindexed, goes at the next clean-up). An index whose pack is gone names nothing that exists:
+    removed too. Any other error reading either is raised: it is not evidence of damage.
+    """
     index = packs / f"{name}.idx"
-    entries = read_index(index)
+    try:
+        entries = read_index(index)
+    except FileNotFoundError:
+        return 0
+    if entries is None:
+        index.unlink(missing_ok=True)
+        return 0
     try:
         data = (packs / f"{name}.pack").read_bytes()
-    except OSError:
-        data = None
-    if entries is None or data is None:
-        remove(packs, name)
-        return len(entries or [])
+    except FileNotFoundError:
+        index.unlink(missing_ok=True)
+        return len(entries)
     good = [(s, o, n) for s, o, n in entries if hashlib.sha256(data[o : o + n]).hexdigest() == s]
     if len(good) == len(entries):
         return 0
     if not good:
         remove(packs, name)
         return len(entries)
-    temp = packs / f".{name}.idx.new"
+    temp = tmp / f"{name}.idx.new"
     with open(temp, "wb") as handle:
         handle.write(index_bytes(good))
         os.fsync(handle.fileno())
@@ -178,12 +188,15 @@ class PackWriter:
         return self._size >= TARGET
 
     def abandon(self) -> None:
-        """Drop the open pack (a failed backup): nothing in it was ever named."""
+        """Drop the open pack (a failed backup or seal): nothing in it was ever named."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.pending)
+        if self._name:
+            for temp in (self.pending, f"{self.pending}.idx"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+            self._name = ""
 
     def seal(self) -> tuple[str, dict[str, Where]] | None:
         """Verify and publish the open pack; return its name and where its objects now are."""
@@ -211,4 +224,5 @@ class PackWriter:
         final = str(self.packs / f"{name}.pack")
         os.rename(temp, final)
         os.rename(index_temp, self.packs / f"{name}.idx")
+        self._name = ""
         return name, {sha: Where(final, offset, size) for sha, offset, size in entries}

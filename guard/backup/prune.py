@@ -94,5 +94,4 @@ def _collect_garbage(repo: Repository, remaining: list[str]) -> tuple[int, int, 
             needed.update(f.sha256 for f in manifest.files)  # reads every folder list: all must be whole
         except GuardError as exc:
             return 0, 0, [f"kept every object: {exc}"]
-    removed, freed = repo.store.collect_garbage(needed)
-    return removed, freed, []
+    return repo.store.collect_garbage(needed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import marshal
 import os
 import stat
 import struct
@@ -21,6 +22,7 @@ from typing import Any
 from zlib import crc32
 
 DIGEST_PREFIX = "s1:"
+_NS = range(-9223372035 * 1_000_000_000, 9223372036 * 1_000_000_000)  # what _statpage.c's fits() allows
 _ENTRY = struct.Struct("<qqqQ")  # size, mtime_ns, ctime_ns, inode
 StatRow = tuple[str, int, int, int, int]  # name, size, mtime_ns, ctime_ns, inode
 
@@ -39,7 +41,7 @@ def stat_blob_py(dir_fd: int, blob: bytes) -> bytes | None:
             st = os.lstat(name, dir_fd=dir_fd)
         except OSError:
             return None
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns not in _NS or st.st_ctime_ns not in _NS:
             return None
         out += pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     return bytes(out)
@@ -80,9 +82,21 @@ def digest(blob: bytes, packed: bytes) -> str:
 
 
 def rows_digest(rows: list[StatRow]) -> str:
-    """The same digest from (name, size, mtime_ns, ctime_ns, inode) rows in name order."""
-    pack = _ENTRY.pack
-    return digest(names_blob(r[0] for r in rows), b"".join(pack(*r[1:]) for r in rows))
+    """The same digest from (name, size, mtime_ns, ctime_ns, inode) rows in name order.
+
+    A page with a time stat_blob refuses (before 1678 or after 2262) is hashed as marshal format 2
+    ("m2:", which takes integers of any size), so it is still reused when nothing in it changed.
+    """
+    if all(r[2] in _NS and r[3] in _NS for r in rows):
+        pack = _ENTRY.pack
+        return digest(names_blob(r[0] for r in rows), b"".join(pack(*r[1:]) for r in rows))
+    return marshal_digest(rows)
+
+
+def marshal_digest(rows: list[StatRow]) -> str:
+    """The digest of earlier versions: marshal format 2 has no back-references, so equal rows give
+    equal bytes."""
+    return "m2:" + hashlib.sha256(marshal.dumps(rows, 2)).hexdigest()
 
 
 def rows(names: list[str], packed: bytes) -> list[StatRow]:

@@ -87,7 +87,11 @@ class ObjectStore:
 
     def flush(self) -> None:
         """Seal the pack being written, if any: its objects are then in packs/, each re-hashed."""
-        sealed = self._writer.seal()
+        try:
+            sealed = self._writer.seal()
+        except BaseException:
+            self.abandon()  # no object of it may be taken as stored
+            raise
         if sealed is not None:
             name, where = sealed
             self.index.update(where)
@@ -103,7 +107,7 @@ class ObjectStore:
     def adopt(self, names: list[str]) -> None:
         """Know the objects of packs another process (a walk worker) sealed."""
         for name in names:
-            entries = packs.read_index(self.packs / f"{name}.idx")
+            entries = packs.read_index(self.packs / f"{name}.idx")  # FileNotFoundError: raised too
             if entries is None:
                 raise GuardError(f"the index of pack {name}, just written by a walk worker, cannot be read")
             file = str(self.packs / f"{name}.pack")
@@ -233,7 +237,7 @@ class ObjectStore:
         """An object's bytes, not yet checked against its hash; FileNotFoundError when it is absent."""
         where = self.index.get(sha256)
         if where is not None:
-            return packs.read(where)
+            return self._read_packed(sha256, where)
         with open(self._where(sha256), "rb") as handle:
             return handle.read()
 
@@ -241,8 +245,20 @@ class ObjectStore:
         """An object's bytes in chunks, not yet checked; FileNotFoundError (at once) when it is absent."""
         where = self.index.get(sha256)
         if where is not None:
-            return iter((packs.read(where),))
+            return iter((self._read_packed(sha256, where),))
         return _file_chunks(os.open(self._where(sha256), os.O_RDONLY))
+
+    def _read_packed(self, sha256: str, where: packs.Where) -> bytes:
+        """Read from a pack; when it is gone, read the indexes again once: a prune (which readers
+        such as `backup list` do not wait for) may have moved the object into a new pack."""
+        try:
+            return packs.read(where)
+        except FileNotFoundError:
+            self.reload()
+            moved = self.index.get(sha256)
+            if moved is None or moved == where:
+                raise
+            return packs.read(moved)
 
     def read_list(self, sha256: str, size: int) -> bytes:
         """Return a folder list's bytes after checking them against its hash; ManifestError if not."""
@@ -299,14 +315,16 @@ class ObjectStore:
             except FileNotFoundError:
                 changed = True
             if changed:
-                removed += packs.drop_bad(self.packs, name)
+                removed += packs.drop_bad(self.packs, self.tmp, name)
         self._index = None
         return removed
 
-    def collect_garbage(self, needed: set[str]) -> tuple[int, int]:
+    def collect_garbage(self, needed: set[str]) -> tuple[int, int, list[str]]:
         """Remove every object not in needed: loose files, and packed ones by writing their pack's
-        other objects into a new pack (made durable first). Return (objects removed, bytes freed)."""
+        other objects into a new pack (made durable first). Return (objects removed, bytes freed,
+        notes on packs left as they were)."""
         removed = freed = 0
+        notes: list[str] = []
         for entry in list(self._entries()):
             if entry.name not in needed:
                 freed += entry.stat(follow_symlinks=False).st_size
@@ -314,15 +332,29 @@ class ObjectStore:
                 removed += 1
         writer = packs.PackWriter(self.packs, self.tmp, sync=True)
         for name in packs.pack_names(self.packs):
-            entries = packs.read_index(self.packs / f"{name}.idx")
+            try:
+                entries = packs.read_index(self.packs / f"{name}.idx")
+            except FileNotFoundError:
+                continue
             if entries is None:
-                continue  # unreadable: it names nothing, and verify reports what is missing
+                continue  # damaged: it names nothing, and verify reports what is missing
             dead = [e for e in entries if e[0] not in needed]
             if not dead:
                 continue
             live = [e for e in entries if e[0] in needed]
             if live:
-                data = (self.packs / f"{name}.pack").read_bytes()
+                try:
+                    data = (self.packs / f"{name}.pack").read_bytes()
+                except FileNotFoundError:  # an index left behind by a crash: its objects are gone
+                    (self.packs / f"{name}.idx").unlink(missing_ok=True)
+                    continue
+                bad = [s for s, o, n in live if hashlib.sha256(data[o : o + n]).hexdigest() != s]
+                if bad:
+                    notes.append(
+                        f"kept pack {name} as it is: {len(bad)} object(s) in it do not match their "
+                        "hash (guard backup verify --read-data says which backups need them)"
+                    )
+                    continue
                 for sha, offset, size in live:
                     writer.append(sha, data[offset : offset + size])
                 writer.seal()
@@ -331,7 +363,7 @@ class ObjectStore:
             removed += len(dead)
             freed += sum(size for _, _, size in dead)
         self._index = None
-        return removed, freed
+        return removed, freed, notes
 
     def _entries(self) -> Iterator[os.DirEntry[str]]:
         """Every entry under objects/<2 hex>/."""

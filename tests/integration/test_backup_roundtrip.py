@@ -94,6 +94,24 @@ def test_unchanged_files_are_not_read_again_and_a_changed_one_is(
     assert {f.path: f.sha256 for f in third.manifest.files}[changed.path] != changed.sha256
 
 
+def test_a_file_dated_beyond_64_bit_nanoseconds_is_backed_up_every_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)  # the world was written a moment ago
+    add_file(world.root, "from-the-future.webp", b"a picture dated 2286")
+    os.utime(world.root / "uploads" / "ads" / "from-the-future.webp", ns=(10**19, 10**19))
+    first = run_backup(world.settings)
+    second = run_backup(world.settings)
+    # Its page takes the careful path and the other digest form; the file itself is read again
+    # each time, as any file whose mtime is not yet in the past is.
+    assert second.manifest.counts["files_read"] == 1
+    entry = next(f for f in second.manifest.files if f.path.endswith("from-the-future.webp"))
+    assert entry.mtime_ns == 10**19
+    repo = Repository.open(world.settings.backup_dir or Path(), create=False)
+    assert verify_backup(repo, first.id, read_data=True).ok
+    assert verify_backup(repo, second.id, read_data=True).ok
+
+
 def test_scratch_restore_leaves_live_untouched_and_restores_the_same_rows(world: World) -> None:
     result = run_backup(world.settings)
     before = table_checksums(world.url)

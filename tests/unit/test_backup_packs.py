@@ -63,6 +63,7 @@ def test_an_object_damaged_before_the_seal_is_never_named(store: ObjectStore) ->
         store.flush()
     assert packs.pack_names(store.packs) == []
     assert list(store.tmp.iterdir()) == []
+    assert not store.has(sha(b"a folder list"), 13)  # so the next backup writes it again
 
 
 def test_a_damaged_index_or_a_short_pack_names_nothing(store: ObjectStore) -> None:
@@ -104,7 +105,7 @@ def test_only_objects_that_do_not_match_are_unindexed(store: ObjectStore) -> Non
     data = bytearray(pack.read_bytes())
     data[where.offset] ^= 0xFF
     pack.write_bytes(bytes(data))
-    assert packs.drop_bad(store.packs, name) == 1
+    assert packs.drop_bad(store.packs, store.tmp, name) == 1
     reopened = fresh(store)
     assert set(reopened.index) == {sha(good)}
     assert reopened.read(sha(good)) == good
@@ -119,8 +120,8 @@ def test_garbage_collection_keeps_every_needed_object_and_drops_the_rest(
         store.add_list(data)
     store.flush()
     needed = {sha(contents[0]), sha(contents[1]), sha(contents[2])}  # a whole pack, and half of one
-    removed, freed = store.collect_garbage(needed)
-    assert (removed, freed) == (3, 45)
+    removed, freed, notes = store.collect_garbage(needed)
+    assert (removed, freed, notes) == (3, 45, [])
     reopened = fresh(store)
     assert set(reopened.index) == needed
     assert all(reopened.check(s, 15, read_data=True) is None for s in needed)
@@ -132,3 +133,53 @@ def test_a_failed_backup_drops_its_open_pack(store: ObjectStore) -> None:
     store.abandon()
     assert list(store.tmp.iterdir()) == []
     assert not store.has(sha(b"never published"), 15)
+
+
+def test_prune_keeps_a_pack_whose_needed_object_is_damaged_and_says_so(store: ObjectStore) -> None:
+    needed, dead = b"needed object", b"object no backup names"
+    store.add_list(needed)
+    store.add_list(dead)
+    store.flush()
+    where = store.index[sha(needed)]
+    pack = Path(where.file)
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[where.offset] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    removed, _, notes = fresh(store).collect_garbage({sha(needed)})
+    assert removed == 0
+    assert len(notes) == 1 and "do not match their hash" in notes[0]
+    assert len(fresh(store).index) == 2  # nothing dropped: what to do with it is the operator's call
+
+
+def test_prune_is_not_stuck_on_an_index_whose_pack_is_gone(store: ObjectStore) -> None:
+    store.add_list(b"needed object")
+    store.add_list(b"object no backup names")
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    (store.packs / f"{name}.pack").unlink()  # an OS crash kept the pack's unlink, not the index's
+    fresh(store).collect_garbage({sha(b"needed object")})
+    assert packs.pack_names(store.packs) == []
+
+
+def test_a_reader_finds_an_object_that_prune_moved_to_a_new_pack(store: ObjectStore) -> None:
+    kept, dropped = b"object a backup names", b"object none names"
+    store.add_list(kept)
+    store.add_list(dropped)
+    store.flush()
+    reader = fresh(store)
+    old = reader.index[sha(kept)]
+    fresh(store).collect_garbage({sha(kept)})  # prune, which `backup list` does not wait for
+    assert reader.read(sha(kept)) == kept
+    assert reader.index[sha(kept)] != old
+
+
+def test_a_damaged_index_is_removed_and_its_pack_goes_at_the_next_clean_up(store: ObjectStore) -> None:
+    store.add_list(b"an object")
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    index = store.packs / f"{name}.idx"
+    index.write_bytes(index.read_bytes()[:-1] + b"?")
+    assert packs.drop_bad(store.packs, store.tmp, name) == 0
+    assert not index.exists()
+    assert packs.remove_unindexed(store.packs) == 1

@@ -122,3 +122,30 @@ def test_both_group_names_into_the_same_buckets_in_listing_order(buckets: int) -
 def test_group_refuses_a_bucket_count_that_is_not_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="power of two"):
         statpage.group(["a"], 3)
+
+
+@pytest.mark.parametrize("stat_blob", IMPLEMENTATIONS)
+def test_times_before_1970_are_packed_alike(stat_blob, folder: tuple[Path, int]) -> None:  # type: ignore[no-untyped-def]
+    path, fd = folder
+    os.utime(path / "plain.webp", ns=(-1_500_000_000_123, -1_500_000_000_123))
+    packed = stat_blob(fd, statpage.names_blob(NAMES))
+    assert packed == statpage.stat_blob_py(fd, statpage.names_blob(NAMES))
+    rows = statpage.rows(NAMES, packed)
+    assert rows[NAMES.index("plain.webp")][2] == -1_500_000_000_123
+
+
+@pytest.mark.parametrize("stat_blob", IMPLEMENTATIONS)
+def test_a_time_beyond_64_bit_nanoseconds_takes_the_careful_path(stat_blob, folder: tuple[Path, int]) -> None:  # type: ignore[no-untyped-def]
+    path, fd = folder
+    far = 10**19  # the year 2286: ext4 and tmpfs keep it, 64-bit nanoseconds do not
+    os.utime(path / "plain.webp", ns=(far, far))
+    assert os.lstat(path / "plain.webp").st_mtime_ns == far
+    assert stat_blob(fd, statpage.names_blob(NAMES)) is None
+
+
+def test_a_page_with_such_a_time_still_has_a_digest_that_verifies() -> None:
+    rows = [("a.webp", 34, 10**19, 2, 3), ("b.webp", 34, 1, 2, 3)]
+    digest = statpage.rows_digest(rows)
+    assert digest.startswith("m2:")
+    assert stat_digest_matches(rows, digest)
+    assert not stat_digest_matches([rows[0], ("b.webp", 35, 1, 2, 3)], digest)
