@@ -1,7 +1,9 @@
 """Fault injection for tests: crash or fail with ENOSPC at named points, driven by one environment variable.
 
 GUARD_BACKUP_FAULT is read only by the backup code. Values:
-  kill:<point>        SIGKILL this process when it reaches <point> (snapshot, dump, manifest, published)
+  kill:<point>        SIGKILL this process when it reaches <point> (snapshot, dump, manifest, published;
+                      pack: between a pack's rename and its index's; repacked: prune, between a new
+                      pack and the removal of the old one)
   kill:objects:<n>    SIGKILL after the n-th new object is written
   enospc:<n>          fail the n-th new object write with "No space left on device"
 """

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guard.backup.faults import crash_point
 from guard.errors import GuardError
 
 IDX_MAGIC = b"guard-pack-index/1\n"
@@ -223,6 +224,7 @@ class PackWriter:
         self.packs.mkdir(exist_ok=True)
         final = str(self.packs / f"{name}.pack")
         os.rename(temp, final)
+        crash_point("pack")
         os.rename(index_temp, self.packs / f"{name}.idx")
         self._name = ""
         return name, {sha: Where(final, offset, size) for sha, offset, size in entries}

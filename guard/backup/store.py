@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guard.backup import packs
-from guard.backup.faults import ObjectFaults
+from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
 
@@ -359,6 +359,7 @@ class ObjectStore:
                     writer.append(sha, data[offset : offset + size])
                 writer.seal()
                 _fsync_dir(self.packs)
+                crash_point("repacked")
             packs.remove(self.packs, name)
             removed += len(dead)
             freed += sum(size for _, _, size in dead)

@@ -16,7 +16,7 @@ from tests.acceptance.cli import guard, guard_json
 pytestmark = pytest.mark.acceptance
 
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-KILL_POINTS = ("snapshot", "objects:2", "dump", "manifest")
+KILL_POINTS = ("snapshot", "objects:2", "pack", "dump", "manifest")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,35 @@ def test_a_backup_killed_at_any_point_publishes_nothing_and_the_next_one_works(
     after = listed(env)
     assert len(after) == len(before) + 1 and all(b["complete"] for b in after)
     assert list((Path(env["BACKUP_DIR"]) / "tmp").iterdir()) == []
+    packs = Path(env["BACKUP_DIR"]) / "packs"
+    assert {p.stem for p in packs.glob("*.pack")} == {p.stem for p in packs.glob("*.idx")}
+
+
+def test_a_prune_killed_while_rewriting_a_pack_loses_nothing_and_the_next_one_works(
+    env: dict[str, str],
+) -> None:
+    for i in range(2):  # two backups a day apart in content: the older one's objects become garbage
+        Path(env["UPLOADS_ROOT"], "uploads", "ads", "prune-me.webp").write_text(f"version {i}")
+        assert guard("backup", env=env).returncode == 1  # the world has planted missing files
+    killed = guard(
+        "backup",
+        "prune",
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        env={**env, "GUARD_BACKUP_FAULT": "kill:repacked"},
+    )
+    assert killed.returncode == -9, killed.stderr
+    code, verified = guard_json("backup", "verify", "--read-data", env=env)
+    assert code == 0, verified  # every remaining backup whole, the half-done rewrite notwithstanding
+    done = guard("backup", "prune", "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0", env=env)
+    assert done.returncode == 0, done.stderr
+    code, verified = guard_json("backup", "verify", "--read-data", env=env)
+    assert code == 0, verified
+    assert [b["complete"] for b in listed(env)] == [True]
 
 
 def test_killed_right_after_publishing_the_backup_is_complete(env: dict[str, str]) -> None:
