@@ -16,7 +16,7 @@ from pathlib import Path
 
 from guard.backup import packs
 from guard.backup.manifest import Manifest, ManifestError, parse
-from guard.backup.store import ObjectStore
+from guard.backup.store import ObjectStore, fsync_path
 from guard.errors import GuardError, UnreachableError, UsageError
 
 MARKER = "guard-backup.json"
@@ -43,15 +43,6 @@ def check_backup_id(text: str) -> str:
     if not BACKUP_ID.fullmatch(text):
         raise UsageError(f"not a backup id: {text!r} (expected e.g. 20250101T020000Z-1a2b3c)")
     return text
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's or a folder's own metadata and data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def unwritable(path: Path, exc: OSError) -> UnreachableError:

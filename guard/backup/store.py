@@ -358,7 +358,7 @@ class ObjectStore:
                 for sha, offset, size in live:
                     writer.append(sha, data[offset : offset + size])
                 writer.seal()
-                _fsync_dir(self.packs)
+                fsync_path(self.packs)
                 crash_point("repacked")
             packs.remove(self.packs, name)
             removed += len(dead)
@@ -394,7 +394,8 @@ def _file_chunks(fd: int) -> Iterator[bytes]:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's own metadata and data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

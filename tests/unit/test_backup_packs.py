@@ -23,6 +23,25 @@ def store(tmp_path: Path) -> ObjectStore:
     return ObjectStore(tmp_path / "objects", tmp_path / "tmp")
 
 
+def packed(store: ObjectStore, *contents: bytes) -> str:
+    """Store contents in one sealed pack; return its name."""
+    for data in contents:
+        store.add_list(data)
+    store.flush()
+    [name] = packs.pack_names(store.packs)
+    return name
+
+
+def damage(store: ObjectStore, data: bytes) -> None:
+    """Flip the first byte of a packed object where it lies on disk."""
+    where = store.index[sha(data)]
+    pack = Path(where.file)
+    pack.chmod(0o644)
+    content = bytearray(pack.read_bytes())
+    content[where.offset] ^= 0xFF
+    pack.write_bytes(bytes(content))
+
+
 def fresh(store: ObjectStore) -> ObjectStore:
     """The same store as another process would open it: everything read from disk again."""
     return ObjectStore(store.objects, store.tmp, store.packs)
@@ -68,10 +87,7 @@ def test_an_object_damaged_before_the_seal_is_never_named(store: ObjectStore) ->
 
 def test_a_damaged_index_or_a_short_pack_names_nothing(store: ObjectStore) -> None:
     one, two = b"first object", b"second object"
-    store.add_list(one)
-    store.add_list(two)
-    store.flush()
-    [name] = packs.pack_names(store.packs)
+    name = packed(store, one, two)
     pack = store.packs / f"{name}.pack"
     pack.chmod(0o644)
     pack.write_bytes(pack.read_bytes()[: len(one) + 3])  # truncated inside the second object
@@ -95,16 +111,8 @@ def test_a_pack_without_its_index_is_removed(store: ObjectStore) -> None:
 
 def test_only_objects_that_do_not_match_are_unindexed(store: ObjectStore) -> None:
     good, bad = b"intact object", b"damaged object"
-    store.add_list(good)
-    store.add_list(bad)
-    store.flush()
-    [name] = packs.pack_names(store.packs)
-    where = store.index[sha(bad)]
-    pack = Path(where.file)
-    pack.chmod(0o644)
-    data = bytearray(pack.read_bytes())
-    data[where.offset] ^= 0xFF
-    pack.write_bytes(bytes(data))
+    name = packed(store, good, bad)
+    damage(store, bad)
     assert packs.drop_bad(store.packs, store.tmp, name) == 1
     reopened = fresh(store)
     assert set(reopened.index) == {sha(good)}
@@ -137,15 +145,8 @@ def test_a_failed_backup_drops_its_open_pack(store: ObjectStore) -> None:
 
 def test_prune_keeps_a_pack_whose_needed_object_is_damaged_and_says_so(store: ObjectStore) -> None:
     needed, dead = b"needed object", b"object no backup names"
-    store.add_list(needed)
-    store.add_list(dead)
-    store.flush()
-    where = store.index[sha(needed)]
-    pack = Path(where.file)
-    pack.chmod(0o644)
-    data = bytearray(pack.read_bytes())
-    data[where.offset] ^= 0xFF
-    pack.write_bytes(bytes(data))
+    packed(store, needed, dead)
+    damage(store, needed)
     removed, _, notes = fresh(store).collect_garbage({sha(needed)})
     assert removed == 0
     assert len(notes) == 1 and "do not match their hash" in notes[0]
@@ -153,10 +154,7 @@ def test_prune_keeps_a_pack_whose_needed_object_is_damaged_and_says_so(store: Ob
 
 
 def test_prune_is_not_stuck_on_an_index_whose_pack_is_gone(store: ObjectStore) -> None:
-    store.add_list(b"needed object")
-    store.add_list(b"object no backup names")
-    store.flush()
-    [name] = packs.pack_names(store.packs)
+    name = packed(store, b"needed object", b"object no backup names")
     (store.packs / f"{name}.pack").unlink()  # an OS crash kept the pack's unlink, not the index's
     fresh(store).collect_garbage({sha(b"needed object")})
     assert packs.pack_names(store.packs) == []
