@@ -7,8 +7,8 @@ needs no imports and no re-configuration, and it sends each batch of paths as on
 
 The child keeps its whole output until the walk is done and only then writes it: a pipe holds 64 KiB,
 so writing as it goes would stall the walk until the parent, busy with the database, starts reading.
-Where fork is unavailable or unsafe (other threads are running: a child would inherit their locks in
-whatever state they are), the same walk runs in this process instead, with the same results.
+Where fork is unavailable or unsafe (guard.forking), the same walk runs in this process instead, with
+the same results.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, NoReturn, Self
 
 from guard.errors import UnreachableError
+from guard.forking import fork_is_safe
 from guard.uploads import UploadsRoot, WalkRecord
 
 SEP = "\0"
@@ -39,7 +39,7 @@ class BackgroundWalk:
         self.record = WalkRecord()
         self._pid = 0
         self._pipe: BinaryIO | None = None
-        if hasattr(os, "fork") and threading.active_count() == 1:
+        if fork_is_safe():
             self._start()
 
     def _start(self) -> None:

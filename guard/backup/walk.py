@@ -31,6 +31,7 @@ from guard.backup.manifest import (
 from guard.backup.statpage import StatRow
 from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError
+from guard.forking import fork_is_safe
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
 
@@ -174,7 +175,7 @@ def _folder(
         buckets = bucket_count(len(names))
         groups = [names] if buckets == 1 else statpage.group(names, buckets)
         job = _Job(current, rel, buckets, groups, fd, store, previous)
-        if len(names) >= PARALLEL_MIN:
+        if len(names) >= PARALLEL_MIN and fork_is_safe():
             shares = _in_parallel(job, listing, meanwhile)
         else:
             shares = [job.run(range(buckets))]

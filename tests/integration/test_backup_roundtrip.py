@@ -311,6 +311,8 @@ def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
     monkeypatch.setattr(store_module, "RACY_NS", 0)
     serial = run_backup(world.settings)
     monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)  # every folder: pages shared with a worker
+    # whatever threads earlier tests left in this process: this test is about the forked worker
+    monkeypatch.setattr(walk_module, "fork_is_safe", lambda: True)
     shared = run_backup(world.settings)
     assert shared.manifest.folders == serial.manifest.folders
     assert shared.manifest.counts["files_read"] == 0
@@ -326,11 +328,35 @@ def test_a_folder_shared_with_a_forked_worker_gives_the_same_lists(
     assert verify_backup(repo_of(world), changed.id, read_data=True).ok
 
 
+def test_with_another_thread_running_the_walk_does_not_fork_and_gives_the_same_lists(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RACY_NS", 0)
+    alone = run_backup(world.settings)
+    monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)
+
+    def no_fork() -> int:
+        raise AssertionError("forked while another thread was running")
+
+    monkeypatch.setattr(walk_module.os, "fork", no_fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # as sentry-sdk's transport thread in a worker
+    other.start()
+    try:
+        beside = run_backup(world.settings)
+    finally:
+        stop.set()
+        other.join()
+    assert beside.manifest.folders == alone.manifest.folders
+    assert beside.manifest.missing == alone.manifest.missing
+
+
 def test_a_worker_that_fails_fails_the_backup_and_publishes_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = run_backup(world.settings)
     monkeypatch.setattr(walk_module, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(walk_module, "fork_is_safe", lambda: True)  # as above: the worker is the point
 
     parent, run = os.getpid(), walk_module._Job.run
 
