@@ -25,6 +25,7 @@ from pathlib import Path
 
 from guard.backup.faults import crash_point
 from guard.errors import GuardError
+from guard.fdio import write_all
 
 IDX_MAGIC = b"guard-pack-index/1\n"
 _ENTRY = struct.Struct("<32sQQ")  # sha256 (raw), offset, size
@@ -177,9 +178,7 @@ class PackWriter:
             self._size = 0
             self._entries = []
         offset = self._size
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        write_all(self._fd, data)
         self._size += len(data)
         self._entries.append((sha256, offset, len(data)))
         return Where(self.pending, offset, len(data))

@@ -10,6 +10,7 @@ from pathlib import Path
 from guard import paths
 from guard.backup.manifest import FileEntry
 from guard.backup.store import ObjectStore
+from guard.fdio import write_all
 
 PLACED, PRESENT = "placed", "present"
 
@@ -55,9 +56,7 @@ class Placer:
         try:
             for chunk in chunks:
                 digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
+                write_all(out, chunk)
         finally:
             os.close(out)
         if digest.hexdigest() != entry.sha256:

@@ -15,6 +15,7 @@ from guard.backup import packs
 from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
+from guard.fdio import write_all
 
 CHUNK = 1 << 20
 SMALL = 1 << 20  # files up to this size are read whole before anything is written
@@ -178,7 +179,7 @@ class ObjectStore:
         try:
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
-                os.write(out, chunk)
+                write_all(out, chunk)
                 size += len(chunk)
         finally:
             os.close(out)

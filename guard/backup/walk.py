@@ -31,6 +31,7 @@ from guard.backup.manifest import (
 from guard.backup.statpage import StatRow
 from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError
+from guard.fdio import write_all
 from guard.forking import fork_is_safe
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
@@ -257,9 +258,7 @@ def _queue(buckets: int) -> int:
     data = b"".join(start.to_bytes(4, "little") for start in range(0, buckets, step))
     read_end, write_end = os.pipe()
     try:
-        view = memoryview(data)  # at most QUEUE_RUNS entries: fits the pipe's buffer, never blocks
-        while view:
-            view = view[os.write(write_end, view) :]
+        write_all(write_end, data)  # at most QUEUE_RUNS entries: fits the pipe's buffer, never blocks
     finally:
         os.close(write_end)
     return read_end
