@@ -68,6 +68,12 @@ def read_index(path: Path) -> list[tuple[str, int, int]] | None:
     return [(s.hex(), o, n) for s, o, n in _ENTRY.iter_unpack(body[len(IDX_MAGIC) :])]
 
 
+def intact(data: bytes, entry: tuple[str, int, int]) -> bool:
+    """Whether the bytes an index entry names, in a pack's data, hash to its SHA-256."""
+    sha, offset, size = entry
+    return hashlib.sha256(data[offset : offset + size]).hexdigest() == sha
+
+
 def pack_names(packs: Path) -> list[str]:
     """The names of the indexed packs (each has its .idx), in a stable order."""
     try:
@@ -88,19 +94,25 @@ def remove_unindexed(packs: Path) -> int:
     return removed
 
 
+def located(packs: Path, name: str) -> dict[str, Where] | None:
+    """Where one pack's objects are: those its index names within the pack's size; None when its
+    index fails its checksum. FileNotFoundError when the index or the pack is gone."""
+    file = str(packs / f"{name}.pack")
+    entries = read_index(packs / f"{name}.idx")
+    size = os.stat(file).st_size
+    if entries is None:
+        return None
+    return {s: Where(file, o, n) for s, o, n in entries if o + n <= size}
+
+
 def load(packs: Path) -> dict[str, Where]:
     """Every packed object by SHA-256, from the indexes whose pack is whole (others name nothing)."""
     found: dict[str, Where] = {}
     for name in pack_names(packs):
-        file = str(packs / f"{name}.pack")
         try:
-            entries = read_index(packs / f"{name}.idx")
-            size = os.stat(file).st_size
+            found.update(located(packs, name) or {})
         except FileNotFoundError:
             continue  # removed meanwhile, or its pack is gone: its objects are missing, verify says which
-        if entries is None:
-            continue
-        found.update((s, Where(file, o, n)) for s, o, n in entries if o + n <= size)
     return found
 
 
@@ -140,7 +152,7 @@ def drop_bad(packs: Path, tmp: Path, name: str) -> int:
     except FileNotFoundError:
         index.unlink(missing_ok=True)
         return len(entries)
-    good = [(s, o, n) for s, o, n in entries if hashlib.sha256(data[o : o + n]).hexdigest() == s]
+    good = [e for e in entries if intact(data, e)]
     if len(good) == len(entries):
         return 0
     if not good:
@@ -211,10 +223,10 @@ class PackWriter:
         temp, name, entries = self.pending, self._name, self._entries
         with open(temp, "rb") as handle:
             data = handle.read()
-        for sha, offset, size in entries:
-            if hashlib.sha256(data[offset : offset + size]).hexdigest() != sha:
+        for entry in entries:
+            if not intact(data, entry):
                 os.unlink(temp)
-                raise PackError(f"a packed object did not hash to {sha} (disk or memory fault)")
+                raise PackError(f"a packed object did not hash to {entry[0]} (disk or memory fault)")
         index_temp = f"{temp}.idx"
         with open(index_temp, "xb") as handle:
             handle.write(index_bytes(entries))

@@ -108,11 +108,10 @@ class ObjectStore:
     def adopt(self, names: list[str]) -> None:
         """Know the objects of packs another process (a walk worker) sealed."""
         for name in names:
-            entries = packs.read_index(self.packs / f"{name}.idx")  # FileNotFoundError: raised too
-            if entries is None:
+            where = packs.located(self.packs, name)  # FileNotFoundError: raised too
+            if where is None:
                 raise GuardError(f"the index of pack {name}, just written by a walk worker, cannot be read")
-            file = str(self.packs / f"{name}.pack")
-            self.index.update((s, packs.Where(file, o, n)) for s, o, n in entries)
+            self.index.update(where)
             self.sealed.append(name)
 
     def _pack_in(self, sha: str, data: bytes) -> None:
@@ -349,7 +348,7 @@ class ObjectStore:
                 except FileNotFoundError:  # an index left behind by a crash: its objects are gone
                     (self.packs / f"{name}.idx").unlink(missing_ok=True)
                     continue
-                bad = [s for s, o, n in live if hashlib.sha256(data[o : o + n]).hexdigest() != s]
+                bad = [e for e in live if not packs.intact(data, e)]
                 if bad:
                     notes.append(
                         f"kept pack {name} as it is: {len(bad)} object(s) in it do not match their "
