@@ -22,6 +22,16 @@ def _seed(db: Database) -> None:
     db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
 
 
+def _seed_and_install(db: Database, db_url: str) -> None:
+    _seed(db)
+    install(db, Settings(database_url=db_url))
+
+
+def _one_ad(db: Database) -> None:
+    """Ad 5, slug a-1: the row most tests change."""
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+
+
 def _ten_ads(db: Database) -> None:
     db.execute(
         "INSERT INTO ads (title, slug, category_id, user_id) SELECT 't', 's-' || g, 1, 1 "
@@ -51,9 +61,8 @@ def test_install_is_idempotent_and_versioned(db_url: str) -> None:
 
 def test_changes_are_captured_coalesced_and_carry_paths(db_url: str) -> None:
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        _seed_and_install(db, db_url)
+        _one_ad(db)
         db.execute("UPDATE ads SET slug = 'b-1' WHERE id = 5")
         db.execute("UPDATE ads SET slug = 'c-1' WHERE id = 5")
         db.execute("UPDATE ads SET price = 3 WHERE id = 5")  # no rule reads price: not queued
@@ -70,9 +79,8 @@ def test_changes_are_captured_coalesced_and_carry_paths(db_url: str) -> None:
 
 def test_change_after_dispatch_is_a_new_entry_and_delete_keeps_old_path(db_url: str) -> None:
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        _seed_and_install(db, db_url)
+        _one_ad(db)
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/x')")
         outbox.collect(db)
         with outbox.claim(db, 100, 30) as claimed:
@@ -85,8 +93,7 @@ def test_change_after_dispatch_is_a_new_entry_and_delete_keeps_old_path(db_url: 
 
 def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -> None:
     with Database(db_url) as db, Database(db_url) as other:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
         _ten_ads(db)
         outbox.collect(db)
         with outbox.claim(db, 4, 30) as mine, outbox.claim(other, 100, 30) as theirs:
@@ -106,8 +113,7 @@ def test_claim_skips_locked_rows_and_redispatches_after_the_lease(db_url: str) -
 
 def test_claim_rolls_back_when_dispatch_fails(db_url: str) -> None:
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
         db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
         outbox.collect(db)
         with pytest.raises(RuntimeError), outbox.claim(db, 10, 30) as claimed:
@@ -120,9 +126,8 @@ def test_claim_rolls_back_when_dispatch_fails(db_url: str) -> None:
 def test_the_write_only_appends_and_collecting_moves_it_once(db_url: str) -> None:
     """The writer's transaction holds the durable record; collect moves it and leaves nothing behind."""
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        _seed_and_install(db, db_url)
+        _one_ad(db)
         db.execute("UPDATE ads SET slug = 'b-1' WHERE id = 5")
         assert db.fetch_all("SELECT tbl, row_key FROM guard.capture ORDER BY seq") == [("ads", "5")] * 2
         assert db.fetch_one("SELECT count(*) FROM guard.outbox") == (0,)
@@ -141,8 +146,7 @@ def test_the_write_only_appends_and_collecting_moves_it_once(db_url: str) -> Non
 def test_concurrent_collectors_move_each_change_exactly_once(db_url: str) -> None:
     """Several listeners: one collector's batch is locked, the other skips it and takes the rest."""
     with Database(db_url) as db, Database(db_url) as other:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
         _ten_ads(db)
         db.execute("UPDATE ads SET slug = slug || 'x'")  # a second change to every row
         moved: list[int] = []
@@ -163,9 +167,8 @@ def test_concurrent_collectors_move_each_change_exactly_once(db_url: str) -> Non
 def test_collectors_merging_out_of_order_keep_paths_in_change_order(db_url: str) -> None:
     """A collector that took the older changes but commits last must not turn the paths back."""
     with Database(db_url) as db, Database(db_url) as other:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        _seed_and_install(db, db_url)
+        _one_ad(db)
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', 'p/a')")
         outbox.collect(db)
         db.execute("UPDATE ad_images SET file_path = 'p/b' WHERE id = 7")
@@ -200,7 +203,7 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
         )
         install(db, settings)
         assert installed_version(db) == VERSION == 4
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'a-1', 1, 1)")
+        _one_ad(db)
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'b-1', 1, 1)")
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (8, 6, 'x', 'p/x')")
         db.execute("UPDATE ad_images SET id = 7, file_path = 'p/c' WHERE id = 8")  # merges into 7's row
@@ -216,8 +219,7 @@ def test_a_writers_search_path_never_runs_its_own_code_as_guards_owner(db_url: s
     name = f"guard_writer_{uuid.uuid4().hex[:8]}"
     role = sql.Identifier(name)
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
         db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
         try:
             db.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ads, ad_images TO {}").format(role))
@@ -253,8 +255,7 @@ def test_a_writers_search_path_never_runs_its_own_code_as_guards_owner(db_url: s
 
 def test_notify_wakes_a_listener(db_url: str) -> None:
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN guard_outbox")
         with Database(db_url) as db:
@@ -265,8 +266,7 @@ def test_notify_wakes_a_listener(db_url: str) -> None:
 
 def test_uninstall_removes_triggers_and_schema(db_url: str) -> None:
     with Database(db_url) as db:
-        _seed(db)
-        install(db, Settings(database_url=db_url))
+        _seed_and_install(db, db_url)
         assert uninstall(db) == ["ad_images", "ads", "categories"]
         assert installed_version(db) is None
         db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
