@@ -33,6 +33,10 @@ class Settings:
     sentry_dsn: str | None = None
     slack_webhook_url: str | None = None
     lease_seconds: int = 30
+    # Redis gives a message a worker took but has not acknowledged (late acks) to another worker after
+    # visibility_timeout; no task may run, or wait for its countdown, that long (workers/app.py).
+    visibility_timeout: int = 7200
+    task_time_limit: int = 3600  # hard limit of any one task run; the soft limit is a minute earlier
     outbox_batch: int = 500
     slack_digest_seconds: int = 60
     watch_reconcile_seconds: int = 300

@@ -97,3 +97,13 @@ CREATE TABLE IF NOT EXISTS guard.listener_state (
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO guard.listener_state (one, idle) VALUES (true, true) ON CONFLICT (one) DO NOTHING;
+
+-- Since version 5: one row per task run a broker delivered (keyed by the task's id), so a second
+-- delivery of a running or finished backup, prune, drill or sweep does nothing (guard/runs.py).
+CREATE TABLE IF NOT EXISTS guard.task_runs (
+    run_key     text PRIMARY KEY,
+    task        text NOT NULL,
+    deliveries  integer NOT NULL DEFAULT 1,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);

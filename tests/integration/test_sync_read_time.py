@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sync_stack import wait_for
 
 from guard import store, sync
 from guard.checks import CheckContext, registry
 from guard.database import Database
 from guard.install import install
 from guard.settings import Settings
-from tests.integration.sync_stack import wait_for
 
 pytestmark = pytest.mark.integration
 
