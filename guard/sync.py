@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -10,20 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from guard import store
 from guard.checks import CheckContext, file_events, integrity, registry
 from guard.database import Database
-from guard.errors import UnreachableError
+from guard.errors import GuardError, UnreachableError
 from guard.finding import Finding
-from guard.outbox import mark_processed, prune
+from guard.outbox import mark_processed, prune, record_error
 from guard.redact import redact
 from guard.rules import Rule
 from guard.settings import Settings
 from guard.store import Changes, Scope
 from guard.uploads import UploadsRoot
 
+log = logging.getLogger("guard.sync")
 OUTBOX_KEEP_SECONDS = 3600
 SAME_VALUE = "SELECT {pk}::text FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE {pk} = ANY(%s))"
 # A unique finding's message names the shared value, so equal messages mean rows that collided.
@@ -157,6 +160,17 @@ def _reconcile_paths(
         scope = Scope("files", file_events.ROW_KINDS, row_subjects)
         changes += store.reconcile(db, scope, found, seen=read_at)
     return Outcome(changes, report.young)
+
+
+def record_failure(settings: Settings, outbox_ids: Sequence[int], exc: BaseException) -> None:
+    """Keep why a batch's check failed on its outbox rows; never hide the failure itself."""
+    if not outbox_ids:
+        return
+    try:
+        with _database(settings) as db:
+            record_error(db, outbox_ids, redact(f"{type(exc).__name__}: {exc}").strip())
+    except (GuardError, psycopg.Error) as err:  # the database is what failed: the retry will tell
+        log.warning("could not record why outbox rows %s failed: %s", list(outbox_ids), type(err).__name__)
 
 
 def _all_findings(findings: Sequence[Finding], counts: dict[str, int]) -> Sequence[Finding]:

@@ -45,7 +45,11 @@ RETRY: dict[str, Any] = {
 @app.task(name="guard.check_rows", **RETRY)
 def check_rows(table: str, keys: list[str], paths: list[str], outbox_ids: list[int]) -> dict[str, int]:
     """Check changed rows of one table and mark their outbox entries processed."""
-    outcome = sync.process_rows(settings, table, keys, paths, outbox_ids)
+    try:
+        outcome = sync.process_rows(settings, table, keys, paths, outbox_ids)
+    except Exception as exc:  # kept on the rows for their check_failed finding, then raised as ever
+        sync.record_failure(settings, outbox_ids, exc)
+        raise
     follow_up(outcome)
     return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
