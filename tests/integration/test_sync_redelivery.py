@@ -15,6 +15,7 @@ import pytest
 import redis
 from sync_stack import BIN, FakeSentry, Stack, wait_for
 
+from guard import runs
 from guard.database import Database
 from guard.install import install
 from guard.settings import Settings
@@ -103,3 +104,23 @@ def test_a_backup_delivered_twice_while_running_makes_one_backup_and_no_alert(
     assert findings == [] and notices == [] and sentry.events == []
     assert "delivery 2 does nothing: an earlier delivery already ran it" in log
     assert "{'duplicate': 1}" in log  # and ends as a success: no failed task, no Sentry Crons error
+
+
+def test_a_run_is_done_by_one_delivery_and_redone_only_when_its_holder_left_it_unfinished(
+    db_url: str,
+) -> None:
+    with Database(db_url) as db:
+        install(db, Settings(database_url=db_url))
+    with (
+        runs.single_run(db_url, "task-1", "sweep files", wait_s=0) as first,
+        runs.single_run(db_url, "task-1", "sweep files", wait_s=0.5) as meanwhile,
+    ):
+        assert first.works and not meanwhile.works and meanwhile.number == 2
+        assert "still runs it" in meanwhile.why_not
+    with runs.single_run(db_url, "task-1", "sweep files", wait_s=0) as after:
+        assert not after.works and after.why_not == "an earlier delivery already ran it"
+    with pytest.raises(RuntimeError), runs.single_run(db_url, "task-2", "backup", wait_s=0) as failed:
+        assert failed.works
+        raise RuntimeError("a retryable failure: the retry must do the work")
+    with runs.single_run(db_url, "task-2", "backup", wait_s=0) as retry:
+        assert retry.works and retry.number == 2
