@@ -36,6 +36,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "examples" / "thulobaz
 COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli_sync",
     "guard.cli_status",
+    "guard.cli_outbox",
     "guard.cli_schema",
     "guard.cli_backup",
 )

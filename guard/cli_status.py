@@ -10,6 +10,7 @@ from guard import outbox
 from guard.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_UNREACHABLE, ConfigError, UnreachableError
 from guard.install import installed_version
+from guard.paths import printable
 from guard.settings import Settings
 
 OPEN_BY_CHECK = (
@@ -24,7 +25,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="how much change waits to be checked, and what is open",
         description="Show the continuous checks' state: database changes captured but not yet "
         "checked (the outbox), tasks waiting in each broker queue and tasks a worker holds, and the "
-        "open findings per check. A waiting count that keeps growing means: run more workers "
+        "open findings per check, and the changes parked after failing every check (re-queue them "
+        "with 'guard outbox requeue'). A waiting count that keeps growing means: run more workers "
         "(Procfile: worker) or more listeners.",
         epilog="examples:\n  guard status\n  guard status --json\n\n"
         "exit codes: 0 nothing open, 1 findings open, 2 guard not installed, "
@@ -44,6 +46,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         if version is None:
             raise ConfigError("guard is not installed in this database: run 'guard install' first")
         backlog = outbox.backlog(db)
+        dead = outbox.dead_rows(db)
         open_by_check = {str(r[0]): int(r[1]) for r in db.fetch_all(OPEN_BY_CHECK)}
     broker: dict[str, Any]
     try:
@@ -54,6 +57,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     report = {
         "installed_version": version,
         "outbox_waiting": backlog,
+        "outbox_dead": [d.to_json() for d in dead],
         "broker": broker,
         "open_findings": open_by_check,
     }
@@ -83,7 +87,19 @@ def render(report: dict[str, Any]) -> str:
         [
             f"installed  guard schema version {report['installed_version']}",
             f"outbox     {report['outbox_waiting']} captured changes not yet checked",
+            *_dead_lines(report["outbox_dead"]),
             f"queues     {queue_line}",
             f"findings   {findings_line}",
         ]
     )
+
+
+def _dead_lines(dead: list[dict[str, Any]]) -> list[str]:
+    """One line per parked change, and how to put them back."""
+    if not dead:
+        return []
+    lines = [f"dead       {len(dead)} parked after failing every check (guard outbox requeue ID|--all):"]
+    for row in dead:
+        why = printable(str(row["last_error"] or "no error recorded"))[:120]
+        lines.append(f"  {row['id']:>8}  {row['table']} {printable(row['key'])}  {row['attempts']}x: {why}")
+    return lines

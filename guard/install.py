@@ -17,7 +17,9 @@ from guard.settings import Settings
 # 4: the outbox records which capture seqs its paths came from, so collectors merging out of order keep
 #    old_path and new_path in change order (outbox_collect.sql); the capture functions drop their
 #    `SET search_path` and qualify every name instead (install_trigger.sql).
-VERSION = 4
+# 5: guard.task_runs, so a redelivered task runs once (guard/runs.py); the outbox parks rows that
+#    failed outbox_max_attempts times (dead_at, last_error).
+VERSION = 5
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"

@@ -32,7 +32,15 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     sentry_dsn: str | None = None
     slack_webhook_url: str | None = None
-    lease_seconds: int = 30
+    # A dispatched change not processed within the lease is sent again; it outlives a check_rows task's
+    # whole retry schedule (8 retries, backoff capped at 60 s: 183 s of waiting), so a busy or retrying
+    # worker's rows are not sent twice. After outbox_max_attempts sends a row is parked as dead.
+    lease_seconds: int = 600
+    outbox_max_attempts: int = 5
+    # Redis gives a message a worker took but has not acknowledged (late acks) to another worker after
+    # visibility_timeout; no task may run, or wait for its countdown, that long (workers/app.py).
+    visibility_timeout: int = 7200
+    task_time_limit: int = 3600  # hard limit of any one task run; the soft limit is a minute earlier
     outbox_batch: int = 500
     slack_digest_seconds: int = 60
     watch_reconcile_seconds: int = 300

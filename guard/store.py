@@ -12,6 +12,7 @@ from guard.database import Database, Row, load_query
 from guard.finding import Finding
 
 NOW = "SELECT now()"
+CLOCK = "SELECT clock_timestamp()"
 LOCK_SUBJECTS = """
 SELECT count(pg_advisory_xact_lock(h)) FROM (
     SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest(%s::text[]) s ORDER BY 1
@@ -92,28 +93,49 @@ def database_now(db: Database) -> datetime:
     return row[0]  # type: ignore[no-any-return]
 
 
-def lock_subjects(db: Database, subjects: Iterable[str]) -> None:
-    """Serialize checks of the same subjects until the transaction ends (sorted: no deadlocks)."""
+def clock_now(db: Database) -> datetime:
+    """Return the server's clock_timestamp(): now, even inside a long transaction."""
+    row = db.fetch_one(CLOCK)
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def lock_subjects(db: Database, subjects: Iterable[str]) -> datetime:
+    """Serialize checks of the same subjects until the transaction ends; return when they were held.
+
+    Call it once per transaction with every subject (one sorted call cannot deadlock with another).
+    The returned clock_timestamp() is when the data read next was read: the transaction's now() may
+    be much earlier when the locks were waited for, and a sweep started in between must not count
+    the evidence as older than its own.
+    """
     db.execute(LOCK_SUBJECTS, (sorted(set(subjects)),))
+    return clock_now(db)
 
 
 def reconcile(
-    db: Database, scope: Scope, findings: Sequence[Finding], since: datetime | None = None
+    db: Database,
+    scope: Scope,
+    findings: Sequence[Finding],
+    since: datetime | None = None,
+    seen: datetime | None = None,
 ) -> Changes:
     """Open or refresh `findings` and resolve what in `scope` was not seen since `since`.
 
     Given `since` (a check that started earlier), a finding some newer check resolved or refreshed
     after `since` is left as that check decided: the older snapshot must not reopen a fix.
+    `seen` is when the check read its data (default `since`, else the server's clock): it becomes
+    the refreshed findings' last_seen, so a later reconciliation compares evidence by when it was read.
     """
     unique = {(f.check, f.kind, f.subject): f for f in findings}
     if since is not None and unique:
         checks = sorted({f.check for f in findings})
         for key in db.fetch_all(DECIDED_SINCE, (checks, since, since)):
             unique.pop((str(key[0]), str(key[1]), str(key[2])), None)
-    since = since or database_now(db)
+    seen = seen or since or clock_now(db)
+    since = since or seen
     opened = refreshed = 0
     if unique:
-        row = db.fetch_one(load_query("store_open"), _columns(list(unique.values())))
+        row = db.fetch_one(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
         opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
     params = {
         "check": scope.check,

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from guard import store
 from guard.checks import CheckContext, file_events, integrity, registry
 from guard.database import Database
-from guard.errors import UnreachableError
+from guard.errors import GuardError, UnreachableError
 from guard.finding import Finding
-from guard.outbox import mark_processed, prune
+from guard.outbox import mark_processed, prune, record_error
 from guard.redact import redact
 from guard.rules import Rule
 from guard.settings import Settings
 from guard.store import Changes, Scope
 from guard.uploads import UploadsRoot
 
+log = logging.getLogger("guard.sync")
 OUTBOX_KEEP_SECONDS = 3600
 SAME_VALUE = "SELECT {pk}::text FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE {pk} = ANY(%s))"
 # A unique finding's message names the shared value, so equal messages mean rows that collided.
@@ -54,18 +58,22 @@ def process_rows(
     """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
     keys = sorted(set(keys))
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
-    path_subjects = [file_events.path_subject(p) for p in paths]
     with _database(settings) as db, db.transaction():
-        related = _related_keys(db, settings, table, keys)  # before locking: one sorted lock call
+        # Everything this transaction locks is found first and locked in one sorted call: a second
+        # call later could wait on a check that waits on us (a deadlock).
+        related = _related_keys(db, settings, table, keys)
         related_subjects = tuple(file_events.row_subject(table, k) for k in related)
-        store.lock_subjects(db, [*row_subjects, *related_subjects, *path_subjects])
-        changes = _rows_integrity(db, settings, table, related, related_subjects)
+        path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
+        subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
+        read_at = store.lock_subjects(db, subjects)
+        changes = _rows_integrity(db, settings, table, related, related_subjects, read_at)
         recheck: dict[str, float] = {}
         if table == settings.file_table:
             root = UploadsRoot(settings.require_uploads_root())
             found = file_events.check_rows(db, settings, root, keys)
-            changes += store.reconcile(db, Scope("files", file_events.ROW_KINDS, row_subjects), found)
-            path_outcome = _reconcile_paths(db, settings, root, paths)
+            scope = Scope("files", file_events.ROW_KINDS, row_subjects)
+            changes += store.reconcile(db, scope, found, seen=read_at)
+            path_outcome = _reconcile_paths(db, settings, root, paths, {*keys, *path_keys}, read_at)
             changes += path_outcome.changes
             recheck = path_outcome.recheck
         mark_processed(db, outbox_ids)
@@ -76,19 +84,35 @@ def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
     """Check these upload paths: orphans, and the rows that name them (a file came or went)."""
     root = UploadsRoot(settings.require_uploads_root())
     with _database(settings) as db, db.transaction():
-        store.lock_subjects(db, [file_events.path_subject(p) for p in paths])
-        return _reconcile_paths(db, settings, root, paths)
+        keys = _path_keys(db, settings, paths)
+        read_at = store.lock_subjects(db, _path_lock_subjects(settings, paths, keys))
+        return _reconcile_paths(db, settings, root, paths, set(keys), read_at)
+
+
+def _path_keys(db: Database, settings: Settings, paths: Sequence[str]) -> list[str]:
+    """Return the file rows that name these paths now, to lock them with the paths."""
+    return file_events.referencing_keys(db, settings, paths)
+
+
+def _path_lock_subjects(settings: Settings, paths: Sequence[str], keys: Sequence[str]) -> list[str]:
+    rows = [file_events.row_subject(settings.file_table, k) for k in keys]
+    return [*(file_events.path_subject(p) for p in paths), *rows]
 
 
 def _rows_integrity(
-    db: Database, settings: Settings, table: str, keys: list[str], subjects: tuple[str, ...]
+    db: Database,
+    settings: Settings,
+    table: str,
+    keys: list[str],
+    subjects: tuple[str, ...],
+    read_at: datetime,
 ) -> Changes:
     rules = [r for r in settings.rules if r.table == table]
     if not rules or not keys:
         return Changes()
     result = integrity.check_keys(db, rules, table, keys, plans=_plans(db, rules, table))
     scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
-    return store.reconcile(db, scope, _all_findings(result.findings, result.counts))
+    return store.reconcile(db, scope, _all_findings(result.findings, result.counts), seen=read_at)
 
 
 def _related_keys(db: Database, settings: Settings, table: str, keys: list[str]) -> list[str]:
@@ -110,19 +134,43 @@ def _related_keys(db: Database, settings: Settings, table: str, keys: list[str])
     return sorted(found)
 
 
-def _reconcile_paths(db: Database, settings: Settings, root: UploadsRoot, paths: Sequence[str]) -> Outcome:
+def _reconcile_paths(
+    db: Database,
+    settings: Settings,
+    root: UploadsRoot,
+    paths: Sequence[str],
+    locked_keys: set[str],
+    read_at: datetime,
+) -> Outcome:
+    """Reconcile these paths' orphans and the locked rows that name them.
+
+    A row that came to name a path after the locks were taken is not checked here: its own change
+    is in the outbox, and its own check takes its lock.
+    """
     if not paths:
         return Outcome()
     report = file_events.check_paths(db, settings, root, paths)
     subjects = tuple(sorted({file_events.path_subject(p) for p in paths}))
-    changes = store.reconcile(db, Scope("files", file_events.PATH_KINDS, subjects), report.orphans)
-    if report.referencing_keys:
-        keys = sorted(set(report.referencing_keys))
+    scope = Scope("files", file_events.PATH_KINDS, subjects)
+    changes = store.reconcile(db, scope, report.orphans, seen=read_at)
+    keys = sorted(set(report.referencing_keys) & locked_keys)
+    if keys:
         row_subjects = tuple(file_events.row_subject(settings.file_table, k) for k in keys)
-        store.lock_subjects(db, row_subjects)
         found = file_events.check_rows(db, settings, root, keys)
-        changes += store.reconcile(db, Scope("files", file_events.ROW_KINDS, row_subjects), found)
+        scope = Scope("files", file_events.ROW_KINDS, row_subjects)
+        changes += store.reconcile(db, scope, found, seen=read_at)
     return Outcome(changes, report.young)
+
+
+def record_failure(settings: Settings, outbox_ids: Sequence[int], exc: BaseException) -> None:
+    """Keep why a batch's check failed on its outbox rows; never hide the failure itself."""
+    if not outbox_ids:
+        return
+    try:
+        with _database(settings) as db:
+            record_error(db, outbox_ids, redact(f"{type(exc).__name__}: {exc}").strip())
+    except (GuardError, psycopg.Error) as err:  # the database is what failed: the retry will tell
+        log.warning("could not record why outbox rows %s failed: %s", list(outbox_ids), type(err).__name__)
 
 
 def _all_findings(findings: Sequence[Finding], counts: dict[str, int]) -> Sequence[Finding]:

@@ -81,7 +81,9 @@ class Listener:
         while not self.stop:
             # the triggers only log changes; coalesce them into the outbox first (its own transaction)
             collected = outbox.collect(db)
-            with outbox.claim(db, self.settings.outbox_batch, self.settings.lease_seconds) as changes:
+            self.park(db)
+            limits = (self.settings.outbox_batch, self.settings.lease_seconds, self.max_attempts)
+            with outbox.claim(db, *limits) as changes:
                 for batch in outbox.group(changes):
                     self.publish(batch)
             total += len(changes)
@@ -91,6 +93,17 @@ class Listener:
             self.dispatched += total
             log.info("dispatched %d changes (%d in all)", total, self.dispatched)
         return total
+
+    @property
+    def max_attempts(self) -> int:
+        return max(1, self.settings.outbox_max_attempts)
+
+    def park(self, db: Database) -> None:
+        """Park the rows whose check failed every time they were sent (no poison loop)."""
+        for dead in outbox.park(db, self.max_attempts):
+            log.error(
+                "parked outbox row %d (%s %s) after %d attempts", dead.id, dead.table, dead.key, dead.attempts
+            )
 
     def idle(self, conn: psycopg.Connection[object], db: Database) -> None:
         """Ask the triggers to notify, re-check once (a commit may have slipped in), then wait.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -12,11 +13,41 @@ from guard.settings import Settings, load_settings
 from workers.schedule import beat_schedule
 
 settings: Settings = load_settings()
+log = logging.getLogger("guard.workers")
+RETRY_BACKOFF_MAX_S = 60  # workers/tasks.py: the longest countdown before a retry
+
+
+def soft_time_limit(s: Settings) -> int:
+    """A minute before the hard limit: the task gets SoftTimeLimitExceeded and can clean up."""
+    return max(1, s.task_time_limit - 60)
+
+
+def redelivery_gap(s: Settings) -> str | None:
+    """Say why Redis could deliver a task again while it still runs or waits, or None when it cannot.
+
+    A message is acknowledged when its task ends (late acks); one held longer than visibility_timeout,
+    running up to task_time_limit or waiting out a countdown (a retry's backoff, a young file's
+    grace period), is given to another worker. guard/runs.py keeps such a copy from doing the work
+    twice; these settings keep it from happening at all.
+    """
+    longest = max(s.task_time_limit, s.orphan_grace + 1, RETRY_BACKOFF_MAX_S)
+    if s.visibility_timeout > longest:
+        return None
+    return (
+        f"VISIBILITY_TIMEOUT ({s.visibility_timeout} s) is not longer than the longest a task may hold "
+        f"its message ({longest} s: TASK_TIME_LIMIT, ORPHAN_GRACE + 1); Redis will deliver such tasks "
+        "twice (the second copy does nothing)"
+    )
 
 
 def broker_options(s: Settings) -> dict[str, Any]:
     """Keep every broker key under the configured prefix (tests and tenants never collide)."""
-    options: dict[str, Any] = {"visibility_timeout": 3600}
+    options: dict[str, Any] = {
+        "visibility_timeout": s.visibility_timeout,
+        # look for messages past the timeout every few seconds (kombu's default: every 100 s)
+        "unacked_restore_interval": min(10, max(1, s.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
+    }
     if s.broker_prefix:
         options["global_keyprefix"] = s.broker_prefix
     return options
@@ -38,11 +69,21 @@ app.conf.update(
         "guard.deliver_alerts": {"queue": ALERTS},
     },
     broker_transport_options=broker_options(settings),
+    task_time_limit=settings.task_time_limit,
+    task_soft_time_limit=soft_time_limit(settings),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule=beat_schedule(settings),
     timezone="UTC",
 )
+
+
+@signals.celeryd_init.connect
+def warn_of_redelivery(**_: Any) -> None:
+    """Warn at worker start when the time limits and the visibility timeout disagree."""
+    gap = redelivery_gap(settings)
+    if gap is not None:
+        log.warning("%s", gap)
 
 
 @signals.celeryd_init.connect

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import kombu.exceptions
 import psycopg
 import redis.exceptions
+from celery import Task
 
-from guard import sync
+from guard import runs, sync
 from guard.alerts import transports
 from guard.alerts.delivery import deliver
 from guard.checks import registry
@@ -19,7 +22,10 @@ from workers.app import app, settings
 
 log = logging.getLogger(__name__)
 
-# Database and Redis trouble is retried with backoff; every task is safe to run twice.
+# Database and Redis trouble is retried with backoff. Every task is safe to run twice: event checks
+# and alert delivery are idempotent by construction (they reconcile what they read now), and the long
+# ones (sweeps, backup, prune, drill) run once per task id however often the broker delivers it
+# (guard/runs.py): a second delivery waits for the first, then does nothing and says so.
 RETRYABLE = (
     psycopg.OperationalError,
     UnreachableError,
@@ -39,7 +45,11 @@ RETRY: dict[str, Any] = {
 @app.task(name="guard.check_rows", **RETRY)
 def check_rows(table: str, keys: list[str], paths: list[str], outbox_ids: list[int]) -> dict[str, int]:
     """Check changed rows of one table and mark their outbox entries processed."""
-    outcome = sync.process_rows(settings, table, keys, paths, outbox_ids)
+    try:
+        outcome = sync.process_rows(settings, table, keys, paths, outbox_ids)
+    except Exception as exc:  # kept on the rows for their check_failed finding, then raised as ever
+        sync.record_failure(settings, outbox_ids, exc)
+        raise
     follow_up(outcome)
     return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
@@ -52,17 +62,27 @@ def check_files(paths: list[str]) -> dict[str, int]:
     return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
 
-@app.task(name="guard.sweep", **RETRY)
-def sweep(name: str) -> dict[str, int]:
+def once(task: Task, what: str, work: Callable[[], sync.Outcome]) -> sync.Outcome | None:
+    """Do this delivery's work unless another delivery of the same task ran or runs it (then None)."""
+    run_key = task.request.id or uuid.uuid4().hex  # called directly (no broker): always its own run
+    url = settings.require_database_url()
+    with runs.single_run(url, run_key, what, wait_s=settings.task_time_limit) as delivery:
+        return work() if delivery.works else None
+
+
+@app.task(name="guard.sweep", bind=True, **RETRY)
+def sweep(self: Task, name: str) -> dict[str, int]:
     """Run one whole check and reconcile its findings; skip checks that are not available."""
     if name not in registry():
         log.warning("sweep: no check named %r here; skipped", name)
         return {}
     if name in ("migrations", "drift") and settings.migrations_dir is None:
         return {}
-    changes = sync.run_sweep(settings, name)
-    follow_up(sync.Outcome(changes))
-    return {"opened": changes.opened, "resolved": changes.resolved}
+    outcome = once(self, f"sweep {name}", lambda: sync.Outcome(sync.run_sweep(settings, name)))
+    if outcome is None:
+        return {"duplicate": 1}
+    follow_up(outcome)
+    return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
 
 class MaintenanceFailed(Exception):
@@ -72,10 +92,12 @@ class MaintenanceFailed(Exception):
 # Failing is what tells Celery, Flower and Sentry Crons (an "error" check-in) that the nightly job
 # did not do its work. MaintenanceFailed is declared in `throws`: an expected error, logged without a
 # traceback, and Sentry's Celery integration does not capture it again as an exception event.
-@app.task(name="guard.maintenance", throws=(MaintenanceFailed,), **RETRY)
-def maintenance(action: str) -> dict[str, int]:
+@app.task(name="guard.maintenance", bind=True, throws=(MaintenanceFailed,), **RETRY)
+def maintenance(self: Task, action: str) -> dict[str, int]:
     """Run backup, prune or drill; a failure becomes a finding (and so an alert) and fails the task."""
-    outcome = sync.run_maintenance(settings, action)
+    outcome = once(self, f"maintenance {action}", lambda: sync.run_maintenance(settings, action))
+    if outcome is None:
+        return {"duplicate": 1}
     follow_up(outcome)
     if outcome.failure is not None:
         raise MaintenanceFailed(outcome.failure)

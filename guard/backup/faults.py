@@ -6,6 +6,8 @@ GUARD_BACKUP_FAULT is read only by the backup code. Values:
                       pack and the removal of the old one)
   kill:objects:<n>    SIGKILL after the n-th new object is written
   enospc:<n>          fail the n-th new object write with "No space left on device"
+  pause:<point>:<file> at <point>, create <file>.reached, then wait until <file> exists (a slow backup,
+                      held where the test wants it; gives up after PAUSE_MAX_S)
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
+from pathlib import Path
 
 FAULT_ENV = "GUARD_BACKUP_FAULT"
+PAUSE_MAX_S = 600.0
 
 
 def _spec() -> str:
@@ -23,8 +28,19 @@ def _spec() -> str:
 
 def crash_point(name: str) -> None:
     """Die here, as kill -9 would, when the fault variable names this point."""
-    if _spec() == f"kill:{name}":
+    spec = _spec()
+    if spec == f"kill:{name}":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif spec.startswith(f"pause:{name}:"):
+        _pause(Path(spec.split(":", 2)[2]))
+
+
+def _pause(release: Path) -> None:
+    """Say this point is reached, then wait until the test releases it (or PAUSE_MAX_S passes)."""
+    Path(f"{release}.reached").touch()
+    deadline = time.monotonic() + PAUSE_MAX_S
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class ObjectFaults:

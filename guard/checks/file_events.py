@@ -103,6 +103,15 @@ def check_paths(
     return report
 
 
+def referencing_keys(db: Database, settings: Settings, relpaths: Sequence[str]) -> list[str]:
+    """Return the keys of the file rows that name these paths now (to lock them before checking)."""
+    safe = sorted({paths.normalize(p) for p in relpaths if paths.unsafe_reason(p) is None})
+    keys: list[str] = []
+    if safe:
+        _referencing_rows(db, settings, safe, keys)
+    return keys
+
+
 def in_scanned_folder(relpath: str, folders: Sequence[str]) -> bool:
     return any(relpath.startswith(f"{folder}/") for folder in folders)
 

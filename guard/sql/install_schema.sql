@@ -31,6 +31,11 @@ ALTER TABLE guard.outbox
     ADD COLUMN IF NOT EXISTS old_seq bigint,
     ADD COLUMN IF NOT EXISTS new_seq bigint NOT NULL DEFAULT 0;
 UPDATE guard.outbox SET old_seq = 0 WHERE old_seq IS NULL AND old_path IS NOT NULL AND new_seq = 0;
+-- Since version 5: why the last check of a row failed, and when a row that failed outbox_max_attempts
+-- times was parked (never claimed again until `guard outbox requeue`).
+ALTER TABLE guard.outbox
+    ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS dead_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_undispatched_key
     ON guard.outbox (tbl, row_key) WHERE dispatched_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_unprocessed
@@ -97,3 +102,13 @@ CREATE TABLE IF NOT EXISTS guard.listener_state (
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO guard.listener_state (one, idle) VALUES (true, true) ON CONFLICT (one) DO NOTHING;
+
+-- Since version 5: one row per task run a broker delivered (keyed by the task's id), so a second
+-- delivery of a running or finished backup, prune, drill or sweep does nothing (guard/runs.py).
+CREATE TABLE IF NOT EXISTS guard.task_runs (
+    run_key     text PRIMARY KEY,
+    task        text NOT NULL,
+    deliveries  integer NOT NULL DEFAULT 1,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);

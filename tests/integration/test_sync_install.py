@@ -202,7 +202,7 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
             "VALUES ('ads', '99', NULL, NULL, '{}'), ('ad_images', '7', 'p/a', 'p/b', '{p/a,p/b}')"
         )
         install(db, settings)
-        assert installed_version(db) == VERSION == 4
+        assert installed_version(db) == VERSION == 5
         _one_ad(db)
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'b-1', 1, 1)")
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (8, 6, 'x', 'p/x')")
