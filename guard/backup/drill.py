@@ -21,6 +21,7 @@ from guard.backup.restore import (
 )
 from guard.errors import GuardError
 from guard.finding import CheckResult
+from guard.server import sweep_stale_scratch
 from guard.settings import Settings
 
 
@@ -47,6 +48,7 @@ class DrillResult:
 def run_drill(settings: Settings) -> DrillResult:
     """Drill the newest backup; anything that stops the drill makes it a failed drill, never a crash."""
     started = time.perf_counter()
+    sweep_stale_scratch(settings.database_url)
     db_name = scratch_name("guard_drill")
     folder: Path | None = None
     try:
