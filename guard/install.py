@@ -18,6 +18,10 @@ from guard.settings import Settings
 #    old_path and new_path in change order (outbox_collect.sql); the capture functions drop their
 #    `SET search_path` and qualify every name instead (install_trigger.sql).
 VERSION = 4
+# What `guard install` creates, in one place: everything lives in SCHEMA except the capture
+# triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its
+# repair script and the history read these so guard's own objects are never the app's drift.
+SCHEMA = "guard"
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"
@@ -97,7 +101,7 @@ def installed_version(db: Database) -> int | None:
 
 
 def function_name(table: str) -> sql.Identifier:
-    return sql.Identifier("guard", f"capture_{table}")
+    return sql.Identifier(SCHEMA, f"capture_{table}")
 
 
 def capture_function_sql(table: WatchedTable) -> sql.Composed:
