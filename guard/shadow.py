@@ -10,7 +10,8 @@ from psycopg import sql
 
 from guard.database import Database
 from guard.errors import ConfigError, GuardError
-from guard.server import create_database, drop_database, scratch_database_name, url_with_database
+from guard.scratch import claim, scratch_database_name
+from guard.server import create_database, drop_database, url_with_database
 
 # One advisory lock key for a SHADOW_DATABASE_URL database, so two drift checks take turns on it.
 SHADOW_LOCK_KEY = 0x67756172645F7368  # "guard_sh"
@@ -38,7 +39,7 @@ def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Da
 
     The process's signal handlers are left alone: the `guard` command turns SIGTERM into an
     exception (guard/cli.py), so the `finally` below drops the shadow; a run killed outright leaves
-    it to the next run's sweep of stale scratch databases (guard/server.py).
+    it to the next run's sweep of stale scratch databases (guard/scratch.py).
     """
     if shadow_url:
         with _given(shadow_url) as db:
@@ -53,6 +54,7 @@ def _temporary(live_url: str) -> Iterator[Database]:
     """Create `guard_shadow_<time>_<random>` next to the live database and always drop it."""
     name = scratch_database_name("guard_shadow")
     with Database(live_url, application_name="incident-guard shadow") as admin:
+        claim(admin, name)
         try:
             admin.execute(create_database(name, utf8=False))
         except psycopg.errors.InsufficientPrivilege:

@@ -19,7 +19,7 @@ from guard.migrations import (
 from guard.progress import ProgressFactory, no_progress
 from guard.schema.compare import Difference, compare
 from guard.schema.snapshot import read_snapshot
-from guard.server import drop_stale_scratch
+from guard.scratch import drop_stale
 from guard.settings import Settings
 from guard.shadow import shadow_database
 
@@ -92,7 +92,7 @@ def detect(
     with Database(url) as live:
         wanted = files if replay_all else applied_migrations(files, read_history(live))
         actual = read_snapshot(live)
-        swept = tuple(drop_stale_scratch(live))
+        swept = tuple(drop_stale(live))
     with shadow_database(url, settings.shadow_url()) as shadow:
         failure = _replay(shadow, wanted, progress)
         expected = read_snapshot(shadow) if failure is None else None

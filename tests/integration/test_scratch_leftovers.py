@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from guard.backup.drill import run_drill
 from guard.checks import CheckContext
 from guard.checks import drift as drift_check
 from guard.database import Database
+from guard.scratch import claim
 from guard.settings import Settings
 from guard.shadow import shadow_database
 
@@ -53,12 +55,13 @@ def _name(prefix: str, age: timedelta) -> str:
 
 @pytest.fixture
 def leftovers() -> Iterator[dict[str, str]]:
-    """Scratch-named databases: two stale, one fresh, one stale but in use, one stale not guard's."""
+    """Scratch-named databases: two stale, one fresh, two stale but in use, one stale not guard's."""
     names = {
         "stale_shadow": _name("guard_shadow", timedelta(hours=2)),
         "stale_drill": _name("guard_drill", timedelta(hours=1, minutes=5)),
         "fresh_shadow": _name("guard_shadow", timedelta(minutes=50)),
         "in_use": _name("guard_drill", timedelta(hours=3)),
+        "claimed": _name("guard_shadow", timedelta(hours=3)),
         "not_ours": _name("guard_shadowx", timedelta(hours=5)),
     }
     for name in names.values():
@@ -68,6 +71,14 @@ def leftovers() -> Iterator[dict[str, str]]:
     finally:
         for name in names.values():
             drop_database(name)
+
+
+@contextmanager
+def _claimed(name: str) -> Iterator[None]:
+    """Hold a run's claim on name from another database, as a long drill placing files does."""
+    with Database(url_for("postgres")) as other:
+        claim(other, name)
+        yield
 
 
 def _existing(names: dict[str, str]) -> set[str]:
@@ -82,9 +93,9 @@ def _existing(names: dict[str, str]) -> set[str]:
 def test_a_drift_check_drops_leftovers_older_than_an_hour_and_keeps_the_rest(
     leftovers: dict[str, str], rich_url: str, rich_migrations: Path
 ) -> None:
-    with psycopg.connect(url_for(leftovers["in_use"])):
+    with psycopg.connect(url_for(leftovers["in_use"])), _claimed(leftovers["claimed"]):
         result = drift_check.run(CheckContext(settings_for(rich_url, rich_migrations)))
-        assert _existing(leftovers) == {"fresh_shadow", "in_use", "not_ours"}
+        assert _existing(leftovers) == {"fresh_shadow", "in_use", "claimed", "not_ours"}
     assert result.ok, result.findings
     assert result.info["leftovers_dropped"] == 2
 
@@ -92,7 +103,7 @@ def test_a_drift_check_drops_leftovers_older_than_an_hour_and_keeps_the_rest(
 def test_a_drill_drops_leftovers_older_than_an_hour_and_keeps_the_rest(
     leftovers: dict[str, str], db_url: str, tmp_path: Path
 ) -> None:
-    with psycopg.connect(url_for(leftovers["in_use"])):
+    with psycopg.connect(url_for(leftovers["in_use"])), _claimed(leftovers["claimed"]):
         result = run_drill(Settings(database_url=db_url, backup_dir=tmp_path / "no-repository"))
-        assert _existing(leftovers) == {"fresh_shadow", "in_use", "not_ours"}
+        assert _existing(leftovers) == {"fresh_shadow", "in_use", "claimed", "not_ours"}
     assert not result.ok  # no repository to drill; the sweep ran anyway
