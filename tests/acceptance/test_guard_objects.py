@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from guard.database import Database
+from guard.settings import Settings
+from guard.sync import run_sweep
 from tests.acceptance.cli import MIGRATIONS_DIR, guard
 
 pytestmark = pytest.mark.acceptance
@@ -58,3 +60,12 @@ def test_an_app_trigger_named_like_guards_is_still_drift(db_url: str, tmp_path: 
     assert checked.returncode == 1
     assert any("guard_capture_insert" in s for s in subjects), subjects
     assert not any("ads" in s for s in subjects), subjects
+
+
+def test_the_daily_drift_sweep_opens_no_finding_about_guard(db_url: str) -> None:
+    settings = Settings(database_url=db_url, migrations_dir=Path(MIGRATIONS_DIR))
+    assert guard("install", env={"DATABASE_URL": db_url}).returncode == 0
+    changes = run_sweep(settings, "drift")
+    with Database(db_url) as db:
+        open_drift = db.fetch_all("SELECT subject FROM guard.findings WHERE check_name = 'drift'")
+    assert (changes.opened, open_drift) == (0, [])
