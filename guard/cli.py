@@ -6,10 +6,14 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 
 import psycopg
 
@@ -161,10 +165,22 @@ def _non_negative(text: str) -> int:
     return value
 
 
+class Terminated(SystemExit):
+    """Raised by the `guard` command's SIGTERM handler, so every `finally` runs before the exit."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _terminate_raises():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return dispatch(args)
+    except Terminated:
+        sys.stderr.write("guard: terminated\n")
+        return 128 + signal.SIGTERM
     except GuardError as exc:
         return fail(str(exc), exc.exit_code, json_mode=getattr(args, "json", False))
     except psycopg.Error as exc:
@@ -177,6 +193,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Turn the first SIGTERM into an exception, so clean-up in `finally` (a shadow's drop) runs.
+
+    Only the command installs this, never the library: a Celery worker or any other host process
+    keeps its own handlers. The work to interrupt is often one long blocking query, and unwinding
+    is the only way to reach the clean-up in time. A second SIGTERM kills outright.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated(128 + signum)
 
 
 def fail(message: str, code: int, *, json_mode: bool) -> int:

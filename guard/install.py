@@ -20,6 +20,10 @@ from guard.settings import Settings
 # 5: guard.task_runs, so a redelivered task runs once (guard/runs.py); the outbox parks rows that
 #    failed outbox_max_attempts times (dead_at, last_error).
 VERSION = 5
+# What `guard install` creates, in one place: everything lives in SCHEMA except the capture
+# triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its
+# repair script and the history read these so guard's own objects are never the app's drift.
+SCHEMA = "guard"
 TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"
@@ -99,7 +103,7 @@ def installed_version(db: Database) -> int | None:
 
 
 def function_name(table: str) -> sql.Identifier:
-    return sql.Identifier("guard", f"capture_{table}")
+    return sql.Identifier(SCHEMA, f"capture_{table}")
 
 
 def capture_function_sql(table: WatchedTable) -> sql.Composed:

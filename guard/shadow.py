@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 import psycopg
 from psycopg import sql
 
 from guard.database import Database
 from guard.errors import ConfigError, GuardError
+from guard.scratch import claim, scratch_database_name
 from guard.server import create_database, drop_database, url_with_database
 
 # One advisory lock key for a SHADOW_DATABASE_URL database, so two drift checks take turns on it.
@@ -36,27 +33,28 @@ SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relname
 """
 
 
-class Terminated(SystemExit):
-    """Raised by the SIGTERM handler so every `finally` (and the shadow's drop) runs."""
-
-
 @contextmanager
 def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Database]:
-    """Yield an empty database to replay migrations into: a temporary one, or SHADOW_DATABASE_URL's."""
-    with _terminate_raises():
-        if shadow_url:
-            with _given(shadow_url) as db:
-                yield db
-        else:
-            with _temporary(live_url) as db:
-                yield db
+    """Yield an empty database to replay migrations into: a temporary one, or SHADOW_DATABASE_URL's.
+
+    The process's signal handlers are left alone: the `guard` command turns SIGTERM into an
+    exception (guard/cli.py), so the `finally` below drops the shadow; a run killed outright leaves
+    it to the next run's sweep of stale scratch databases (guard/scratch.py).
+    """
+    if shadow_url:
+        with _given(shadow_url) as db:
+            yield db
+    else:
+        with _temporary(live_url) as db:
+            yield db
 
 
 @contextmanager
 def _temporary(live_url: str) -> Iterator[Database]:
-    """Create `guard_shadow_<random>` next to the live database and always drop it."""
-    name = f"guard_shadow_{uuid.uuid4().hex[:16]}"
+    """Create `guard_shadow_<time>_<random>` next to the live database and always drop it."""
+    name = scratch_database_name("guard_shadow")
     with Database(live_url, application_name="incident-guard shadow") as admin:
+        claim(admin, name)
         try:
             admin.execute(create_database(name, utf8=False))
         except psycopg.errors.InsufficientPrivilege:
@@ -68,8 +66,7 @@ def _temporary(live_url: str) -> Iterator[Database]:
             with Database(url_with_database(live_url, name)) as shadow:
                 yield shadow
         finally:
-            with _signals_held():
-                _drop(admin, live_url, name)
+            _drop(admin, live_url, name)
 
 
 def _drop(admin: Database, live_url: str, name: str) -> None:
@@ -98,8 +95,7 @@ def _given(url: str) -> Iterator[Database]:
             try:
                 yield shadow
             finally:
-                with _signals_held():
-                    _reset(shadow, schemas)
+                _reset(shadow, schemas)
         finally:
             shadow.execute("SELECT pg_advisory_unlock(%s)", (SHADOW_LOCK_KEY,))
 
@@ -117,38 +113,3 @@ def _reset(shadow: Database, before: list[tuple[object, ...]]) -> None:
         )
         if usage:
             shadow.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(name)))
-
-
-@contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception while the shadow exists, so its drop runs before the exit.
-
-    Elsewhere our signal handlers only set a flag; here the work to interrupt is one long blocking
-    query, and unwinding through `finally` is the only way to reach the cleanup in time.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(128 + signum)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while cleaning up; they are delivered once the drop is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)

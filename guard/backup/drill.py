@@ -21,6 +21,7 @@ from guard.backup.restore import (
 )
 from guard.errors import GuardError
 from guard.finding import CheckResult
+from guard.scratch import ScratchClaim
 from guard.settings import Settings
 
 
@@ -48,6 +49,7 @@ def run_drill(settings: Settings) -> DrillResult:
     """Drill the newest backup; anything that stops the drill makes it a failed drill, never a crash."""
     started = time.perf_counter()
     db_name = scratch_name("guard_drill")
+    claim = ScratchClaim(settings.database_url, db_name)
     folder: Path | None = None
     try:
         repo = Repository.open(require_backup_dir(settings), create=False)
@@ -59,6 +61,7 @@ def run_drill(settings: Settings) -> DrillResult:
         )
     finally:
         left = discard_scratch(settings, db_name, folder)
+        claim.close()
     if left is not None:
         result = replace(result, detail=f"{result.detail}; {left}")
     _record(settings, result)

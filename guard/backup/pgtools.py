@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import signal
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from guard.database import Database
 from guard.errors import ConfigError, GuardError, UnreachableError
 from guard.redact import redact
-
-_PR_SET_PDEATHSIG = 1
 
 
 def client_args(url: str) -> tuple[str, dict[str, str]]:
@@ -32,10 +29,21 @@ def client_args(url: str) -> tuple[str, dict[str, str]]:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()}), env
 
 
-def _die_with_parent() -> None:
-    """Let the kernel kill a child when guard dies, so a killed backup leaves no pg_dump behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def spawn(command: list[str], env: dict[str, str] | None, **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start a client program that the kernel kills when guard dies, so a killed backup leaves none behind.
+
+    `setpriv --pdeathsig` sets the death signal in the child before it runs the program; a
+    `preexec_fn` doing the same is unsafe in a process with threads (sentry-sdk runs one).
+    """
+    return subprocess.Popen([*_DIE_WITH_PARENT, *command], env=env, **kwargs)
+
+
+def _die_with_parent() -> tuple[str, ...]:
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+
+
+_DIE_WITH_PARENT = _die_with_parent()
 
 
 def tool_version(program: str) -> str:
@@ -52,9 +60,7 @@ def start_dump(url: str, snapshot: str, out: Path) -> subprocess.Popen[bytes]:
     conninfo, env = client_args(url)
     command = ["pg_dump", "-Fc", "-Z1", f"--snapshot={snapshot}", "--file", str(out), f"--dbname={conninfo}"]
     try:
-        return subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
-        )
+        return spawn(command, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise ConfigError("pg_dump is not installed or not on PATH") from None
 
@@ -147,9 +153,9 @@ def _add_not_valid(dump: Path, url: str, entry: str) -> str:
 
 def _run(command: list[str], env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(
-            command, env=env, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
-        )
+        with spawn(command, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+            out, err = process.communicate()
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
     except FileNotFoundError:
         raise ConfigError(f"{command[0]} is not installed or not on PATH") from None
 

@@ -19,6 +19,7 @@ from guard.migrations import (
 from guard.progress import ProgressFactory, no_progress
 from guard.schema.compare import Difference, compare
 from guard.schema.snapshot import read_snapshot
+from guard.scratch import drop_stale
 from guard.settings import Settings
 from guard.shadow import shadow_database
 
@@ -49,6 +50,7 @@ class DriftReport:
     replayed: tuple[str, ...]
     differences: tuple[Difference, ...]
     failure: ReplayFailure | None = None
+    swept: tuple[str, ...] = ()
 
     def findings(self) -> list[Finding]:
         found = [to_finding(d) for d in self.differences]
@@ -76,6 +78,7 @@ def run(ctx: CheckContext) -> CheckResult:
     info = {
         "migrations_replayed": len(report.replayed),
         "shadow": "SHADOW_DATABASE_URL" if ctx.settings.shadow_database_url else "temporary",
+        "leftovers_dropped": len(report.swept),
     }
     return sink.result(time.perf_counter() - started, info)
 
@@ -89,13 +92,14 @@ def detect(
     with Database(url) as live:
         wanted = files if replay_all else applied_migrations(files, read_history(live))
         actual = read_snapshot(live)
+        swept = tuple(drop_stale(live))
     with shadow_database(url, settings.shadow_url()) as shadow:
         failure = _replay(shadow, wanted, progress)
         expected = read_snapshot(shadow) if failure is None else None
     names = tuple(m.name for m in wanted)
     if expected is None:
-        return DriftReport(names, (), failure)
-    return DriftReport(names, tuple(compare(expected, actual)))
+        return DriftReport(names, (), failure, swept)
+    return DriftReport(names, tuple(compare(expected, actual)), swept=swept)
 
 
 def _replay(shadow: Database, files: list[MigrationFile], progress: ProgressFactory) -> ReplayFailure | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.database import Database, Row, load_query
+from guard.install import SCHEMA, TRIGGER_NAMES
 from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, display, ident
 
 # Spellings PostgreSQL keeps apart that mean the same default value.
@@ -27,9 +28,10 @@ class Snapshot:
 
 
 def read_snapshot(db: Database) -> Snapshot:
-    """Read the application's schema (everything but system schemas, `guard` and `_prisma_migrations`)."""
-    schemas = [str(r[0]) for r in db.fetch_all(load_query("schema_schemas"))]
-    params = {"schemas": schemas}
+    """Read the app's schema: not system schemas, `_prisma_migrations`, nor what `guard install` made."""
+    own = {"guard_schema": SCHEMA, "guard_triggers": list(TRIGGER_NAMES)}
+    schemas = [str(r[0]) for r in db.fetch_all(load_query("schema_schemas"), own)]
+    params = {"schemas": schemas, **own}
     objects: dict[str, SchemaObject] = {}
     for obj in _other_objects(db, schemas, params):
         objects[obj.subject] = obj

@@ -35,10 +35,6 @@ from guard.shadow import shadow_database
 pytestmark = pytest.mark.integration
 __all__ = ["rich_migrations", "rich_template", "rich_url"]
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DRIFT = (
-    "from guard.checks import CheckContext; from guard.checks.drift import run; "
-    "from guard.settings import load_settings; run(CheckContext(load_settings()))"
-)
 
 
 def test_a_database_built_by_the_migrations_has_no_drift(rich_url: str, rich_migrations: Path) -> None:
@@ -115,15 +111,20 @@ def test_the_shadow_is_dropped_on_sigterm_and_ctrl_c(tmp_path: Path, signum: int
     name = unique_name("guard_drift_sig")
     create_database(name)
     env = {**os.environ, "DATABASE_URL": url_for(name), "MIGRATIONS_DIR": str(folder)}
+    env.pop("GUARD_CONFIG", None)
     process = subprocess.Popen(
-        [sys.executable, "-c", RUN_DRIFT], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "guard", "check", "drift"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         shadow = _wait_for_query(token)
         assert shadow.startswith("guard_shadow_") and shadow in shadow_databases()
         process.send_signal(signum)
         process.communicate(timeout=30)
-        assert process.returncode == (143 if signum == signal.SIGTERM else -signal.SIGINT)
+        assert process.returncode == (143 if signum == signal.SIGTERM else 130)
         assert shadow not in shadow_databases()
     finally:
         process.kill()

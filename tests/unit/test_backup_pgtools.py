@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,57 @@ def test_an_unterminated_alter_table_is_a_guard_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(pgtools, "_run", cut_short)
     with pytest.raises(GuardError, match="no complete ALTER TABLE statement"):
         pgtools._add_not_valid(Path("dump"), "postgresql://postgres@127.0.0.1/none", ENTRY)
+
+
+def test_client_programs_start_without_preexec_fn(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[dict[str, object]] = []
+    real_popen = subprocess.Popen
+
+    class Recording(real_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            started.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    assert "pg_dump" in pgtools.tool_version("pg_dump")
+    assert started and all(kwargs.get("preexec_fn") is None for kwargs in started)
+
+
+def test_a_client_program_dies_with_guard(tmp_path: Path) -> None:
+    script = (
+        "import sys, time; from guard.backup import pgtools; "
+        "p = pgtools.spawn(['sleep', '600'], None); print(p.pid, flush=True); time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10  # the death signal is set once setpriv has run `sleep`
+        while _command(child) != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _alive(child) and _command(child) == "sleep"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Tell whether pid runs (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
