@@ -13,7 +13,7 @@ from pathlib import Path
 
 from guard import __version__, paths
 from guard.backup import pgtools
-from guard.backup.faults import crash_point
+from guard.backup.faults import crash_point, pause_point
 from guard.backup.manifest import (
     ABSENT,
     ESCAPES,
@@ -154,23 +154,20 @@ def _capture(
     store = repo.store
     previous = _previous(repo) if trust_previous else Previous()
     dump_path = staging / DUMP
-    with open_snapshot(url) as snapshot:
-        dump = snapshot.start_dump(dump_path)
-        try:
-            walked, extra, missing, facts = collect_uploads(
-                root,
-                settings.scan_dirs,
-                lambda: snapshot.facts(settings, allow_missing_table=allow_missing_table),
-                store,
-                previous,
-                progress,
-            )
-            store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
-        except BaseException:
-            dump.kill()
-            dump.wait()
-            raise
-        pgtools.finish_dump(dump)  # the snapshot stays held until pg_dump is done with it
+    dump = _dump_and_facts(url, dump_path, settings, allow_missing_table)
+    try:
+        # The snapshot's transaction has ended: a walk of any length holds back no vacuum and
+        # outlives any idle_in_transaction_session_timeout; pg_dump keeps the snapshot it imported.
+        pause_point("walk")
+        walked, extra, missing, facts = collect_uploads(
+            root, settings.scan_dirs, lambda: dump.facts, store, previous, progress
+        )
+        store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
+    except BaseException:
+        dump.process.kill()
+        dump.process.wait()
+        raise
+    pgtools.finish_dump(dump.process)
     crash_point("dump")
     dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))
     return Manifest(
@@ -199,6 +196,30 @@ def _capture(
         folders=tuple(walked.folders),
         read_object=store.read_list,
     )
+
+
+@dataclass(frozen=True)
+class _Dumping:
+    """A pg_dump running on the snapshot, and what the snapshot said besides."""
+
+    process: subprocess.Popen[bytes]
+    facts: SnapshotFacts
+
+
+def _dump_and_facts(url: str, dump_path: Path, settings: Settings, allow_missing_table: bool) -> _Dumping:
+    """Start pg_dump on a snapshot, read the snapshot's facts meanwhile, end it once pg_dump holds it."""
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        with open_snapshot(url) as snapshot:
+            process = snapshot.start_dump(dump_path)
+            facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
+            snapshot.wait_for_dump(process)
+    except BaseException:
+        if process is not None:
+            process.kill()
+            process.wait()
+        raise
+    return _Dumping(process, facts)
 
 
 def collect_uploads(
