@@ -179,7 +179,7 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
     from guard.backup.builder import require_backup_dir
     from guard.backup.repository import Repository, check_backup_id
     from guard.backup.restore import LOCK_WAIT_S
-    from guard.backup.verify import verify_all, verify_backup
+    from guard.backup.verify import exposure, verify_all, verify_backup
 
     repo = Repository.open(require_backup_dir(settings), create=False)
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
@@ -192,13 +192,21 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
         else:
             results = verify_all(repo, read_data=read_data, progress=terminal_progress())
     ok = all(r.ok for r in results)
+    warning = exposure(repo)
+    if warning is not None:  # a warning, not a finding: every backup may still be whole
+        sys.stderr.write(f"guard: warning: {warning}\n")
     human = "".join(
         f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {r.objects:,} objects"
         f"{' re-hashed' if read_data else ''}\n" + "".join(f"  {e}\n" for e in r.examples)
         for r in results
     )
     emit(
-        {"ok": ok, "read_data": read_data, "backups": [r.to_json() for r in results]},
+        {
+            "ok": ok,
+            "read_data": read_data,
+            "backups": [r.to_json() for r in results],
+            "warnings": [] if warning is None else [warning],
+        },
         human or "no backups\n",
         json_mode,
     )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from guard import __version__, paths
-from guard.backup import pgtools
+from guard.backup import permissions, pgtools
 from guard.backup.faults import crash_point, pause_point
 from guard.backup.manifest import (
     ABSENT,
@@ -117,7 +117,7 @@ def _take(
             allow_missing_table,
             trust_previous,
         )
-        (staging / MANIFEST).write_bytes(manifest.to_bytes())
+        permissions.write_file(staging / MANIFEST, manifest.to_bytes(), permissions.FROZEN)
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
     except BaseException:
@@ -168,6 +168,7 @@ def _capture(
         dump.process.wait()
         raise
     pgtools.finish_dump(dump.process)
+    os.chmod(dump_path, permissions.FROZEN)
     crash_point("dump")
     dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))
     return Manifest(
@@ -209,6 +210,7 @@ class _Dumping:
 def _dump_and_facts(url: str, dump_path: Path, settings: Settings, allow_missing_table: bool) -> _Dumping:
     """Start pg_dump on a snapshot, read the snapshot's facts meanwhile, end it once pg_dump holds it."""
     process: subprocess.Popen[bytes] | None = None
+    permissions.write_file(dump_path, b"")  # pg_dump keeps the mode of the file it truncates: private
     try:
         with open_snapshot(url) as snapshot:
             process = snapshot.start_dump(dump_path)

@@ -18,6 +18,7 @@ from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.dbproperties import DatabaseProperties, apply_properties, count_sessions, read_properties
 from guard.backup.placement import PLACED, Placer
 from guard.backup.repository import Repository, check_backup_id
+from guard.backup.restorefolder import hand_over, make_uploads_folder
 from guard.backup.verify import verify_backup
 from guard.checks import CheckContext, registry
 from guard.database import Database
@@ -155,7 +156,8 @@ def restore_backup(
     url = target_url(settings, db_name)
     folder = uploads_dir or repo.restores / db_name
     scratch_db = None if target_db else db_name
-    scratch_folder = None if uploads_dir or folder.exists() else folder
+    made = not folder.exists()  # a folder the restore creates is made like the live one
+    scratch_folder = None if uploads_dir or not made else folder
     exists, occupied = _database_state(settings, db_name)
     safety = _make_room(settings, url, folder, occupied, force)
     started = time.perf_counter()
@@ -163,6 +165,8 @@ def restore_backup(
         verdict = verify_backup(repo, backup_id, read_data=False)
         if not verdict.ok:
             raise GuardError(f"backup {backup_id} failed verification: {verdict.examples[0]}")
+        if made:
+            make_uploads_folder(settings.uploads_root, repo.restores, folder)
         # An existing database is replaced only once its successor is whole: built aside under a
         # scratch name, given the old one's properties, then swapped in.
         build = scratch_name("guard_incoming") if exists else db_name
@@ -170,6 +174,8 @@ def restore_backup(
         try:
             notes = pgtools.restore_archive(repo.dump_path(backup_id), target_url(settings, build))
             files, size = _place_all(repo, backup_id, folder, progress)
+            if made:
+                hand_over(settings.uploads_root, folder)
             replaced = _swap(settings, build, db_name) if exists else None
         except _Stranded:
             raise
