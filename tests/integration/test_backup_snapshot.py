@@ -62,11 +62,12 @@ def wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
 
 
 def idle_sessions(url: str) -> int:
-    """Count the sessions of the url's role that sit idle inside a transaction."""
+    """Count the backup's snapshot sessions (pg_dump's own aside) that sit idle in a transaction."""
     user = psycopg.conninfo.conninfo_to_dict(url)["user"]
     with psycopg.connect(SERVER_URL) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state LIKE 'idle in transaction%%'",
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND application_name = 'guard-backup'"
+            " AND state LIKE 'idle in transaction%%'",
             (user,),
         ).fetchone()
     return int(row[0]) if row else 0
