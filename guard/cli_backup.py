@@ -72,7 +72,8 @@ def _add_restore(commands: Subparsers) -> None:
         help="restore a backup, put back missing files, or run a restore drill",
         description="`guard restore ID` verifies the backup and restores its dump and files together "
         "into a NEW scratch database and folder (or --target-db/--uploads-dir; a non-empty target "
-        "needs --force and is backed up first), then runs every check on the restored pair.\n"
+        "needs --force and is backed up first; an existing database is replaced only once confirmed on a "
+        "terminal or with --yes), then runs every check on the restored pair.\n"
         "`guard restore files --missing` puts back each missing_file from the newest backup that has "
         "it.\n`guard restore drill` restores the newest backup into scratch, checks it, cleans up.",
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
