@@ -63,7 +63,10 @@ def start_dump(url: str, snapshot: str, out: Path, app_name: str) -> subprocess.
 
 
 def finish_dump(process: subprocess.Popen[bytes]) -> None:
-    _, err = process.communicate()
+    """Wait for pg_dump and raise its last error line if it failed; again after it ended, no harm."""
+    done = process.stderr is None or process.stderr.closed  # a second communicate() would raise
+    err = b"" if done else process.communicate()[1]
+    process.wait()
     if process.returncode != 0:
         raise tool_error("pg_dump", err)
 

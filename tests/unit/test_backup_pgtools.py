@@ -30,3 +30,13 @@ def test_an_unterminated_alter_table_is_a_guard_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(pgtools, "_run", cut_short)
     with pytest.raises(GuardError, match="no complete ALTER TABLE statement"):
         pgtools._add_not_valid(Path("dump"), "postgresql://postgres@127.0.0.1/none", ENTRY)
+
+
+def test_finishing_a_dump_that_already_ended_is_harmless_and_a_failure_still_fails() -> None:
+    """pg_dump may end before its snapshot's holder looks: finishing it twice must not crash."""
+    ok = subprocess.Popen(["sh", "-c", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pgtools.finish_dump(ok)
+    pgtools.finish_dump(ok)
+    failed = subprocess.Popen(["sh", "-c", "echo 'pg_dump: error: boom' >&2; exit 1"], stderr=subprocess.PIPE)
+    with pytest.raises(GuardError, match="boom"):
+        pgtools.finish_dump(failed)
