@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from backup_support import SERVER_URL, World, make_world
 from psycopg import sql
 
 from guard.backup import run_backup
-from guard.backup.restore import restore_backup
+from guard.backup.restore import RestoreResult, restore_backup
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +36,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     yield from make_world(tmp_path, ads=30, bad_rate=0.0)
 
 
-@pytest.fixture
-def roles() -> Iterator[tuple[str, str]]:
-    """Two login roles made for this test: an owner for the database and a reader granted on it."""
+def made_roles() -> Iterator[tuple[str, str]]:
+    """Make two login roles: an owner for the database and a reader granted on it; drop them after."""
     tag = uuid.uuid4().hex[:8]
     made = (f"guard_test_owner_{tag}", f"guard_test_reader_{tag}")
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
@@ -54,6 +54,12 @@ def roles() -> Iterator[tuple[str, str]]:
                 conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def roles() -> Iterator[tuple[str, str]]:
+    """Two login roles made for this test."""
+    yield from made_roles()
 
 
 def properties(name: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -83,22 +89,39 @@ def dress(name: str, owner: str, reader: str) -> None:
             conn.execute(statement)
 
 
-def test_a_forced_restore_over_a_live_database_keeps_each_database_level_property(
-    world: World, roles: tuple[str, str]
-) -> None:
-    backup = run_backup(world.settings)
-    dress(world.name, *roles)
-    before = properties(world.name)
-    assert all(before.values()), before  # each property is really set, so losing it shows
+@dataclass(frozen=True)
+class Replaced:
+    """A database's properties before and after a forced restore over it, and what the restore said."""
 
-    result = restore_backup(
-        world.settings, backup.id, target_db=world.name, uploads_dir=world.root, force=True
-    )
+    before: dict[str, list[tuple[Any, ...]]]
+    after: dict[str, list[tuple[Any, ...]]]
+    result: RestoreResult
 
-    after = properties(world.name)
-    for key in PROPERTIES:
-        assert after[key] == before[key], f"the database's {key} was not carried over"
-    assert result.replaced is not None and result.replaced.oid_changed
+
+@pytest.fixture(scope="module")
+def replaced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replaced]:
+    """A dressed-up live database, its properties, a forced restore over it, and its properties after."""
+    for roles in made_roles():
+        for world in make_world(tmp_path_factory.mktemp("live"), ads=30, bad_rate=0.0):
+            backup = run_backup(world.settings)
+            dress(world.name, *roles)
+            before = properties(world.name)
+            result = restore_backup(
+                world.settings, backup.id, target_db=world.name, uploads_dir=world.root, force=True
+            )
+            yield Replaced(before, properties(world.name), result)
+
+
+@pytest.mark.parametrize("key", list(PROPERTIES))
+def test_a_forced_restore_over_a_live_database_keeps_its(replaced: Replaced, key: str) -> None:
+    assert replaced.before[key], f"the test set no {key}, so losing it could not show"
+    assert replaced.after[key] == replaced.before[key], f"the database's {key} was not carried over"
+
+
+def test_a_forced_restore_over_a_live_database_says_it_replaced_it_and_its_oid(replaced: Replaced) -> None:
+    said = replaced.result.replaced
+    assert said is not None and said.oid_changed
+    assert said.properties.summary().startswith("owner guard_test_owner_")
 
 
 def test_the_restored_database_is_built_aside_so_a_failure_leaves_the_live_one_untouched(
