@@ -234,8 +234,8 @@ def collect_uploads(
 ) -> tuple[Walked, list[FileEntry], list[MissingRef], SnapshotFacts]:
     """Back up the scanned folders, then every referenced path the walk did not cover.
 
-    read_facts() reads the snapshot's facts (the referenced paths among them); a big folder's walk
-    calls it while its worker is statting, so reading a million paths costs no wall time of its own.
+    read_facts() gives the snapshot's facts (the referenced paths among them, read while pg_dump
+    started); a big folder's walk narrows the paths by its listing while its worker is statting.
     Returns the walk (folder lists), the referenced files outside it, what could not be included, and
     the facts.
     """
