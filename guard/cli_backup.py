@@ -14,6 +14,8 @@ from guard.progress import terminal_progress
 from guard.settings import Settings
 
 if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
+    from guard.backup.restore import Replacement
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -70,7 +72,8 @@ def _add_restore(commands: Subparsers) -> None:
         help="restore a backup, put back missing files, or run a restore drill",
         description="`guard restore ID` verifies the backup and restores its dump and files together "
         "into a NEW scratch database and folder (or --target-db/--uploads-dir; a non-empty target "
-        "needs --force and is backed up first), then runs every check on the restored pair.\n"
+        "needs --force and is backed up first; an existing database is replaced only once confirmed on a "
+        "terminal or with --yes), then runs every check on the restored pair.\n"
         "`guard restore files --missing` puts back each missing_file from the newest backup that has "
         "it.\n`guard restore drill` restores the newest backup into scratch, checks it, cleans up.",
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
@@ -83,6 +86,11 @@ def _add_restore(commands: Subparsers) -> None:
     restore.add_argument("--uploads-dir", type=Path, metavar="DIR", help="folder to restore into")
     restore.add_argument(
         "--force", action="store_true", help="replace a non-empty target (after backing it up)"
+    )
+    restore.add_argument(
+        "--yes",
+        action="store_true",
+        help="replace an existing --target-db without asking (it is dropped: its sessions end)",
     )
     restore.add_argument("--missing", action="store_true", help="with `files`: the missing files")
     _json_flag(restore)
@@ -172,7 +180,7 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
     from guard.backup.builder import require_backup_dir
     from guard.backup.repository import Repository, check_backup_id
     from guard.backup.restore import LOCK_WAIT_S
-    from guard.backup.verify import verify_all, verify_backup
+    from guard.backup.verify import exposure, verify_all, verify_backup
 
     repo = Repository.open(require_backup_dir(settings), create=False)
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
@@ -185,13 +193,21 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
         else:
             results = verify_all(repo, read_data=read_data, progress=terminal_progress())
     ok = all(r.ok for r in results)
+    warning = exposure(repo)
+    if warning is not None:  # a warning, not a finding: every backup may still be whole
+        sys.stderr.write(f"guard: warning: {warning}\n")
     human = "".join(
         f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {r.objects:,} objects"
         f"{' re-hashed' if read_data else ''}\n" + "".join(f"  {e}\n" for e in r.examples)
         for r in results
     )
     emit(
-        {"ok": ok, "read_data": read_data, "backups": [r.to_json() for r in results]},
+        {
+            "ok": ok,
+            "read_data": read_data,
+            "backups": [r.to_json() for r in results],
+            "warnings": [] if warning is None else [warning],
+        },
         human or "no backups\n",
         json_mode,
     )
@@ -226,6 +242,8 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from guard.backup.restore import restore_backup
     from guard.report import as_json, exit_code, write_human
 
+    if args.target_db is not None and not args.yes:
+        _confirm_replacement(settings, args.target_db, args.force)
     result = restore_backup(
         settings,
         args.what,
@@ -242,6 +260,8 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
             f"{result.uploads_dir} ({result.files:,} files) in "
             f"{result.duration_s:.1f}s\n"
         )
+        if result.replaced is not None:
+            sys.stdout.write(_replaced_text(result.replaced))
         if result.safety_backup:
             sys.stdout.write(f"the previous content was backed up first as {result.safety_backup}\n")
         for note in result.notes:
@@ -250,6 +270,40 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
             sys.stdout.write(f"skipped check {skipped}\n")
         write_human(result.checks, sys.stdout)
     return exit_code(result.checks)
+
+
+def _sessions(count: int) -> str:
+    return f"{count} open session{'s' if count != 1 else ''}"
+
+
+def _confirm_replacement(settings: Settings, db_name: str, force: bool) -> None:
+    """Ask on a terminal before an existing database is dropped; refuse without one (use --yes)."""
+    from guard.backup.restore import live_target
+
+    found = live_target(settings, db_name)
+    if found is None:
+        return
+    props, sessions, occupied = found
+    if occupied and not force:
+        return  # the restore itself refuses, naming --force
+    what = (
+        f"database {db_name} exists: the restore drops and replaces it, ending its {_sessions(sessions)}; "
+        f"carried over: {props.summary()}; not kept: its oid"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}; pass --yes to go on (no terminal to ask on)")
+    sys.stderr.write(f"{what}.\nType the database name to go on: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != db_name:
+        raise UsageError(f"not confirmed; database {db_name} was left as it was")
+
+
+def _replaced_text(replaced: Replacement) -> str:
+    return (
+        f"replaced database {replaced.database}: dropped, ended {_sessions(replaced.sessions_ended)}, "
+        f"recreated from the backup; carried over {replaced.properties.summary()}; "
+        f"oid {replaced.properties.oid} is now {replaced.new_oid}\n"
+    )
 
 
 def _restore_missing(settings: Settings, json_mode: bool) -> int:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from guard import __version__, paths
-from guard.backup import pgtools
-from guard.backup.faults import crash_point
+from guard.backup import permissions, pgtools
+from guard.backup.faults import crash_point, pause_point
 from guard.backup.manifest import (
     ABSENT,
     ESCAPES,
@@ -117,7 +117,7 @@ def _take(
             allow_missing_table,
             trust_previous,
         )
-        (staging / MANIFEST).write_bytes(manifest.to_bytes())
+        permissions.write_file(staging / MANIFEST, manifest.to_bytes(), permissions.FROZEN)
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
     except BaseException:
@@ -154,23 +154,21 @@ def _capture(
     store = repo.store
     previous = _previous(repo) if trust_previous else Previous()
     dump_path = staging / DUMP
-    with open_snapshot(url) as snapshot:
-        dump = snapshot.start_dump(dump_path)
-        try:
-            walked, extra, missing, facts = collect_uploads(
-                root,
-                settings.scan_dirs,
-                lambda: snapshot.facts(settings, allow_missing_table=allow_missing_table),
-                store,
-                previous,
-                progress,
-            )
-            store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
-        except BaseException:
-            dump.kill()
-            dump.wait()
-            raise
-        pgtools.finish_dump(dump)  # the snapshot stays held until pg_dump is done with it
+    dump = _dump_and_facts(url, dump_path, settings, allow_missing_table)
+    try:
+        # The snapshot's transaction has ended: a walk of any length holds back no vacuum and
+        # outlives any idle_in_transaction_session_timeout; pg_dump keeps the snapshot it imported.
+        pause_point("walk")
+        walked, extra, missing, facts = collect_uploads(
+            root, settings.scan_dirs, lambda: dump.facts, store, previous, progress
+        )
+        store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
+    except BaseException:
+        dump.process.kill()
+        dump.process.wait()
+        raise
+    pgtools.finish_dump(dump.process)
+    os.chmod(dump_path, permissions.FROZEN)
     crash_point("dump")
     dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))
     return Manifest(
@@ -201,6 +199,31 @@ def _capture(
     )
 
 
+@dataclass(frozen=True)
+class _Dumping:
+    """A pg_dump running on the snapshot, and what the snapshot said besides."""
+
+    process: subprocess.Popen[bytes]
+    facts: SnapshotFacts
+
+
+def _dump_and_facts(url: str, dump_path: Path, settings: Settings, allow_missing_table: bool) -> _Dumping:
+    """Start pg_dump on a snapshot, read the snapshot's facts meanwhile, end it once pg_dump holds it."""
+    process: subprocess.Popen[bytes] | None = None
+    permissions.write_file(dump_path, b"")  # pg_dump keeps the mode of the file it truncates: private
+    try:
+        with open_snapshot(url) as snapshot:
+            process = snapshot.start_dump(dump_path)
+            facts = snapshot.facts(settings, allow_missing_table=allow_missing_table)
+            snapshot.wait_for_dump(process)
+    except BaseException:
+        if process is not None:
+            process.kill()
+            process.wait()
+        raise
+    return _Dumping(process, facts)
+
+
 def collect_uploads(
     root: UploadsRoot,
     scan_dirs: tuple[str, ...],
@@ -211,8 +234,8 @@ def collect_uploads(
 ) -> tuple[Walked, list[FileEntry], list[MissingRef], SnapshotFacts]:
     """Back up the scanned folders, then every referenced path the walk did not cover.
 
-    read_facts() reads the snapshot's facts (the referenced paths among them); a big folder's walk
-    calls it while its worker is statting, so reading a million paths costs no wall time of its own.
+    read_facts() gives the snapshot's facts (the referenced paths among them, read while pg_dump
+    started); a big folder's walk narrows the paths by its listing while its worker is statting.
     Returns the walk (folder lists), the referenced files outside it, what could not be included, and
     the facts.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 from guard.backup.builder import require_backup_dir
 from guard.backup.manifest import ESCAPES, UNSAFE, Manifest
+from guard.backup.permissions import FILE
 from guard.backup.repository import Repository
 from guard.backup.restore import (
     RestoreResult,
@@ -121,7 +123,8 @@ def _record(settings: Settings, result: DrillResult) -> None:
         "detail": result.detail,
     }
     try:
-        with (settings.backup_dir / "drills.jsonl").open("a", encoding="utf-8") as log:
+        fd = os.open(settings.backup_dir / "drills.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE)
+        with os.fdopen(fd, "a", encoding="utf-8") as log:
             log.write(json.dumps(line) + "\n")
     except OSError:
         pass  # the result itself still says pass or fail; the log is a convenience

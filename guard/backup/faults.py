@@ -6,8 +6,9 @@ GUARD_BACKUP_FAULT is read only by the backup code. Values:
                       pack and the removal of the old one)
   kill:objects:<n>    SIGKILL after the n-th new object is written
   enospc:<n>          fail the n-th new object write with "No space left on device"
-  pause:<point>:<file> at <point>, create <file>.reached, then wait until <file> exists (a slow backup,
-                      held where the test wants it; gives up after PAUSE_MAX_S)
+  pause:<point>:<file> at <point> (any crash point, or walk: just before the uploads walk), create
+                      <file>.reached, then wait until <file> exists (a slow backup, held where the test
+                      wants it; gives up after PAUSE_MAX_S)
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def _pause(release: Path) -> None:
     deadline = time.monotonic() + PAUSE_MAX_S
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def pause_point(name: str) -> None:
+    """Hold here until the test releases us, when the fault variable names this point."""
+    spec = _spec()
+    if spec.startswith(f"pause:{name}:"):
+        _pause(Path(spec.split(":", 2)[2]))
 
 
 class ObjectFaults:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.backup.faults import crash_point
+from guard.backup.permissions import FOLDER, FROZEN
 from guard.errors import GuardError
 from guard.fdio import write_all
 
@@ -159,9 +160,13 @@ def drop_bad(packs: Path, tmp: Path, name: str) -> int:
         remove(packs, name)
         return len(entries)
     temp = tmp / f"{name}.idx.new"
-    with open(temp, "wb") as handle:
-        handle.write(index_bytes(good))
-        os.fsync(handle.fileno())
+    temp.unlink(missing_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
+    try:
+        write_all(fd, index_bytes(good))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(temp, index)  # the bad objects' bytes stay as dead space until prune rewrites the pack
     return len(entries) - len(good)
 
@@ -186,7 +191,7 @@ class PackWriter:
     def append(self, sha256: str, data: bytes) -> Where:
         if self._fd < 0:
             self._name = secrets.token_hex(16)
-            self._fd = os.open(self.pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            self._fd = os.open(self.pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
             self._size = 0
             self._entries = []
         offset = self._size
@@ -228,11 +233,14 @@ class PackWriter:
                 os.unlink(temp)
                 raise PackError(f"a packed object did not hash to {entry[0]} (disk or memory fault)")
         index_temp = f"{temp}.idx"
-        with open(index_temp, "xb") as handle:
-            handle.write(index_bytes(entries))
+        fd = os.open(index_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
+        try:
+            write_all(fd, index_bytes(entries))
             if self.sync:
-                os.fsync(handle.fileno())
-        self.packs.mkdir(exist_ok=True)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.packs.mkdir(FOLDER, exist_ok=True)
         final = str(self.packs / f"{name}.pack")
         os.rename(temp, final)
         crash_point("pack")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from guard.backup import packs
+from guard.backup import packs, permissions
 from guard.backup.manifest import Manifest, ManifestError, parse
 from guard.backup.store import ObjectStore, fsync_path
 from guard.errors import GuardError, UnreachableError, UsageError
@@ -77,13 +77,14 @@ class Repository:
         repo = cls(root)
         try:
             if create:
-                root.mkdir(parents=True, exist_ok=True)
+                root.parent.mkdir(parents=True, exist_ok=True)  # above the repository: not ours
+                permissions.make_folder(root, exist_ok=True)
                 if not (root / MARKER).exists():
                     if any(p.name != "lock" for p in root.iterdir()):
                         raise UsageError(f"BACKUP_DIR {root} is not empty and not a guard backup folder")
-                    (root / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+                    permissions.write_file(root / MARKER, MARKER_TEXT.encode("utf-8"))
                 for folder in (repo.objects, repo.packs, repo.backups, repo.tmp):
-                    folder.mkdir(exist_ok=True)
+                    permissions.make_folder(folder, exist_ok=True)
             elif not (root / MARKER).is_file():
                 raise UnreachableError(f"no guard backup repository at {root}")
         except OSError as exc:
@@ -94,7 +95,7 @@ class Repository:
     def lock(self, *, exclusive: bool, wait_s: float = 0.0) -> Iterator[None]:
         """Hold the repository lock; the kernel drops it when its holder dies, so it cannot get stuck."""
         try:
-            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, permissions.FILE)
         except OSError as exc:
             raise unwritable(self.root, exc) from None
         try:
@@ -147,8 +148,11 @@ class Repository:
             pass
         else:
             removed = self.store.remove_bad_since(since)
-        with open(marker, "wb") as handle:
-            os.fsync(handle.fileno())
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, permissions.FILE)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         fsync_path(self.root)
         try:
             yield removed
@@ -159,7 +163,7 @@ class Repository:
 
     def staging(self, backup_id: str) -> Path:
         path = self.tmp / backup_id
-        path.mkdir()
+        permissions.make_folder(path)
         return path
 
     def publish(self, staging: Path, backup_id: str) -> Path:

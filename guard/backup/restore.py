@@ -11,10 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from guard.backup import pgtools
 from guard.backup.builder import require_backup_dir, run_backup
+from guard.backup.dbproperties import DatabaseProperties, apply_properties, count_sessions, read_properties
 from guard.backup.placement import PLACED, Placer
 from guard.backup.repository import Repository, check_backup_id
+from guard.backup.restorefolder import hand_over, make_uploads_folder
 from guard.backup.verify import verify_backup
 from guard.checks import CheckContext, registry
 from guard.database import Database
@@ -35,6 +39,33 @@ USER_TABLES = (
 
 
 @dataclass(frozen=True)
+class Replacement:
+    """A live database a restore replaced: what was carried over, the sessions ended, the new oid."""
+
+    database: str
+    properties: DatabaseProperties
+    sessions_ended: int
+    new_oid: int
+
+    @property
+    def oid_changed(self) -> bool:
+        return self.new_oid != self.properties.oid
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "sessions_ended": self.sessions_ended,
+            "carried_over": self.properties.summary(),
+            "old_oid": self.properties.oid,
+            "new_oid": self.new_oid,
+        }
+
+
+class _Stranded(GuardError):
+    """The live database was dropped but the restored one could not take its name: keep it."""
+
+
+@dataclass(frozen=True)
 class RestoreResult:
     """Where a backup went, what was written, and every check's verdict on the restored pair."""
 
@@ -48,6 +79,7 @@ class RestoreResult:
     skipped: list[str] = field(default_factory=list)
     safety_backup: str | None = None
     notes: list[str] = field(default_factory=list)
+    replaced: Replacement | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +92,7 @@ class RestoreResult:
             "skipped_checks": self.skipped,
             "safety_backup": self.safety_backup,
             "notes": self.notes,
+            "replaced": None if self.replaced is None else self.replaced.to_json(),
         }
 
 
@@ -123,7 +156,8 @@ def restore_backup(
     url = target_url(settings, db_name)
     folder = uploads_dir or repo.restores / db_name
     scratch_db = None if target_db else db_name
-    scratch_folder = None if uploads_dir or folder.exists() else folder
+    made = not folder.exists()  # a folder the restore creates is made like the live one
+    scratch_folder = None if uploads_dir or not made else folder
     exists, occupied = _database_state(settings, db_name)
     safety = _make_room(settings, url, folder, occupied, force)
     started = time.perf_counter()
@@ -131,16 +165,61 @@ def restore_backup(
         verdict = verify_backup(repo, backup_id, read_data=False)
         if not verdict.ok:
             raise GuardError(f"backup {backup_id} failed verification: {verdict.examples[0]}")
-        _recreate(settings, db_name, drop=exists)
+        if made:
+            make_uploads_folder(settings.uploads_root, repo.restores, folder)
+        # An existing database is replaced only once its successor is whole: built aside under a
+        # scratch name, given the old one's properties, then swapped in.
+        build = scratch_name("guard_incoming") if exists else db_name
+        _recreate(settings, build, drop=False)
         try:
-            notes = pgtools.restore_archive(repo.dump_path(backup_id), url)
+            notes = pgtools.restore_archive(repo.dump_path(backup_id), target_url(settings, build))
             files, size = _place_all(repo, backup_id, folder, progress)
+            if made:
+                hand_over(settings.uploads_root, folder)
+            replaced = _swap(settings, build, db_name) if exists else None
+        except _Stranded:
+            raise
         except BaseException as exc:
-            _abandon(settings, scratch_db, scratch_folder, exc)
+            _abandon(settings, build if exists else scratch_db, scratch_folder, exc)
             raise
     duration = time.perf_counter() - started
     checks, skipped = check_pair(settings, url, folder)
-    return RestoreResult(backup_id, db_name, folder, files, size, duration, checks, skipped, safety, notes)
+    return RestoreResult(
+        backup_id, db_name, folder, files, size, duration, checks, skipped, safety, notes, replaced
+    )
+
+
+def live_target(settings: Settings, db_name: str) -> tuple[DatabaseProperties, int, bool] | None:
+    """Return an existing target's properties, open sessions and whether it holds tables; None if absent."""
+    exists, occupied = _database_state(settings, db_name)
+    if not exists:
+        return None
+    with Database(maintenance_url(settings)) as server:
+        props = read_properties(server, db_name)
+        sessions = count_sessions(server, db_name)
+    return (props, sessions, occupied) if props is not None else None
+
+
+def _swap(settings: Settings, build: str, live: str) -> Replacement:
+    """Give the built database the live one's properties, drop the live one, take its name."""
+    with Database(maintenance_url(settings)) as server:
+        props = read_properties(server, live)
+        if props is None:
+            raise GuardError(f"database {live} vanished during the restore; the restored copy was dropped")
+        apply_properties(server, build, props)
+        sessions = count_sessions(server, live)
+        server.execute(drop_database(live))
+        try:
+            server.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(build), sql.Identifier(live))
+            )
+        except Exception as exc:  # the restored data is in `build` now: say so, never drop it
+            raise _Stranded(
+                f"database {live} was replaced but the restored copy could not take its name "
+                f"({failure_text(exc)}); it is database {build}: ALTER DATABASE {build} RENAME TO {live}"
+            ) from None
+        renamed = read_properties(server, live)
+    return Replacement(live, props, sessions, renamed.oid if renamed else 0)
 
 
 def _abandon(settings: Settings, db_name: str | None, folder: Path | None, exc: BaseException) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +18,10 @@ from guard.backup import pgtools
 from guard.backup.faults import crash_point
 from guard.catalog import primary_key, require_column
 from guard.database import Database, load_query
+from guard.errors import GuardError
 from guard.settings import Settings
+
+IMPORT_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,33 @@ class Snapshot:
     def __init__(self, db: Database, snapshot_id: str) -> None:
         self.db = db
         self.snapshot_id = snapshot_id
+        self._dump_app = f"guard-backup-dump-{secrets.token_hex(4)}"
 
     def start_dump(self, out: Path) -> subprocess.Popen[bytes]:
-        """Start pg_dump on this very snapshot; the transaction must stay open until it finishes."""
-        return pgtools.start_dump(self.db.url, self.snapshot_id, out)
+        """Start pg_dump on this very snapshot; keep the transaction open until wait_for_dump()."""
+        return pgtools.start_dump(self.db.url, self.snapshot_id, out, self._dump_app)
+
+    def wait_for_dump(self, dump: subprocess.Popen[bytes]) -> None:
+        """Return once pg_dump holds the snapshot in its own transaction, so ours may end.
+
+        An exported snapshot can be imported only while its exporting transaction is open; once
+        imported, the importer keeps it. Misjudging the moment cannot give an inconsistent dump:
+        pg_dump would fail with "invalid snapshot identifier" and so would the backup.
+        """
+        deadline = time.monotonic() + IMPORT_WAIT_S
+        while True:
+            if dump.poll() is not None:
+                pgtools.finish_dump(dump)  # it ended already: raises unless it dumped everything
+                return
+            self.db.execute(
+                "SELECT pg_stat_clear_snapshot()"
+            )  # activity is otherwise read once per transaction
+            row = self.db.fetch_one(load_query("backup_snapshot_imported"), (self._dump_app,))
+            if row and row[0]:
+                return
+            if time.monotonic() > deadline:
+                raise GuardError(f"pg_dump did not take the backup's snapshot within {IMPORT_WAIT_S:.0f} s")
+            time.sleep(0.01)
 
     def facts(self, settings: Settings, *, allow_missing_table: bool = False) -> SnapshotFacts:
         table, column = settings.file_table, settings.file_column

@@ -14,6 +14,7 @@ from pathlib import Path
 from guard.backup import packs
 from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
+from guard.backup.permissions import FOLDER, FROZEN
 from guard.errors import GuardError
 from guard.fdio import write_all
 
@@ -174,7 +175,7 @@ class ObjectStore:
         digest = hashlib.sha256()
         size = 0
         self.faults.before_write()
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
         try:
             while chunk := os.read(fd, CHUNK):
                 digest.update(chunk)
@@ -219,7 +220,7 @@ class ObjectStore:
     def _rename_in(self, temp: str, sha: str) -> None:
         if sha[:2] not in self._dirs:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(f"{self._objects}/{sha[:2]}")
+                os.mkdir(f"{self._objects}/{sha[:2]}", FOLDER)
             self._dirs.add(sha[:2])
         os.rename(temp, self._where(sha))
 

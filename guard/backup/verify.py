@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guard.backup import pgtools
+from guard.backup import permissions, pgtools
 from guard.backup.manifest import Manifest, ManifestError, stat_digest_matches
 from guard.backup.repository import Repository
 from guard.backup.store import ObjectStore, hash_file
@@ -113,6 +113,18 @@ def _check_objects(
             problems.add(f"object {sha} ({printable(path)}): {wrong}")
     bar.close()
     return len(distinct) + lists
+
+
+def exposure(repo: Repository) -> str | None:
+    """Say, in one line, that others than the owner may read the repository; None when it is private."""
+    exposed = permissions.exposed(repo.root)
+    if not exposed:
+        return None
+    more = f" and {len(exposed) - 3} more" if len(exposed) > 3 else ""
+    return (
+        f"backup repository {repo.root} is readable by other users: {', '.join(exposed[:3])}{more}; "
+        f"the dump holds every row (chmod -R go= {repo.root})"
+    )
 
 
 def verify_all(

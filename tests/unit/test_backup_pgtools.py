@@ -86,3 +86,13 @@ def _command(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except FileNotFoundError:
         return ""
+
+
+def test_finishing_a_dump_that_already_ended_is_harmless_and_a_failure_still_fails() -> None:
+    """pg_dump may end before its snapshot's holder looks: finishing it twice must not crash."""
+    ok = subprocess.Popen(["sh", "-c", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pgtools.finish_dump(ok)
+    pgtools.finish_dump(ok)
+    failed = subprocess.Popen(["sh", "-c", "echo 'pg_dump: error: boom' >&2; exit 1"], stderr=subprocess.PIPE)
+    with pytest.raises(GuardError, match="boom"):
+        pgtools.finish_dump(failed)
