@@ -15,6 +15,7 @@ from guard.backup import pgtools
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.placement import PLACED, Placer
 from guard.backup.repository import Repository, check_backup_id
+from guard.backup.source import SAFETY
 from guard.backup.verify import verify_backup
 from guard.checks import CheckContext, registry
 from guard.database import Database
@@ -178,7 +179,7 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
         )
     folder.mkdir(parents=True, exist_ok=True)
     safety = replace(settings, database_url=url, uploads_root=folder)
-    return run_backup(safety, allow_missing_table=True).id
+    return run_backup(safety, allow_missing_table=True, purpose=SAFETY).id
 
 
 def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
