@@ -1,0 +1,67 @@
+"""The newest backup is what the drill and prune judge: an older good one never hides a bad newest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from backup_support import World, make_world
+
+from guard.backup import run_backup, run_drill, run_prune
+from guard.backup.repository import MANIFEST, Repository
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A small clean world and an empty backup folder."""
+    yield from make_world(tmp_path, ads=30, bad_rate=0.0)
+
+
+def repo_of(world: World) -> Repository:
+    return Repository.open(world.settings.backup_dir or Path(), create=False)
+
+
+def break_manifest(repo: Repository, backup_id: str) -> None:
+    """Flip one byte of a manifest's body: its checksum no longer matches, so it cannot be read."""
+    path = repo.folder(backup_id) / MANIFEST
+    path.chmod(0o600)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_drill_whose_newest_backup_is_unreadable_fails_and_names_it(world: World) -> None:
+    older = run_backup(world.settings)
+    newer = run_backup(world.settings)
+    break_manifest(repo_of(world), newer.id)
+    drill = run_drill(world.settings)
+    assert not drill.ok, drill.detail
+    assert drill.backup_id == newer.id
+    assert f"newest backup {newer.id} cannot be read" in drill.detail
+    assert older.id not in drill.detail  # it was not drilled in its place
+
+
+def test_prune_reports_a_newest_backup_that_fails_verify_though_an_older_one_passes(world: World) -> None:
+    older = run_backup(world.settings)
+    newer = run_backup(world.settings)
+    dump = repo_of(world).dump_path(newer.id)
+    dump.chmod(0o600)
+    dump.write_bytes(dump.read_bytes()[:100])
+    pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
+    assert not pruned.ok
+    assert any(f"newest backup {newer.id}" in p and "fails verification" in p for p in pruned.problems)
+    assert "newest verified" in pruned.kept[older.id]  # still kept: the last known good one
+    assert pruned.removed == []
+
+
+def test_prune_reports_an_unreadable_newest_backup_and_keeps_it(world: World) -> None:
+    older = run_backup(world.settings)
+    newer = run_backup(world.settings)
+    break_manifest(repo_of(world), newer.id)
+    pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
+    assert not pruned.ok
+    assert any(f"newest backup {newer.id} cannot be read" in p for p in pruned.problems)
+    assert pruned.removed == [] and set(repo_of(world).ids()) == {older.id, newer.id}
