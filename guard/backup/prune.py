@@ -18,7 +18,7 @@ from guard.backup.repository import Repository
 from guard.backup.selection import others
 from guard.backup.source import BACKUP, Wanted, configured_source
 from guard.backup.verify import verify_backup
-from guard.errors import GuardError, UsageError
+from guard.errors import ConfigError, GuardError, UsageError
 from guard.settings import Settings
 
 
@@ -81,6 +81,11 @@ def run_prune(
     policy = Policy(keep_daily, keep_weekly, keep_monthly)
     if policy.empty() or min(keep_daily, keep_weekly, keep_monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
+    if not (all_sources or source or settings.database_url):
+        raise ConfigError(
+            "DATABASE_URL is not set: prune needs it to tell the database's own backups apart "
+            "(or pass --source NAME or --all-sources)"
+        )
     repo = Repository.open(require_backup_dir(settings), create=False)
     wanted = None if all_sources else source or configured_source(settings.require_database_url())
     with repo.lock(exclusive=True):

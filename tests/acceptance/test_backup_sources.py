@@ -89,3 +89,18 @@ def test_after_a_forced_restore_elsewhere_drill_files_and_prune_stay_on_producti
     assert code == 0, pruned
     assert pruned["removed"] == []
     assert set(listed(env)) == {prod_id, safety_id}  # production's survives; X's is not ours to prune
+
+
+def test_source_flags_that_cannot_apply_are_usage_errors_in_one_line(tmp_path: Path) -> None:
+    env = {"BACKUP_DIR": str(tmp_path / "bk")}
+    cases = [
+        (("backup", "prune", "--source", "shop@not-a-number"), "--source"),
+        (("restore", "20250101T020000Z-1a2b3c", "--source", "shop"), "--source goes with"),
+        (("backup", "prune", "--keep-daily", "1"), "DATABASE_URL is not set: prune needs it"),
+    ]
+    for args, message in cases:
+        done = guard(*args, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    both = guard("backup", "prune", "--source", "shop", "--all-sources", env=env)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
