@@ -15,6 +15,7 @@ from guard.settings import Settings
 
 if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
     from guard.backup.restore import Replacement
+    from guard.backup.source import Wanted
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -63,7 +64,16 @@ def _add_backup(commands: Subparsers) -> None:
             metavar="N",
             help=f"keep the newest backup of each of the last N {unit} periods (default {default})",
         )
+    sources = prune.add_mutually_exclusive_group()
+    _source_flag(sources, "prune that database's backups (default: DATABASE_URL's)")
+    sources.add_argument(
+        "--all-sources", action="store_true", help="prune every database's backups, each on its own"
+    )
     _json_flag(prune, nested=True)
+
+
+def _source_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str) -> None:
+    parser.add_argument("--source", metavar="NAME[@SYSID]", help=f"{what}; as `backup list` shows it")
 
 
 def _add_restore(commands: Subparsers) -> None:
@@ -75,7 +85,9 @@ def _add_restore(commands: Subparsers) -> None:
         "needs --force and is backed up first; an existing database is replaced only once confirmed on a "
         "terminal or with --yes), then runs every check on the restored pair.\n"
         "`guard restore files --missing` puts back each missing_file from the newest backup that has "
-        "it.\n`guard restore drill` restores the newest backup into scratch, checks it, cleans up.",
+        "it.\n`guard restore drill` restores the newest backup into scratch, checks it, cleans up.\n"
+        "Both use only the configured database's own backups (never a restore's safety backup) "
+        "unless --source names another.",
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
         "  guard restore 20250101T020000Z-1a2b3c --target-db shop_copy --uploads-dir /srv/copy\n"
         "  guard restore files --missing\n  guard restore drill --json",
@@ -93,6 +105,7 @@ def _add_restore(commands: Subparsers) -> None:
         help="replace an existing --target-db without asking (it is dropped: its sessions end)",
     )
     restore.add_argument("--missing", action="store_true", help="with `files`: the missing files")
+    _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
     _json_flag(restore)
     restore.set_defaults(handler=handle_restore)
 
@@ -156,6 +169,8 @@ def _list(settings: Settings, json_mode: bool) -> int:
                     "id": backup_id,
                     "complete": True,
                     "started_at": loaded.started_at,
+                    "source": None if loaded.source is None else loaded.source.to_json(),
+                    "purpose": loaded.purpose,
                     "files": loaded.counts.get("files"),
                     "bytes": loaded.counts.get("bytes"),
                     "dump_bytes": loaded.dump.size,
@@ -165,15 +180,34 @@ def _list(settings: Settings, json_mode: bool) -> int:
             )
         else:
             rows.append({"id": backup_id, "complete": False, "problem": str(loaded)})
-    human = f"{'ID':<25}{'FILES':>10}{'BYTES':>16}{'MISSING':>9}  STATUS\n"
+    human = f"{'ID':<25}{'FILES':>10}{'BYTES':>16}{'MISSING':>9}  {'SOURCE':<40}  STATUS\n"
     for row in rows:
         status = "ok" if row["complete"] else f"DAMAGED: {row['problem']}"
+        if row.get("purpose", "backup") != "backup":
+            status += f" ({row['purpose']})"
         human += (
             f"{row['id']:<25}{row.get('files') or 0:>10,}{row.get('bytes') or 0:>16,}"
-            f"{row.get('missing') or 0:>9,}  {status}\n"
+            f"{row.get('missing') or 0:>9,}  {printable(_source_text(row)):<40}  {status}\n"
         )
     emit({"ok": all(r["complete"] for r in rows), "backups": rows}, human, json_mode)
     return EXIT_OK if all(r["complete"] for r in rows) else EXIT_FINDINGS
+
+
+def _source_text(row: dict[str, Any]) -> str:
+    """Name a listed backup's source: `name@system_identifier (oid N)`, `?` when unknown."""
+    from guard.backup.source import Source
+
+    if not row["complete"] or row["source"] is None:
+        return "?"
+    source = Source.from_json(row["source"])
+    return source.label + (f" (oid {source.oid})" if source.oid is not None else "")
+
+
+def _wanted(text: str | None) -> Wanted | None:
+    """Read --source into a guard.backup.source.Wanted, or None for the configured database."""
+    from guard.backup.source import Wanted
+
+    return None if text is None else Wanted.parse(text)
 
 
 def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mode: bool) -> int:
@@ -217,10 +251,18 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
 def _prune(settings: Settings, args: argparse.Namespace, json_mode: bool) -> int:
     from guard.backup import run_prune
 
-    result = run_prune(settings, args.keep_daily, args.keep_weekly, args.keep_monthly)
+    result = run_prune(
+        settings,
+        args.keep_daily,
+        args.keep_weekly,
+        args.keep_monthly,
+        source=_wanted(args.source),
+        all_sources=args.all_sources,
+    )
     human = "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
     human += "".join(f"removed {i}\n" for i in result.removed)
     human += f"{result.objects_removed:,} objects deleted, {result.bytes_freed:,} bytes freed\n"
+    human += "".join(f"PROBLEM: {printable(p)}\n" for p in result.problems)
     human += "".join(f"note: {n}\n" for n in result.notes)
     emit(result.to_json(), human, json_mode)
     return EXIT_OK if result.ok else EXIT_FINDINGS
@@ -230,11 +272,13 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "files":
         if not args.missing:
             raise UsageError("`guard restore files` needs --missing")
-        return _restore_missing(settings, args.json)
+        return _restore_missing(settings, args.json, args.source)
     if args.missing:
         raise UsageError("--missing goes with `guard restore files`")
     if args.what == "drill":
-        return _drill(settings, args.json)
+        return _drill(settings, args.json, args.source)
+    if args.source is not None:
+        raise UsageError("--source goes with `guard restore files --missing` or `guard restore drill`")
     return _restore(settings, args)
 
 
@@ -306,10 +350,10 @@ def _replaced_text(replaced: Replacement) -> str:
     )
 
 
-def _restore_missing(settings: Settings, json_mode: bool) -> int:
+def _restore_missing(settings: Settings, json_mode: bool, source: str | None) -> int:
     from guard.backup.recovery import restore_missing
 
-    outcomes = restore_missing(settings)
+    outcomes = restore_missing(settings, _wanted(source))
     lost = [o for o in outcomes if o.outcome not in ("restored", "already present")]
     human = "".join(
         f"{o.outcome:<16} {printable(o.subject)}  {printable(o.path)}"
@@ -324,9 +368,9 @@ def _restore_missing(settings: Settings, json_mode: bool) -> int:
     return EXIT_OK if not lost else EXIT_FINDINGS
 
 
-def _drill(settings: Settings, json_mode: bool) -> int:
+def _drill(settings: Settings, json_mode: bool, source: str | None) -> int:
     from guard.backup import run_drill
 
-    result = run_drill(settings)
+    result = run_drill(settings, _wanted(source))
     emit(result.to_json(), f"drill {'PASSED' if result.ok else 'FAILED'}: {result.detail}\n", json_mode)
     return EXIT_OK if result.ok else EXIT_FINDINGS

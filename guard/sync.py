@@ -198,7 +198,7 @@ def run_sweep(settings: Settings, name: str) -> Changes:
 def run_maintenance(settings: Settings, action: str) -> Outcome:
     """Run backup, prune or drill from guard.backup and keep their findings true.
 
-    A failure (an exception, a drill that did not pass, a prune that found no verified backup) opens
+    A failure (an exception, a drill that did not pass, a prune that found a problem) opens
     or refreshes the action's finding and is returned as `failure`; success resolves it. A backup
     also reconciles `missing_at_backup`: the referenced files its snapshot could not include.
     """
@@ -231,7 +231,7 @@ def _failure(kind: str, action: str, why: str) -> Finding:
 def _why_not_ok(action: str, result: Any) -> str:
     if action == "drill":
         return str(result.detail)
-    return "; ".join(result.notes) or "no backup passed verification"
+    return "; ".join(result.problems) or "no backup passed verification"
 
 
 _CONNECTIONS: dict[tuple[int, str], Database] = {}

@@ -24,11 +24,13 @@ from guard.backup.manifest import (
     MissingRef,
 )
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
+from guard.backup.selection import ANY_PURPOSE, newest_first, readable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
+from guard.backup.source import BACKUP, Source, Wanted, read_source
 from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
 from guard.backup.walk import Previous, Walked, walk
-from guard.database import describe_target
-from guard.errors import ConfigError, GuardError
+from guard.database import Database, describe_target
+from guard.errors import ConfigError
 from guard.finding import Finding
 from guard.gcpause import no_cyclic_gc
 from guard.progress import ProgressFactory, no_progress
@@ -70,15 +72,22 @@ def require_backup_dir(settings: Settings) -> Path:
 
 
 def run_backup(
-    settings: Settings, progress: ProgressFactory = no_progress, *, allow_missing_table: bool = False
+    settings: Settings,
+    progress: ProgressFactory = no_progress,
+    *,
+    allow_missing_table: bool = False,
+    purpose: str = BACKUP,
 ) -> BackupResult:
     """Take one consistent backup of the database and its uploads into BACKUP_DIR.
 
     allow_missing_table: back up a database without the file table (the safety copy taken before
-    a forced restore overwrites an arbitrary database) instead of failing on it.
+    a forced restore overwrites an arbitrary database) instead of failing on it. purpose: recorded
+    in the manifest; only BACKUP ones are ever picked as a database's newest.
     """
     url = settings.require_database_url()
     root = UploadsRoot(settings.require_uploads_root())
+    with Database(url, application_name="guard-backup") as db:
+        source = read_source(db)
     repo = Repository.open(require_backup_dir(settings), create=True)
     with repo.lock(exclusive=True), no_cyclic_gc():
         try:
@@ -87,7 +96,8 @@ def run_backup(
                 # Objects a crash left damaged were removed: a page of the previous backup may name
                 # one, and a reused page is not looked into, so every file is read again this once.
                 trust_previous = removed == 0
-                return _take(repo, settings, url, root, progress, allow_missing_table, trust_previous)
+                origin = (source, purpose)
+                return _take(repo, settings, url, root, progress, allow_missing_table, origin, trust_previous)
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
 
@@ -99,6 +109,7 @@ def _take(
     root: UploadsRoot,
     progress: ProgressFactory,
     allow_missing_table: bool,
+    origin: tuple[Source, str],
     trust_previous: bool = True,
 ) -> BackupResult:
     started = _after_newest(repo)
@@ -116,6 +127,7 @@ def _take(
             progress,
             allow_missing_table,
             trust_previous,
+            origin,
         )
         permissions.write_file(staging / MANIFEST, manifest.to_bytes(), permissions.FROZEN)
         crash_point("manifest")
@@ -150,9 +162,10 @@ def _capture(
     progress: ProgressFactory,
     allow_missing_table: bool,
     trust_previous: bool,
+    origin: tuple[Source, str],
 ) -> Manifest:
     store = repo.store
-    previous = _previous(repo) if trust_previous else Previous()
+    previous = _previous(repo, Wanted.of(origin[0])) if trust_previous else Previous()
     dump_path = staging / DUMP
     dump = _dump_and_facts(url, dump_path, settings, allow_missing_table)
     try:
@@ -195,6 +208,8 @@ def _capture(
         },
         counts=_counts(walked, extra, missing, facts, store),
         folders=tuple(walked.folders),
+        source=origin[0],
+        purpose=origin[1],
         read_object=store.read_list,
     )
 
@@ -364,14 +379,9 @@ def _entry(
     return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
 
 
-def _previous(repo: Repository) -> Previous:
-    """Return the newest readable backup: the stat cache for this one."""
-    for backup_id in reversed(repo.ids()):
-        try:
-            return Previous.of(repo.load(backup_id))
-        except GuardError:
-            continue
-    return Previous()
+def _previous(repo: Repository, wanted: Wanted) -> Previous:
+    """Return the newest readable backup of the same source: the stat cache for this one."""
+    return Previous.of(next(readable(newest_first(repo, wanted, ANY_PURPOSE)), None))
 
 
 def _counts(

@@ -1,4 +1,4 @@
-"""The restore drill: restore the newest backup into scratch, check it, record the verdict, clean up."""
+"""The restore drill: restore a database's newest backup into scratch, check it, record it, clean up."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from guard.backup.restore import (
     restore_backup,
     scratch_name,
 )
-from guard.errors import GuardError
+from guard.backup.selection import Candidate, newest_first, others
+from guard.backup.source import Wanted, configured_source
 from guard.finding import CheckResult
 from guard.scratch import ScratchClaim
 from guard.settings import Settings
@@ -47,8 +48,12 @@ class DrillResult:
         }
 
 
-def run_drill(settings: Settings) -> DrillResult:
-    """Drill the newest backup; anything that stops the drill makes it a failed drill, never a crash."""
+def run_drill(settings: Settings, source: Wanted | None = None) -> DrillResult:
+    """Drill the newest backup of a source (default: the configured database's).
+
+    Anything that stops the drill makes it a failed drill, never a crash; so does a newest backup that
+    cannot be read, which is named rather than stepped over for an older one.
+    """
     started = time.perf_counter()
     db_name = scratch_name("guard_drill")
     claim = ScratchClaim(settings.database_url, db_name)
@@ -56,7 +61,8 @@ def run_drill(settings: Settings) -> DrillResult:
     try:
         repo = Repository.open(require_backup_dir(settings), create=False)
         folder = repo.restores / db_name
-        result = _drill(settings, repo, db_name, folder)
+        wanted = source or configured_source(settings.require_database_url())
+        result = _drill(settings, repo, wanted, db_name, folder)
     except Exception as exc:  # a drill that could not run is a failed drill, whatever stopped it
         result = DrillResult(
             False, time.perf_counter() - started, f"drill could not run: {failure_text(exc)}"
@@ -70,12 +76,17 @@ def run_drill(settings: Settings) -> DrillResult:
     return result
 
 
-def _drill(settings: Settings, repo: Repository, db_name: str, folder: Path) -> DrillResult:
-    newest = _newest(repo)
+def _drill(settings: Settings, repo: Repository, wanted: Wanted, db_name: str, folder: Path) -> DrillResult:
+    newest = _newest(repo, wanted)
     if newest is None:
-        return DrillResult(False, 0.0, "no readable backup to drill")
-    restored = restore_backup(settings, newest.id, target_db=db_name, uploads_dir=folder)
-    return judge(newest, restored)
+        held = others(repo, wanted)
+        also = f"; the repository holds backups of {', '.join(held)} (see --source)" if held else ""
+        return DrillResult(False, 0.0, f"no backup of {wanted.label} to drill{also}")
+    if newest.manifest is None:
+        detail = f"newest backup {newest.backup_id} cannot be read ({newest.problem}); not drilled"
+        return DrillResult(False, 0.0, detail, newest.backup_id)
+    restored = restore_backup(settings, newest.backup_id, target_db=db_name, uploads_dir=folder)
+    return judge(newest.manifest, restored)
 
 
 def judge(manifest: Manifest, restored: RestoreResult) -> DrillResult:
@@ -102,13 +113,9 @@ def judge(manifest: Manifest, restored: RestoreResult) -> DrillResult:
     return DrillResult(ok, restored.duration_s, detail, manifest.id, restored.checks)
 
 
-def _newest(repo: Repository) -> Manifest | None:
-    for backup_id in reversed(repo.ids()):
-        try:
-            return repo.load(backup_id)
-        except GuardError:
-            continue
-    return None
+def _newest(repo: Repository, wanted: Wanted) -> Candidate | None:
+    """Return the source's newest backup, or an unreadable one newer than it (its source unknown)."""
+    return next(newest_first(repo, wanted), None)
 
 
 def _record(settings: Settings, result: DrillResult) -> None:

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from guard.backup import statpage
+from guard.backup.source import BACKUP, Source
 from guard.errors import GuardError
 
 FORMAT = "guard-backup/3"  # files in content-addressed folder lists, checksum over the body's bytes
@@ -165,6 +166,8 @@ class Manifest:
     scope: dict[str, Any]
     counts: dict[str, int] = field(default_factory=dict)
     folders: tuple[FolderRef, ...] = ()
+    source: Source | None = None  # None: an older manifest whose database.target names no database
+    purpose: str = BACKUP  # or SAFETY: a restore target's content, backed up before it was replaced
     read_object: Callable[[str, int], bytes] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
@@ -198,6 +201,8 @@ class Manifest:
             "finished_at": self.finished_at,
             "versions": self.versions,
             "database": self.database,
+            "source": None if self.source is None else self.source.to_json(),
+            "purpose": self.purpose,
             "dump": {"name": self.dump.name, "size": self.dump.size, "sha256": self.dump.sha256},
             "counts": self.counts,
             "migrations": self.migrations,
@@ -280,8 +285,17 @@ def _from_body(body: dict[str, Any], read_object: Callable[[str, int], bytes] | 
         scope=dict(body["scope"]),
         counts={k: int(v) for k, v in body["counts"].items()},
         folders=tuple(_folder(f) for f in body.get("folders", ())),
+        source=_source(body),
+        purpose=str(body.get("purpose", BACKUP)),
         read_object=read_object,
     )
+
+
+def _source(body: dict[str, Any]) -> Source | None:
+    """Read the recorded source; before sources were recorded, the database named in its target."""
+    if "source" in body:
+        return None if body["source"] is None else Source.from_json(body["source"])
+    return Source.from_target(str(body["database"].get("target", "")))
 
 
 def _folder(row: list[Any]) -> FolderRef:

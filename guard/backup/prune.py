@@ -1,33 +1,42 @@
-"""Forget backups a keep-policy does not keep, then delete the objects no remaining manifest names."""
+"""Forget backups a keep-policy does not keep, then delete the objects no remaining manifest names.
+
+The keep rules apply to each source's backups on their own (and to a source's safety backups apart
+from its own backups), so one database's backups never push out another's.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from guard.backup.builder import require_backup_dir
+from guard.backup.manifest import Manifest
 from guard.backup.policy import Policy, keep
 from guard.backup.repository import Repository
+from guard.backup.selection import others
+from guard.backup.source import BACKUP, Wanted, configured_source
 from guard.backup.verify import verify_backup
-from guard.errors import GuardError, UsageError
+from guard.errors import ConfigError, GuardError, UsageError
 from guard.settings import Settings
 
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What prune kept (with why), removed, and freed."""
+    """What prune kept (with why), removed and freed; the problems (findings) make it not ok."""
 
     kept: dict[str, list[str]]
     removed: list[str]
     objects_removed: int
     bytes_freed: int
-    newest_verified: str | None
+    newest_verified: dict[str, str]  # per group of backups (a source, or its safety backups): the id
+    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.newest_verified is not None
+        return not self.problems
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,8 +46,18 @@ class PruneResult:
             "objects_removed": self.objects_removed,
             "bytes_freed": self.bytes_freed,
             "newest_verified": self.newest_verified,
+            "problems": self.problems,
             "notes": self.notes,
         }
+
+
+@dataclass
+class _Plan:
+    """The backups prune judges, in groups (oldest first), and those it cannot read."""
+
+    groups: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unreadable: dict[str, str] = field(default_factory=dict)  # id -> why
+    ids: list[str] = field(default_factory=list)
 
 
 def backup_time(backup_id: str) -> datetime:
@@ -47,38 +66,100 @@ def backup_time(backup_id: str) -> datetime:
 
 
 def run_prune(
-    settings: Settings, keep_daily: int = 7, keep_weekly: int = 4, keep_monthly: int = 6
+    settings: Settings,
+    keep_daily: int = 7,
+    keep_weekly: int = 4,
+    keep_monthly: int = 6,
+    *,
+    source: Wanted | None = None,
+    all_sources: bool = False,
 ) -> PruneResult:
-    """Apply the policy under the repository lock; never remove the newest verified backup."""
+    """Apply the policy to one source's backups (default: the configured database's), or to all.
+
+    Never removes a group's newest verified backup, nor a backup whose manifest cannot be read.
+    """
     policy = Policy(keep_daily, keep_weekly, keep_monthly)
     if policy.empty() or min(keep_daily, keep_weekly, keep_monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
+    if not (all_sources or source or settings.database_url):
+        raise ConfigError(
+            "DATABASE_URL is not set: prune needs it to tell the database's own backups apart "
+            "(or pass --source NAME or --all-sources)"
+        )
     repo = Repository.open(require_backup_dir(settings), create=False)
+    wanted = None if all_sources else source or configured_source(settings.require_database_url())
     with repo.lock(exclusive=True):
         repo.clear_tmp()
-        return prune_repository(repo, policy, datetime.now().astimezone())
+        return prune_repository(repo, policy, datetime.now().astimezone(), wanted)
 
 
-def prune_repository(repo: Repository, policy: Policy, now: datetime) -> PruneResult:
-    ids = repo.ids()
-    kept = keep([(i, backup_time(i)) for i in ids], now, policy)
-    newest = _newest_verified(repo, ids)
-    if newest is not None:
-        kept.setdefault(newest, []).append("newest verified")
-    removed = [i for i in ids if i not in kept]
+def prune_repository(repo: Repository, policy: Policy, now: datetime, wanted: Wanted | None) -> PruneResult:
+    """Prune the wanted source's backups (None: every source's), each group under its own rules."""
+    plan = _plan(repo, wanted)
+    kept: dict[str, list[str]] = {i: ["cannot be read: source unknown"] for i in plan.unreadable}
+    verified: dict[str, str] = {}
+    problems: list[str] = []
+    for label, ids in plan.groups.items():
+        kept.update(keep([(i, backup_time(i)) for i in ids], now, policy))
+        newest = _newest_verified(repo, label, ids, problems)
+        if newest is not None:
+            verified[label] = newest
+            kept.setdefault(newest, []).append("newest verified")
+    problems += _unreadable_problems(plan, wanted)
+    if wanted is not None and not plan.groups.get(wanted.label):
+        problems.append(_none_of(repo, wanted))
+    removed = [i for ids in plan.groups.values() for i in ids if i not in kept]
     for backup_id in removed:
         repo.remove(backup_id)
-    objects, freed, notes = _collect_garbage(repo, [i for i in ids if i in kept])
-    if newest is None:
-        notes.append("no backup passed verification; nothing is known good")
-    return PruneResult(kept, removed, objects, freed, newest, notes)
+    # Every backup not removed stays, other sources' included: their objects must all survive.
+    objects, freed, notes = _collect_garbage(repo, [i for i in plan.ids if i not in removed])
+    return PruneResult(kept, removed, objects, freed, verified, problems, notes)
 
 
-def _newest_verified(repo: Repository, ids: list[str]) -> str | None:
+def _plan(repo: Repository, wanted: Wanted | None) -> _Plan:
+    """Group the wanted source's readable backups by source and purpose; set aside the unreadable."""
+    plan = _Plan()
+    for backup_id, loaded in repo.manifests():
+        plan.ids.append(backup_id)
+        if not isinstance(loaded, Manifest):
+            plan.unreadable[backup_id] = str(loaded)
+        elif wanted is None or wanted.matches(loaded.source):
+            plan.groups[_group(loaded, wanted)].append(backup_id)
+    return plan
+
+
+def _group(manifest: Manifest, wanted: Wanted | None) -> str:
+    """Name a backup's group: its source (the wanted one, when one is) and, unless BACKUP, its purpose."""
+    label = wanted.label if wanted is not None else manifest.source.label if manifest.source else "unknown"
+    return label if manifest.purpose == BACKUP else f"{label} ({manifest.purpose})"
+
+
+def _newest_verified(repo: Repository, label: str, ids: list[str], problems: list[str]) -> str | None:
+    """Return a group's newest backup passing verify; a newest that fails it is a problem."""
     for backup_id in reversed(ids):
-        if verify_backup(repo, backup_id, read_data=False).ok:
+        verdict = verify_backup(repo, backup_id, read_data=False)
+        if verdict.ok:
             return backup_id
+        if backup_id == ids[-1]:
+            problems.append(f"newest backup {backup_id} of {label} fails verification: {verdict.examples[0]}")
+    problems.append(f"no backup of {label} passed verification; nothing is known good")
     return None
+
+
+def _none_of(repo: Repository, wanted: Wanted) -> str:
+    held = others(repo, wanted)
+    return f"no backup of {wanted.label}" + (f" (the repository holds {', '.join(held)})" if held else "")
+
+
+def _unreadable_problems(plan: _Plan, wanted: Wanted | None) -> list[str]:
+    """Name each backup whose manifest cannot be read: it is kept, and may be a source's newest."""
+    judged = plan.groups.get(wanted.label, []) if wanted is not None else plan.ids
+    newest = max((i for i in judged if i not in plan.unreadable), default="")
+    return [
+        f"{'newest backup' if backup_id > newest else 'backup'} {backup_id} cannot be read ({why}); "
+        "kept, as its source is unknown"
+        for backup_id, why in plan.unreadable.items()
+    ]
 
 
 def _collect_garbage(repo: Repository, remaining: list[str]) -> tuple[int, int, list[str]]:

@@ -1,4 +1,4 @@
-"""Put back files rows still need: each missing_file finding, from the newest backup holding that path."""
+"""Put back files rows still need: each missing_file, from the database's newest backup holding it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from guard.backup.manifest import FileEntry
 from guard.backup.placement import PLACED, PRESENT, Placer
 from guard.backup.repository import Repository
 from guard.backup.restore import LOCK_WAIT_S
+from guard.backup.selection import newest_first, readable
+from guard.backup.source import Wanted, configured_source
 from guard.checks import CheckContext
 from guard.checks import files as files_check
 from guard.errors import GuardError
@@ -35,8 +37,11 @@ class Recovered:
         }
 
 
-def restore_missing(settings: Settings) -> list[Recovered]:
-    """Find every missing_file now, and restore each from the newest backup that has it, hash-verified."""
+def restore_missing(settings: Settings, source: Wanted | None = None) -> list[Recovered]:
+    """Find every missing_file now, and restore each from the newest backup that has it, hash-verified.
+
+    Only backups of the source (default: the configured database) are used, never a safety backup.
+    """
     result = files_check.run(CheckContext(settings, limit=None))
     missing = [
         (f.subject, f.path) for f in result.findings if f.kind == "missing_file" and f.path is not None
@@ -44,24 +49,24 @@ def restore_missing(settings: Settings) -> list[Recovered]:
     if not missing:
         return []
     repo = Repository.open(require_backup_dir(settings), create=False)
+    of = source or configured_source(settings.require_database_url())
     placer = Placer(repo.store, settings.require_uploads_root())
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
-        wanted = {path for _, path in missing}
-        sources = _newest_sources(repo, wanted)
+        sources = _newest_sources(repo, of, {path for _, path in missing})
         return [_recover(placer, subject, path, sources.get(path)) for subject, path in missing]
 
 
-def _newest_sources(repo: Repository, wanted: set[str]) -> dict[str, tuple[str, FileEntry]]:
-    """Return, for each wanted path, the newest readable backup holding it and its entry."""
+def _newest_sources(repo: Repository, of: Wanted, wanted: set[str]) -> dict[str, tuple[str, FileEntry]]:
+    """Return, for each wanted path, the source's newest readable backup holding it and its entry."""
     found: dict[str, tuple[str, FileEntry]] = {}
-    for backup_id in reversed(repo.ids()):
+    for manifest in readable(newest_first(repo, of)):
         try:
-            files = repo.load(backup_id).files  # reads its folder lists, each checked against its hash
+            files = manifest.files  # reads its folder lists, each checked against its hash
         except GuardError:
             continue
         for entry in files:
             if entry.path in wanted and entry.path not in found:
-                found[entry.path] = (backup_id, entry)
+                found[entry.path] = (manifest.id, entry)
         if len(found) == len(wanted):
             break
     return found

@@ -19,6 +19,7 @@ from guard.backup.dbproperties import DatabaseProperties, apply_properties, coun
 from guard.backup.placement import PLACED, Placer
 from guard.backup.repository import Repository, check_backup_id
 from guard.backup.restorefolder import hand_over, make_uploads_folder
+from guard.backup.source import SAFETY
 from guard.backup.verify import verify_backup
 from guard.checks import CheckContext, registry
 from guard.database import Database
@@ -257,7 +258,7 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
         )
     folder.mkdir(parents=True, exist_ok=True)
     safety = replace(settings, database_url=url, uploads_root=folder)
-    return run_backup(safety, allow_missing_table=True).id
+    return run_backup(safety, allow_missing_table=True, purpose=SAFETY).id
 
 
 def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:

@@ -47,7 +47,8 @@ def test_any_failure_is_a_recorded_failed_drill_and_the_scratch_is_gone(
         made.update(db=target_db, folder=uploads_dir)
         raise failure
 
-    monkeypatch.setattr(drill, "_newest", lambda _repo: SimpleNamespace(id="20240101T020000Z-abcdef"))
+    newest = SimpleNamespace(backup_id="20240101T020000Z-abcdef", manifest=SimpleNamespace())
+    monkeypatch.setattr(drill, "_newest", lambda _repo, _wanted: newest)
     monkeypatch.setattr(drill, "restore_backup", half_done_restore)
     result = drill.run_drill(settings)
     assert not result.ok

@@ -100,7 +100,7 @@ def test_prune_never_removes_the_newest_verified_backup(world: World) -> None:
     dump = repo_of(world).dump_path(newer.id)
     dump.write_bytes(dump.read_bytes()[:100])
     pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
-    assert pruned.newest_verified == older.id
+    assert list(pruned.newest_verified.values()) == [older.id]
     assert "newest verified" in pruned.kept[older.id]
     assert pruned.removed == []
 
