@@ -7,12 +7,12 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from guard import __version__, paths
-from guard.backup import pgtools
+from guard.backup import inventory, pgtools
 from guard.backup.faults import crash_point
 from guard.backup.manifest import (
     ABSENT,
@@ -25,7 +25,7 @@ from guard.backup.manifest import (
 )
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
-from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
+from guard.backup.store import ObjectStore, StatKey, hash_file
 from guard.backup.walk import Previous, Walked, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
@@ -50,6 +50,7 @@ class BackupResult:
     manifest_path: Path
     missing: list[tuple[str, str]]
     manifest: Manifest = field(repr=False)
+    damage: tuple[str, ...] = ()  # what the store had lost or held damaged, and what was stored again
 
     @property
     def ok(self) -> bool:
@@ -87,7 +88,10 @@ def run_backup(
                 # Objects a crash left damaged were removed: a page of the previous backup may name
                 # one, and a reused page is not looked into, so every file is read again this once.
                 trust_previous = removed == 0
-                return _take(repo, settings, url, root, progress, allow_missing_table, trust_previous)
+                health = inventory.heal(repo.store)  # what was lost since: reused pages are checked
+                result = _take(repo, settings, url, root, progress, allow_missing_table, trust_previous)
+                inventory.record(repo.store)
+                return replace(result, damage=tuple(health.outcome(repo.store)))
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
 
@@ -338,7 +342,7 @@ def _referenced(
 def _entry(
     store: ObjectStore, source: str | Path, relpath: str, key: StatKey, previous: dict[str, FileEntry]
 ) -> FileEntry:
-    return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
+    return store.reuse(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
 
 
 def _previous(repo: Repository) -> Previous:

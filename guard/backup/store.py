@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.backup import packs
+from guard.backup import inventory, packs
 from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
 from guard.errors import GuardError
@@ -63,6 +64,9 @@ class ObjectStore:
         self.objects = objects
         self.tmp = tmp
         self.packs = packs_dir or objects.parent / "packs"
+        self.root = objects.parent  # the repository: inventory.json and damage.jsonl live there
+        self.lost = False  # objects went missing since the last inventory: check reused lists' files
+        self.damage: list[str] = []  # what reading the pack indexes found damaged
         self.faults = ObjectFaults()
         self.files_read = 0
         self.new_objects = 0
@@ -79,8 +83,15 @@ class ObjectStore:
     def index(self) -> dict[str, packs.Where]:
         """Every packed object by SHA-256 (read from the pack indexes once, kept up to date)."""
         if self._index is None:
-            self._index = packs.load(self.packs)
+            survey = packs.survey(self.packs)
+            self.damage = survey.notes()
+            self._index = survey.found
         return self._index
+
+    def damage_found(self) -> list[str]:
+        """What reading the pack indexes found damaged (an index that names nothing is damage)."""
+        _ = self.index
+        return list(self.damage)
 
     def reload(self) -> None:
         """Forget the pack index read so far: read it again from packs/ when next needed."""
@@ -223,6 +234,34 @@ class ObjectStore:
             self._dirs.add(sha[:2])
         os.rename(temp, self._where(sha))
 
+    def reuse(self, previous: FileEntry | None, path: str, key: StatKey) -> FileEntry | None:
+        """The previous entry when the file is unchanged and its object is still in the store."""
+        entry = cached_entry(previous, path, key)
+        if entry is None or not self.has(entry.sha256, entry.size):
+            return None
+        return entry
+
+    def present(self, sha256: str) -> bool:
+        """True when an object of that hash is in the store, whatever its size."""
+        return sha256 in self.index or os.path.lexists(self._where(sha256))
+
+    def note_damaged(self, sha256: str) -> None:
+        """Note in damage.jsonl where an object that failed its hash lies: the next backup drops it."""
+        where = self.index.get(sha256)
+        if where is not None and where.file.startswith(f"{self.packs}/"):
+            entry = {"pack": os.path.basename(where.file)[: -len(".pack")]}
+        else:
+            entry = {"loose": sha256}
+        line = (json.dumps(entry) + "\n").encode("ascii")
+        try:
+            fd = os.open(self.root / inventory.DAMAGE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            return  # a read-only repository: the damage is still reported, just not remembered
+        try:
+            write_all(fd, line)  # one short append: whole even when two verifies note at once
+        finally:
+            os.close(fd)
+
     def has(self, sha256: str, size: int) -> bool:
         """True when an object of that hash and size is present (its content is not read)."""
         where = self.index.get(sha256)
@@ -269,6 +308,7 @@ class ObjectStore:
         except OSError as exc:
             raise ManifestError(f"folder list object {sha256} cannot be read: {exc.strerror}") from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            self.note_damaged(sha256)
             raise ManifestError(f"folder list object {sha256}: content does not match its hash")
         return data
 
@@ -292,6 +332,7 @@ class ObjectStore:
             except FileNotFoundError:
                 return "missing"
             if digest.hexdigest() != sha256:
+                self.note_damaged(sha256)
                 return "content does not match its hash"
         return None
 
@@ -299,7 +340,7 @@ class ObjectStore:
         """Re-hash every object and pack changed at or after since_ns; remove the ones that do not
         match their names. Return how many objects were removed."""
         removed = 0
-        for entry in self._entries():
+        for entry in self.loose_entries():
             try:
                 if entry.stat(follow_symlinks=False).st_ctime_ns < since_ns:
                     continue
@@ -325,11 +366,14 @@ class ObjectStore:
         notes on packs left as they were)."""
         removed = freed = 0
         notes: list[str] = []
-        for entry in list(self._entries()):
+        gone: list[str] = []
+        added: list[str] = []
+        for entry in list(self.loose_entries()):
             if entry.name not in needed:
                 freed += entry.stat(follow_symlinks=False).st_size
                 os.unlink(entry.path)
                 removed += 1
+        loose_removed = removed
         writer = packs.PackWriter(self.packs, self.tmp, sync=True)
         for name in packs.pack_names(self.packs):
             try:
@@ -357,16 +401,19 @@ class ObjectStore:
                     continue
                 for sha, offset, size in live:
                     writer.append(sha, data[offset : offset + size])
-                writer.seal()
+                sealed = writer.seal()
+                added += [sealed[0]] if sealed is not None else []
                 fsync_path(self.packs)
                 crash_point("repacked")
             packs.remove(self.packs, name)
+            gone.append(name)
             removed += len(dead)
             freed += sum(size for _, _, size in dead)
         self._index = None
+        inventory.adjust(self, gone, added, loose_removed)
         return removed, freed, notes
 
-    def _entries(self) -> Iterator[os.DirEntry[str]]:
+    def loose_entries(self) -> Iterator[os.DirEntry[str]]:
         """Every entry under objects/<2 hex>/."""
         for prefix in os.scandir(self.objects):
             if prefix.is_dir(follow_symlinks=False):

@@ -349,7 +349,12 @@ class _Job:
                 if not rows:
                     continue
                 digest = stat_digest(rows)
-            if page is None or page.stat_digest != digest or not store.has(page.sha256, page.size):
+            if (
+                page is None
+                or page.stat_digest != digest
+                or not store.has(page.sha256, page.size)
+                or (store.lost and not _objects_held(self.previous, old, page, store))
+            ):
                 prior = _prior(self.previous, old, page, same_shape)
                 if rows is None:
                     rows = statpage.rows(group, packed or b"")
@@ -364,6 +369,12 @@ class _Job:
             after[3] - before[3],
         )
         return share
+
+
+def _objects_held(previous: Previous, old: FolderRef | None, page: PageRef, store: ObjectStore) -> bool:
+    """Whether the store still holds every file object a reused page names (a dict lookup each)."""
+    rows = previous.page(old, page) if old is not None else None
+    return rows is not None and all(store.has(r[1], r[2]) for r in rows.values())
 
 
 def _prior(
@@ -416,7 +427,7 @@ def _new_page(
     for row in rows:
         name = row[0]
         old: tuple[Any, ...] | None = prior.get(name) if prior is not None else flat.get(f"{rel}/{name}")
-        if old is not None and old[2:] == row[1:]:
+        if old is not None and old[2:] == row[1:] and store.has(old[1], row[1]):
             entry: tuple[Any, ...] = (name, old[1], *row[1:])
         else:
             try:
