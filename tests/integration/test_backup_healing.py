@@ -97,3 +97,19 @@ def test_a_store_that_lost_nothing_is_trusted_and_a_backup_reports_no_damage(wor
     second = run_backup(world.settings)
     assert first.damage == () and second.damage == ()
     assert not inventory.heal(repo_of(world).store).lost  # so unchanged pages are reused unread
+
+
+def test_damage_only_verify_saw_is_dropped_and_stored_again_by_the_next_backup(world: World) -> None:
+    first = run_backup(world.settings)
+    repo = repo_of(world)
+    victim = next(f for f in first.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    corrupt_object(repo, victim.sha256)
+    inventory.record(repo.store)  # as bit rot would: no size or ctime of the store tells
+    assert not inventory.heal(repo_of(world).store).lost
+    assert not verify_backup(repo_of(world), first.id, read_data=True).ok  # notes where it lies
+
+    second = run_backup(world.settings)
+
+    assert any("do not match their hash" in note for note in second.damage), second.damage
+    assert verify_backup(repo_of(world), second.id, read_data=True).ok
+    assert_restores_byte_identical(world, second.id)
