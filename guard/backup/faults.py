@@ -6,13 +6,18 @@ GUARD_BACKUP_FAULT is read only by the backup code. Values:
                       pack and the removal of the old one)
   kill:objects:<n>    SIGKILL after the n-th new object is written
   enospc:<n>          fail the n-th new object write with "No space left on device"
+  nofile:<point>      let no new file descriptor be opened at <point> (folder: opening a listed
+                      folder), by lowering RLIMIT_NOFILE there: the kernel's own EMFILE
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 FAULT_ENV = "GUARD_BACKUP_FAULT"
 
@@ -25,6 +30,22 @@ def crash_point(name: str) -> None:
     """Die here, as kill -9 would, when the fault variable names this point."""
     if _spec() == f"kill:{name}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def descriptor_limit(name: str) -> Iterator[None]:
+    """Inside the block, fail every new descriptor with EMFILE when the fault variable names this point."""
+    if _spec() != f"nofile:{name}":
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest = os.dup(0)  # the lowest free descriptor: the limit at it leaves none to open
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 class ObjectFaults:

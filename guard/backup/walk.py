@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup import statpage
+from guard.backup.faults import descriptor_limit
 from guard.backup.manifest import (
     FileEntry,
     FolderRef,
@@ -168,7 +169,8 @@ def _folder(
     if not names:
         return []
     try:
-        fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        with descriptor_limit("folder"):
+            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return []  # replaced since it was listed: its referenced files go the careful way
     listing = _Listing(rel, names)
