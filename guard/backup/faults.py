@@ -39,7 +39,7 @@ def descriptor_limit(name: str) -> Iterator[None]:
         yield
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    lowest = os.dup(0)  # the lowest free descriptor: the limit at it leaves none to open
+    lowest = os.open(os.devnull, os.O_RDONLY)  # the lowest free descriptor: a limit there leaves none
     os.close(lowest)
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
     try:
