@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from guard.backup.manifest import (
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.store import ObjectStore, StatKey, hash_file
-from guard.backup.walk import Previous, Walked, walk
+from guard.backup.walk import Previous, Walked, unreadable, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
 from guard.finding import Finding
@@ -168,6 +169,7 @@ def _capture(
                 store,
                 previous,
                 progress,
+                absent_ok=allow_missing_table,  # the safety copy of a target with no such folder
             )
             store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
         except BaseException:
@@ -212,6 +214,8 @@ def collect_uploads(
     store: ObjectStore,
     previous: Previous,
     progress: ProgressFactory = no_progress,
+    *,
+    absent_ok: bool = False,
 ) -> tuple[Walked, list[FileEntry], list[MissingRef], SnapshotFacts]:
     """Back up the scanned folders, then every referenced path the walk did not cover.
 
@@ -225,7 +229,8 @@ def collect_uploads(
     # and for a big folder done while its walk worker is still statting.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
     narrowed = _Narrowed(read_facts)
-    walked = walk(root, scan_dirs, store, previous, progress, narrowed.narrow if exact else None)
+    meanwhile = narrowed.narrow if exact else None
+    walked = walk(root, scan_dirs, store, previous, progress, meanwhile, absent_ok=absent_ok)
     facts = narrowed.load()
     refs = narrowed.refs
     if exact:
@@ -332,11 +337,23 @@ def _referenced(
     if verdict == "escapes":
         return "stored path resolves outside the uploads root; not opened", ESCAPES
     if real is None:
+        _unless_gone(root.real / key)
         return GONE
     try:
         return _entry(store, real, key, StatKey.of(os.stat(real)), previous)
     except FileNotFoundError:
         return GONE
+
+
+def _unless_gone(path: Path) -> None:
+    """Raise when a path resolve() found no file at is there but unreadable: that is not absent."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise unreadable(str(path), exc) from None
 
 
 def _entry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -15,8 +16,9 @@ from pathlib import Path
 from guard.backup import inventory, packs
 from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
-from guard.errors import GuardError
+from guard.errors import GuardError, UnreachableError
 from guard.fdio import write_all
+from guard.paths import printable
 
 CHUNK = 1 << 20
 SMALL = 1 << 20  # files up to this size are read whole before anything is written
@@ -144,7 +146,7 @@ class ObjectStore:
         """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
         self.files_read += 1
         for _ in range(COPY_TRIES):
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = _open_source(source)
             try:
                 before = os.fstat(fd)
                 sha, size = self._take(fd, before.st_size)
@@ -419,6 +421,18 @@ class ObjectStore:
             if prefix.is_dir(follow_symlinks=False):
                 with os.scandir(prefix.path) as entries:
                     yield from entries
+
+
+def _open_source(source: str | Path) -> int:
+    """Open an upload to copy it in; FileNotFoundError when it is gone (or a symlink replaced it)."""
+    try:
+        return os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileNotFoundError(errno.ENOENT, "replaced by a symlink", str(source)) from None
+        raise UnreachableError(f"cannot read {printable(str(source))}: {exc.strerror or exc}") from None
 
 
 def _read_small(fd: int) -> bytes | None:

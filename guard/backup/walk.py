@@ -11,6 +11,7 @@ place leaves its folder's mtime alone, but not its own mtime/ctime/size).
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import stat
@@ -34,6 +35,7 @@ from guard.backup.store import ObjectStore
 from guard.errors import GuardError, UnreachableError
 from guard.fdio import write_all
 from guard.forking import fork_is_safe
+from guard.paths import printable
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
 
@@ -122,6 +124,8 @@ def walk(
     previous: Previous,
     progress: ProgressFactory,
     meanwhile: Meanwhile | None = None,
+    *,
+    absent_ok: bool = False,
 ) -> Walked:
     """List every regular file under scan_dirs (symlinks and symlinked folders are not followed).
 
@@ -135,8 +139,8 @@ def walk(
     seen: set[str] = set()
     for folder in scan_dirs:
         start = root.real / folder
-        if not start.is_dir() or os.path.realpath(start) != str(start):
-            continue  # absent, or reached through a symlink: never walked
+        if not _scan_folder(root, folder, absent_ok):
+            continue
         stack = [(str(start), folder)]
         while stack:
             current, rel = stack.pop()
@@ -145,15 +149,41 @@ def walk(
             seen.add(current)
             try:
                 names = os.listdir(current)
-            except PermissionError as exc:
-                raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while we walked
+            except OSError as exc:  # EACCES, EMFILE, EIO...: unreadable is not absent
+                raise unreadable(current, exc) from None
             bar.advance(len(names))
             subfolders = _folder(current, rel, names, store, previous, walked, meanwhile)
             stack.extend((f"{current}/{name}", f"{rel}/{name}") for name in subfolders)
     bar.close()
     return walked
+
+
+def unreadable(path: str, exc: OSError) -> UnreachableError:
+    """The error for an uploads path that exists but cannot be read: the backup fails, exit 3."""
+    return UnreachableError(f"cannot read {printable(path)}: {exc.strerror or exc}; nothing was published")
+
+
+def _scan_folder(root: UploadsRoot, folder: str, absent_ok: bool) -> bool:
+    """Whether to walk a scan folder; one that is absent or reached through a symlink fails the backup
+    (absent_ok: an absent one is skipped, for the safety copy of an arbitrary restore target)."""
+    start = root.real / folder
+    try:
+        st = os.stat(start)
+    except (FileNotFoundError, NotADirectoryError):
+        if absent_ok:
+            return False
+        raise UnreachableError(f"scanned folder {folder!r} is not a folder under {root.root}") from None
+    except OSError as exc:
+        raise unreadable(str(start), exc) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnreachableError(f"scanned folder {folder!r} is not a folder under {root.root}")
+    if os.path.realpath(start) != str(start):
+        raise UnreachableError(
+            f"scanned folder {folder!r} is reached through a symlink, which is never followed"
+        )
+    return True
 
 
 def _folder(
@@ -171,8 +201,12 @@ def _folder(
     try:
         with descriptor_limit("folder"):
             fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return []  # replaced since it was listed: its referenced files go the careful way
+    except (FileNotFoundError, NotADirectoryError):
+        return []  # gone since it was listed: its referenced files go the careful way
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return []  # a symlink replaced it since it was listed: never followed
+        raise unreadable(current, exc) from None
     listing = _Listing(rel, names)
     try:
         buckets = bucket_count(len(names))
@@ -347,7 +381,7 @@ class _Job:
                 digest = statpage.digest(blob, packed)
                 rows = None
             else:
-                rows = _stat_rows(group, self.fd, share)
+                rows = _stat_rows(group, self.fd, share, self.current)
                 if not rows:
                     continue
                 digest = stat_digest(rows)
@@ -392,7 +426,7 @@ def _prior(
     return previous.page(old, page)
 
 
-def _stat_rows(group: list[str], fd: int, share: _Share) -> list[StatRow]:
+def _stat_rows(group: list[str], fd: int, share: _Share, current: str) -> list[StatRow]:
     """lstat each name under the folder fd; keep regular files, note folders and what is gone or odd."""
     lstat = os.lstat
     try:
@@ -404,6 +438,10 @@ def _stat_rows(group: list[str], fd: int, share: _Share) -> list[StatRow]:
                 results.append((name, lstat(name, dir_fd=fd)))
             except FileNotFoundError:
                 share.unlisted.append(name)
+            except OSError as exc:
+                raise unreadable(f"{current}/{name}", exc) from None
+    except OSError as exc:  # EACCES (a folder that can be listed, not searched), EIO...
+        raise unreadable(current, exc) from None
     isreg = stat.S_ISREG
     rows = [
         (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
