@@ -6,6 +6,12 @@ GUARD_BACKUP_FAULT is read only by the backup code. Values:
                       pack and the removal of the old one)
   kill:objects:<n>    SIGKILL after the n-th new object is written
   enospc:<n>          fail the n-th new object write with "No space left on device"
+  swap:<point>:<path>:<target>
+                      once, at <point>, do what a concurrent process could: rename <path> aside and
+                      put a symlink to <target> in its place (copy: before an upload is opened to be
+                      copied in; place: before a restored file is written into its folder)
+  touch:<point>:<path>
+                      once, at <point>, create a file at <path> (place: a file appearing meanwhile)
   nofile:<point>      let no new file descriptor be opened at <point> (folder: opening a listed
                       folder), by lowering RLIMIT_NOFILE there: the kernel's own EMFILE
 """
@@ -30,6 +36,27 @@ def crash_point(name: str) -> None:
     """Die here, as kill -9 would, when the fault variable names this point."""
     if _spec() == f"kill:{name}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_raced: set[str] = set()
+
+
+def race_point(name: str) -> None:
+    """Swap a folder for a symlink, or create a file, once, when the fault variable names this point."""
+    spec = _spec()
+    if not spec.startswith(("swap:", "touch:")) or name in _raced:
+        return
+    kind, point, args = spec.split(":", 2)
+    if point != name:
+        return
+    _raced.add(name)
+    if kind == "swap":
+        path, _, target = args.partition(":")
+        os.rename(path, f"{path}.swapped")
+        os.symlink(target, path)
+    else:
+        with open(args, "xb") as handle:
+            handle.write(b"appeared meanwhile\n")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from guard import paths
+from guard.backup.faults import race_point
 from guard.backup.manifest import FileEntry
 from guard.backup.store import ObjectStore
 from guard.fdio import write_all
@@ -33,6 +34,7 @@ class Placer:
             return "its folder resolves outside the uploads root; not written"
         if os.path.lexists(dest) and not overwrite:
             return PRESENT
+        race_point("place")
         return self._write(entry, dest)
 
     def _safe_parent(self, parent: Path) -> bool:

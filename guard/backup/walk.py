@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup import statpage
-from guard.backup.faults import descriptor_limit
+from guard.backup.faults import descriptor_limit, race_point
 from guard.backup.manifest import (
     FileEntry,
     FolderRef,
@@ -470,6 +470,7 @@ def _new_page(
         if old is not None and old[2:] == row[1:] and store.has(old[1], row[1]):
             entry: tuple[Any, ...] = (name, old[1], *row[1:])
         else:
+            race_point("copy")
             try:
                 added = store.add_file(f"{current}/{name}", f"{rel}/{name}")
             except FileNotFoundError:
