@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from guard.backup.manifest import (
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.store import ObjectStore, StatKey, hash_file
-from guard.backup.walk import Previous, Walked, unreadable, walk
+from guard.backup.walk import Previous, Walked, open_beneath, unreadable, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
 from guard.finding import Finding
@@ -339,10 +340,34 @@ def _referenced(
     if real is None:
         _unless_gone(root.real / key)
         return GONE
+    # Resolved, so no symlink is left in it; opened one level at a time, so none swapped in since is
+    # followed out of the root either.
+    folder, _, name = root.relative(real).rpartition("/")
     try:
-        return _entry(store, real, key, StatKey.of(os.stat(real)), previous)
+        fd = _open_folder(root, folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return GONE
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise unreadable(str(real.parent), exc) from None
+        return "a folder on its path was swapped for a symlink during the backup; not followed", ESCAPES
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return GONE
+        return _entry(store, name, key, StatKey.of(st), previous, fd)
     except FileNotFoundError:
         return GONE
+    finally:
+        os.close(fd)
+
+
+def _open_folder(root: UploadsRoot, folder: str) -> int:
+    root_fd = os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_beneath(root_fd, folder)
+    finally:
+        os.close(root_fd)
 
 
 def _unless_gone(path: Path) -> None:
@@ -357,9 +382,14 @@ def _unless_gone(path: Path) -> None:
 
 
 def _entry(
-    store: ObjectStore, source: str | Path, relpath: str, key: StatKey, previous: dict[str, FileEntry]
+    store: ObjectStore,
+    source: str | Path,
+    relpath: str,
+    key: StatKey,
+    previous: dict[str, FileEntry],
+    dir_fd: int | None = None,
 ) -> FileEntry:
-    return store.reuse(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
+    return store.reuse(previous.get(relpath), relpath, key) or store.add_file(source, relpath, dir_fd=dir_fd)
 
 
 def _previous(repo: Repository) -> Previous:

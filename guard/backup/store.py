@@ -142,11 +142,14 @@ class ObjectStore:
     def _temp_name(self, prefix: str) -> str:
         return f"{self._tmp}/{prefix}-{secrets.token_hex(8)}"
 
-    def add_file(self, source: str | Path, relpath: str) -> FileEntry:
-        """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
+    def add_file(self, source: str | Path, relpath: str, *, dir_fd: int | None = None) -> FileEntry:
+        """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy).
+
+        dir_fd: source is a name in that open folder (the walk's), so no path is looked up again.
+        """
         self.files_read += 1
         for _ in range(COPY_TRIES):
-            fd = _open_source(source)
+            fd = _open_source(source, dir_fd, relpath)
             try:
                 before = os.fstat(fd)
                 sha, size = self._take(fd, before.st_size)
@@ -423,16 +426,16 @@ class ObjectStore:
                     yield from entries
 
 
-def _open_source(source: str | Path) -> int:
+def _open_source(source: str | Path, dir_fd: int | None, relpath: str) -> int:
     """Open an upload to copy it in; FileNotFoundError when it is gone (or a symlink replaced it)."""
     try:
-        return os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FileNotFoundError(errno.ENOENT, "replaced by a symlink", str(source)) from None
-        raise UnreachableError(f"cannot read {printable(str(source))}: {exc.strerror or exc}") from None
+        raise UnreachableError(f"cannot read {printable(relpath)}: {exc.strerror or exc}") from None
 
 
 def _read_small(fd: int) -> bytes | None:

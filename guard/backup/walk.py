@@ -137,27 +137,71 @@ def walk(
     walked = Walked()
     bar = progress("files", None)
     seen: set[str] = set()
-    for folder in scan_dirs:
-        start = root.real / folder
-        if not _scan_folder(root, folder, absent_ok):
-            continue
-        stack = [(str(start), folder)]
-        while stack:
-            current, rel = stack.pop()
-            if current in seen:
+    root_fd = os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for folder in scan_dirs:
+            if not _scan_folder(root, folder, absent_ok):
                 continue
-            seen.add(current)
-            try:
-                names = os.listdir(current)
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # removed while we walked
-            except OSError as exc:  # EACCES, EMFILE, EIO...: unreadable is not absent
-                raise unreadable(current, exc) from None
-            bar.advance(len(names))
-            subfolders = _folder(current, rel, names, store, previous, walked, meanwhile)
-            stack.extend((f"{current}/{name}", f"{rel}/{name}") for name in subfolders)
+            stack = [folder]
+            while stack:
+                rel = stack.pop()
+                if rel in seen:
+                    continue
+                seen.add(rel)
+                current = f"{root.real}/{rel}"  # named in messages; opened only through root_fd
+                fd = _open_listed(root_fd, rel, current)
+                if fd is None:
+                    continue
+                try:
+                    names = _names(fd, current)
+                    bar.advance(len(names))
+                    subfolders = _folder(current, rel, names, fd, store, previous, walked, meanwhile)
+                finally:
+                    os.close(fd)
+                stack.extend(f"{rel}/{name}" for name in subfolders)
+    finally:
+        os.close(root_fd)
     bar.close()
     return walked
+
+
+def open_beneath(root_fd: int, rel: str) -> int:
+    """Open a folder under the root one level at a time, following no symlink at any level.
+
+    ELOOP (or ENOTDIR) when a symlink stands at some level: a folder swapped for one since it was
+    listed is never followed out of the root.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in rel.split("/") if rel else ():
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_listed(root_fd: int, rel: str, current: str) -> int | None:
+    """Open a folder to walk; None when it vanished or a symlink replaced it since it was listed."""
+    try:
+        with descriptor_limit("folder"):
+            return open_beneath(root_fd, rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # gone since it was listed: its referenced files go the careful way
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None  # a symlink replaced it since it was listed: never followed
+        raise unreadable(current, exc) from None
+
+
+def _names(fd: int, current: str) -> list[str]:
+    """List an open folder: its names are then statted and read through the same descriptor."""
+    try:
+        return os.listdir(fd)
+    except OSError as exc:  # EACCES, EMFILE, EIO...: unreadable is not absent
+        raise unreadable(current, exc) from None
 
 
 def unreadable(path: str, exc: OSError) -> UnreachableError:
@@ -190,34 +234,23 @@ def _folder(
     current: str,
     rel: str,
     names: list[str],
+    fd: int,
     store: ObjectStore,
     previous: Previous,
     walked: Walked,
     meanwhile: Meanwhile | None,
 ) -> list[str]:
-    """Back up one folder's files into pages; return its sub-folder names."""
+    """Back up one folder's files (through its open descriptor) into pages; return its sub-folders."""
     if not names:
         return []
-    try:
-        with descriptor_limit("folder"):
-            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except (FileNotFoundError, NotADirectoryError):
-        return []  # gone since it was listed: its referenced files go the careful way
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return []  # a symlink replaced it since it was listed: never followed
-        raise unreadable(current, exc) from None
     listing = _Listing(rel, names)
-    try:
-        buckets = bucket_count(len(names))
-        groups = [names] if buckets == 1 else statpage.group(names, buckets)
-        job = _Job(current, rel, buckets, groups, fd, store, previous)
-        if len(names) >= PARALLEL_MIN and fork_is_safe():
-            shares = _in_parallel(job, listing, meanwhile)
-        else:
-            shares = [job.run(range(buckets))]
-    finally:
-        os.close(fd)
+    buckets = bucket_count(len(names))
+    groups = [names] if buckets == 1 else statpage.group(names, buckets)
+    job = _Job(current, rel, buckets, groups, fd, store, previous)
+    if len(names) >= PARALLEL_MIN and fork_is_safe():
+        shares = _in_parallel(job, listing, meanwhile)
+    else:
+        shares = [job.run(range(buckets))]
     pages = sorted((p for share in shares for p in share.pages), key=lambda p: p.bucket)
     gone = {listing.prefix + n for share in shares for n in share.unlisted + share.folders}
     if listing.shown:
@@ -461,7 +494,7 @@ def _new_page(
     job: _Job, bucket: int, rows: list[StatRow], prior: dict[str, tuple[Any, ...]] | None, share: _Share
 ) -> PageRef | None:
     """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
-    current, rel, flat, store = job.current, job.rel, job.previous.flat, job.store
+    rel, flat, store = job.rel, job.previous.flat, job.store
     final: list[tuple[Any, ...]] = []
     trusted = True
     for row in rows:
@@ -472,7 +505,7 @@ def _new_page(
         else:
             race_point("copy")
             try:
-                added = store.add_file(f"{current}/{name}", f"{rel}/{name}")
+                added = store.add_file(name, f"{rel}/{name}", dir_fd=job.fd)
             except FileNotFoundError:
                 share.unlisted.append(name)  # deleted since it was listed; a row needing it: missing
                 continue

@@ -1,7 +1,9 @@
-"""A backup that cannot read part of the uploads folder fails in one sentence and publishes nothing."""
+"""A backup that cannot read part of the uploads folder fails in one sentence and publishes nothing;
+one whose folders are swapped under it reads nothing from outside the uploads root."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from examples.thulobazaar.world import build_world, drop_world
+from guard.backup.repository import Repository
 from tests.acceptance.cli import GUARD, ROOT, guard
 
 pytestmark = pytest.mark.acceptance
@@ -110,3 +113,21 @@ def test_a_scan_folder_that_is_absent_or_a_symlink_fails_the_backup(env: dict[st
         "backup", env={**env, "SCAN_DIRS": f"uploads/ads,uploads/{'linked' if kind == 'symlink' else 'gone'}"}
     )
     assert_failed_naming(done, env, ("scanned folder",))
+
+
+def test_a_middle_folder_swapped_for_a_symlink_mid_backup_copies_nothing_from_outside(
+    env: dict[str, str],
+) -> None:
+    ads = Path(env["UPLOADS_ROOT"], "uploads", "ads")
+    (ads / "sub").mkdir()
+    (ads / "sub" / "pic.webp").write_bytes(b"the picture inside the root")
+    outside = Path(env["UPLOADS_ROOT"]).parent / "outside"
+    (outside / "sub").mkdir(parents=True)
+    secret = b"a secret outside the uploads root"
+    (outside / "sub" / "pic.webp").write_bytes(secret)
+    done = guard("backup", env={**env, "GUARD_BACKUP_FAULT": f"swap:copy:{ads}:{outside}"})
+    assert ads.is_symlink(), done.stderr  # swapped while the backup copied the folder's first file
+    assert done.returncode in (0, 1), done.stderr
+    repo = Repository.open(Path(env["BACKUP_DIR"]), create=False)
+    sha = hashlib.sha256(secret).hexdigest()
+    assert sha not in repo.store.index and not repo.store.path(sha).exists()
