@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from backup_support import World, corrupt_object, drop_database, make_world
 
-from guard.backup import inventory, run_backup
+from guard.backup import inventory, run_backup, run_prune
 from guard.backup import store as store_module
 from guard.backup.repository import Repository
 from guard.backup.restore import restore_backup
@@ -113,3 +113,16 @@ def test_damage_only_verify_saw_is_dropped_and_stored_again_by_the_next_backup(w
     assert any("do not match their hash" in note for note in second.damage), second.damage
     assert verify_backup(repo_of(world), second.id, read_data=True).ok
     assert_restores_byte_identical(world, second.id)
+
+
+def test_a_prune_keeps_the_inventory_true_and_never_hides_a_lost_pack(world: World) -> None:
+    first = run_backup(world.settings)
+    changed = next(f for f in first.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    (world.root / changed.path).write_bytes(b"a picture only the first backup had not")
+    run_backup(world.settings)
+    run_prune(world.settings, keep_daily=1)  # drops the first backup, rewrites the pack both share
+    assert not inventory.heal(repo_of(world).store).lost  # what prune did is accounted for
+    repo = repo_of(world)
+    remove_pack(repo, sorted(pack_names(repo))[0])
+    run_prune(world.settings, keep_daily=1)  # keeps everything (a list is unreadable), hides nothing
+    assert inventory.heal(repo_of(world).store).lost
