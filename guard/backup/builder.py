@@ -15,6 +15,7 @@ from pathlib import Path
 
 from guard import __version__, paths
 from guard.backup import inventory, pgtools
+from guard.backup.beneath import open_beneath, unreadable
 from guard.backup.faults import crash_point
 from guard.backup.manifest import (
     ABSENT,
@@ -28,7 +29,7 @@ from guard.backup.manifest import (
 from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.store import ObjectStore, StatKey, hash_file
-from guard.backup.walk import Previous, Walked, open_beneath, unreadable, walk
+from guard.backup.walk import Previous, Walked, walk
 from guard.database import describe_target
 from guard.errors import ConfigError, GuardError
 from guard.finding import Finding

@@ -11,7 +11,6 @@ place leaves its folder's mtime alone, but not its own mtime/ctime/size).
 
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import stat
@@ -20,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup import statpage
-from guard.backup.faults import descriptor_limit, race_point
+from guard.backup.beneath import names_of, open_listed, scan_folder, unreadable
+from guard.backup.faults import race_point
 from guard.backup.manifest import (
     FileEntry,
     FolderRef,
@@ -32,10 +32,9 @@ from guard.backup.manifest import (
 )
 from guard.backup.statpage import StatRow
 from guard.backup.store import ObjectStore
-from guard.errors import GuardError, UnreachableError
+from guard.errors import GuardError
 from guard.fdio import write_all
 from guard.forking import fork_is_safe
-from guard.paths import printable
 from guard.progress import ProgressFactory
 from guard.uploads import UploadsRoot
 
@@ -140,7 +139,7 @@ def walk(
     root_fd = os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for folder in scan_dirs:
-            if not _scan_folder(root, folder, absent_ok):
+            if not scan_folder(root, folder, absent_ok):
                 continue
             stack = [folder]
             while stack:
@@ -149,11 +148,11 @@ def walk(
                     continue
                 seen.add(rel)
                 current = f"{root.real}/{rel}"  # named in messages; opened only through root_fd
-                fd = _open_listed(root_fd, rel, current)
+                fd = open_listed(root_fd, rel, current)
                 if fd is None:
                     continue
                 try:
-                    names = _names(fd, current)
+                    names = names_of(fd, current)
                     bar.advance(len(names))
                     subfolders = _folder(current, rel, names, fd, store, previous, walked, meanwhile)
                 finally:
@@ -163,71 +162,6 @@ def walk(
         os.close(root_fd)
     bar.close()
     return walked
-
-
-def open_beneath(root_fd: int, rel: str) -> int:
-    """Open a folder under the root one level at a time, following no symlink at any level.
-
-    ELOOP (or ENOTDIR) when a symlink stands at some level: a folder swapped for one since it was
-    listed is never followed out of the root.
-    """
-    fd = os.dup(root_fd)
-    try:
-        for part in rel.split("/") if rel else ():
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _open_listed(root_fd: int, rel: str, current: str) -> int | None:
-    """Open a folder to walk; None when it vanished or a symlink replaced it since it was listed."""
-    try:
-        with descriptor_limit("folder"):
-            return open_beneath(root_fd, rel)
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # gone since it was listed: its referenced files go the careful way
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None  # a symlink replaced it since it was listed: never followed
-        raise unreadable(current, exc) from None
-
-
-def _names(fd: int, current: str) -> list[str]:
-    """List an open folder: its names are then statted and read through the same descriptor."""
-    try:
-        return os.listdir(fd)
-    except OSError as exc:  # EACCES, EMFILE, EIO...: unreadable is not absent
-        raise unreadable(current, exc) from None
-
-
-def unreadable(path: str, exc: OSError) -> UnreachableError:
-    """The error for an uploads path that exists but cannot be read: the backup fails, exit 3."""
-    return UnreachableError(f"cannot read {printable(path)}: {exc.strerror or exc}; nothing was published")
-
-
-def _scan_folder(root: UploadsRoot, folder: str, absent_ok: bool) -> bool:
-    """Whether to walk a scan folder; one that is absent or reached through a symlink fails the backup
-    (absent_ok: an absent one is skipped, for the safety copy of an arbitrary restore target)."""
-    start = root.real / folder
-    try:
-        st = os.stat(start)
-    except (FileNotFoundError, NotADirectoryError):
-        if absent_ok:
-            return False
-        raise UnreachableError(f"scanned folder {folder!r} is not a folder under {root.root}") from None
-    except OSError as exc:
-        raise unreadable(str(start), exc) from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnreachableError(f"scanned folder {folder!r} is not a folder under {root.root}")
-    if os.path.realpath(start) != str(start):
-        raise UnreachableError(
-            f"scanned folder {folder!r} is reached through a symlink, which is never followed"
-        )
-    return True
 
 
 def _folder(
