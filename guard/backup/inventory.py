@@ -117,7 +117,16 @@ def _drop_loose(store: ObjectStore, noted: set[str], health: Health) -> None:
 
 
 def record(store: ObjectStore) -> None:
-    """Write the store's inventory and forget the damage noted so far (both now accounted for)."""
+    """Write the store's inventory and forget the damage noted so far (both now accounted for).
+
+    Damage noted during the backup (a folder list that failed its hash while the walk read it) is
+    dropped first: the backup stored a good copy, and the bad one must not be found instead.
+    """
+    noted_packs, noted_loose = _noted_damage(store.root / DAMAGE)
+    for name in sorted(noted_packs & set(pack_keys(store.packs))):
+        packs.unindex_bad(store.packs, store.tmp, name)
+    _drop_loose(store, noted_loose, Health())
+    store.reload()
     _write(store.root, {"packs": pack_keys(store.packs), "loose": loose_count(store)})
     (store.root / DAMAGE).unlink(missing_ok=True)
 

@@ -69,6 +69,7 @@ class ObjectStore:
         self.root = objects.parent  # the repository: inventory.json and damage.jsonl live there
         self.lost = False  # objects went missing since the last inventory: check reused lists' files
         self.damage: list[str] = []  # what reading the pack indexes found damaged
+        self.damaged: set[str] = set()  # objects found not to match their hash: never taken as present
         self.faults = ObjectFaults()
         self.files_read = 0
         self.new_objects = 0
@@ -130,6 +131,7 @@ class ObjectStore:
     def _pack_in(self, sha: str, data: bytes) -> None:
         self.faults.before_write()
         self.index[sha] = self._writer.append(sha, data)
+        self.damaged.discard(sha)
         if self._writer.full:
             self.flush()
 
@@ -238,6 +240,7 @@ class ObjectStore:
                 os.mkdir(f"{self._objects}/{sha[:2]}")
             self._dirs.add(sha[:2])
         os.rename(temp, self._where(sha))
+        self.damaged.discard(sha)
 
     def reuse(self, previous: FileEntry | None, path: str, key: StatKey) -> FileEntry | None:
         """The previous entry when the file is unchanged and its object is still in the store."""
@@ -252,6 +255,7 @@ class ObjectStore:
 
     def note_damaged(self, sha256: str) -> None:
         """Note in damage.jsonl where an object that failed its hash lies: the next backup drops it."""
+        self.damaged.add(sha256)
         where = self.index.get(sha256)
         if where is not None and where.file.startswith(f"{self.packs}/"):
             entry = {"pack": os.path.basename(where.file)[: -len(".pack")]}
@@ -269,6 +273,8 @@ class ObjectStore:
 
     def has(self, sha256: str, size: int) -> bool:
         """True when an object of that hash and size is present (its content is not read)."""
+        if self.damaged and sha256 in self.damaged:
+            return False  # stored again, not reused
         where = self.index.get(sha256)
         if where is not None:
             return where.size == size

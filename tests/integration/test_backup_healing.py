@@ -126,3 +126,24 @@ def test_a_prune_keeps_the_inventory_true_and_never_hides_a_lost_pack(world: Wor
     remove_pack(repo, sorted(pack_names(repo))[0])
     run_prune(world.settings, keep_daily=1)  # keeps everything (a list is unreadable), hides nothing
     assert inventory.heal(repo_of(world).store).lost
+
+
+def test_a_damaged_folder_list_found_during_the_backup_is_stored_again_not_reused(world: World) -> None:
+    first = run_backup(world.settings)
+    repo = repo_of(world)
+    (old,) = pack_names(repo)
+    changed = next(f for f in first.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    (world.root / changed.path).write_bytes(b"a picture rewritten after the first backup")
+    second = run_backup(world.settings)
+    repo = repo_of(world)
+    pages = [p for folder in second.manifest.folders for p in folder.pages]
+    kept = next(p for p in pages if repo.store.index[p.sha256].file.endswith(f"{old}.pack"))
+    corrupt_object(repo, kept.sha256)
+    inventory.record(repo.store)  # as bit rot would: no size or ctime of the store tells
+    remove_pack(repo, next(iter(pack_names(repo) - {old})))  # so the next backup checks its pages
+
+    third = run_backup(world.settings)
+
+    verdict = verify_backup(repo_of(world), third.id, read_data=True)
+    assert verdict.ok, verdict.examples
+    assert_restores_byte_identical(world, third.id)
