@@ -18,6 +18,14 @@ from guard.paths import printable
 from guard.uploads import UploadsRoot
 
 
+def open_root(root: UploadsRoot) -> int:
+    """Open the uploads root, the one folder opened by its path (already resolved)."""
+    try:
+        return os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise unreadable(str(root.real), exc) from None
+
+
 def open_beneath(root_fd: int, rel: str) -> int:
     """Open a folder under the root one level at a time, following no symlink at any level.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from guard import __version__, paths
 from guard.backup import inventory, pgtools
-from guard.backup.beneath import open_beneath, unreadable
+from guard.backup.beneath import open_beneath, open_root, unreadable
 from guard.backup.faults import crash_point
 from guard.backup.manifest import (
     ABSENT,
@@ -364,7 +364,7 @@ def _referenced(
 
 
 def _open_folder(root: UploadsRoot, folder: str) -> int:
-    root_fd = os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = open_root(root)
     try:
         return open_beneath(root_fd, folder)
     finally:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup import statpage
-from guard.backup.beneath import names_of, open_listed, scan_folder, unreadable
+from guard.backup.beneath import names_of, open_listed, open_root, scan_folder, unreadable
 from guard.backup.faults import race_point
 from guard.backup.manifest import (
     FileEntry,
@@ -136,7 +136,7 @@ def walk(
     walked = Walked()
     bar = progress("files", None)
     seen: set[str] = set()
-    root_fd = os.open(root.real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = open_root(root)
     try:
         for folder in scan_dirs:
             if not scan_folder(root, folder, absent_ok):
