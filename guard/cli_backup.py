@@ -140,12 +140,14 @@ def _backup(settings: Settings, json_mode: bool) -> int:
         "counts": counts,
         "consistent": result.ok,
         "findings": [f.to_json() for f in findings],
+        "damage": list(result.damage),
     }
     human = (
         f"backup {result.id}: {counts['files']:,} files ({counts['bytes']:,} bytes), "
         f"{counts['new_objects']:,} new objects, dump {result.manifest.dump.size:,} bytes\n"
         f"manifest {result.manifest_path}\n"
     )
+    human += "".join(f"store damage: {note}\n" for note in result.damage)
     if findings:
         human += f"NOT CONSISTENT: {len(findings):,} referenced paths are not in the backup:\n"
         human += "".join(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from guard import __version__, paths
-from guard.backup import permissions, pgtools
+from guard.backup import inventory, permissions, pgtools
+from guard.backup.beneath import open_beneath, open_root, unreadable
 from guard.backup.faults import crash_point, pause_point
 from guard.backup.manifest import (
     ABSENT,
@@ -27,7 +30,7 @@ from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, u
 from guard.backup.selection import ANY_PURPOSE, newest_first, readable
 from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.source import BACKUP, Source, Wanted, read_source
-from guard.backup.store import ObjectStore, StatKey, cached_entry, hash_file
+from guard.backup.store import ObjectStore, StatKey, hash_file
 from guard.backup.walk import Previous, Walked, walk
 from guard.database import Database, describe_target
 from guard.errors import ConfigError
@@ -52,6 +55,7 @@ class BackupResult:
     manifest_path: Path
     missing: list[tuple[str, str]]
     manifest: Manifest = field(repr=False)
+    damage: tuple[str, ...] = ()  # what the store had lost or held damaged, and what was stored again
 
     @property
     def ok(self) -> bool:
@@ -97,7 +101,12 @@ def run_backup(
                 # one, and a reused page is not looked into, so every file is read again this once.
                 trust_previous = removed == 0
                 origin = (source, purpose)
-                return _take(repo, settings, url, root, progress, allow_missing_table, origin, trust_previous)
+                health = inventory.heal(repo.store)  # what was lost since: reused pages are checked
+                result = _take(
+                    repo, settings, url, root, progress, allow_missing_table, origin, trust_previous
+                )
+                inventory.record(repo.store)
+                return replace(result, damage=tuple(health.outcome(repo.store)))
         except OSError as exc:
             raise unwritable(repo.root, exc) from None
 
@@ -173,7 +182,13 @@ def _capture(
         # outlives any idle_in_transaction_session_timeout; pg_dump keeps the snapshot it imported.
         pause_point("walk")
         walked, extra, missing, facts = collect_uploads(
-            root, settings.scan_dirs, lambda: dump.facts, store, previous, progress
+            root,
+            settings.scan_dirs,
+            lambda: dump.facts,
+            store,
+            previous,
+            progress,
+            absent_ok=allow_missing_table,  # the safety copy of a target with no such folder
         )
         store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
     except BaseException:
@@ -246,6 +261,8 @@ def collect_uploads(
     store: ObjectStore,
     previous: Previous,
     progress: ProgressFactory = no_progress,
+    *,
+    absent_ok: bool = False,
 ) -> tuple[Walked, list[FileEntry], list[MissingRef], SnapshotFacts]:
     """Back up the scanned folders, then every referenced path the walk did not cover.
 
@@ -259,7 +276,8 @@ def collect_uploads(
     # and for a big folder done while its walk worker is still statting.
     exact = all(paths.unsafe_reason(d) is None and paths.normalize(d) == d for d in scan_dirs)
     narrowed = _Narrowed(read_facts)
-    walked = walk(root, scan_dirs, store, previous, progress, narrowed.narrow if exact else None)
+    meanwhile = narrowed.narrow if exact else None
+    walked = walk(root, scan_dirs, store, previous, progress, meanwhile, absent_ok=absent_ok)
     facts = narrowed.load()
     refs = narrowed.refs
     if exact:
@@ -366,17 +384,58 @@ def _referenced(
     if verdict == "escapes":
         return "stored path resolves outside the uploads root; not opened", ESCAPES
     if real is None:
+        _unless_gone(root.real / key)
         return GONE
+    # Resolved, so no symlink is left in it; opened one level at a time, so none swapped in since is
+    # followed out of the root either.
+    folder, _, name = root.relative(real).rpartition("/")
     try:
-        return _entry(store, real, key, StatKey.of(os.stat(real)), previous)
+        fd = _open_folder(root, folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return GONE
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise unreadable(str(real.parent), exc) from None
+        return "a folder on its path was swapped for a symlink during the backup; not followed", ESCAPES
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return GONE
+        return _entry(store, name, key, StatKey.of(st), previous, fd)
     except FileNotFoundError:
         return GONE
+    finally:
+        os.close(fd)
+
+
+def _open_folder(root: UploadsRoot, folder: str) -> int:
+    root_fd = open_root(root)
+    try:
+        return open_beneath(root_fd, folder)
+    finally:
+        os.close(root_fd)
+
+
+def _unless_gone(path: Path) -> None:
+    """Raise when a path resolve() found no file at is there but unreadable: that is not absent."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise unreadable(str(path), exc) from None
 
 
 def _entry(
-    store: ObjectStore, source: str | Path, relpath: str, key: StatKey, previous: dict[str, FileEntry]
+    store: ObjectStore,
+    source: str | Path,
+    relpath: str,
+    key: StatKey,
+    previous: dict[str, FileEntry],
+    dir_fd: int | None = None,
 ) -> FileEntry:
-    return cached_entry(previous.get(relpath), relpath, key) or store.add_file(source, relpath)
+    return store.reuse(previous.get(relpath), relpath, key) or store.add_file(source, relpath, dir_fd=dir_fd)
 
 
 def _previous(repo: Repository, wanted: Wanted) -> Previous:

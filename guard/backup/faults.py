@@ -9,14 +9,25 @@ GUARD_BACKUP_FAULT is read only by the backup code. Values:
   pause:<point>:<file> at <point> (any crash point, or walk: just before the uploads walk), create
                       <file>.reached, then wait until <file> exists (a slow backup, held where the test
                       wants it; gives up after PAUSE_MAX_S)
+  swap:<point>:<path>:<target>
+                      once, at <point>, do what a concurrent process could: rename <path> aside and
+                      put a symlink to <target> in its place (copy: before an upload is opened to be
+                      copied in; place: before a restored file is written into its folder)
+  touch:<point>:<path>
+                      once, at <point>, create a file at <path> (place: a file appearing meanwhile)
+  nofile:<point>      let no new file descriptor be opened at <point> (folder: opening a listed
+                      folder), by lowering RLIMIT_NOFILE there: the kernel's own EMFILE
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FAULT_ENV = "GUARD_BACKUP_FAULT"
@@ -49,6 +60,43 @@ def pause_point(name: str) -> None:
     spec = _spec()
     if spec.startswith(f"pause:{name}:"):
         _pause(Path(spec.split(":", 2)[2]))
+
+
+_raced: set[str] = set()
+
+
+def race_point(name: str) -> None:
+    """Swap a folder for a symlink, or create a file, once, when the fault variable names this point."""
+    spec = _spec()
+    if not spec.startswith(("swap:", "touch:")) or name in _raced:
+        return
+    kind, point, args = spec.split(":", 2)
+    if point != name:
+        return
+    _raced.add(name)
+    if kind == "swap":
+        path, _, target = args.partition(":")
+        os.rename(path, f"{path}.swapped")
+        os.symlink(target, path)
+    else:
+        with open(args, "xb") as handle:
+            handle.write(b"appeared meanwhile\n")
+
+
+@contextmanager
+def descriptor_limit(name: str) -> Iterator[None]:
+    """Inside the block, fail every new descriptor with EMFILE when the fault variable names this point."""
+    if _spec() != f"nofile:{name}":
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest = os.open(os.devnull, os.O_RDONLY)  # the lowest free descriptor: a limit there leaves none
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 class ObjectFaults:

@@ -106,15 +106,57 @@ def located(packs: Path, name: str) -> dict[str, Where] | None:
     return {s: Where(file, o, n) for s, o, n in entries if o + n <= size}
 
 
-def load(packs: Path) -> dict[str, Where]:
-    """Every packed object by SHA-256, from the indexes whose pack is whole (others name nothing)."""
-    found: dict[str, Where] = {}
+@dataclass
+class Survey:
+    """Every packed object by SHA-256, and the packs whose index cannot be taken at its word."""
+
+    found: dict[str, Where] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)  # index fails its checksum: names nothing
+    orphaned: list[str] = field(default_factory=list)  # index whose pack is gone
+    short: list[str] = field(default_factory=list)  # pack shorter than its index says
+
+    def notes(self) -> list[str]:
+        """One sentence per pack that lost objects: damage findings, never an empty index."""
+        return (
+            [
+                f"pack {n}: its index is damaged (fails its checksum): its objects are lost"
+                for n in self.damaged
+            ]
+            + [
+                f"pack {n}: its pack file is gone: the objects its index names are lost"
+                for n in self.orphaned
+            ]
+            + [f"pack {n}: shorter than its index says: objects past its end are lost" for n in self.short]
+        )
+
+
+def survey(packs: Path) -> Survey:
+    """Read every pack's index: the objects each names within its pack, and which packs are damaged."""
+    found = Survey()
     for name in pack_names(packs):
         try:
-            found.update(located(packs, name) or {})
+            entries = read_index(packs / f"{name}.idx")
         except FileNotFoundError:
-            continue  # removed meanwhile, or its pack is gone: its objects are missing, verify says which
+            continue  # removed meanwhile (a prune): not damage
+        file = str(packs / f"{name}.pack")
+        try:
+            size = os.stat(file).st_size
+        except FileNotFoundError:
+            found.orphaned.append(name)
+            continue
+        if entries is None:
+            found.damaged.append(name)
+            continue
+        whole = {s: Where(file, o, n) for s, o, n in entries if o + n <= size}
+        if len(whole) < len({s for s, _, _ in entries}):
+            found.short.append(name)
+        found.found.update(whole)
     return found
+
+
+def load(packs: Path) -> dict[str, Where]:
+    """Every packed object by SHA-256, from the indexes whose pack is whole (others name nothing)."""
+    return survey(packs).found
 
 
 def read(where: Where) -> bytes:
@@ -134,7 +176,13 @@ def remove(packs: Path, name: str) -> None:
 
 def drop_bad(packs: Path, tmp: Path, name: str) -> int:
     """Re-hash every object in a pack; unindex the ones that do not match their names. Return how
-    many objects the index no longer names.
+    many objects the index no longer names."""
+    return len(unindex_bad(packs, tmp, name))
+
+
+def unindex_bad(packs: Path, tmp: Path, name: str) -> list[str]:
+    """Re-hash every object in a pack; unindex the ones that do not match their names and return
+    their SHA-256s (an index that fails its checksum names nothing: [] after removing it).
 
     An index whose checksum fails cannot say what is where: it is removed (the pack, then
     unindexed, goes at the next clean-up). An index whose pack is gone names nothing that exists:
@@ -144,21 +192,23 @@ def drop_bad(packs: Path, tmp: Path, name: str) -> int:
     try:
         entries = read_index(index)
     except FileNotFoundError:
-        return 0
+        return []
     if entries is None:
         index.unlink(missing_ok=True)
-        return 0
+        return []
     try:
         data = (packs / f"{name}.pack").read_bytes()
     except FileNotFoundError:
         index.unlink(missing_ok=True)
-        return len(entries)
-    good = [e for e in entries if intact(data, e)]
-    if len(good) == len(entries):
-        return 0
+        return [e[0] for e in entries]
+    verdicts = [(e, intact(data, e)) for e in entries]
+    good = [e for e, ok in verdicts if ok]
+    bad = [e[0] for e, ok in verdicts if not ok]
+    if not bad:
+        return []
     if not good:
         remove(packs, name)
-        return len(entries)
+        return bad
     temp = tmp / f"{name}.idx.new"
     temp.unlink(missing_ok=True)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
@@ -168,7 +218,7 @@ def drop_bad(packs: Path, tmp: Path, name: str) -> int:
     finally:
         os.close(fd)
     os.replace(temp, index)  # the bad objects' bytes stay as dead space until prune rewrites the pack
-    return len(entries) - len(good)
+    return bad
 
 
 @dataclass

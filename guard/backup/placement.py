@@ -1,18 +1,29 @@
-"""Put backed-up files back under an uploads root: hash-verified, atomic, never outside the root."""
+"""Put backed-up files back under an uploads root: hash-verified, atomic, never outside the root.
+
+Folders are created and opened one level at a time from the root, following no symlink at any
+level, and each file is written and placed through its folder's descriptor: a folder swapped for a
+symlink after it was opened changes nothing. A file that must not be overwritten is placed with
+link(), which fails when anything is at the name, so one that appears meanwhile is kept.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
 from guard import paths
+from guard.backup.faults import race_point
 from guard.backup.manifest import FileEntry
 from guard.backup.store import ObjectStore
 from guard.fdio import write_all
 
 PLACED, PRESENT = "placed", "present"
+THROUGH_SYMLINK = "its folder is reached through a symlink or is not a folder (never followed); not written"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Placer:
@@ -21,48 +32,87 @@ class Placer:
     def __init__(self, store: ObjectStore, root: Path) -> None:
         self.store = store
         self.root = Path(os.path.realpath(root))
-        self._safe_dirs: set[Path] = set()
+        self._open: tuple[str, int] | None = None  # the last folder written to, kept open: (path, fd)
 
     def place(self, entry: FileEntry, *, overwrite: bool) -> str:
         """Return PLACED or PRESENT, or a sentence saying why the file could not be put back."""
         reason = paths.unsafe_reason(entry.path, backslash_ok=True)  # a legal file name on disk
         if reason is not None:
             return f"path {reason}; not written"
-        dest = self.root / paths.normalize(entry.path)
-        if not self._safe_parent(dest.parent):
-            return "its folder resolves outside the uploads root; not written"
-        if os.path.lexists(dest) and not overwrite:
+        folder, _, name = paths.normalize(entry.path).rpartition("/")
+        fd = self._folder(folder)
+        if fd is None:
+            return THROUGH_SYMLINK
+        if not overwrite and _lexists(name, fd):
             return PRESENT
-        return self._write(entry, dest)
+        race_point("place")
+        return self._write(entry, fd, name, overwrite)
 
-    def _safe_parent(self, parent: Path) -> bool:
-        if parent in self._safe_dirs:
-            return True
-        parent.mkdir(parents=True, exist_ok=True)
-        real = Path(os.path.realpath(parent))
-        if real != self.root and self.root not in real.parents:
-            return False
-        self._safe_dirs.add(parent)
-        return True
+    def close(self) -> None:
+        """Close the folder kept open."""
+        if self._open is not None:
+            os.close(self._open[1])
+            self._open = None
 
-    def _write(self, entry: FileEntry, dest: Path) -> str:
-        temp = dest.parent / f".guard-restore-{secrets.token_hex(6)}"
+    def __del__(self) -> None:
+        self.close()
+
+    def _folder(self, folder: str) -> int | None:
+        """The open folder (created level by level), or None when a symlink or a file is in the way."""
+        if self._open is not None and self._open[0] == folder:
+            return self._open[1]
+        self.close()
+        self.root.mkdir(parents=True, exist_ok=True)  # the root is the operator's choice, not the backup's
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in folder.split("/") if folder else ():
+                with contextlib.suppress(FileExistsError):  # a symlink there too: refused just below
+                    os.mkdir(part, dir_fd=fd)
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return None
+            raise
+        self._open = (folder, fd)
+        return fd
+
+    def _write(self, entry: FileEntry, fd: int, name: str, overwrite: bool) -> str:
+        temp = f".guard-restore-{secrets.token_hex(6)}"
         digest = hashlib.sha256()
         try:
             chunks = self.store.chunks(entry.sha256)
         except FileNotFoundError:
             return f"object {entry.sha256} is missing from the backup"
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
         try:
             for chunk in chunks:
                 digest.update(chunk)
                 write_all(out, chunk)
+            if entry.mtime_ns is not None:
+                os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
         finally:
             os.close(out)
         if digest.hexdigest() != entry.sha256:
-            temp.unlink()
+            os.unlink(temp, dir_fd=fd)
             return f"object {entry.sha256} is corrupt (its content does not match its hash)"
-        if entry.mtime_ns is not None:
-            os.utime(temp, ns=(entry.mtime_ns, entry.mtime_ns))
-        os.rename(temp, dest)
+        if overwrite:
+            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            return PLACED
+        try:
+            os.link(temp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            return PRESENT  # it appeared since it was looked for: kept as it is
+        finally:
+            os.unlink(temp, dir_fd=fd)
         return PLACED
+
+
+def _lexists(name: str, fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

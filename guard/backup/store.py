@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -11,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.backup import packs
+from guard.backup import inventory, packs
 from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.manifest import FileEntry, ManifestError
 from guard.backup.permissions import FOLDER, FROZEN
-from guard.errors import GuardError
+from guard.errors import GuardError, UnreachableError
 from guard.fdio import write_all
+from guard.paths import printable
 
 CHUNK = 1 << 20
 SMALL = 1 << 20  # files up to this size are read whole before anything is written
@@ -64,6 +67,10 @@ class ObjectStore:
         self.objects = objects
         self.tmp = tmp
         self.packs = packs_dir or objects.parent / "packs"
+        self.root = objects.parent  # the repository: inventory.json and damage.jsonl live there
+        self.lost = False  # objects went missing since the last inventory: check reused lists' files
+        self.damage: list[str] = []  # what reading the pack indexes found damaged
+        self.damaged: set[str] = set()  # objects found not to match their hash: never taken as present
         self.faults = ObjectFaults()
         self.files_read = 0
         self.new_objects = 0
@@ -80,8 +87,15 @@ class ObjectStore:
     def index(self) -> dict[str, packs.Where]:
         """Every packed object by SHA-256 (read from the pack indexes once, kept up to date)."""
         if self._index is None:
-            self._index = packs.load(self.packs)
+            survey = packs.survey(self.packs)
+            self.damage = survey.notes()
+            self._index = survey.found
         return self._index
+
+    def damage_found(self) -> list[str]:
+        """What reading the pack indexes found damaged (an index that names nothing is damage)."""
+        _ = self.index
+        return list(self.damage)
 
     def reload(self) -> None:
         """Forget the pack index read so far: read it again from packs/ when next needed."""
@@ -118,6 +132,7 @@ class ObjectStore:
     def _pack_in(self, sha: str, data: bytes) -> None:
         self.faults.before_write()
         self.index[sha] = self._writer.append(sha, data)
+        self.damaged.discard(sha)
         if self._writer.full:
             self.flush()
 
@@ -130,11 +145,14 @@ class ObjectStore:
     def _temp_name(self, prefix: str) -> str:
         return f"{self._tmp}/{prefix}-{secrets.token_hex(8)}"
 
-    def add_file(self, source: str | Path, relpath: str) -> FileEntry:
-        """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy)."""
+    def add_file(self, source: str | Path, relpath: str, *, dir_fd: int | None = None) -> FileEntry:
+        """Copy a file in once, verify the copy's hash, and return its entry (ctime None if racy).
+
+        dir_fd: source is a name in that open folder (the walk's), so no path is looked up again.
+        """
         self.files_read += 1
         for _ in range(COPY_TRIES):
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = _open_source(source, dir_fd, relpath)
             try:
                 before = os.fstat(fd)
                 sha, size = self._take(fd, before.st_size)
@@ -223,9 +241,41 @@ class ObjectStore:
                 os.mkdir(f"{self._objects}/{sha[:2]}", FOLDER)
             self._dirs.add(sha[:2])
         os.rename(temp, self._where(sha))
+        self.damaged.discard(sha)
+
+    def reuse(self, previous: FileEntry | None, path: str, key: StatKey) -> FileEntry | None:
+        """The previous entry when the file is unchanged and its object is still in the store."""
+        entry = cached_entry(previous, path, key)
+        if entry is None or not self.has(entry.sha256, entry.size):
+            return None
+        return entry
+
+    def present(self, sha256: str) -> bool:
+        """True when an object of that hash is in the store, whatever its size."""
+        return sha256 in self.index or os.path.lexists(self._where(sha256))
+
+    def note_damaged(self, sha256: str) -> None:
+        """Note in damage.jsonl where an object that failed its hash lies: the next backup drops it."""
+        self.damaged.add(sha256)
+        where = self.index.get(sha256)
+        if where is not None and where.file.startswith(f"{self.packs}/"):
+            entry = {"pack": os.path.basename(where.file)[: -len(".pack")]}
+        else:
+            entry = {"loose": sha256}
+        line = (json.dumps(entry) + "\n").encode("ascii")
+        try:
+            fd = os.open(self.root / inventory.DAMAGE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            return  # a read-only repository: the damage is still reported, just not remembered
+        try:
+            write_all(fd, line)  # one short append: whole even when two verifies note at once
+        finally:
+            os.close(fd)
 
     def has(self, sha256: str, size: int) -> bool:
         """True when an object of that hash and size is present (its content is not read)."""
+        if self.damaged and sha256 in self.damaged:
+            return False  # stored again, not reused
         where = self.index.get(sha256)
         if where is not None:
             return where.size == size
@@ -270,6 +320,7 @@ class ObjectStore:
         except OSError as exc:
             raise ManifestError(f"folder list object {sha256} cannot be read: {exc.strerror}") from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            self.note_damaged(sha256)
             raise ManifestError(f"folder list object {sha256}: content does not match its hash")
         return data
 
@@ -293,6 +344,7 @@ class ObjectStore:
             except FileNotFoundError:
                 return "missing"
             if digest.hexdigest() != sha256:
+                self.note_damaged(sha256)
                 return "content does not match its hash"
         return None
 
@@ -300,7 +352,7 @@ class ObjectStore:
         """Re-hash every object and pack changed at or after since_ns; remove the ones that do not
         match their names. Return how many objects were removed."""
         removed = 0
-        for entry in self._entries():
+        for entry in self.loose_entries():
             try:
                 if entry.stat(follow_symlinks=False).st_ctime_ns < since_ns:
                     continue
@@ -326,11 +378,14 @@ class ObjectStore:
         notes on packs left as they were)."""
         removed = freed = 0
         notes: list[str] = []
-        for entry in list(self._entries()):
+        gone: list[str] = []
+        added: list[str] = []
+        for entry in list(self.loose_entries()):
             if entry.name not in needed:
                 freed += entry.stat(follow_symlinks=False).st_size
                 os.unlink(entry.path)
                 removed += 1
+        loose_removed = removed
         writer = packs.PackWriter(self.packs, self.tmp, sync=True)
         for name in packs.pack_names(self.packs):
             try:
@@ -358,21 +413,36 @@ class ObjectStore:
                     continue
                 for sha, offset, size in live:
                     writer.append(sha, data[offset : offset + size])
-                writer.seal()
+                sealed = writer.seal()
+                added += [sealed[0]] if sealed is not None else []
                 fsync_path(self.packs)
                 crash_point("repacked")
             packs.remove(self.packs, name)
+            gone.append(name)
             removed += len(dead)
             freed += sum(size for _, _, size in dead)
         self._index = None
+        inventory.adjust(self, gone, added, loose_removed)
         return removed, freed, notes
 
-    def _entries(self) -> Iterator[os.DirEntry[str]]:
+    def loose_entries(self) -> Iterator[os.DirEntry[str]]:
         """Every entry under objects/<2 hex>/."""
         for prefix in os.scandir(self.objects):
             if prefix.is_dir(follow_symlinks=False):
                 with os.scandir(prefix.path) as entries:
                     yield from entries
+
+
+def _open_source(source: str | Path, dir_fd: int | None, relpath: str) -> int:
+    """Open an upload to copy it in; FileNotFoundError when it is gone (or a symlink replaced it)."""
+    try:
+        return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileNotFoundError(errno.ENOENT, "replaced by a symlink", str(source)) from None
+        raise UnreachableError(f"cannot read {printable(relpath)}: {exc.strerror or exc}") from None
 
 
 def _read_small(fd: int) -> bytes | None:

@@ -51,6 +51,11 @@ class _Problems:
         if len(self.examples) < EXAMPLES:
             self.examples.append(text)
 
+    def explain(self, causes: list[str]) -> None:
+        """Put problems that explain the others first."""
+        self.count += len(causes)
+        self.examples = [*causes, *self.examples][:EXAMPLES]
+
 
 def verify_backup(
     repo: Repository, backup_id: str, *, read_data: bool, progress: ProgressFactory = no_progress
@@ -64,6 +69,8 @@ def verify_backup(
         return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
     _check_dump(repo, manifest, problems)
     objects = _check_objects(repo.store, manifest, read_data, problems, progress)
+    if problems.count:  # a damaged pack index explains what this backup lacks: say so first
+        problems.explain(repo.store.damage_found())
     return VerifyResult(backup_id, problems.count, tuple(problems.examples), objects, read_data)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup import statpage
+from guard.backup.beneath import names_of, open_listed, open_root, scan_folder, unreadable
+from guard.backup.faults import race_point
 from guard.backup.manifest import (
     FileEntry,
     FolderRef,
@@ -30,7 +32,7 @@ from guard.backup.manifest import (
 )
 from guard.backup.statpage import StatRow
 from guard.backup.store import ObjectStore
-from guard.errors import GuardError, UnreachableError
+from guard.errors import GuardError
 from guard.fdio import write_all
 from guard.forking import fork_is_safe
 from guard.progress import ProgressFactory
@@ -121,6 +123,8 @@ def walk(
     previous: Previous,
     progress: ProgressFactory,
     meanwhile: Meanwhile | None = None,
+    *,
+    absent_ok: bool = False,
 ) -> Walked:
     """List every regular file under scan_dirs (symlinks and symlinked folders are not followed).
 
@@ -132,25 +136,30 @@ def walk(
     walked = Walked()
     bar = progress("files", None)
     seen: set[str] = set()
-    for folder in scan_dirs:
-        start = root.real / folder
-        if not start.is_dir() or os.path.realpath(start) != str(start):
-            continue  # absent, or reached through a symlink: never walked
-        stack = [(str(start), folder)]
-        while stack:
-            current, rel = stack.pop()
-            if current in seen:
+    root_fd = open_root(root)
+    try:
+        for folder in scan_dirs:
+            if not scan_folder(root, folder, absent_ok):
                 continue
-            seen.add(current)
-            try:
-                names = os.listdir(current)
-            except PermissionError as exc:
-                raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # removed while we walked
-            bar.advance(len(names))
-            subfolders = _folder(current, rel, names, store, previous, walked, meanwhile)
-            stack.extend((f"{current}/{name}", f"{rel}/{name}") for name in subfolders)
+            stack = [folder]
+            while stack:
+                rel = stack.pop()
+                if rel in seen:
+                    continue
+                seen.add(rel)
+                current = f"{root.real}/{rel}"  # named in messages; opened only through root_fd
+                fd = open_listed(root_fd, rel, current)
+                if fd is None:
+                    continue
+                try:
+                    names = names_of(fd, current)
+                    bar.advance(len(names))
+                    subfolders = _folder(current, rel, names, fd, store, previous, walked, meanwhile)
+                finally:
+                    os.close(fd)
+                stack.extend(f"{rel}/{name}" for name in subfolders)
+    finally:
+        os.close(root_fd)
     bar.close()
     return walked
 
@@ -159,29 +168,23 @@ def _folder(
     current: str,
     rel: str,
     names: list[str],
+    fd: int,
     store: ObjectStore,
     previous: Previous,
     walked: Walked,
     meanwhile: Meanwhile | None,
 ) -> list[str]:
-    """Back up one folder's files into pages; return its sub-folder names."""
+    """Back up one folder's files (through its open descriptor) into pages; return its sub-folders."""
     if not names:
         return []
-    try:
-        fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return []  # replaced since it was listed: its referenced files go the careful way
     listing = _Listing(rel, names)
-    try:
-        buckets = bucket_count(len(names))
-        groups = [names] if buckets == 1 else statpage.group(names, buckets)
-        job = _Job(current, rel, buckets, groups, fd, store, previous)
-        if len(names) >= PARALLEL_MIN and fork_is_safe():
-            shares = _in_parallel(job, listing, meanwhile)
-        else:
-            shares = [job.run(range(buckets))]
-    finally:
-        os.close(fd)
+    buckets = bucket_count(len(names))
+    groups = [names] if buckets == 1 else statpage.group(names, buckets)
+    job = _Job(current, rel, buckets, groups, fd, store, previous)
+    if len(names) >= PARALLEL_MIN and fork_is_safe():
+        shares = _in_parallel(job, listing, meanwhile)
+    else:
+        shares = [job.run(range(buckets))]
     pages = sorted((p for share in shares for p in share.pages), key=lambda p: p.bucket)
     gone = {listing.prefix + n for share in shares for n in share.unlisted + share.folders}
     if listing.shown:
@@ -345,11 +348,16 @@ class _Job:
                 digest = statpage.digest(blob, packed)
                 rows = None
             else:
-                rows = _stat_rows(group, self.fd, share)
+                rows = _stat_rows(group, self.fd, share, self.current)
                 if not rows:
                     continue
                 digest = stat_digest(rows)
-            if page is None or page.stat_digest != digest or not store.has(page.sha256, page.size):
+            if (
+                page is None
+                or page.stat_digest != digest
+                or not store.has(page.sha256, page.size)
+                or (store.lost and not _objects_held(self.previous, old, page, store))
+            ):
                 prior = _prior(self.previous, old, page, same_shape)
                 if rows is None:
                     rows = statpage.rows(group, packed or b"")
@@ -366,6 +374,12 @@ class _Job:
         return share
 
 
+def _objects_held(previous: Previous, old: FolderRef | None, page: PageRef, store: ObjectStore) -> bool:
+    """Whether the store still holds every file object a reused page names (a dict lookup each)."""
+    rows = previous.page(old, page) if old is not None else None
+    return rows is not None and all(store.has(r[1], r[2]) for r in rows.values())
+
+
 def _prior(
     previous: Previous, old: FolderRef | None, page: PageRef | None, same_shape: bool
 ) -> dict[str, tuple[Any, ...]] | None:
@@ -379,7 +393,7 @@ def _prior(
     return previous.page(old, page)
 
 
-def _stat_rows(group: list[str], fd: int, share: _Share) -> list[StatRow]:
+def _stat_rows(group: list[str], fd: int, share: _Share, current: str) -> list[StatRow]:
     """lstat each name under the folder fd; keep regular files, note folders and what is gone or odd."""
     lstat = os.lstat
     try:
@@ -391,6 +405,10 @@ def _stat_rows(group: list[str], fd: int, share: _Share) -> list[StatRow]:
                 results.append((name, lstat(name, dir_fd=fd)))
             except FileNotFoundError:
                 share.unlisted.append(name)
+            except OSError as exc:
+                raise unreadable(f"{current}/{name}", exc) from None
+    except OSError as exc:  # EACCES (a folder that can be listed, not searched), EIO...
+        raise unreadable(current, exc) from None
     isreg = stat.S_ISREG
     rows = [
         (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
@@ -410,17 +428,18 @@ def _new_page(
     job: _Job, bucket: int, rows: list[StatRow], prior: dict[str, tuple[Any, ...]] | None, share: _Share
 ) -> PageRef | None:
     """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
-    current, rel, flat, store = job.current, job.rel, job.previous.flat, job.store
+    rel, flat, store = job.rel, job.previous.flat, job.store
     final: list[tuple[Any, ...]] = []
     trusted = True
     for row in rows:
         name = row[0]
         old: tuple[Any, ...] | None = prior.get(name) if prior is not None else flat.get(f"{rel}/{name}")
-        if old is not None and old[2:] == row[1:]:
+        if old is not None and old[2:] == row[1:] and store.has(old[1], row[1]):
             entry: tuple[Any, ...] = (name, old[1], *row[1:])
         else:
+            race_point("copy")
             try:
-                added = store.add_file(f"{current}/{name}", f"{rel}/{name}")
+                added = store.add_file(name, f"{rel}/{name}", dir_fd=job.fd)
             except FileNotFoundError:
                 share.unlisted.append(name)  # deleted since it was listed; a row needing it: missing
                 continue

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from guard import paths
-from guard.backup.placement import PLACED, Placer
+from guard.backup import faults
+from guard.backup.faults import FAULT_ENV
+from guard.backup.manifest import FileEntry
+from guard.backup.placement import PLACED, PRESENT, Placer
 from guard.backup.store import ObjectStore
 
 
@@ -55,3 +58,51 @@ def test_a_name_that_escapes_or_cannot_exist_is_not_written(
     assert Placer(store, root).place(entry, overwrite=True) == f"path {reason}; not written"
     assert list(root.iterdir()) == []
     assert not (tmp_path / "outside.webp").exists()
+
+
+@pytest.fixture
+def picture(store: ObjectStore, tmp_path: Path) -> FileEntry:
+    source = tmp_path / "source.webp"
+    source.write_bytes(b"the backed-up picture")
+    return store.add_file(source, "a/b/pic.webp")
+
+
+def test_folders_are_never_created_through_a_symlink(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "source.webp"
+    source.write_bytes(b"the backed-up picture")
+    entry = store.add_file(source, "link/new/pic.webp")
+    root, outside = tmp_path / "restored", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    outcome = Placer(store, root).place(entry, overwrite=True)
+    assert outcome != PLACED
+    assert list(outside.iterdir()) == []
+
+
+def test_a_folder_swapped_for_a_symlink_before_the_write_is_not_followed(
+    store: ObjectStore, tmp_path: Path, picture: FileEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside = tmp_path / "restored", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    (outside / "b").mkdir(parents=True)
+    monkeypatch.setenv(FAULT_ENV, f"swap:place:{root / 'a'}:{outside}")
+    monkeypatch.setattr(faults, "_raced", set())
+    outcome = Placer(store, root).place(picture, overwrite=True)
+    assert (root / "a").is_symlink()  # the swap did happen between the check and the write
+    assert list((outside / "b").iterdir()) == []
+    assert outcome == PLACED
+    assert (root / "a.swapped" / "b" / "pic.webp").read_bytes() == b"the backed-up picture"
+
+
+def test_a_file_that_appears_before_the_placement_is_never_overwritten(
+    store: ObjectStore, tmp_path: Path, picture: FileEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "restored"
+    (root / "a" / "b").mkdir(parents=True)
+    monkeypatch.setenv(FAULT_ENV, f"touch:place:{root / 'a' / 'b' / 'pic.webp'}")
+    monkeypatch.setattr(faults, "_raced", set())
+    outcome = Placer(store, root).place(picture, overwrite=False)
+    assert (root / "a" / "b" / "pic.webp").read_bytes() == b"appeared meanwhile\n"
+    assert outcome == PRESENT
+    assert [p.name for p in (root / "a" / "b").iterdir()] == ["pic.webp"]  # no temp file left
