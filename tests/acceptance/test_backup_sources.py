@@ -62,7 +62,9 @@ def test_after_a_forced_restore_elsewhere_drill_files_and_prune_stay_on_producti
     original = (prod_root / victim.path).read_bytes()
     (x_root / victim.path).write_bytes(b"X's own picture at the same path")  # X's safety backup holds it
 
-    done = guard("restore", prod_id, "--target-db", x_name, "--uploads-dir", str(x_root), "--force", env=env)
+    done = guard(
+        "restore", prod_id, "--target-db", x_name, "--uploads-dir", str(x_root), "--force", "--yes", env=env
+    )
     assert done.returncode in (0, 1), done.stderr
     rows = listed(env)
     (safety_id,) = set(rows) - {prod_id}
