@@ -24,6 +24,8 @@ _POSTGRES = ("postgresql", "postgres")
 @lru_cache(maxsize=16)
 def libpq_conninfo(url: str, setting: str = "DATABASE_URL") -> str:
     """Return a connection string libpq accepts for `url`, or fail naming `setting` (never the password)."""
+    if not _encodes(url):  # os.environ turns bytes that are not UTF-8 into surrogates
+        raise ConfigError(f"{setting} is not valid UTF-8")
     try:
         psycopg.conninfo.conninfo_to_dict(url)
         return url
@@ -80,3 +82,11 @@ def _quote_identifier(name: str) -> str:
 def _options_escape(value: str) -> str:
     """libpq's `options` splits on spaces; a backslash escapes a space or a backslash."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

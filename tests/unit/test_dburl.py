@@ -59,3 +59,10 @@ def test_bad_urls_are_one_line_config_errors_without_the_password(url: str, mess
     text = str(caught.value)
     assert message in text and "hunter2" not in text and "\n" not in text
     assert text.startswith("DATABASE_URL ")
+
+
+def test_a_url_with_an_undecodable_byte_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (dburl): os.environ turns a byte that is not UTF-8 into a surrogate,
+    which libpq's parser could not encode (UnicodeEncodeError, a traceback)."""
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL is not valid UTF-8$"):
+        libpq_conninfo("postgresql://u:hunter2@db/caf\udce9")

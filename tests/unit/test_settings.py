@@ -119,3 +119,11 @@ def test_scan_dirs_trailing_slash_is_dropped() -> None:
         "uploads/ads",
         "uploads/avatars",
     )
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py (settings): tomllib raised UnicodeDecodeError, a traceback."""
+    path = tmp_path / "guard.toml"
+    path.write_bytes(b"uploads_root = '/srv/caf\xe9'\n")  # saved as Latin-1
+    with pytest.raises(ConfigError, match=r"guard\.toml: not UTF-8 text"):
+        load_settings(environ={}, path=path)
