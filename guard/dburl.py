@@ -43,7 +43,8 @@ def _from_url(url: str, setting: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise ConfigError(f"{setting} is not a valid database URL: {redact(url)}") from None
+        # Not the URL, even redacted: a password with a space or an '@' in it escapes the redaction.
+        raise ConfigError(f"{setting} is not a valid database URL") from None
     backend = parsed.drivername.split("+", 1)[0]
     if backend not in _POSTGRES:
         raise ConfigError(f"{setting} names a '{backend}' database; guard needs PostgreSQL")

@@ -245,7 +245,7 @@ def parse(data: bytes, source: str, read_object: Callable[[str, int], bytes] | N
         raise ManifestError(f"{source}: manifest checksum does not match its content")
     try:
         return _from_body(document, read_object)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise ManifestError(f"{source}: manifest is missing a field or has a bad value") from None
 
 

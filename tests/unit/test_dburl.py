@@ -66,3 +66,13 @@ def test_a_url_with_an_undecodable_byte_is_a_config_error() -> None:
     which libpq's parser could not encode (UnicodeEncodeError, a traceback)."""
     with pytest.raises(ConfigError, match=r"^DATABASE_URL is not valid UTF-8$"):
         libpq_conninfo("postgresql://u:hunter2@db/caf\udce9")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://u:hunter 2@db:notaport/app", "postgresql+psycopg://u:hunter@2@db:x/app"]
+)
+def test_a_password_with_a_space_or_an_at_sign_is_not_shown(url: str) -> None:
+    """Found by bench/fuzz.py (dburl): the message showed the URL; the redaction missed such a password."""
+    with pytest.raises(ConfigError, match="is not a valid database URL") as caught:
+        libpq_conninfo(url)
+    assert "hunter" not in str(caught.value)

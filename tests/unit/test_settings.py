@@ -127,3 +127,10 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
     path.write_bytes(b"uploads_root = '/srv/caf\xe9'\n")  # saved as Latin-1
     with pytest.raises(ConfigError, match=r"guard\.toml: not UTF-8 text"):
         load_settings(environ={}, path=path)
+
+
+@pytest.mark.parametrize("value", ["[]", "1979-05-27", "inf", "{a = 1}"])
+def test_a_number_setting_of_another_toml_type_is_a_config_error(tmp_path: Path, value: str) -> None:
+    """Found by bench/fuzz.py (settings): int() raised TypeError or OverflowError, a traceback."""
+    with pytest.raises(ConfigError, match="'orphan_grace': invalid value"):
+        load_settings(environ={}, path=write(tmp_path, f"orphan_grace = {value}\n"))
