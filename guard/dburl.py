@@ -70,7 +70,10 @@ def _from_url(url: str, setting: str) -> str:
             params[key] = value  # e.g. sslmode, sslrootcert, connect_timeout, application_name, host
     if options:
         params["options"] = " ".join(options)
-    return psycopg.conninfo.make_conninfo(**params)
+    try:
+        return psycopg.conninfo.make_conninfo(**params)
+    except psycopg.ProgrammingError:  # a decoded NUL byte makes a conninfo libpq cannot read
+        raise ConfigError(f"{setting} is not a valid database URL") from None
 
 
 def _quote_identifier(name: str) -> str:

@@ -76,3 +76,9 @@ def test_a_password_with_a_space_or_an_at_sign_is_not_shown(url: str) -> None:
     with pytest.raises(ConfigError, match="is not a valid database URL") as caught:
         libpq_conninfo(url)
     assert "hunter" not in str(caught.value)
+
+
+def test_a_url_that_decodes_to_a_nul_byte_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (dburl): '%00' in a URL became a conninfo libpq itself cannot read."""
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL is not a valid database URL$"):
+        libpq_conninfo("postgresql:///%00%0A")

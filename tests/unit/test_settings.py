@@ -134,3 +134,10 @@ def test_a_number_setting_of_another_toml_type_is_a_config_error(tmp_path: Path,
     """Found by bench/fuzz.py (settings): int() raised TypeError or OverflowError, a traceback."""
     with pytest.raises(ConfigError, match="'orphan_grace': invalid value"):
         load_settings(environ={}, path=write(tmp_path, f"orphan_grace = {value}\n"))
+
+
+def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py (settings): tomllib raised RecursionError, a traceback."""
+    path = write(tmp_path, "orphan_grace = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"guard\.toml: invalid TOML: nested too deep"):
+        load_settings(environ={}, path=path)
