@@ -134,7 +134,8 @@ def _coerce(name: str, raw: Any, *, from_env: bool) -> Any:
         if not isinstance(raw, str):
             raise ValueError
         return Path(raw).expanduser() if "Path" in kind else raw
-    except (ValueError, TypeError, OverflowError):  # TOML may give a list, a date or inf for a number
+    # TOML may give a list, a date or inf for a number; expanduser fails for "~nosuchuser"
+    except (ValueError, TypeError, OverflowError, RuntimeError):
         source = name.upper() if from_env else f"'{name}'"
         raise ConfigError(f"{source}: invalid value {raw!r} (expected {_describe(kind)})") from None
 

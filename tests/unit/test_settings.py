@@ -141,3 +141,9 @@ def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None
     path = write(tmp_path, "orphan_grace = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match=r"guard\.toml: invalid TOML: nested too deep"):
         load_settings(environ={}, path=path)
+
+
+def test_a_folder_under_an_unknown_users_home_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (settings): Path.expanduser raised RuntimeError, a traceback."""
+    with pytest.raises(ConfigError, match="UPLOADS_ROOT: invalid value"):
+        load_settings(environ={"UPLOADS_ROOT": "~no-such-user-here/public"})
