@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
 import os
 import posixpath
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from guard.settings import Settings, load_settings
 
 SCALARS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "rules"}
 SCRATCH = Path(tempfile.mkdtemp(prefix="guard-fuzz-"))  # one folder for every file a target writes
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 @dataclass(frozen=True)
