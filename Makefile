@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench services clean
+.PHONY: run test lint bench fuzz services clean
 
 $(STAMP): pyproject.toml setup.py guard/backup/_statpage.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "cannot create a virtual environment: install python3-venv"; exit 1; }
@@ -36,6 +36,13 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift
 	flock bench/work/.machine.lock $(BIN)/python -m bench.backup --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.sync
+
+# Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
+# index), FUZZ_SECONDS each; not part of `make test`. Findings go in bench/RESULTS.md and tests/unit.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	@mkdir -p bench/work
+	flock bench/work/.machine.lock $(BIN)/python -m bench.fuzz --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) var bench/work

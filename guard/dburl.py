@@ -24,6 +24,8 @@ _POSTGRES = ("postgresql", "postgres")
 @lru_cache(maxsize=16)
 def libpq_conninfo(url: str, setting: str = "DATABASE_URL") -> str:
     """Return a connection string libpq accepts for `url`, or fail naming `setting` (never the password)."""
+    if not _encodes(url):  # os.environ turns bytes that are not UTF-8 into surrogates
+        raise ConfigError(f"{setting} is not valid UTF-8")
     try:
         psycopg.conninfo.conninfo_to_dict(url)
         return url
@@ -41,7 +43,8 @@ def _from_url(url: str, setting: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise ConfigError(f"{setting} is not a valid database URL: {redact(url)}") from None
+        # Not the URL, even redacted: a password with a space or an '@' in it escapes the redaction.
+        raise ConfigError(f"{setting} is not a valid database URL") from None
     backend = parsed.drivername.split("+", 1)[0]
     if backend not in _POSTGRES:
         raise ConfigError(f"{setting} names a '{backend}' database; guard needs PostgreSQL")
@@ -67,7 +70,10 @@ def _from_url(url: str, setting: str) -> str:
             params[key] = value  # e.g. sslmode, sslrootcert, connect_timeout, application_name, host
     if options:
         params["options"] = " ".join(options)
-    return psycopg.conninfo.make_conninfo(**params)
+    try:
+        return psycopg.conninfo.make_conninfo(**params)
+    except psycopg.ProgrammingError:  # a decoded NUL byte makes a conninfo libpq cannot read
+        raise ConfigError(f"{setting} is not a valid database URL") from None
 
 
 def _quote_identifier(name: str) -> str:
@@ -80,3 +86,11 @@ def _quote_identifier(name: str) -> str:
 def _options_escape(value: str) -> str:
     """libpq's `options` splits on spaces; a backslash escapes a space or a backslash."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -31,12 +31,7 @@ def printable(text: str) -> str:
     """Escape control characters and undecodable bytes so a path fits on one terminal line."""
     if text.isprintable():
         return text
-    return (
-        text.encode("utf-8", "surrogateescape")
-        .decode("utf-8", "backslashreplace")
-        .encode("unicode_escape")
-        .decode("ascii")
-    )
+    return _as_bytes(text).decode("utf-8", "backslashreplace").encode("unicode_escape").decode("ascii")
 
 
 def json_safe(text: str) -> str:
@@ -45,4 +40,12 @@ def json_safe(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return _as_bytes(text).decode("utf-8", "backslashreplace")
+
+
+def _as_bytes(text: str) -> bytes:
+    """Return the bytes os.fsdecode read; a surrogate no file name makes (JSON's "\\ud800") is escaped."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")

@@ -112,6 +112,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (TOML files are UTF-8)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deep") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 
@@ -138,7 +142,8 @@ def _coerce(name: str, raw: Any, *, from_env: bool) -> Any:
         if not isinstance(raw, str):
             raise ValueError
         return Path(raw).expanduser() if "Path" in kind else raw
-    except ValueError:
+    # TOML may give a list, a date or inf for a number; expanduser fails for "~nosuchuser"
+    except (ValueError, TypeError, OverflowError, RuntimeError):
         source = name.upper() if from_env else f"'{name}'"
         raise ConfigError(f"{source}: invalid value {raw!r} (expected {_describe(kind)})") from None
 

@@ -114,7 +114,7 @@ def page_rows(data: bytes, folder: str, page: PageRef, source: str) -> list[list
             raise ValueError("not this folder list")
         if any(len(r) != len(LIST_FIELDS) for r in rows):
             raise ValueError("bad row")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ManifestError(f"{source}: folder list {page.sha256} ({folder}) is not the list named") from None
     return rows
 
@@ -244,13 +244,13 @@ def parse(data: bytes, source: str, read_object: Callable[[str, int], bytes] | N
         document = json.loads(data)
         stated = document.pop("checksum")
         fmt = document["format"]
-    except (ValueError, KeyError, AttributeError, TypeError):
+    except (ValueError, KeyError, AttributeError, TypeError, RecursionError):  # nested too deep to decode
         raise ManifestError(f"{source}: not a guard backup manifest") from None
     if not _checksum_matches(data, document, stated, fmt):
         raise ManifestError(f"{source}: manifest checksum does not match its content")
     try:
         return _from_body(document, read_object)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise ManifestError(f"{source}: manifest is missing a field or has a bad value") from None
 
 

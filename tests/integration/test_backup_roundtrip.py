@@ -55,11 +55,6 @@ def add_file(root: Path, name: str | bytes, content: bytes) -> None:
     os.utime(target, (1_700_000_000, 1_700_000_000))
 
 
-def files_counts(world: World, url: str, folder: Path) -> dict[str, int]:
-    checks, _ = check_pair(world.settings, url, folder)
-    return next(c.counts for c in checks if c.name == "files")
-
-
 def test_verify_read_data_finds_a_corrupt_and_a_missing_object(world: World) -> None:
     add_file(world.root, "extra-a.webp", b"first distinct content")
     add_file(world.root, "extra-b.webp", b"second distinct content")
@@ -121,11 +116,24 @@ def test_scratch_restore_leaves_live_untouched_and_restores_the_same_rows(world:
         assert table_checksums(world.url) == before
         target = psycopg.conninfo.make_conninfo(world.url, dbname=restored.target_db)
         assert table_checksums(target) == before
-        live = files_counts(world, world.url, world.root)
-        again = next(c.counts for c in restored.checks if c.name == "files")
+        live_checks, live_skipped = check_pair(world.settings, world.url, world.root)
+        live = {c.name: c.counts for c in live_checks}
+        again = {c.name: c.counts for c in restored.checks}
+        # A path that escapes the live root through a symlink was not backed up: restored, it is missing.
         escapes = sum(1 for m in result.manifest.missing if m.kind == "escapes")
-        assert again["missing_file"] == live["missing_file"] + escapes
-        assert any("MIGRATIONS_DIR" in s for s in restored.skipped) or not restored.skipped
+        files = live["files"]
+        moved = {
+            "missing_file": files["missing_file"] + escapes,
+            "unsafe_path": files["unsafe_path"] - escapes,
+        }
+        assert sorted(again) == ["files", "health", "integrity"]
+        assert again == {**live, "files": {**files, **moved}}
+        assert again["integrity"] == world.truth["integrity"]  # every planted row incident, counted
+        assert again["health"] == {"database_unreachable": 0, "uploads_unreadable": 0}
+        # Only the checks that need MIGRATIONS_DIR (not set here) are skipped, and on live alike.
+        assert restored.skipped == live_skipped
+        assert [s.split(":", 1)[0] for s in restored.skipped] == ["migrations", "drift"]
+        assert all("MIGRATIONS_DIR is not set" in s for s in restored.skipped)
     finally:
         drop_database(restored.target_db)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +21,9 @@ from guard.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-WRITES = 150
+PACE_S = 0.02  # between two writes: a steady stream, not a burst (pace only; no outcome waits on it)
+MOST_WRITES = 3000  # a bound, so a stack that never processes anything cannot write forever
+BATCH = 20  # changes to see processed before the failure, and writes to see during and after it
 
 
 @pytest.fixture
@@ -36,13 +37,19 @@ def prepared(db_url: str, tmp_path: Path) -> Path:
     return root
 
 
-def write_stream(db_url: str, seconds: float, seed: int) -> threading.Thread:
-    """Insert good and bad ads and rewrite earlier ones, spread over `seconds`, in a thread."""
+class Stream:
+    """Insert good and bad ads and rewrite earlier ones in a thread, until finished; count the writes."""
 
-    def run() -> None:
-        rng = random.Random(seed)
-        with Database(db_url) as db:
-            for i in range(1, WRITES + 1):
+    def __init__(self, db_url: str, seed: int) -> None:
+        self.db_url, self.seed = db_url, seed
+        self.written = 0
+        self.finish = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        rng = random.Random(self.seed)
+        with Database(self.db_url) as db:
+            for i in range(1, MOST_WRITES + 1):
                 slug = rng.choice([f"ad-{i}", f"ad-{i}", "Bad Slug " + str(i), None])
                 title = rng.choice(["A title", "A title", " "])
                 if i > 20 and rng.random() < 0.3:
@@ -56,11 +63,20 @@ def write_stream(db_url: str, seconds: float, seed: int) -> threading.Thread:
                         "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, %s, %s, 1, 1)",
                         (i, title, slug),
                     )
-                time.sleep(seconds / WRITES)
+                self.written = i
+                if self.finish.wait(PACE_S):
+                    return
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    def wait_for_more(self, writes: int, what: str) -> None:
+        """Wait until the stream has written this many more rows than now."""
+        target = self.written + writes
+        wait_for(lambda: self.written >= target, f"{writes} more writes {what}")
+
+
+def processed(db_url: str) -> int:
+    with Database(db_url) as db:
+        row = db.fetch_one("SELECT count(*) FROM guard.outbox WHERE processed_at IS NOT NULL")
+    return int(row[0]) if row else 0
 
 
 def expected_findings(db_url: str) -> set[tuple[str, str]]:
@@ -68,26 +84,40 @@ def expected_findings(db_url: str) -> set[tuple[str, str]]:
     return {(f.kind, f.subject) for f in result.findings}
 
 
-def settle(db_url: str) -> None:
+def settle(db_url: str, supervise: Callable[[], None] = lambda: None) -> None:
     """Wait until every captured change has been processed (collected from guard.capture, too)."""
 
     def drained() -> bool:
+        supervise()
         with Database(db_url) as db:
             return outbox.backlog(db) == 0
 
     wait_for(drained, "every change to be processed", timeout=90)
 
 
-def run_with_failure(db_url: str, stack: Stack, fail: Callable[[], None]) -> None:
-    writer = write_stream(db_url, seconds=3.0, seed=7)
-    time.sleep(1.0)
-    fail()
-    writer.join(30)
-    settle(db_url)
+def run_with_failure(
+    db_url: str, fail: Callable[[Stream], None], supervise: Callable[[], None] = lambda: None
+) -> None:
+    """Fail mid-stream: once some changes are processed, while writes go on before, during and after."""
+    stream = Stream(db_url, seed=7)
+    stream.thread.start()
+    try:
+        wait_for(lambda: processed(db_url) >= BATCH, "the stack to process the first changes", timeout=60)
+        processed_before, written_before = processed(db_url), stream.written
+        fail(stream)
+        stream.wait_for_more(BATCH, "after the recovery")
+    finally:
+        stream.finish.set()
+        stream.thread.join(30)
+    settle(db_url, supervise)
     with Database(db_url) as db:
         unchecked = outbox.backlog(db)
+        changes = db.fetch_one("SELECT count(*) FROM guard.outbox")
         captured = db.fetch_one("SELECT count(DISTINCT row_key) FROM guard.outbox")
         rows = db.fetch_one("SELECT count(*) FROM ads")
+    # The failure landed mid-stream: some changes were processed before it, more were written after.
+    assert 0 < processed_before < changes[0]  # type: ignore[index]
+    assert written_before < stream.written
     assert unchecked == 0 and captured == rows
     expected = expected_findings(db_url)
     assert expected, "the stream must have written some bad rows"
@@ -107,48 +137,59 @@ def test_kill_9_of_the_listener_mid_stream_loses_nothing(db_url: str, stack: Sta
     stack.worker()
     stack.listener()
 
-    def fail() -> None:
+    def fail(stream: Stream) -> None:
         stack.kill("listener")
-        time.sleep(1.0)
+        stream.wait_for_more(BATCH, "while no listener runs")
         stack.listener("listener2")
 
-    run_with_failure(db_url, stack, fail)
+    run_with_failure(db_url, fail)
 
 
 def test_kill_9_of_the_worker_mid_stream_loses_nothing(db_url: str, stack: Stack) -> None:
     stack.worker()
     stack.listener()
 
-    def fail() -> None:
+    def fail(stream: Stream) -> None:
         stack.kill("worker")
-        time.sleep(1.0)
+        stream.wait_for_more(BATCH, "while no worker runs")
         stack.worker("worker2")
 
-    run_with_failure(db_url, stack, fail)
+    run_with_failure(db_url, fail)
 
 
 def test_redis_restart_mid_stream_loses_nothing(db_url: str, prepared: Path, tmp_path: Path) -> None:
     private = PrivateRedis(tmp_path)
     private.start()
     stack = Stack(db_url, prepared, tmp_path, redis_url=private.url)
+    restarts = iter(range(1, 100))
+
+    def supervise() -> None:
+        # Celery 5.7's worker can exit with "Unrecoverable error: 'NoneType' object has no
+        # attribute 'hostname'" when the broker vanishes mid-ack (the kombu#582 family); a
+        # process supervisor restarts it, as compose's `restart:` does. The outbox lease
+        # re-dispatches whatever it held, so nothing is lost either way.
+        for name, proc in list(stack.procs.items()):
+            if name.startswith("worker") and proc.poll() is not None:
+                stack.procs.pop(name)
+                stack.worker(f"worker-restarted-{next(restarts)}")
+
     try:
         stack.worker()
         stack.listener()
 
-        def fail() -> None:
+        def fail(stream: Stream) -> None:
             private.stop()  # every queued message is gone with it (no persistence)
-            time.sleep(1.5)
+            stream.wait_for_more(BATCH, "while Redis is down")
             private.start()
-            # Celery 5.7's worker can exit with "Unrecoverable error: 'NoneType' object has no
-            # attribute 'hostname'" when the broker vanishes mid-ack (the kombu#582 family); a
-            # process supervisor restarts it, as compose's `restart:` does. The outbox lease
-            # re-dispatches whatever it held, so nothing is lost either way.
-            time.sleep(2.0)
-            if stack.procs["worker"].poll() is not None:
-                stack.procs.pop("worker")
-                stack.worker("worker-restarted")
+            before = processed(db_url)
 
-        run_with_failure(db_url, stack, fail)
+            def processing_again() -> bool:
+                supervise()
+                return processed(db_url) > before
+
+            wait_for(processing_again, "changes to be processed again after the restart", timeout=60)
+
+        run_with_failure(db_url, fail, supervise)
     finally:
         stack.close()
         private.stop()

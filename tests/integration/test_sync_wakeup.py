@@ -17,6 +17,7 @@ from watchers.listener import Listener
 
 pytestmark = pytest.mark.integration
 
+NO_POLL_S = 3600.0  # a poll this slow never fires during a test: what is found came some other way
 INSERT_AD = "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', %s, 1, 1) RETURNING id"
 
 
@@ -58,19 +59,66 @@ class _Recorder:
             self.keys.update(batch.keys)
             self.seen.notify_all()
 
-    def wait_for(self, key: str) -> bool:
+    def wait_for(self, key: str, timeout: float = 30) -> bool:
         with self.seen:
-            return self.seen.wait_for(lambda: key in self.keys, timeout=30)
+            return self.seen.wait_for(lambda: key in self.keys, timeout=timeout)
 
 
-def test_a_write_racing_the_idle_flip_is_still_dispatched(
+def _start(listener: Listener) -> threading.Thread:
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(thread: threading.Thread, stop: StopFlag, db_url: str) -> None:
+    """Stop the listener, waking it from a wait of any length."""
+    stop.set()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("NOTIFY " + outbox.CHANNEL)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_write_committed_just_after_the_idle_flip_is_found_by_the_re_check(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's trigger reads "busy" and it commits right after the listener goes idle: no notify
+    comes and the poll is made longer than the test, so only the listener's re-check can find it."""
+    _installed(db_url)
+    stop, record = StopFlag(), _Recorder()
+    listener = Listener(Settings(database_url=db_url), record, stop)
+    flipped, committed = threading.Event(), threading.Event()
+    real_set_idle = outbox.set_listener_idle
+
+    def set_idle_then_let_the_writer_commit(db: Database, idle: bool) -> None:
+        real_set_idle(db, idle)
+        if idle and not flipped.is_set():  # the listener's first flip, just before its re-check
+            flipped.set()
+            committed.wait(10)
+
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
+    monkeypatch.setattr(outbox, "set_listener_idle", set_idle_then_let_the_writer_commit)
+    with Database(db_url) as writer:
+        real_set_idle(writer, False)
+        with writer.transaction():
+            row = writer.fetch_one(INSERT_AD, ("raced-1",))  # trigger sees "busy": no notify
+            thread = _start(listener)  # its first drain runs before the commit and finds nothing
+            assert flipped.wait(30)
+        committed.set()
+    try:
+        assert row is not None
+        assert record.wait_for(str(row[0]), timeout=15), "the re-check after going idle missed the write"
+    finally:
+        _stop(thread, stop, db_url)
+
+
+def test_a_write_still_uncommitted_at_the_re_check_is_found_by_the_poll(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer's trigger reads "busy", the listener goes idle and re-checks before the commit."""
     _installed(db_url)
     stop, record = StopFlag(), _Recorder()
-    settings = Settings(database_url=db_url)
-    listener = Listener(settings, record, stop)
+    listener = Listener(Settings(database_url=db_url), record, stop)
     flipped, committed = threading.Event(), threading.Event()
     real_wait = listener.wait_for_wakeup
 
@@ -84,33 +132,37 @@ def test_a_write_racing_the_idle_flip_is_still_dispatched(
     with Database(db_url) as writer:
         outbox.set_listener_idle(writer, False)
         with writer.transaction():
-            row = writer.fetch_one(INSERT_AD, ("raced-1",))  # trigger sees "busy": no notify
-            thread = threading.Thread(target=listener.run, daemon=True)
-            thread.start()
+            row = writer.fetch_one(INSERT_AD, ("raced-2",))  # trigger sees "busy": no notify
+            thread = _start(listener)
             assert flipped.wait(30)
         committed.set()
     try:
         assert row is not None and record.wait_for(str(row[0]))
     finally:
-        stop.set()
-        thread.join(10)
+        _stop(thread, stop, db_url)
 
 
-def test_a_write_after_the_listener_went_idle_wakes_it(db_url: str) -> None:
+def test_a_write_after_the_listener_went_idle_wakes_it(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write comes once the listener waits, and the poll is made longer than the test: only the
+    trigger's notify can wake the listener to dispatch it."""
     _installed(db_url)
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
     stop, record = StopFlag(), _Recorder()
     listener = Listener(Settings(database_url=db_url), record, stop)
-    thread = threading.Thread(target=listener.run, daemon=True)
-    thread.start()
+    waiting = threading.Event()
+    real_wait = listener.wait_for_wakeup
+
+    def wait_and_say_so(conn: psycopg.Connection[object]) -> None:
+        waiting.set()  # idle, re-checked, about to wait: a notify from now on stays queued for it
+        real_wait(conn)
+
+    monkeypatch.setattr(listener, "wait_for_wakeup", wait_and_say_so)
+    thread = _start(listener)
     try:
+        assert waiting.wait(30)
         with Database(db_url) as db:
-            while not db.fetch_one("SELECT idle FROM guard.listener_state")[0]:  # type: ignore[index]
-                stop.wait(0.01)
-            with psycopg.connect(db_url, autocommit=True) as watcher:
-                watcher.execute("LISTEN guard_outbox")
-                row = db.fetch_one(INSERT_AD, ("woken-1",))
-                assert list(watcher.notifies(timeout=5, stop_after=1))
-        assert row is not None and record.wait_for(str(row[0]))
+            row = db.fetch_one(INSERT_AD, ("woken-1",))
+        assert row is not None
+        assert record.wait_for(str(row[0]), timeout=15), "the notify did not wake the idle listener"
     finally:
-        stop.set()
-        thread.join(10)
+        _stop(thread, stop, db_url)

@@ -59,3 +59,26 @@ def test_bad_urls_are_one_line_config_errors_without_the_password(url: str, mess
     text = str(caught.value)
     assert message in text and "hunter2" not in text and "\n" not in text
     assert text.startswith("DATABASE_URL ")
+
+
+def test_a_url_with_an_undecodable_byte_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (dburl): os.environ turns a byte that is not UTF-8 into a surrogate,
+    which libpq's parser could not encode (UnicodeEncodeError, a traceback)."""
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL is not valid UTF-8$"):
+        libpq_conninfo("postgresql://u:hunter2@db/caf\udce9")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://u:hunter 2@db:notaport/app", "postgresql+psycopg://u:hunter@2@db:x/app"]
+)
+def test_a_password_with_a_space_or_an_at_sign_is_not_shown(url: str) -> None:
+    """Found by bench/fuzz.py (dburl): the message showed the URL; the redaction missed such a password."""
+    with pytest.raises(ConfigError, match="is not a valid database URL") as caught:
+        libpq_conninfo(url)
+    assert "hunter" not in str(caught.value)
+
+
+def test_a_url_that_decodes_to_a_nul_byte_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (dburl): '%00' in a URL became a conninfo libpq itself cannot read."""
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL is not a valid database URL$"):
+        libpq_conninfo("postgresql:///%00%0A")

@@ -53,3 +53,11 @@ def test_printable_escapes_control_characters_and_undecodable_bytes() -> None:
 def test_json_safe_replaces_surrogates_only() -> None:
     assert paths.json_safe("ñ") == "ñ"
     assert paths.json_safe("bad\udcffname") == "bad\\xffname"
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfff/b\udcff"])
+def test_a_surrogate_no_file_name_makes_is_still_shown_and_stored(text: str) -> None:
+    """Found by bench/fuzz.py (paths): a lone surrogate outside \\udc80-\\udcff (JSON's "\\ud800" in a
+    manifest) raised UnicodeEncodeError from printable() and json_safe()."""
+    assert paths.printable(text).isprintable()
+    paths.json_safe(text).encode("utf-8")

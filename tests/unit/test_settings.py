@@ -119,3 +119,31 @@ def test_scan_dirs_trailing_slash_is_dropped() -> None:
         "uploads/ads",
         "uploads/avatars",
     )
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py (settings): tomllib raised UnicodeDecodeError, a traceback."""
+    path = tmp_path / "guard.toml"
+    path.write_bytes(b"uploads_root = '/srv/caf\xe9'\n")  # saved as Latin-1
+    with pytest.raises(ConfigError, match=r"guard\.toml: not UTF-8 text"):
+        load_settings(environ={}, path=path)
+
+
+@pytest.mark.parametrize("value", ["[]", "1979-05-27", "inf", "{a = 1}"])
+def test_a_number_setting_of_another_toml_type_is_a_config_error(tmp_path: Path, value: str) -> None:
+    """Found by bench/fuzz.py (settings): int() raised TypeError or OverflowError, a traceback."""
+    with pytest.raises(ConfigError, match="'orphan_grace': invalid value"):
+        load_settings(environ={}, path=write(tmp_path, f"orphan_grace = {value}\n"))
+
+
+def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py (settings): tomllib raised RecursionError, a traceback."""
+    path = write(tmp_path, "orphan_grace = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"guard\.toml: invalid TOML: nested too deep"):
+        load_settings(environ={}, path=path)
+
+
+def test_a_folder_under_an_unknown_users_home_is_a_config_error() -> None:
+    """Found by bench/fuzz.py (settings): Path.expanduser raised RuntimeError, a traceback."""
+    with pytest.raises(ConfigError, match="UPLOADS_ROOT: invalid value"):
+        load_settings(environ={"UPLOADS_ROOT": "~no-such-user-here/public"})

@@ -1,0 +1,68 @@
+"""Backup readers given hostile bytes: each is one ManifestError, never another exception (bench/fuzz.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from guard.backup.manifest import CANONICAL_FORMAT, ManifestError, PageRef, checksum, page_rows, parse
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_a_deeply_nested_manifest_is_a_manifest_error() -> None:
+    """Found by bench/fuzz.py (manifest): json.loads raised RecursionError, a traceback."""
+    with pytest.raises(ManifestError, match="not a guard backup manifest"):
+        parse(DEEP, "backup x")
+
+
+def test_a_deeply_nested_folder_list_is_a_manifest_error() -> None:
+    page = PageRef(0, "ab" * 32, len(DEEP), 0, 0, None)
+    with pytest.raises(ManifestError, match="is not the list named"):
+        page_rows(DEEP, "uploads/ads", page, "backup x")
+
+
+def _signed(body: dict[str, Any]) -> bytes:
+    """A manifest whose checksum matches its (hostile) body: format 1, checksum over canonical JSON."""
+    body = {**body, "format": CANONICAL_FORMAT}
+    return json.dumps({"checksum": "sha256:" + checksum(body), **body}).encode()
+
+
+def _body(**changes: Any) -> dict[str, Any]:
+    sha = "ab" * 32
+    body: dict[str, Any] = {
+        "id": "b1",
+        "started_at": "t0",
+        "finished_at": "t1",
+        "versions": {},
+        "database": {},
+        "dump": {"name": "dump.pgc", "size": 10, "sha256": sha},
+        "counts": {},
+        "migrations": None,
+        "schema_sha256": sha,
+        "app_commit": None,
+        "scope": {},
+        "consistency": {"ok": True, "missing": []},
+        "files": [],
+    }
+    return {**body, **changes}
+
+
+def test_a_signed_manifest_reads_back() -> None:
+    assert parse(_signed(_body()), "backup x").dump.size == 10
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"counts": None},
+        {"dump": {"name": "d", "size": float("inf"), "sha256": "x"}},
+        {"folders": [[None] * 3]},
+    ],
+)
+def test_a_signed_manifest_with_a_bad_value_is_a_manifest_error(changes: dict[str, Any]) -> None:
+    """Found by bench/fuzz.py (manifest): AttributeError and OverflowError escaped, a traceback."""
+    with pytest.raises(ManifestError, match="missing a field or has a bad value"):
+        parse(_signed(_body(**changes)), "backup x")
