@@ -169,7 +169,9 @@ def _run(command: list[str], env: dict[str, str] | None) -> subprocess.Completed
 def tool_error(program: str, err: bytes) -> GuardError:
     """Turn a client program's stderr into one line: unreachable when it could not connect."""
     lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    text = redact(lines[-1].strip() if lines else "no error message")
+    # the error line says what happened; libpq's "detail:"/"hint:" lines after it only add context
+    errors = [line for line in lines if ": error: " in line]
+    text = redact((errors or lines or ["no error message"])[-1].strip())
     if "could not connect" in text or "Connection refused" in text:
         return UnreachableError(f"{program} cannot reach the database: {text}")
     return GuardError(f"{program} failed: {text}")

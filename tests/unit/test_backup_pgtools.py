@@ -96,3 +96,11 @@ def test_finishing_a_dump_that_already_ended_is_harmless_and_a_failure_still_fai
     failed = subprocess.Popen(["sh", "-c", "echo 'pg_dump: error: boom' >&2; exit 1"], stderr=subprocess.PIPE)
     with pytest.raises(GuardError, match="boom"):
         pgtools.finish_dump(failed)
+
+
+def test_a_client_error_keeps_the_line_that_says_what_happened_not_its_detail() -> None:
+    err = (
+        b"pg_dump: error: query failed: ERROR:  invalid snapshot identifier\n"
+        b"pg_dump: detail: Query was: SET TRANSACTION SNAPSHOT '00000002-1'\n"
+    )
+    assert "invalid snapshot identifier" in str(pgtools.tool_error("pg_dump", err))
