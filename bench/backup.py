@@ -23,12 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from examples.thulobazaar.world import build_world
 from guard.backup import run_backup
-from guard.backup.restore import maintenance_url, restore_backup
-from guard.database import Database
-from guard.server import drop_database
-from guard.settings import Settings
+from guard.backup.restorer import maintenance_url, restore_backup
+from guard.config.settings import Settings
+from guard.db.database import Database
+from guard.db.servers import drop_database
+from guard.demo.world import build_world
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work" / "backup"

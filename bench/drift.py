@@ -16,10 +16,10 @@ import psycopg
 
 from guard.checks import CheckContext
 from guard.checks.drift import run as run_drift
-from guard.database import Database
-from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
-from guard.server import create_database, drop_database, url_with_database
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.db.database import Database
+from guard.db.servers import create_database, drop_database, url_with_database
+from guard.schema.history import apply_and_record, ensure_migrations_table, read_migrations
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 WORK = Path(__file__).resolve().parent / "work" / "drift"

@@ -19,12 +19,12 @@ from urllib.parse import quote
 import psycopg
 from hypothesis import strategies as st
 
-from guard import paths
-from guard.backup import manifest as manifest_module
-from guard.backup import packs
-from guard.dburl import libpq_conninfo
+from guard.backup.repo import manifest as manifest_module
+from guard.backup.repo import packs
+from guard.config.dburl import libpq_conninfo
+from guard.config.settings import Settings, load_settings
 from guard.errors import GuardError
-from guard.settings import Settings, load_settings
+from guard.fs import paths
 
 SCALARS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "rules"}
 SCRATCH = Path(tempfile.mkdtemp(prefix="guard-fuzz-"))  # one folder for every file a target writes
@@ -46,7 +46,7 @@ HOSTILE_TEXT = st.text(ANY_CHAR, max_size=12) | st.binary(max_size=12).map(os.fs
 DEEP = st.integers(1, 5000)  # nesting depth for the readers that recurse
 
 
-# --- stored paths (guard/paths.py) ---------------------------------------------------------------
+# --- stored paths (guard/fs/paths.py) ---------------------------------------------------------------
 
 SEGMENT = st.sampled_from(["", ".", "..", "...", "a", "uploads", "ads", " ", "..\\..", "\\", "~", ". ."])
 STORED = st.one_of(st.lists(SEGMENT | HOSTILE_TEXT, max_size=8).map("/".join), HOSTILE_TEXT)
@@ -78,7 +78,7 @@ def _encodes(text: str) -> bool:
     return True
 
 
-# --- DATABASE_URL (guard/dburl.py) ---------------------------------------------------------------
+# --- DATABASE_URL (guard/config/dburl.py) ---------------------------------------------------------------
 
 PASSWORD = st.text("QZXJVK#@ :/%", min_size=4, max_size=10).map(lambda s: "Pw" + s)
 SCHEME = st.sampled_from(
@@ -143,7 +143,7 @@ def check_database_url(drawn: tuple[str, str | None]) -> None:
     psycopg.conninfo.conninfo_to_dict(result)  # what we return, libpq reads
 
 
-# --- settings (guard/settings.py): a TOML file and the environment --------------------------------
+# --- settings (guard/config/settings.py): a TOML file and the environment --------------------------------
 
 KEYS = sorted(SCALARS) + ["rules", "use_default_rules", "nonsense"]
 TOML_SCALAR = st.one_of(
@@ -205,7 +205,7 @@ def check_settings(drawn: tuple[bytes | None, dict[str, str]]) -> None:
             assert value is None or isinstance(value, str), f"{name} = {value!r}"
 
 
-# --- the manifest reader (guard/backup/manifest.py) ------------------------------------------------
+# --- the manifest reader (guard/backup/repo/manifest.py) ------------------------------------------------
 
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(ANY_CHAR, max_size=8))
 JSON_ANY = st.recursive(
@@ -292,7 +292,7 @@ def check_manifest(drawn: tuple[str, bytes]) -> None:
         assert parsed == manifest_module.parse(GOOD_MANIFEST, "fuzz", _read_page), "damage accepted"
 
 
-# --- the pack index reader (guard/backup/packs.py) ------------------------------------------------
+# --- the pack index reader (guard/backup/repo/packs.py) ------------------------------------------------
 
 ENTRIES = st.lists(
     st.tuples(

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import psycopg
 
-from guard import outbox, server
-from guard.database import Database
-from guard.install import install, uninstall
-from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
-from guard.outbox import set_listener_idle
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import install, uninstall
+from guard.continuous.outbox import set_listener_idle
+from guard.db import servers as server
+from guard.db.database import Database
+from guard.schema.history import apply_and_record, ensure_migrations_table, read_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work" / "sync"

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from guard import server
-from guard.database import Database
-from guard.migrations import apply_and_record, ensure_migrations_table, read_migrations
+from guard.db import servers as server
+from guard.db.database import Database
+from guard.schema.history import apply_and_record, ensure_migrations_table, read_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "examples" / "thulobazaar" / "prisma" / "migrations"

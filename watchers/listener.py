@@ -1,6 +1,7 @@
 """The listener: LISTEN for the wake-up, drain the outbox in batches, hand each batch to Celery.
 
-Draining first collects what the capture triggers logged into the coalesced outbox (guard/outbox.py).
+Draining first collects what the capture triggers logged into the coalesced outbox
+(guard/continuous/outbox.py).
 
 Run as `python -m watchers.listener`. Several may run at once (claims use SKIP LOCKED). Rows are
 marked dispatched in the same transaction that publishes them, so a crash before commit re-sends
@@ -17,11 +18,11 @@ import kombu.exceptions
 import psycopg
 import redis.exceptions
 
-from guard import outbox
-from guard.database import Database
+from guard.config.redact import redact
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.db.database import Database
 from guard.errors import UnreachableError
-from guard.redact import redact
-from guard.settings import Settings
 from watchers.lifecycle import Backoff, StopFlag, setup_logging
 
 log = logging.getLogger("guard.listener")

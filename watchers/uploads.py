@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from guard.settings import Settings
-from guard.uploads import UploadsRoot
+from guard.config.settings import Settings
+from guard.fs.root import UploadsRoot
 from watchers.lifecycle import Backoff, StopFlag, setup_logging
 from watchers.listener import TRANSIENT
 
-log = logging.getLogger("guard.uploads")
+log = logging.getLogger("guard.fs.root")
 
 SETTLE_S = 1.0
 TICK_S = 0.25

@@ -8,8 +8,8 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from guard.queues import ALERTS, EVENTS, SWEEPS
-from guard.settings import Settings, load_settings
+from guard.config.settings import Settings, load_settings
+from guard.continuous.queues import ALERTS, EVENTS, SWEEPS
 from workers.schedule import beat_schedule
 
 settings: Settings = load_settings()
@@ -27,7 +27,7 @@ def redelivery_gap(s: Settings) -> str | None:
 
     A message is acknowledged when its task ends (late acks); one held longer than visibility_timeout,
     running up to task_time_limit or waiting out a countdown (a retry's backoff, a young file's
-    grace period), is given to another worker. guard/runs.py keeps such a copy from doing the work
+    grace period), is given to another worker. guard/continuous/runs.py keeps such a copy from doing the work
     twice; these settings keep it from happening at all.
     """
     longest = max(s.task_time_limit, s.orphan_grace + 1, RETRY_BACKOFF_MAX_S)

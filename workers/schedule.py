@@ -6,8 +6,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from guard.config.settings import Settings
 from guard.errors import ConfigError
-from guard.settings import Settings
 
 ALERT_EVERY_S = 10.0
 

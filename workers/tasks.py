@@ -12,11 +12,12 @@ import psycopg
 import redis.exceptions
 from celery import Task
 
-from guard import runs, sync
 from guard.alerts import transports
 from guard.alerts.delivery import deliver
 from guard.checks import registry
-from guard.database import Database
+from guard.continuous import process as sync
+from guard.continuous import runs
+from guard.db.database import Database
 from guard.errors import UnreachableError
 from workers.app import app, settings
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 # Database and Redis trouble is retried with backoff. Every task is safe to run twice: event checks
 # and alert delivery are idempotent by construction (they reconcile what they read now), and the long
 # ones (sweeps, backup, prune, drill) run once per task id however often the broker delivers it
-# (guard/runs.py): a second delivery waits for the first, then does nothing and says so.
+# (guard/continuous/runs.py): a second delivery waits for the first, then does nothing and says so.
 RETRYABLE = (
     psycopg.OperationalError,
     UnreachableError,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from guard.database import Row
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.db.database import Row
 
 
 class TransportError(Exception):

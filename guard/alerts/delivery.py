@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from guard.alerts import Notice, Transport, TransportError
-from guard.database import Database, load_query
-from guard.redact import redact
+from guard.config.redact import redact
+from guard.db.database import Database, load_query
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import sentry_sdk
 
 from guard.alerts import Notice, TransportError
-from guard.redact import redact
+from guard.config.redact import redact
 
 FLUSH_TIMEOUT_S = 5.0
 TAG_LIMIT = 200  # Sentry drops tag values longer than this

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from guard.alerts import Notice, TransportError
 from guard.alerts.sentry import scrub_event
-from guard.paths import printable
+from guard.fs.paths import printable
 
 TIMEOUT_S = 5
 MAX_LINES = 20

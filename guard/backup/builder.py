@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from guard import __version__, paths
-from guard.backup import inventory, permissions, pgtools
-from guard.backup.beneath import open_beneath, open_root, unreadable
+from guard import __version__
+from guard.backup import pgtools
+from guard.backup.db_snapshot import SnapshotFacts, open_snapshot
 from guard.backup.faults import crash_point, pause_point
-from guard.backup.manifest import (
+from guard.backup.repo import inventory, permissions
+from guard.backup.repo.manifest import (
     ABSENT,
     ESCAPES,
     UNSAFE,
@@ -26,19 +27,20 @@ from guard.backup.manifest import (
     Manifest,
     MissingRef,
 )
-from guard.backup.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
+from guard.backup.repo.objects import ObjectStore, StatKey, hash_file
+from guard.backup.repo.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.selection import ANY_PURPOSE, newest_first, readable
-from guard.backup.snapshot import SnapshotFacts, open_snapshot
 from guard.backup.source import BACKUP, Source, Wanted, read_source
-from guard.backup.store import ObjectStore, StatKey, hash_file
-from guard.backup.walk import Previous, Walked, walk
-from guard.database import Database, describe_target
+from guard.backup.walk.walk import Previous, Walked, walk
+from guard.config.settings import Settings
+from guard.db.database import Database, describe_target
 from guard.errors import ConfigError
-from guard.finding import Finding
-from guard.gcpause import no_cyclic_gc
+from guard.findings.finding import Finding
+from guard.fs import paths
+from guard.fs.beneath import open_beneath, open_root, unreadable
+from guard.fs.gcpause import no_cyclic_gc
+from guard.fs.root import UploadsRoot
 from guard.progress import ProgressFactory, no_progress
-from guard.settings import Settings
-from guard.uploads import UploadsRoot
 
 GONE = ("no regular file at the stored path at backup time", ABSENT)
 SCOPE = "every file the snapshot's rows refer to, plus every regular file under scan_dirs"

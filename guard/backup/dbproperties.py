@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from guard.database import Database
+from guard.db.database import Database
 
 # Settings whose value is a list: stored as `a, "b c"`, set again element by element.
 LIST_SETTINGS = frozenset(

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from guard.backup.builder import require_backup_dir
-from guard.backup.manifest import ESCAPES, UNSAFE, Manifest
-from guard.backup.permissions import FILE
-from guard.backup.repository import Repository
-from guard.backup.restore import (
+from guard.backup.repo.manifest import ESCAPES, UNSAFE, Manifest
+from guard.backup.repo.permissions import FILE
+from guard.backup.repo.repository import Repository
+from guard.backup.restorer import (
     RestoreResult,
     discard_scratch,
     failure_text,
@@ -23,9 +23,9 @@ from guard.backup.restore import (
 )
 from guard.backup.selection import Candidate, newest_first, others
 from guard.backup.source import Wanted, configured_source
-from guard.finding import CheckResult
-from guard.scratch import ScratchClaim
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.db.scratch import ScratchClaim
+from guard.findings.finding import CheckResult
 
 
 @dataclass(frozen=True)

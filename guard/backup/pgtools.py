@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from guard.database import Database
+from guard.config.redact import redact
+from guard.db.database import Database
 from guard.errors import ConfigError, GuardError, UnreachableError
-from guard.redact import redact
 
 
 def client_args(url: str) -> tuple[str, dict[str, str]]:

@@ -15,11 +15,11 @@ import os
 import secrets
 from pathlib import Path
 
-from guard import paths
 from guard.backup.faults import race_point
-from guard.backup.manifest import FileEntry
-from guard.backup.store import ObjectStore
-from guard.fdio import write_all
+from guard.backup.repo.manifest import FileEntry
+from guard.backup.repo.objects import ObjectStore
+from guard.fs import paths
+from guard.fs.fdio import write_all
 
 PLACED, PRESENT = "placed", "present"
 THROUGH_SYMLINK = "its folder is reached through a symlink or is not a folder (never followed); not written"

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guard.backup.builder import require_backup_dir
-from guard.backup.manifest import Manifest
 from guard.backup.policy import Policy, keep
-from guard.backup.repository import Repository
+from guard.backup.repo.manifest import Manifest
+from guard.backup.repo.repository import Repository
 from guard.backup.selection import others
 from guard.backup.source import BACKUP, Wanted, configured_source
 from guard.backup.verify import verify_backup
+from guard.config.settings import Settings
 from guard.errors import ConfigError, GuardError, UsageError
-from guard.settings import Settings
 
 
 @dataclass(frozen=True)

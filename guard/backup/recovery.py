@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.backup.builder import require_backup_dir
-from guard.backup.manifest import FileEntry
 from guard.backup.placement import PLACED, PRESENT, Placer
-from guard.backup.repository import Repository
-from guard.backup.restore import LOCK_WAIT_S
+from guard.backup.repo.manifest import FileEntry
+from guard.backup.repo.repository import Repository
+from guard.backup.restorer import LOCK_WAIT_S
 from guard.backup.selection import newest_first, readable
 from guard.backup.source import Wanted, configured_source
 from guard.checks import CheckContext
 from guard.checks import files as files_check
+from guard.config.settings import Settings
 from guard.errors import GuardError
-from guard.paths import json_safe
-from guard.settings import Settings
+from guard.fs.paths import json_safe
 
 
 @dataclass(frozen=True)

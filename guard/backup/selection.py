@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from guard.backup.manifest import Manifest
-from guard.backup.repository import Repository
+from guard.backup.repo.manifest import Manifest
+from guard.backup.repo.repository import Repository
 from guard.backup.source import BACKUP, Wanted
 from guard.errors import GuardError
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from guard.database import Database
+from guard.db.database import Database
 from guard.errors import UsageError
 
 BACKUP = "backup"  # the configured database's own backups, taken by `guard backup` or the nightly job

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guard.backup import permissions, pgtools
-from guard.backup.manifest import Manifest, ManifestError, stat_digest_matches
-from guard.backup.repository import Repository
-from guard.backup.store import ObjectStore, hash_file
+from guard.backup import pgtools
+from guard.backup.repo import permissions
+from guard.backup.repo.manifest import Manifest, ManifestError, stat_digest_matches
+from guard.backup.repo.objects import ObjectStore, hash_file
+from guard.backup.repo.repository import Repository
 from guard.errors import GuardError
-from guard.paths import printable
+from guard.fs.paths import printable
 from guard.progress import ProgressFactory, no_progress
 
 EXAMPLES = 20

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from guard.finding import CheckResult
+from guard.config.settings import Settings
+from guard.errors import UnreachableError
+from guard.findings.finding import CheckResult
 from guard.progress import ProgressFactory, no_progress
-from guard.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,15 @@ def registry() -> dict[str, CheckFn]:
         "migrations": migrations.run,
         "drift": drift.run,
     }
+
+
+def run_checks(context: CheckContext, names: Sequence[str]) -> list[CheckResult]:
+    """Run checks in order; a check that cannot reach what it needs becomes an errored result."""
+    checks = registry()
+    results = []
+    for name in names:
+        try:
+            results.append(checks[name](context))
+        except UnreachableError as exc:
+            results.append(CheckResult(name=name, counts={}, findings=(), error=str(exc)))
+    return results

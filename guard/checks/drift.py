@@ -6,9 +6,13 @@ import time
 from dataclasses import dataclass
 
 from guard.checks import CheckContext
-from guard.database import Database
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.migrations import (
+from guard.config.settings import Settings
+from guard.db.database import Database
+from guard.db.scratch import drop_stale
+from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.progress import ProgressFactory, no_progress
+from guard.schema.compare import Difference, compare
+from guard.schema.history import (
     MigrationFile,
     ReplayFailure,
     applied_migrations,
@@ -16,12 +20,8 @@ from guard.migrations import (
     read_migrations,
     replay,
 )
-from guard.progress import ProgressFactory, no_progress
-from guard.schema.compare import Difference, compare
+from guard.schema.shadow import shadow_database
 from guard.schema.snapshot import read_snapshot
-from guard.scratch import drop_stale
-from guard.settings import Settings
-from guard.shadow import shadow_database
 
 CHECK = "drift"
 KINDS = (

@@ -9,14 +9,14 @@ from typing import NamedTuple
 
 from psycopg import sql
 
-from guard import paths
-from guard.catalog import primary_key, require_column
 from guard.checks import CheckContext
-from guard.database import Database
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.gcpause import no_cyclic_gc
-from guard.uploads import UploadsRoot, WalkRecord
-from guard.walker import SEP, BackgroundWalk
+from guard.db.catalog import primary_key, require_column
+from guard.db.database import Database
+from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.fs import paths
+from guard.fs.gcpause import no_cyclic_gc
+from guard.fs.root import UploadsRoot, WalkRecord
+from guard.fs.scan import SEP, BackgroundWalk
 
 KINDS = ("missing_file", "orphan_file", "unsafe_path")
 CHECK = "files"

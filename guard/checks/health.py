@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from guard.checks import CheckContext
-from guard.database import Database
+from guard.db.database import Database
 from guard.errors import UnreachableError
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.uploads import UploadsRoot
+from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.fs.root import UploadsRoot
 
 CHECK = "health"
 KINDS = ("database_unreachable", "uploads_unreadable")

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from guard.catalog import PrimaryKey, is_unique, primary_key, require_column
 from guard.checks import CheckContext
-from guard.database import Database
+from guard.config.rules import Rule
+from guard.db.catalog import PrimaryKey, is_unique, primary_key, require_column
+from guard.db.database import Database
 from guard.errors import ConfigError
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.rules import Rule
+from guard.findings.finding import CheckResult, Finding, FindingSink
 
 CHECK = "integrity"
 BLANK_CHARS = " \t\r\n\f\v"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from guard.checks import CheckContext
-from guard.database import Database
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.migrations import MigrationFile, MigrationRecord, read_history, read_migrations
+from guard.db.database import Database
+from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.schema.history import MigrationFile, MigrationRecord, read_history, read_migrations
 
 CHECK = "migrations"
 KINDS = (

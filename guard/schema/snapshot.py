@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.database import Database, Row, load_query
-from guard.install import SCHEMA, TRIGGER_NAMES
+from guard.continuous.capture import SCHEMA, TRIGGER_NAMES
+from guard.db.database import Database, Row, load_query
 from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, display, ident
 
 # Spellings PostgreSQL keeps apart that mean the same default value.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from examples.thulobazaar.world import build_world, drop_world
+from guard.demo.world import build_world, drop_world
 from tests.acceptance.cli import guard, guard_json
 
 pytestmark = pytest.mark.acceptance

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from examples.thulobazaar.world import build_world
-from guard import server
-from guard.backup.repository import Repository
+from guard.backup.repo.repository import Repository
+from guard.db import servers as server
+from guard.demo.world import build_world
 from tests.acceptance.cli import guard, guard_json
 
 pytestmark = pytest.mark.acceptance

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.thulobazaar.world import build_world, drop_world
-from guard.backup.repository import Repository
+from guard.backup.repo.repository import Repository
+from guard.demo.world import build_world, drop_world
 from tests.acceptance.cli import GUARD, ROOT, guard
 
 pytestmark = pytest.mark.acceptance

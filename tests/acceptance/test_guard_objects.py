@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from guard.database import Database
-from guard.settings import Settings
-from guard.sync import run_sweep
+from guard.config.settings import Settings
+from guard.continuous.process import run_sweep
+from guard.db.database import Database
 from tests.acceptance.cli import MIGRATIONS_DIR, guard
 
 pytestmark = pytest.mark.acceptance

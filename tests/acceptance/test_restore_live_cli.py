@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from examples.thulobazaar.world import build_world, drop_world
+from guard.demo.world import build_world, drop_world
 from tests.acceptance.cli import _SETTINGS_VARS, GUARD, ROOT, guard
 
 pytestmark = pytest.mark.acceptance

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from guard.database import Database
-from guard.settings import Settings
-from guard.sync import process_rows
+from guard.config.settings import Settings
+from guard.continuous.process import process_rows
+from guard.db.database import Database
 
 pytestmark = pytest.mark.acceptance
 GUARD = [str(Path(sys.executable).parent / "guard")]

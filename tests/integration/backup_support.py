@@ -12,11 +12,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from examples.thulobazaar.world import build_world
-from guard import server
-from guard.backup import packs
-from guard.backup.repository import Repository
-from guard.settings import Settings
+from guard.backup.repo import packs
+from guard.backup.repo.repository import Repository
+from guard.config.settings import Settings
+from guard.db import servers as server
+from guard.demo.world import build_world
 
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLES = ("users", "categories", "ads", "ad_images", "_prisma_migrations")

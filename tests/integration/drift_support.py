@@ -9,11 +9,11 @@ import pytest
 from conftest import create_database, drop_database, migrated_database, unique_name, url_for
 
 from guard.checks.drift import DriftReport, detect
-from guard.database import Database
-from guard.migrations import read_migrations, replay
+from guard.config.settings import Settings
+from guard.db.database import Database
+from guard.schema.history import read_migrations, replay
+from guard.schema.shadow import shadow_database
 from guard.schema.snapshot import Snapshot, read_snapshot
-from guard.settings import Settings
-from guard.shadow import shadow_database
 
 RICH_MIGRATIONS = {
     "20240101000000_init": """

@@ -14,8 +14,8 @@ import pytest
 from conftest import SERVER_URL, create_database
 
 from guard.backup import drill
-from guard.backup.repository import Repository
-from guard.settings import Settings
+from guard.backup.repo.repository import Repository
+from guard.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 from backup_support import World, corrupt_object, make_world, object_bytes, stored
 
 from guard.backup import run_backup, run_prune
-from guard.backup import store as store_module
 from guard.backup.faults import FAULT_ENV
-from guard.backup.repository import UNSYNCED, Repository
+from guard.backup.repo import objects as store_module
+from guard.backup.repo.repository import UNSYNCED, Repository
 from guard.backup.verify import verify_backup
 from guard.errors import UnreachableError
 

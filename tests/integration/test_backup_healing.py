@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from backup_support import World, corrupt_object, drop_database, make_world
 
-from guard.backup import inventory, run_backup, run_prune
-from guard.backup import store as store_module
-from guard.backup.repository import Repository
-from guard.backup.restore import restore_backup
+from guard.backup import run_backup, run_prune
+from guard.backup.repo import inventory
+from guard.backup.repo import objects as store_module
+from guard.backup.repo.repository import Repository
+from guard.backup.restorer import restore_backup
 from guard.backup.verify import verify_backup
 
 pytestmark = pytest.mark.integration

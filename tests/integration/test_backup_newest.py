@@ -13,12 +13,12 @@ from backup_support import World, make_world
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.backup.recovery import restore_missing
-from guard.backup.repository import MANIFEST, Repository
-from guard.backup.restore import restore_backup
+from guard.backup.repo.repository import MANIFEST, Repository
+from guard.backup.restorer import restore_backup
 from guard.backup.source import SAFETY
-from guard.database import Database
-from guard.install import install
-from guard.sync import run_maintenance
+from guard.continuous.capture import install
+from guard.continuous.process import run_maintenance
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from backup_support import World, make_world
 
-from guard.backup.restore import discard_scratch, restore_backup
+from guard.backup.restorer import discard_scratch, restore_backup
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from backup_support import SERVER_URL, World, drop_database, make_world
 
-from guard.backup import pgtools, restore, run_backup
-from guard.backup.restore import restore_backup
+from guard.backup import pgtools, run_backup
+from guard.backup import restorer as restore
+from guard.backup.restorer import restore_backup
 from guard.errors import GuardError
 
 pytestmark = pytest.mark.integration

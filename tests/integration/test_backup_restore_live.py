@@ -14,7 +14,7 @@ from backup_support import SERVER_URL, World, make_world
 from psycopg import sql
 
 from guard.backup import run_backup
-from guard.backup.restore import RestoreResult, restore_backup
+from guard.backup.restorer import RestoreResult, restore_backup
 
 pytestmark = pytest.mark.integration
 

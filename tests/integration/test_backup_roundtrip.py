@@ -25,13 +25,13 @@ from backup_support import (
 )
 
 from guard.backup import run_backup, run_drill
-from guard.backup import store as store_module
-from guard.backup import walk as walk_module
-from guard.backup.manifest import FLAT_FORMAT
 from guard.backup.recovery import restore_missing
-from guard.backup.repository import Repository
-from guard.backup.restore import check_pair, restore_backup
+from guard.backup.repo import objects as store_module
+from guard.backup.repo.manifest import FLAT_FORMAT
+from guard.backup.repo.repository import Repository
+from guard.backup.restorer import check_pair, restore_backup
 from guard.backup.verify import verify_backup
+from guard.backup.walk import walk as walk_module
 from guard.errors import GuardError, UnreachableError, UsageError
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from psycopg import sql
 from guard.backup import run_backup
 from guard.backup.builder import BackupResult
 from guard.backup.faults import FAULT_ENV
-from guard.backup.repository import Repository
+from guard.backup.repo.repository import Repository
 from guard.backup.verify import verify_backup
 
 pytestmark = pytest.mark.integration

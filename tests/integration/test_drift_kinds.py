@@ -15,7 +15,7 @@ from drift_support import (
     rich_url,
 )
 
-from guard.database import Database
+from guard.db.database import Database
 from guard.schema.compare import Difference, compare
 from guard.schema.repair import script
 from guard.schema.snapshot import Snapshot, read_snapshot

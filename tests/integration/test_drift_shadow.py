@@ -28,9 +28,9 @@ from drift_support import (
 from guard.checks import CheckContext
 from guard.checks import drift as drift_check
 from guard.checks import migrations as migrations_check
-from guard.database import Database
+from guard.db.database import Database
 from guard.errors import ConfigError
-from guard.shadow import shadow_database
+from guard.schema.shadow import shadow_database
 
 pytestmark = pytest.mark.integration
 __all__ = ["rich_migrations", "rich_template", "rich_url"]
@@ -184,7 +184,7 @@ def test_shadow_database_url_is_used_and_left_empty(rich_url: str, rich_migratio
 
 @pytest.mark.parametrize("check", [drift_check.run, migrations_check.run])
 def test_unset_migrations_dir_is_a_config_error_naming_it(check: object, rich_url: str) -> None:
-    from guard.settings import Settings
+    from guard.config.settings import Settings
 
     with pytest.raises(ConfigError, match="MIGRATIONS_DIR"):
         check(CheckContext(Settings(database_url=rich_url)))  # type: ignore[operator]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from guard.checks import CheckContext, files
-from guard.database import Database
+from guard.config.settings import load_settings
+from guard.db.database import Database
 from guard.errors import UnreachableError
-from guard.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

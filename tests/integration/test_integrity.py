@@ -7,10 +7,10 @@ import psycopg
 import pytest
 
 from guard.checks import CheckContext, integrity
-from guard.database import Database
+from guard.config.rules import Rule
+from guard.config.settings import load_settings
+from guard.db.database import Database
 from guard.errors import ConfigError
-from guard.rules import Rule
-from guard.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from conftest import MIGRATIONS, create_database, drop_database, unique_name, ur
 from guard.checks import CheckContext
 from guard.checks import drift as drift_check
 from guard.checks import migrations as migrations_check
-from guard.cli_schema import run_baseline
-from guard.database import Database
+from guard.cli.schema import run_baseline
+from guard.config.settings import Settings
+from guard.db.database import Database
 from guard.errors import UsageError
-from guard.finding import CheckResult
-from guard.migrations import read_migrations
-from guard.settings import Settings
+from guard.findings.finding import CheckResult
+from guard.schema.history import read_migrations
 
 pytestmark = pytest.mark.integration
 

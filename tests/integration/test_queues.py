@@ -12,7 +12,7 @@ import redis
 from celery import Celery
 from kombu import Queue
 
-from guard.queues import QUEUES, depths, queue_keys
+from guard.continuous.queues import QUEUES, depths, queue_keys
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,14 @@ import pytest
 from conftest import create_database, drop_database, url_for
 from drift_support import rich_migrations, rich_template, rich_url, settings_for
 
-from guard import shadow as shadow_module
 from guard.backup.drill import run_drill
 from guard.checks import CheckContext
 from guard.checks import drift as drift_check
-from guard.database import Database
-from guard.scratch import claim
-from guard.settings import Settings
-from guard.shadow import shadow_database
+from guard.config.settings import Settings
+from guard.db.database import Database
+from guard.db.scratch import claim
+from guard.schema import shadow as shadow_module
+from guard.schema.shadow import shadow_database
 
 pytestmark = pytest.mark.integration
 __all__ = ["rich_migrations", "rich_template", "rich_url"]

@@ -18,10 +18,10 @@ from guard.alerts import Notice
 from guard.alerts.delivery import deliver
 from guard.alerts.sentry import SentryTransport, init_sentry
 from guard.alerts.slack import SlackTransport, digest
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
-from guard.sync import process_rows
+from guard.config.settings import Settings
+from guard.continuous.capture import install
+from guard.continuous.process import process_rows
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sync_stack import Stack, wait_for
 
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous.capture import install
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 GUARD = [str(Path(sys.executable).parent / "guard")]

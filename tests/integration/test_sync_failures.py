@@ -13,11 +13,11 @@ import pytest
 from sync_stack import PrivateRedis, Stack, wait_for
 from test_sync_pipeline import open_subjects
 
-from guard import outbox
 from guard.checks import CheckContext, integrity
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import install
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

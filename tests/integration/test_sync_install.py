@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from guard import outbox
-from guard.database import Database
-from guard.install import VERSION, install, installed_version, uninstall
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import VERSION, install, installed_version, uninstall
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import guard.backup as backup
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
-from guard.sync import run_maintenance
+from guard.config.settings import Settings
+from guard.continuous.capture import install
+from guard.continuous.process import run_maintenance
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from sync_stack import FakeSentry, Stack, wait_for
 
-from guard import outbox, store
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import install
+from guard.db.database import Database
+from guard.findings import ledger as store
 
 pytestmark = pytest.mark.integration
 

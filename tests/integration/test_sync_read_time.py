@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sync_stack import wait_for
 
-from guard import store, sync
 from guard.checks import CheckContext, registry
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import process as sync
+from guard.continuous.capture import install
+from guard.db.database import Database
+from guard.findings import ledger as store
 
 pytestmark = pytest.mark.integration
 

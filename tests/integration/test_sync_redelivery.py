@@ -15,10 +15,10 @@ import pytest
 import redis
 from sync_stack import BIN, FakeSentry, Stack, wait_for
 
-from guard import runs
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import runs
+from guard.continuous.capture import install
+from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 

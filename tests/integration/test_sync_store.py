@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from guard import store
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
-from guard.sync import process_paths, process_rows, run_sweep
+from guard.config.settings import Settings
+from guard.continuous.capture import install
+from guard.continuous.process import process_paths, process_rows, run_sweep
+from guard.db.database import Database
+from guard.findings import ledger as store
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ def test_deleting_one_of_a_duplicate_pair_resolves_the_survivor(settings: Settin
 def test_a_sweep_does_not_reopen_what_was_fixed_while_it_ran(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import guard.sync as sync
+    import guard.continuous.process as sync
     from guard.checks import CheckContext, integrity
 
     with Database(settings.require_database_url()) as db:

@@ -11,10 +11,10 @@ import pytest
 from sync_stack import Stack, wait_for
 from test_sync_pipeline import open_subjects
 
-from guard import store
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous.capture import install
+from guard.db.database import Database
+from guard.findings import ledger as store
 
 pytestmark = pytest.mark.integration
 

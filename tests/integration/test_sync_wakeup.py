@@ -7,10 +7,10 @@ import threading
 import psycopg
 import pytest
 
-from guard import outbox
-from guard.database import Database
-from guard.install import install
-from guard.settings import Settings
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import install
+from guard.db.database import Database
 from watchers import listener as listener_module
 from watchers.lifecycle import StopFlag
 from watchers.listener import Listener

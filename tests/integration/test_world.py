@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from examples.thulobazaar.world import build_world, drop_world
+from guard.demo.world import build_world, drop_world
 from guard.errors import UsageError
-from guard.migrations import read_migrations
+from guard.schema.history import read_migrations
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from guard.backup.manifest import CANONICAL_FORMAT, ManifestError, PageRef, checksum, page_rows, parse
+from guard.backup.repo.manifest import CANONICAL_FORMAT, ManifestError, PageRef, checksum, page_rows, parse
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from guard.backup.manifest import (
+from guard.backup.repo.manifest import (
     DumpInfo,
     FileEntry,
     FolderRef,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.backup import packs
-from guard.backup.store import ObjectStore
+from guard.backup.repo import packs
+from guard.backup.repo.objects import ObjectStore
 
 
 def sha(data: bytes) -> str:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from guard import paths
 from guard.backup import faults
 from guard.backup.faults import FAULT_ENV
-from guard.backup.manifest import FileEntry
 from guard.backup.placement import PLACED, PRESENT, Placer
-from guard.backup.store import ObjectStore
+from guard.backup.repo.manifest import FileEntry
+from guard.backup.repo.objects import ObjectStore
+from guard.fs import paths
 
 
 @pytest.fixture

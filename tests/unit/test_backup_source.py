@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from test_backup_manifest import manifest
 
-from guard.backup.manifest import parse
+from guard.backup.repo.manifest import parse
 from guard.backup.source import BACKUP, SAFETY, Source, Wanted
 from guard.errors import UsageError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.backup import statpage
-from guard.backup.manifest import stat_digest_matches
+from guard.backup.repo.manifest import stat_digest_matches
+from guard.backup.walk import statpage
 
 NAMES = [
     "-leading-dash.webp",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.backup import store as store_module
-from guard.backup.store import ObjectStore
+from guard.backup.repo import objects as store_module
+from guard.backup.repo.objects import ObjectStore
 
 
 @pytest.fixture

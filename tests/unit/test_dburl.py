@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from guard.dburl import libpq_conninfo
+from guard.config.dburl import libpq_conninfo
+from guard.config.settings import Settings
 from guard.errors import ConfigError
-from guard.settings import Settings
 
 
 def _parts(url: str) -> dict[str, object]:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import json
 
-from guard.finding import CheckResult, Finding, FindingSink
-from guard.redact import redact
-from guard.report import as_json, exit_code
+from guard.config.redact import redact
+from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.findings.report import as_json, exit_code
 
 
 def finding(kind: str, n: int) -> Finding:

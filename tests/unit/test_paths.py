@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard import paths
+from guard.fs import paths
 
 
 @pytest.mark.parametrize(

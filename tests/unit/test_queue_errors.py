@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
+from guard.continuous.queues import depths
 from guard.errors import UnreachableError
-from guard.queues import depths
 
 
 def test_an_unreachable_redis_is_one_clear_error() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from guard.checks.migrations import assess
-from guard.migrations import MigrationFile, MigrationRecord, applied_migrations
+from guard.schema.history import MigrationFile, MigrationRecord, applied_migrations
 
 A = MigrationFile("1_a", Path("1_a/migration.sql"), b"CREATE TABLE a ();\n")
 B = MigrationFile("2_b", Path("2_b/migration.sql"), b"CREATE TABLE b ();\n")

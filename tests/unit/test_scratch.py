@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from guard.scratch import created_at, scratch_database_name, stale
+from guard.db.scratch import created_at, scratch_database_name, stale
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 

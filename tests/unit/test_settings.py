@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from guard.config.rules import default_rules
+from guard.config.settings import load_settings
 from guard.errors import ConfigError
-from guard.rules import default_rules
-from guard.settings import load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,8 +9,8 @@ import pytest
 from guard.alerts import Notice
 from guard.alerts.sentry import event_for, scrub_event
 from guard.alerts.slack import digest
+from guard.config.settings import Settings
 from guard.errors import ConfigError
-from guard.settings import Settings
 from workers.schedule import beat_schedule, cron
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from guard.uploads import UploadsRoot
-from guard.walker import BackgroundWalk
+from guard.fs.root import UploadsRoot
+from guard.fs.scan import BackgroundWalk
 
 NAMES = [
     "plain.webp",
@@ -65,8 +65,8 @@ FORKED = """
 import json, os, sys
 from pathlib import Path
 from typing import Any
-from guard.uploads import UploadsRoot
-from guard.walker import BackgroundWalk
+from guard.fs.root import UploadsRoot
+from guard.fs.scan import BackgroundWalk
 
 root = UploadsRoot(Path(sys.argv[1]))
 with BackgroundWalk(root, ("uploads/ads",)) as walk:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guard.settings import Settings
+from guard.config.settings import Settings
 from workers.app import redelivery_gap
 from workers.tasks import RETRY
 

@@ -1,0 +1,1 @@
+"""The backup repository on disk: its layout and lock, objects, packs and manifests."""

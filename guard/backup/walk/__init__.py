@@ -1,0 +1,1 @@
+"""The backup walk: stat every file by page, read again only what changed."""

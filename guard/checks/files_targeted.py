@@ -1,0 +1,146 @@
+"""The files check for given rows and given upload paths, as the continuous workers run it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from guard.checks import files
+from guard.config.settings import Settings
+from guard.db.catalog import primary_key
+from guard.db.database import Database
+from guard.findings.finding import Finding
+from guard.fs import paths
+from guard.fs.root import UploadsRoot, WalkRecord
+
+ROW_KINDS = ("missing_file", "unsafe_path")
+PATH_KINDS = ("orphan_file",)
+# The usual spellings by index; any other ('a//b', 'a/./b', 'a/') normalized as paths.normalize
+# does for a safe path: runs of '/' collapsed, '.' segments and a trailing '/' dropped. That second
+# arm reads the whole table, but a row naming a file in an odd spelling must not make it an orphan.
+REFERENCING = r"""
+SELECT {pk}::text, {col}::text FROM {t}
+WHERE {col} = ANY(%(spellings)s)
+   OR ({col} ~ '//|(^|/)\.(/|$)|/$'
+       AND regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+               {col}::text, '/+', '/', 'g'), '/(\./)+', '/', 'g'), '^(\./)+', ''), '/\.?$', '')
+           = ANY(%(paths)s))
+"""
+
+
+@dataclass(frozen=True)
+class PathReport:
+    """Orphans among the given paths, the young files to look at again, and the rows naming them."""
+
+    orphans: list[Finding] = field(default_factory=list)
+    young: dict[str, float] = field(default_factory=dict)
+    referencing_keys: list[str] = field(default_factory=list)
+
+
+def row_subject(table: str, key: str) -> str:
+    return f"{table}:{key}"
+
+
+def path_subject(relpath: str) -> str:
+    return f"file:{paths.json_safe(relpath)}"
+
+
+def check_rows(db: Database, settings: Settings, root: UploadsRoot, keys: Sequence[str]) -> list[Finding]:
+    """Return missing_file and unsafe_path findings for these file rows; a deleted row has none."""
+    table = settings.file_table
+    pk = primary_key(db, table, owner="file_table")
+    query = sql.SQL("SELECT {pk}::text, {col}::text FROM {t} WHERE {pk} = ANY(%s)").format(
+        pk=sql.Identifier(pk.column),
+        col=sql.Identifier(settings.file_column),
+        t=sql.Identifier(table),
+    )
+    rows = db.fetch_all(query, (pk.bind(keys),))
+    # The sweep's judgement of stored paths no walk matched; with no walk, nothing is known absent.
+    stored_paths = {str(stored) for _, stored in rows if stored is not None}
+    bad = files.judge_unmatched(root, stored_paths, set(), WalkRecord()).bad
+    found = []
+    for row_id, stored in rows:
+        if stored in bad:
+            kind, message, path = bad[stored]
+            found.append(Finding(files.CHECK, kind, f"{table}:{row_id}", message, path=path))
+    return found
+
+
+def check_paths(
+    db: Database,
+    settings: Settings,
+    root: UploadsRoot,
+    relpaths: Sequence[str],
+    now: float | None = None,
+) -> PathReport:
+    """Report which of these paths are orphans now, which may become one, and which rows name them."""
+    safe = sorted({paths.normalize(p) for p in relpaths if paths.unsafe_reason(p) is None})
+    report = PathReport()
+    if not safe:
+        return report
+    referenced = _referencing_rows(db, settings, safe, report.referencing_keys)
+    cutoff = (now if now is not None else time.time()) - settings.orphan_grace
+    for relpath in safe:
+        if relpath in referenced or not in_scanned_folder(relpath, settings.scan_dirs):
+            continue
+        mtime = scanned_file_mtime(root, relpath)
+        if mtime is None:
+            continue
+        if mtime > cutoff:
+            report.young[relpath] = mtime - cutoff
+            continue
+        shown = paths.json_safe(relpath)
+        report.orphans.append(
+            Finding(
+                files.CHECK, "orphan_file", path_subject(relpath), "no row refers to this file", path=shown
+            )
+        )
+    return report
+
+
+def referencing_keys(db: Database, settings: Settings, relpaths: Sequence[str]) -> list[str]:
+    """Return the keys of the file rows that name these paths now (to lock them before checking)."""
+    safe = sorted({paths.normalize(p) for p in relpaths if paths.unsafe_reason(p) is None})
+    keys: list[str] = []
+    if safe:
+        _referencing_rows(db, settings, safe, keys)
+    return keys
+
+
+def in_scanned_folder(relpath: str, folders: Sequence[str]) -> bool:
+    return any(relpath.startswith(f"{folder}/") for folder in folders)
+
+
+def scanned_file_mtime(root: UploadsRoot, relpath: str) -> float | None:
+    """Return the mtime of a regular file the folder walk would see, or None (absent, symlinked)."""
+    full = os.path.join(str(root.real), relpath)
+    try:
+        info = os.lstat(full)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or os.path.realpath(full) != os.path.normpath(full):
+        return None
+    return info.st_mtime
+
+
+def _referencing_rows(db: Database, settings: Settings, relpaths: list[str], keys_out: list[str]) -> set[str]:
+    """Return which paths some row names in any spelling the sweep accepts, collecting the row keys."""
+    table = settings.file_table
+    pk = primary_key(db, table, owner="file_table")
+    query = sql.SQL(REFERENCING).format(
+        pk=sql.Identifier(pk.column),
+        col=sql.Identifier(settings.file_column),
+        t=sql.Identifier(table),
+    )
+    storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold
+    spellings = storable + [f"./{p}" for p in storable]
+    referenced = set()
+    for row_id, stored in db.fetch_all(query, {"spellings": spellings, "paths": storable}):
+        referenced.add(paths.normalize(str(stored)))
+        keys_out.append(str(row_id))
+    return referenced

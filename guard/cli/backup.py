@@ -1,0 +1,378 @@
+"""The `guard backup` and `guard restore` commands: thin argument handling over guard.backup."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guard.config.settings import Settings
+from guard.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+from guard.fs.paths import printable
+from guard.progress import terminal_progress
+
+if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
+    from guard.backup.restorer import Replacement
+    from guard.backup.source import Wanted
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def register(commands: Subparsers) -> None:
+    """Add `backup` (with list, verify, prune) and `restore` (ID, files --missing, drill)."""
+    _add_backup(commands)
+    _add_restore(commands)
+
+
+def _json_flag(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # A nested parser must not reset a --json given before its name, hence SUPPRESS.
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if nested else False,
+        help="print exactly one JSON object on stdout",
+    )
+
+
+def _add_backup(commands: Subparsers) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="take, list, verify or prune consistent backups (BACKUP_DIR)",
+        description="Take one backup: a pg_dump of one REPEATABLE READ snapshot, the uploads its rows "
+        "refer to (plus every file under SCAN_DIRS), the migration state and a checksummed manifest.",
+        epilog="examples:\n  guard backup\n  guard backup list\n  guard backup verify --read-data\n"
+        "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
+        formatter_class=FORMATTER,
+    )
+    _json_flag(backup)
+    backup.set_defaults(handler=handle_backup, action=None)
+    actions = backup.add_subparsers(dest="action", metavar="ACTION")
+    _json_flag(actions.add_parser("list", help="the complete backups, oldest first"), nested=True)
+    verify = actions.add_parser("verify", help="check manifests, dumps and objects")
+    verify.add_argument("id", nargs="?", help="one backup (default: all)")
+    verify.add_argument("--read-data", action="store_true", help="also re-hash every object")
+    _json_flag(verify, nested=True)
+    prune = actions.add_parser("prune", help="forget old backups with restic's keep-* meaning")
+    for unit, default in (("daily", 7), ("weekly", 4), ("monthly", 6)):
+        prune.add_argument(
+            f"--keep-{unit}",
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"keep the newest backup of each of the last N {unit} periods (default {default})",
+        )
+    sources = prune.add_mutually_exclusive_group()
+    _source_flag(sources, "prune that database's backups (default: DATABASE_URL's)")
+    sources.add_argument(
+        "--all-sources", action="store_true", help="prune every database's backups, each on its own"
+    )
+    _json_flag(prune, nested=True)
+
+
+def _source_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str) -> None:
+    parser.add_argument("--source", metavar="NAME[@SYSID]", help=f"{what}; as `backup list` shows it")
+
+
+def _add_restore(commands: Subparsers) -> None:
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup, put back missing files, or run a restore drill",
+        description="`guard restore ID` verifies the backup and restores its dump and files together "
+        "into a NEW scratch database and folder (or --target-db/--uploads-dir; a non-empty target "
+        "needs --force and is backed up first; an existing database is replaced only once confirmed on a "
+        "terminal or with --yes), then runs every check on the restored pair.\n"
+        "`guard restore files --missing` puts back each missing_file from the newest backup that has "
+        "it.\n`guard restore drill` restores the newest backup into scratch, checks it, cleans up.\n"
+        "Both use only the configured database's own backups (never a restore's safety backup) "
+        "unless --source names another.",
+        epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
+        "  guard restore 20250101T020000Z-1a2b3c --target-db shop_copy --uploads-dir /srv/copy\n"
+        "  guard restore files --missing\n  guard restore drill --json",
+        formatter_class=FORMATTER,
+    )
+    restore.add_argument("what", metavar="ID|files|drill")
+    restore.add_argument("--target-db", metavar="NAME", help="database to restore into")
+    restore.add_argument("--uploads-dir", type=Path, metavar="DIR", help="folder to restore into")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a non-empty target (after backing it up)"
+    )
+    restore.add_argument(
+        "--yes",
+        action="store_true",
+        help="replace an existing --target-db without asking (it is dropped: its sessions end)",
+    )
+    restore.add_argument("--missing", action="store_true", help="with `files`: the missing files")
+    _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
+    _json_flag(restore)
+    restore.set_defaults(handler=handle_restore)
+
+
+def emit(document: dict[str, Any], human: str, json_mode: bool) -> None:
+    if json_mode:
+        sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(human)
+
+
+def handle_backup(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "list":
+        return _list(settings, args.json)
+    if args.action == "verify":
+        return _verify(settings, args.id, args.read_data, args.json)
+    if args.action == "prune":
+        return _prune(settings, args, args.json)
+    return _backup(settings, args.json)
+
+
+def _backup(settings: Settings, json_mode: bool) -> int:
+    from guard.backup import run_backup
+
+    result = run_backup(settings, terminal_progress())
+    counts = result.manifest.counts
+    findings = result.findings()
+    document = {
+        "ok": result.ok,
+        "id": result.id,
+        "manifest": str(result.manifest_path),
+        "counts": counts,
+        "consistent": result.ok,
+        "findings": [f.to_json() for f in findings],
+        "damage": list(result.damage),
+    }
+    human = (
+        f"backup {result.id}: {counts['files']:,} files ({counts['bytes']:,} bytes), "
+        f"{counts['new_objects']:,} new objects, dump {result.manifest.dump.size:,} bytes\n"
+        f"manifest {result.manifest_path}\n"
+    )
+    human += "".join(f"store damage: {note}\n" for note in result.damage)
+    if findings:
+        human += f"NOT CONSISTENT: {len(findings):,} referenced paths are not in the backup:\n"
+        human += "".join(
+            f"  {printable(f.subject)}  {printable(f.path or '')}  {f.message}\n" for f in findings[:20]
+        )
+    emit(document, human, json_mode)
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
+def _list(settings: Settings, json_mode: bool) -> int:
+    from guard.backup.builder import require_backup_dir
+    from guard.backup.repo.manifest import Manifest
+    from guard.backup.repo.repository import Repository
+
+    repo = Repository.open(require_backup_dir(settings), create=False)
+    rows: list[dict[str, Any]] = []
+    for backup_id, loaded in repo.manifests():
+        if isinstance(loaded, Manifest):
+            rows.append(
+                {
+                    "id": backup_id,
+                    "complete": True,
+                    "started_at": loaded.started_at,
+                    "source": None if loaded.source is None else loaded.source.to_json(),
+                    "purpose": loaded.purpose,
+                    "files": loaded.counts.get("files"),
+                    "bytes": loaded.counts.get("bytes"),
+                    "dump_bytes": loaded.dump.size,
+                    "consistent": loaded.consistent,
+                    "missing": len(loaded.missing),
+                }
+            )
+        else:
+            rows.append({"id": backup_id, "complete": False, "problem": str(loaded)})
+    human = f"{'ID':<25}{'FILES':>10}{'BYTES':>16}{'MISSING':>9}  {'SOURCE':<40}  STATUS\n"
+    for row in rows:
+        status = "ok" if row["complete"] else f"DAMAGED: {row['problem']}"
+        if row.get("purpose", "backup") != "backup":
+            status += f" ({row['purpose']})"
+        human += (
+            f"{row['id']:<25}{row.get('files') or 0:>10,}{row.get('bytes') or 0:>16,}"
+            f"{row.get('missing') or 0:>9,}  {printable(_source_text(row)):<40}  {status}\n"
+        )
+    emit({"ok": all(r["complete"] for r in rows), "backups": rows}, human, json_mode)
+    return EXIT_OK if all(r["complete"] for r in rows) else EXIT_FINDINGS
+
+
+def _source_text(row: dict[str, Any]) -> str:
+    """Name a listed backup's source: `name@system_identifier (oid N)`, `?` when unknown."""
+    from guard.backup.source import Source
+
+    if not row["complete"] or row["source"] is None:
+        return "?"
+    source = Source.from_json(row["source"])
+    return source.label + (f" (oid {source.oid})" if source.oid is not None else "")
+
+
+def _wanted(text: str | None) -> Wanted | None:
+    """Read --source into a guard.backup.source.Wanted, or None for the configured database."""
+    from guard.backup.source import Wanted
+
+    return None if text is None else Wanted.parse(text)
+
+
+def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mode: bool) -> int:
+    from guard.backup.builder import require_backup_dir
+    from guard.backup.repo.repository import Repository, check_backup_id
+    from guard.backup.restorer import LOCK_WAIT_S
+    from guard.backup.verify import exposure, verify_all, verify_backup
+
+    repo = Repository.open(require_backup_dir(settings), create=False)
+    with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
+        if backup_id is not None:
+            results = [
+                verify_backup(
+                    repo, check_backup_id(backup_id), read_data=read_data, progress=terminal_progress()
+                )
+            ]
+        else:
+            results = verify_all(repo, read_data=read_data, progress=terminal_progress())
+    ok = all(r.ok for r in results)
+    warning = exposure(repo)
+    if warning is not None:  # a warning, not a finding: every backup may still be whole
+        sys.stderr.write(f"guard: warning: {warning}\n")
+    human = "".join(
+        f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {r.objects:,} objects"
+        f"{' re-hashed' if read_data else ''}\n" + "".join(f"  {e}\n" for e in r.examples)
+        for r in results
+    )
+    emit(
+        {
+            "ok": ok,
+            "read_data": read_data,
+            "backups": [r.to_json() for r in results],
+            "warnings": [] if warning is None else [warning],
+        },
+        human or "no backups\n",
+        json_mode,
+    )
+    return EXIT_OK if ok else EXIT_FINDINGS
+
+
+def _prune(settings: Settings, args: argparse.Namespace, json_mode: bool) -> int:
+    from guard.backup import run_prune
+
+    result = run_prune(
+        settings,
+        args.keep_daily,
+        args.keep_weekly,
+        args.keep_monthly,
+        source=_wanted(args.source),
+        all_sources=args.all_sources,
+    )
+    human = "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
+    human += "".join(f"removed {i}\n" for i in result.removed)
+    human += f"{result.objects_removed:,} objects deleted, {result.bytes_freed:,} bytes freed\n"
+    human += "".join(f"PROBLEM: {printable(p)}\n" for p in result.problems)
+    human += "".join(f"note: {n}\n" for n in result.notes)
+    emit(result.to_json(), human, json_mode)
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
+def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "files":
+        if not args.missing:
+            raise UsageError("`guard restore files` needs --missing")
+        return _restore_missing(settings, args.json, args.source)
+    if args.missing:
+        raise UsageError("--missing goes with `guard restore files`")
+    if args.what == "drill":
+        return _drill(settings, args.json, args.source)
+    if args.source is not None:
+        raise UsageError("--source goes with `guard restore files --missing` or `guard restore drill`")
+    return _restore(settings, args)
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from guard.backup.restorer import restore_backup
+    from guard.findings.report import as_json, exit_code, write_human
+
+    if args.target_db is not None and not args.yes:
+        _confirm_replacement(settings, args.target_db, args.force)
+    result = restore_backup(
+        settings,
+        args.what,
+        target_db=args.target_db,
+        uploads_dir=args.uploads_dir,
+        force=args.force,
+        progress=terminal_progress(),
+    )
+    if args.json:
+        sys.stdout.write(as_json(result.checks, {"restore": result.to_json()}) + "\n")
+    else:
+        sys.stdout.write(
+            f"restored {result.backup_id} into database {result.target_db} and "
+            f"{result.uploads_dir} ({result.files:,} files) in "
+            f"{result.duration_s:.1f}s\n"
+        )
+        if result.replaced is not None:
+            sys.stdout.write(_replaced_text(result.replaced))
+        if result.safety_backup:
+            sys.stdout.write(f"the previous content was backed up first as {result.safety_backup}\n")
+        for note in result.notes:
+            sys.stdout.write(f"note: {note}\n")
+        for skipped in result.skipped:
+            sys.stdout.write(f"skipped check {skipped}\n")
+        write_human(result.checks, sys.stdout)
+    return exit_code(result.checks)
+
+
+def _sessions(count: int) -> str:
+    return f"{count} open session{'s' if count != 1 else ''}"
+
+
+def _confirm_replacement(settings: Settings, db_name: str, force: bool) -> None:
+    """Ask on a terminal before an existing database is dropped; refuse without one (use --yes)."""
+    from guard.backup.restorer import live_target
+
+    found = live_target(settings, db_name)
+    if found is None:
+        return
+    props, sessions, occupied = found
+    if occupied and not force:
+        return  # the restore itself refuses, naming --force
+    what = (
+        f"database {db_name} exists: the restore drops and replaces it, ending its {_sessions(sessions)}; "
+        f"carried over: {props.summary()}; not kept: its oid"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}; pass --yes to go on (no terminal to ask on)")
+    sys.stderr.write(f"{what}.\nType the database name to go on: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != db_name:
+        raise UsageError(f"not confirmed; database {db_name} was left as it was")
+
+
+def _replaced_text(replaced: Replacement) -> str:
+    return (
+        f"replaced database {replaced.database}: dropped, ended {_sessions(replaced.sessions_ended)}, "
+        f"recreated from the backup; carried over {replaced.properties.summary()}; "
+        f"oid {replaced.properties.oid} is now {replaced.new_oid}\n"
+    )
+
+
+def _restore_missing(settings: Settings, json_mode: bool, source: str | None) -> int:
+    from guard.backup.recovery import restore_missing
+
+    outcomes = restore_missing(settings, _wanted(source))
+    lost = [o for o in outcomes if o.outcome not in ("restored", "already present")]
+    human = "".join(
+        f"{o.outcome:<16} {printable(o.subject)}  {printable(o.path)}"
+        f"{'  from ' + o.backup_id if o.backup_id else ''}\n"
+        for o in outcomes
+    )
+    human += (
+        f"{len(outcomes) - len(lost):,} of {len(outcomes):,} missing files restored; "
+        f"{len(lost):,} in no backup\n"
+    )
+    emit({"ok": not lost, "files": [o.to_json() for o in outcomes]}, human, json_mode)
+    return EXIT_OK if not lost else EXIT_FINDINGS
+
+
+def _drill(settings: Settings, json_mode: bool, source: str | None) -> int:
+    from guard.backup import run_drill
+
+    result = run_drill(settings, _wanted(source))
+    emit(result.to_json(), f"drill {'PASSED' if result.ok else 'FAILED'}: {result.detail}\n", json_mode)
+    return EXIT_OK if result.ok else EXIT_FINDINGS

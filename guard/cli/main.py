@@ -1,0 +1,295 @@
+"""The `guard` command: parse arguments, load settings, run checks, print, and exit with a documented code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+
+from guard import __version__
+from guard.checks import CheckContext, registry, run_checks
+from guard.config.redact import redact
+from guard.config.settings import Settings, load_settings
+from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
+from guard.findings.finding import CheckResult
+from guard.findings.report import as_json, exit_code, write_human
+from guard.progress import StepBars, terminal_progress
+
+EXIT_CODES = """exit codes:
+  0  nothing found
+  1  findings
+  2  usage or configuration error
+  3  the database or a folder cannot be reached"""
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# Modules that add their own subcommands: each has `register(commands)`, which adds parsers and sets
+# `handler=function(args, settings) -> exit code` on them with set_defaults.
+COMMAND_MODULES: tuple[str, ...] = (
+    "guard.cli.continuous",
+    "guard.cli.status",
+    "guard.cli.requeue",
+    "guard.cli.schema",
+    "guard.cli.backup",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guard",
+        description="Find schema drift, broken rows and database/uploads mismatches before users do.",
+        epilog="settings come from GUARD_CONFIG (a TOML file) and the environment "
+        "(DATABASE_URL, UPLOADS_ROOT, ...); see README.md.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $GUARD_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"incident-guard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(commands)
+    _add_predeploy(commands)
+    _add_demo(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    parser.add_argument(
+        "--limit",
+        type=_non_negative,
+        default=20,
+        metavar="N",
+        help="examples kept per kind of finding (default 20); counts are always exact",
+    )
+    parser.add_argument(
+        "--orphan-grace",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="an unreferenced file younger than this is not an orphan "
+        "(default 600, or orphan_grace in the config)",
+    )
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    names = [*registry(), "all"]
+    check = commands.add_parser(
+        "check",
+        help="run one check or all of them",
+        description="Run a check: health (database and uploads root reachable), integrity (row "
+        "rules), files (rows <-> uploads), migrations (Prisma history), drift (live schema vs the "
+        "migrations), or all of them in that order. migrations and drift need MIGRATIONS_DIR.",
+        epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("name", nargs="?", default="all", choices=names, help="default: all")
+    _output_flags(check)
+
+
+def _add_predeploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gate = commands.add_parser(
+        "predeploy",
+        help="every check, then your commands: one verdict for CI",
+        description="Run every check, then each --run command in order; fail if anything fails.",
+        epilog="example:\n  guard predeploy --run 'npm test' --json\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="a shell command that must exit 0 (repeatable); its output goes to stderr",
+    )
+    _output_flags(gate)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="create a demo world with planted incidents",
+        description="Create a database with the thulobazaar migrations applied and recorded, ads "
+        "with image rows and real files, and incidents of every kind planted at --bad. "
+        "Prints the planted counts (the ground truth) as JSON.",
+        epilog="example:\n  guard demo --ads 1000 --bad 0.02 --db guard_demo --uploads var/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--ads", type=int, default=1000, help="number of ads (default 1000)")
+    demo.add_argument(
+        "--bad",
+        type=float,
+        default=0.01,
+        metavar="RATE",
+        help="share of each kind of incident to plant (default 0.01)",
+    )
+    demo.add_argument(
+        "--db",
+        default="guard_demo",
+        metavar="NAME",
+        help="database to (re)create (default guard_demo)",
+    )
+    demo.add_argument(
+        "--uploads",
+        type=Path,
+        default=Path("var/demo"),
+        metavar="DIR",
+        help="uploads root to (re)create (default var/demo)",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument(
+        "--server-url",
+        default=os.environ.get("GUARD_SERVER_URL", DEFAULT_SERVER_URL),
+        help=f"any database on the target server (default $GUARD_SERVER_URL or {DEFAULT_SERVER_URL})",
+    )
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
+class Terminated(SystemExit):
+    """Raised by the `guard` command's SIGTERM handler, so every `finally` runs before the exit."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with _terminate_raises():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return dispatch(args)
+    except Terminated:
+        sys.stderr.write("guard: terminated\n")
+        return 128 + signal.SIGTERM
+    except GuardError as exc:
+        return fail(str(exc), exc.exit_code, json_mode=getattr(args, "json", False))
+    except psycopg.Error as exc:
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        # The server failing us (timeout, cancel, lost connection) is unreachable, not misuse.
+        code = EXIT_UNREACHABLE if isinstance(exc, psycopg.OperationalError) else EXIT_USAGE
+        return fail(f"database error: {detail}", code, json_mode=getattr(args, "json", False))
+    except KeyboardInterrupt:
+        sys.stderr.write("guard: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Turn the first SIGTERM into an exception, so clean-up in `finally` (a shadow's drop) runs.
+
+    Only the command installs this, never the library: a Celery worker or any other host process
+    keeps its own handlers. The work to interrupt is often one long blocking query, and unwinding
+    is the only way to reach the clean-up in time. A second SIGTERM kills outright.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated(128 + signum)
+
+
+def fail(message: str, code: int, *, json_mode: bool) -> int:
+    """Say what went wrong in one line; in --json mode also keep stdout one JSON object."""
+    sys.stderr.write(f"guard: {message}\n")
+    if json_mode:
+        sys.stdout.write(json.dumps({"ok": False, "error": message, "exit_code": code}) + "\n")
+    return code
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return run_demo(args)
+    if getattr(args, "handler", None) is not None:
+        code: int = args.handler(args, load_settings(path=args.config))
+        return code
+    settings = _settings_for(args)
+    context = CheckContext(settings, args.limit, terminal_progress())
+    if args.command == "check":
+        names = list(registry()) if args.name == "all" else [args.name]
+        return report(run_checks(context, names), args.json)
+    return run_predeploy(context, args.run, args.json)
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    settings = load_settings(path=args.config)
+    if args.orphan_grace is not None:
+        settings = replace(settings, orphan_grace=args.orphan_grace)
+    return settings
+
+
+def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, object] | None = None) -> int:
+    for result in results:
+        if result.error is not None:
+            sys.stderr.write(f"guard: {result.name}: {result.error}\n")
+    if json_mode:
+        sys.stdout.write(as_json(results, extra) + "\n")
+    else:
+        write_human(results, sys.stdout)
+    return exit_code(results)
+
+
+def run_predeploy(context: CheckContext, commands: Sequence[str], json_mode: bool) -> int:
+    from guard.cli.predeploy import run_command
+
+    results = run_checks(context, list(registry()))
+    results.extend(run_command(command) for command in commands)
+    code = report(results, json_mode)
+    if not json_mode:
+        verdict = "PASSED: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
+        sys.stdout.write(f"\npredeploy {verdict}\n")
+    return code
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from guard.demo.world import MIGRATIONS, build_world
+
+    bars = StepBars(terminal_progress())
+    try:
+        truth = build_world(
+            args.server_url,
+            args.db,
+            args.uploads.resolve(),
+            args.ads,
+            args.bad,
+            seed=args.seed,
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    sys.stdout.write(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
+    sys.stderr.write(
+        f"guard: demo world ready; to check it:\n"
+        f"  export DATABASE_URL='{truth['database_url']}' UPLOADS_ROOT='{truth['uploads_root']}'"
+        f" MIGRATIONS_DIR='{MIGRATIONS}'\n"
+        f"  guard check all\n"
+    )
+    return 0

@@ -1,0 +1,148 @@
+"""`guard install` / `guard uninstall`: guard's schema, capture log, outbox and triggers, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from guard.config.settings import Settings
+from guard.db.catalog import primary_key, require_column
+from guard.db.database import Database, load_query
+
+# 2: row-level capture, notify only while a listener is idle.
+# 3: the triggers append to guard.capture; the listener coalesces into guard.outbox (outbox_collect.sql).
+#    Installing over 2 adds the table and replaces the capture functions; changes 2 left in the outbox
+#    are still claimed. Upgrade the listeners with the schema: a version-2 listener does not collect.
+# 4: the outbox records which capture seqs its paths came from, so collectors merging out of order keep
+#    old_path and new_path in change order (outbox_collect.sql); the capture functions drop their
+#    `SET search_path` and qualify every name instead (install_trigger.sql).
+# 5: guard.task_runs, so a redelivered task runs once (guard/continuous/runs.py); the outbox parks rows that
+#    failed outbox_max_attempts times (dead_at, last_error).
+VERSION = 5
+# What `guard install` creates, in one place: everything lives in SCHEMA except the capture
+# triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its
+# repair script and the history read these so guard's own objects are never the app's drift.
+SCHEMA = "guard"
+TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_delete")
+
+VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"
+INSTALLED_VERSION = "SELECT max(version) FROM guard.version"
+
+# Tables that carry one of our triggers, whatever the configuration says now.
+TRIGGERED_TABLES = """
+SELECT DISTINCT c.relname FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE t.tgname = ANY(%s) AND n.nspname = current_schema()
+"""
+
+
+@dataclass(frozen=True)
+class WatchedTable:
+    """A table whose changes are captured: its key, the columns rules read, and its file column."""
+
+    name: str
+    pk: str
+    columns: tuple[str, ...]
+    path_column: str | None = None
+
+
+def watched_tables(db: Database, settings: Settings) -> list[WatchedTable]:
+    """Return the tables the rules name plus the file table, validated against the catalog."""
+    columns: dict[str, set[str]] = {}
+    for rule in settings.rules:
+        require_column(db, rule.table, rule.column, owner=f"rule '{rule.id}'")
+        columns.setdefault(rule.table, set()).add(rule.column)
+    file_table, file_column = settings.file_table, settings.file_column
+    require_column(db, file_table, file_column, owner="file_table/file_column")
+    columns.setdefault(file_table, set()).add(file_column)
+    tables = []
+    for name in sorted(columns):
+        pk = primary_key(db, name, owner=f"watched table '{name}'").column
+        path = file_column if name == file_table else None
+        tables.append(WatchedTable(name, pk, tuple(sorted(columns[name] | {pk})), path))
+    return tables
+
+
+def install(db: Database, settings: Settings) -> list[WatchedTable]:
+    """Create or update guard's schema and the triggers of every watched table, in one transaction."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(hashtext('guard.continuous.capture'))")
+        tables = watched_tables(db, settings)
+        db.execute(load_query("install_schema"))
+        for name in _triggered_tables(db):
+            if name not in {t.name for t in tables}:
+                _drop_triggers(db, name)
+        for table in tables:
+            db.execute(capture_function_sql(table))
+            db.execute(_triggers_sql(table))
+        db.execute(
+            "INSERT INTO guard.version (version) VALUES (%s) ON CONFLICT (version) DO NOTHING",
+            (VERSION,),
+        )
+    return tables
+
+
+def uninstall(db: Database) -> list[str]:
+    """Drop every capture trigger and guard's schema (findings included); return the tables freed."""
+    with db.transaction():
+        names = _triggered_tables(db)
+        for name in names:
+            _drop_triggers(db, name)
+        db.execute("DROP SCHEMA IF EXISTS guard CASCADE")
+    return names
+
+
+def installed_version(db: Database) -> int | None:
+    exists = db.fetch_one(VERSION_TABLE)
+    if not exists or not exists[0]:
+        return None
+    row = db.fetch_one(INSTALLED_VERSION)
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def function_name(table: str) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, f"capture_{table}")
+
+
+def capture_function_sql(table: WatchedTable) -> sql.Composed:
+    """Compose the table's capture function from guard/db/sql/install_trigger.sql."""
+
+    def path(record: str) -> sql.Composable:
+        if table.path_column is None:
+            return sql.SQL("NULL::pg_catalog.text")
+        return sql.SQL("{}.{}::pg_catalog.text").format(sql.SQL(record), sql.Identifier(table.path_column))
+
+    return sql.SQL(load_query("install_trigger")).format(
+        function=function_name(table.name),
+        table_name=sql.Literal(table.name),
+        pk=sql.Identifier(table.pk),
+        old_path=path("OLD"),
+        new_path=path("NEW"),
+    )
+
+
+def _triggers_sql(table: WatchedTable) -> sql.Composed:
+    def relevant(record: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.SQL(record), sql.Identifier(c)) for c in table.columns
+        )
+
+    return sql.SQL(load_query("install_triggers_create")).format(
+        table=sql.Identifier(table.name),
+        function=function_name(table.name),
+        relevant_old=relevant("OLD"),
+        relevant_new=relevant("NEW"),
+    )
+
+
+def _triggered_tables(db: Database) -> list[str]:
+    return [str(r[0]) for r in db.fetch_all(TRIGGERED_TABLES, (list(TRIGGER_NAMES),))]
+
+
+def _drop_triggers(db: Database, table: str) -> None:
+    for trigger in TRIGGER_NAMES:
+        db.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), sql.Identifier(table))
+        )

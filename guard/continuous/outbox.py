@@ -1,0 +1,196 @@
+"""The durable outbox: collect what the capture triggers logged, claim a batch, lease it, mark it processed.
+
+The triggers append each change to guard.capture (cheap for the app's writes); `collect` moves them
+into guard.outbox, coalesced per row, and deletes them, in one transaction. Both tables are durable.
+A row whose check failed `max_attempts` times is parked as dead with a check_failed finding, so one
+bad row cannot loop forever; `requeue` puts parked rows back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from guard.db.database import Database, Row, load_query
+from guard.findings import ledger as store
+from guard.findings.finding import Finding
+
+CHANNEL = "guard_outbox"
+
+MARK_PROCESSED = "UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL"
+# Changes still to check: coalesced ones in the outbox plus those not yet collected (one per write).
+BACKLOG = """
+SELECT (SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL AND dead_at IS NULL)
+     + (SELECT count(*) FROM guard.capture)
+"""
+RECORD_ERROR = "UPDATE guard.outbox SET last_error = %s WHERE id = ANY(%s) AND processed_at IS NULL"
+DEAD = """
+SELECT id, tbl, row_key, attempts, last_error, dead_at FROM guard.outbox
+WHERE dead_at IS NOT NULL AND processed_at IS NULL ORDER BY id LIMIT %s
+"""
+REQUEUE = """
+UPDATE guard.outbox SET dead_at = NULL, attempts = 0, lease_until = now()
+WHERE dead_at IS NOT NULL AND processed_at IS NULL AND (%(all)s OR id = ANY(%(ids)s))
+RETURNING id
+"""
+FAILED_CHECK, FAILED_KIND = "sync", "check_failed"
+ERROR_CHARS = 1000
+SET_IDLE = "UPDATE guard.listener_state SET idle = %s, changed_at = now() WHERE idle IS DISTINCT FROM %s"
+COLLECT_LIMIT = 5000  # capture rows moved per transaction: big enough to coalesce, short enough to hold
+PRUNE = "DELETE FROM guard.outbox WHERE processed_at < now() - make_interval(secs => %s)"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One coalesced change to one row: its table, key and every file path it touched."""
+
+    id: int
+    table: str
+    key: str
+    paths: tuple[str, ...]
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> Change:
+        return cls(int(row[0]), str(row[1]), str(row[2]), tuple(row[3] or ()), int(row[4]))
+
+
+@dataclass(frozen=True)
+class DeadRow:
+    """A change parked after its check failed every time it was sent."""
+
+    id: int
+    table: str
+    key: str
+    attempts: int
+    last_error: str | None
+    dead_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Row) -> DeadRow:
+        dead_at = row[5] if len(row) > 5 else None
+        last = str(row[4]) if row[4] is not None else None
+        return cls(int(row[0]), str(row[1]), str(row[2]), int(row[3]), last, dead_at)
+
+    def finding(self) -> Finding:
+        """The check_failed finding that names the table, the key and the last error."""
+        why = self.last_error or "none recorded (the worker died or lost the task)"
+        message = (
+            f"checking {self.table} row {self.key} failed {self.attempts} times, so it is parked; "
+            f"last error: {why}; re-queue with: guard outbox requeue {self.id}"
+        )
+        return Finding(FAILED_CHECK, FAILED_KIND, subject(self.id), message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "table": self.table,
+            "key": self.key,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "dead_at": self.dead_at.isoformat() if self.dead_at else None,
+        }
+
+
+def subject(outbox_id: int) -> str:
+    return f"outbox:{outbox_id}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The changes of one table in a claimed batch, as one unit of work."""
+
+    table: str
+    keys: tuple[str, ...]
+    paths: tuple[str, ...]
+    ids: tuple[int, ...]
+
+
+def collect(db: Database, limit: int = COLLECT_LIMIT) -> int:
+    """Move up to `limit` captured changes into the coalesced outbox; return how many were moved."""
+    with db.transaction():
+        row = db.fetch_one(load_query("outbox_collect"), {"limit": limit})
+    return int(row[0]) if row else 0
+
+
+@contextmanager
+def claim(
+    db: Database, limit: int, lease_seconds: int, max_attempts: int | None = None
+) -> Iterator[list[Change]]:
+    """Claim up to `limit` collected changes; they count as dispatched only if the block exits cleanly."""
+    params = {"limit": limit, "lease": lease_seconds, "max_attempts": max_attempts}
+    with db.transaction():
+        rows = db.fetch_all(load_query("outbox_claim"), params)
+        yield [Change.from_row(r) for r in rows]
+
+
+def park(db: Database, max_attempts: int) -> list[DeadRow]:
+    """Park the rows sent `max_attempts` times without being processed, each with its finding."""
+    with db.transaction():
+        rows = db.fetch_all(load_query("outbox_park"), {"max_attempts": max_attempts})
+        dead = [DeadRow.from_row(r) for r in rows]
+        findings = [d.finding() for d in dead]
+        scope = store.Scope(FAILED_CHECK, (FAILED_KIND,), tuple(f.subject for f in findings))
+        if dead:
+            store.reconcile(db, scope, findings)
+    return dead
+
+
+def record_error(db: Database, ids: Sequence[int], error: str) -> None:
+    """Keep why these rows' check failed, for the finding if they are parked."""
+    db.execute(RECORD_ERROR, (error[:ERROR_CHARS], list(ids)))
+
+
+def dead_rows(db: Database, limit: int = 50) -> list[DeadRow]:
+    """Return the parked rows, oldest first."""
+    return [DeadRow.from_row(r) for r in db.fetch_all(DEAD, (limit,))]
+
+
+def requeue(db: Database, ids: Sequence[int] | None) -> list[int]:
+    """Put parked rows (these, or all with None) back to be claimed; resolve their findings."""
+    with db.transaction():
+        rows = db.fetch_all(REQUEUE, {"all": ids is None, "ids": list(ids or ())})
+        back = sorted(int(r[0]) for r in rows)
+        if back:
+            scope = store.Scope(FAILED_CHECK, (FAILED_KIND,), tuple(subject(i) for i in back))
+            store.reconcile(db, scope, [])
+    return back
+
+
+def group(changes: Sequence[Change], size: int = 200) -> list[Batch]:
+    """Split claimed changes into per-table batches of at most `size` keys."""
+    by_table: dict[str, list[Change]] = {}
+    for change in changes:
+        by_table.setdefault(change.table, []).append(change)
+    batches = []
+    for table, items in sorted(by_table.items()):
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            paths = sorted({p for c in chunk for p in c.paths})
+            batches.append(
+                Batch(table, tuple(c.key for c in chunk), tuple(paths), tuple(c.id for c in chunk))
+            )
+    return batches
+
+
+def mark_processed(db: Database, ids: Sequence[int]) -> int:
+    return db.execute(MARK_PROCESSED, (list(ids),))
+
+
+def set_listener_idle(db: Database, idle: bool) -> None:
+    """Tell the capture triggers whether a listener waits for pg_notify (only then do they send it)."""
+    db.execute(SET_IDLE, (idle, idle))
+
+
+def backlog(db: Database) -> int:
+    """Return how many changes are not yet processed."""
+    row = db.fetch_one(BACKLOG)
+    return int(row[0]) if row else 0
+
+
+def prune(db: Database, older_than_seconds: int) -> int:
+    """Delete changes processed more than `older_than_seconds` ago."""
+    return db.execute(PRUNE, (older_than_seconds,))

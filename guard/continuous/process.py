@@ -1,0 +1,265 @@
+"""Continuous sync: check what changed, keep guard.findings true, and mark the outbox processed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from guard.checks import CheckContext, integrity, registry
+from guard.checks import files_targeted as file_events
+from guard.config.redact import redact
+from guard.config.rules import Rule
+from guard.config.settings import Settings
+from guard.continuous.outbox import mark_processed, prune, record_error
+from guard.db.database import Database
+from guard.errors import GuardError, UnreachableError
+from guard.findings import ledger as store
+from guard.findings.finding import Finding
+from guard.findings.ledger import Changes, Scope
+from guard.fs.root import UploadsRoot
+
+log = logging.getLogger("guard.continuous.process")
+OUTBOX_KEEP_SECONDS = 3600
+SAME_VALUE = "SELECT {pk}::text FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE {pk} = ANY(%s))"
+# A unique finding's message names the shared value, so equal messages mean rows that collided.
+SHARED_FINDING = """
+SELECT DISTINCT o.subject FROM guard.findings c
+JOIN guard.findings o ON o.check_name = c.check_name AND o.kind = c.kind AND o.message = c.message
+WHERE c.resolved_at IS NULL AND o.resolved_at IS NULL AND c.check_name = 'integrity'
+  AND c.kind = ANY(%s) AND c.subject = ANY(%s) AND starts_with(o.subject, %s)
+"""
+MAINTENANCE = {"backup": "backup_failed", "prune": "prune_failed", "drill": "drill_failed"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one unit of work changed, and files to look at again once their grace period ends."""
+
+    changes: Changes = Changes()
+    recheck: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None  # maintenance only: why the backup, prune or drill failed
+
+
+def process_rows(
+    settings: Settings,
+    table: str,
+    keys: Sequence[str],
+    paths: Sequence[str] = (),
+    outbox_ids: Sequence[int] = (),
+) -> Outcome:
+    """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
+    keys = sorted(set(keys))
+    row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
+    with _database(settings) as db, db.transaction():
+        # Everything this transaction locks is found first and locked in one sorted call: a second
+        # call later could wait on a check that waits on us (a deadlock).
+        related = _related_keys(db, settings, table, keys)
+        related_subjects = tuple(file_events.row_subject(table, k) for k in related)
+        path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
+        subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
+        read_at = store.lock_subjects(db, subjects)
+        changes = _rows_integrity(db, settings, table, related, related_subjects, read_at)
+        recheck: dict[str, float] = {}
+        if table == settings.file_table:
+            root = UploadsRoot(settings.require_uploads_root())
+            found = file_events.check_rows(db, settings, root, keys)
+            scope = Scope("files", file_events.ROW_KINDS, row_subjects)
+            changes += store.reconcile(db, scope, found, seen=read_at)
+            path_outcome = _reconcile_paths(db, settings, root, paths, {*keys, *path_keys}, read_at)
+            changes += path_outcome.changes
+            recheck = path_outcome.recheck
+        mark_processed(db, outbox_ids)
+    return Outcome(changes, recheck)
+
+
+def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
+    """Check these upload paths: orphans, and the rows that name them (a file came or went)."""
+    root = UploadsRoot(settings.require_uploads_root())
+    with _database(settings) as db, db.transaction():
+        keys = _path_keys(db, settings, paths)
+        read_at = store.lock_subjects(db, _path_lock_subjects(settings, paths, keys))
+        return _reconcile_paths(db, settings, root, paths, set(keys), read_at)
+
+
+def _path_keys(db: Database, settings: Settings, paths: Sequence[str]) -> list[str]:
+    """Return the file rows that name these paths now, to lock them with the paths."""
+    return file_events.referencing_keys(db, settings, paths)
+
+
+def _path_lock_subjects(settings: Settings, paths: Sequence[str], keys: Sequence[str]) -> list[str]:
+    rows = [file_events.row_subject(settings.file_table, k) for k in keys]
+    return [*(file_events.path_subject(p) for p in paths), *rows]
+
+
+def _rows_integrity(
+    db: Database,
+    settings: Settings,
+    table: str,
+    keys: list[str],
+    subjects: tuple[str, ...],
+    read_at: datetime,
+) -> Changes:
+    rules = [r for r in settings.rules if r.table == table]
+    if not rules or not keys:
+        return Changes()
+    result = integrity.check_keys(db, rules, table, keys, plans=_plans(db, rules, table))
+    scope = Scope(integrity.CHECK, tuple(r.id for r in rules), subjects)
+    return store.reconcile(db, scope, _all_findings(result.findings, result.counts), seen=read_at)
+
+
+def _related_keys(db: Database, settings: Settings, table: str, keys: list[str]) -> list[str]:
+    """Add the rows a unique rule relates to these: same value now, or sharing their open finding."""
+    unique = [r for r in settings.rules if r.table == table and r.type == "unique"]
+    if not unique or not keys:
+        return keys
+    found = set(keys)
+    pk = _plans(db, [r for r in settings.rules if r.table == table], table)[0].pk
+    for rule in unique:
+        query = sql.SQL(SAME_VALUE).format(
+            pk=sql.Identifier(pk.column), c=sql.Identifier(rule.column), t=sql.Identifier(table)
+        )
+        found.update(str(r[0]) for r in db.fetch_all(query, (pk.bind(keys),)))
+    subjects = [file_events.row_subject(table, k) for k in keys]
+    prefix = file_events.row_subject(table, "")
+    for (subject,) in db.fetch_all(SHARED_FINDING, ([r.id for r in unique], subjects, prefix)):
+        found.add(str(subject)[len(prefix) :])
+    return sorted(found)
+
+
+def _reconcile_paths(
+    db: Database,
+    settings: Settings,
+    root: UploadsRoot,
+    paths: Sequence[str],
+    locked_keys: set[str],
+    read_at: datetime,
+) -> Outcome:
+    """Reconcile these paths' orphans and the locked rows that name them.
+
+    A row that came to name a path after the locks were taken is not checked here: its own change
+    is in the outbox, and its own check takes its lock.
+    """
+    if not paths:
+        return Outcome()
+    report = file_events.check_paths(db, settings, root, paths)
+    subjects = tuple(sorted({file_events.path_subject(p) for p in paths}))
+    scope = Scope("files", file_events.PATH_KINDS, subjects)
+    changes = store.reconcile(db, scope, report.orphans, seen=read_at)
+    keys = sorted(set(report.referencing_keys) & locked_keys)
+    if keys:
+        row_subjects = tuple(file_events.row_subject(settings.file_table, k) for k in keys)
+        found = file_events.check_rows(db, settings, root, keys)
+        scope = Scope("files", file_events.ROW_KINDS, row_subjects)
+        changes += store.reconcile(db, scope, found, seen=read_at)
+    return Outcome(changes, report.young)
+
+
+def record_failure(settings: Settings, outbox_ids: Sequence[int], exc: BaseException) -> None:
+    """Keep why a batch's check failed on its outbox rows; never hide the failure itself."""
+    if not outbox_ids:
+        return
+    try:
+        with _database(settings) as db:
+            record_error(db, outbox_ids, redact(f"{type(exc).__name__}: {exc}").strip())
+    except (GuardError, psycopg.Error) as err:  # the database is what failed: the retry will tell
+        log.warning("could not record why outbox rows %s failed: %s", list(outbox_ids), type(err).__name__)
+
+
+def _all_findings(findings: Sequence[Finding], counts: dict[str, int]) -> Sequence[Finding]:
+    """Fail loudly if a capped result would be stored as if complete (nothing is lost)."""
+    if len(findings) != sum(counts.values()):
+        raise RuntimeError("a check returned capped findings where every finding is needed")
+    return findings
+
+
+def run_sweep(settings: Settings, name: str) -> Changes:
+    """Run one whole check and reconcile its entire set of findings."""
+    with _database(settings) as db:
+        since = store.database_now(db)
+    result = registry()[name](CheckContext(settings, limit=None))
+    if result.error is not None:
+        raise UnreachableError(result.error)
+    findings = _all_findings(result.findings, result.counts)
+    with _database(settings) as db, db.transaction():
+        changes = store.reconcile(db, Scope(result.name), findings, since)
+        if name == "integrity":
+            prune(db, OUTBOX_KEEP_SECONDS)
+    return changes
+
+
+def run_maintenance(settings: Settings, action: str) -> Outcome:
+    """Run backup, prune or drill from guard.backup and keep their findings true.
+
+    A failure (an exception, a drill that did not pass, a prune that found a problem) opens
+    or refreshes the action's finding and is returned as `failure`; success resolves it. A backup
+    also reconciles `missing_at_backup`: the referenced files its snapshot could not include.
+    """
+    kind = MAINTENANCE[action]
+    found: list[Finding] = []
+    at_backup: list[Finding] | None = None
+    try:
+        from guard import backup  # built separately; imported only when a maintenance task runs
+
+        runner: Callable[[Settings], Any] = getattr(backup, f"run_{action}")
+        result = runner(settings)
+        if action == "backup":
+            at_backup = result.findings()
+        elif not result.ok:
+            found.append(_failure(kind, action, _why_not_ok(action, result)))
+    except Exception as exc:  # any failure at all must surface as a finding, never vanish
+        found.append(_failure(kind, action, f"{type(exc).__name__}: {exc}"))
+    with _database(settings) as db, db.transaction():
+        changes = store.reconcile(db, Scope("backup", (kind,), (action,)), found)
+        if at_backup is not None:
+            changes += store.reconcile(db, Scope("backup", (backup.MISSING_AT_BACKUP,)), at_backup)
+    return Outcome(changes, failure=found[0].message if found else None)
+
+
+def _failure(kind: str, action: str, why: str) -> Finding:
+    message = redact(f"{action} failed: {why}".strip())
+    return Finding("backup", kind, action, message[:2000])
+
+
+def _why_not_ok(action: str, result: Any) -> str:
+    if action == "drill":
+        return str(result.detail)
+    return "; ".join(result.problems) or "no backup passed verification"
+
+
+_CONNECTIONS: dict[tuple[int, str], Database] = {}
+_PLANS: dict[tuple[str, str], tuple[float, list[integrity.TablePlan]]] = {}
+PLAN_TTL_S = 60.0
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """Lend this process's connection (a worker runs thousands of small tasks); drop it on error."""
+    url = settings.require_database_url()
+    key = (os.getpid(), url)
+    db = _CONNECTIONS.pop(key, None) or Database(url, application_name="guard-sync")
+    try:
+        yield db
+    except BaseException:
+        db.close()
+        raise
+    if db.is_open:  # not db.connection: that property would reconnect a closed one
+        _CONNECTIONS[key] = db
+
+
+def _plans(db: Database, rules: Sequence[Rule], table: str) -> list[integrity.TablePlan]:
+    """Return the table's validated rule plan, looked up in the catalog at most once a minute."""
+    key = (db.url, table)
+    cached = _PLANS.get(key)
+    if cached is None or time.monotonic() - cached[0] > PLAN_TTL_S:
+        cached = (time.monotonic(), integrity.plan_tables(db, rules))
+        _PLANS[key] = cached
+    return cached[1]

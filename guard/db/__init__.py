@@ -1,0 +1,1 @@
+"""The one PostgreSQL seam: connections and named queries, the catalog, the server's databases."""

@@ -1,0 +1,82 @@
+"""Look up tables, columns and primary keys so a bad rule fails with its name before any scan."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from guard.db.database import Database
+from guard.errors import ConfigError
+
+COLUMN_TYPE = """
+SELECT format_type(a.atttypid, a.atttypmod), t.typcategory
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+PRIMARY_KEY = """
+SELECT a.attname, format_type(a.atttypid, NULL), t.typcategory
+FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE i.indrelid = to_regclass(quote_ident(%s)) AND i.indisprimary
+"""
+
+UNIQUE_COLUMN = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
+    AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+)
+"""
+
+TABLE_EXISTS = "SELECT to_regclass(quote_ident(%s)) IS NOT NULL"
+
+
+def require_table(db: Database, table: str, *, owner: str) -> None:
+    row = db.fetch_one(TABLE_EXISTS, (table,))
+    if not row or not row[0]:
+        raise ConfigError(f"{owner}: table '{table}' does not exist")
+
+
+def require_column(db: Database, table: str, column: str, *, owner: str) -> str:
+    """Return the column's type category ('S' for strings), or fail naming the owner."""
+    require_table(db, table, owner=owner)
+    row = db.fetch_one(COLUMN_TYPE, (table, column))
+    if not row:
+        raise ConfigError(f"{owner}: column '{table}.{column}' does not exist")
+    return str(row[1])
+
+
+@dataclass(frozen=True)
+class PrimaryKey:
+    """A table's single-column primary key and how to bind a list of its values."""
+
+    column: str
+    type_name: str
+    category: str
+
+    def bind(self, keys: Iterable[str]) -> list[Any]:
+        """Convert text keys so `pk = ANY(%s)` compares natively and can use the index."""
+        if self.category == "N":
+            return [int(k) for k in keys]
+        if self.type_name == "uuid":
+            return [uuid.UUID(k) for k in keys]
+        return list(keys)
+
+
+def primary_key(db: Database, table: str, *, owner: str) -> PrimaryKey:
+    """Return the single-column primary key of a table, or fail naming the owner."""
+    rows = db.fetch_all(PRIMARY_KEY, (table,))
+    if len(rows) != 1:
+        raise ConfigError(f"{owner}: table '{table}' needs a single-column primary key")
+    return PrimaryKey(str(rows[0][0]), str(rows[0][1]), str(rows[0][2]))
+
+
+def is_unique(db: Database, table: str, column: str) -> bool:
+    """Tell whether a unique index (or primary key) covers exactly this column, so no value repeats."""
+    row = db.fetch_one(UNIQUE_COLUMN, (table, column))
+    return bool(row and row[0])
