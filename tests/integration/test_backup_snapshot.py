@@ -112,3 +112,42 @@ def test_a_walk_longer_than_the_idle_timeout_gives_a_whole_consistent_backup(
     assert before is not None and result.manifest.counts["rows_with_paths"] == before[0]
     repo = Repository.open(world.settings.backup_dir or Path(), create=False)
     assert verify_backup(repo, result.id, read_data=True).ok
+
+
+def test_a_statement_pg_dump_runs_before_its_import_is_not_taken_for_the_import(world: World) -> None:
+    """pg_dump's `SELECT pg_is_in_recovery()` holds an xmin like ours before it imports the snapshot.
+
+    Taken for the import, it let the backup end its transaction too early, and pg_dump's SET
+    TRANSACTION SNAPSHOT then failed with "invalid snapshot identifier" (seen under load).
+    """
+    from guard.backup.db_snapshot import open_snapshot
+    from guard.db.database import load_query
+
+    for _attempt in range(20):  # another session allocating an xid meanwhile moves the xmin: try again
+        with open_snapshot(world.url) as snapshot:
+            ours = snapshot.db.fetch_one(
+                "SELECT backend_xmin FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            )
+            with psycopg.connect(world.url, autocommit=True, application_name=snapshot._dump_app) as pre:
+                running = threading.Thread(
+                    target=pre.execute, args=("SELECT pg_is_in_recovery(), pg_sleep(1)",)
+                )
+                running.start()
+                deadline = time.monotonic() + 5
+                row = None
+                while time.monotonic() < deadline:
+                    snapshot.db.execute("SELECT pg_stat_clear_snapshot()")
+                    row = snapshot.db.fetch_one(
+                        "SELECT backend_xmin FROM pg_stat_activity"
+                        " WHERE application_name = %s AND state = 'active'",
+                        (snapshot._dump_app,),
+                    )
+                    if row is not None and row[0] is not None:
+                        break
+                    time.sleep(0.01)
+                judged = snapshot.db.fetch_one(load_query("backup_snapshot_imported"), (snapshot._dump_app,))
+                running.join()
+        if row is not None and ours is not None and row[0] == ours[0]:
+            assert judged == (False,), "a pre-import statement was taken for the snapshot's import"
+            return
+    pytest.fail("no pre-import statement with our xmin could be staged")
