@@ -20,24 +20,30 @@ from guard.findings.finding import Finding
 
 CHANNEL = "guard_outbox"
 
-MARK_PROCESSED = "UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL"
+MARK_PROCESSED = """
+UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL
+RETURNING id, dead_at IS NOT NULL
+"""
 # Changes still to check: coalesced ones in the outbox plus those not yet collected (one per write).
 BACKLOG = """
 SELECT (SELECT count(*) FROM guard.outbox WHERE processed_at IS NULL AND dead_at IS NULL)
      + (SELECT count(*) FROM guard.capture)
 """
-RECORD_ERROR = "UPDATE guard.outbox SET last_error = %s WHERE id = ANY(%s) AND processed_at IS NULL"
+RECORD_ERROR = """
+UPDATE guard.outbox SET last_error = %s, failures = failures + 1 WHERE id = ANY(%s) AND processed_at IS NULL
+"""
 DEAD = """
-SELECT id, tbl, row_key, attempts, last_error, dead_at FROM guard.outbox
+SELECT id, tbl, row_key, attempts, last_error, dead_at, failures FROM guard.outbox
 WHERE dead_at IS NOT NULL AND processed_at IS NULL ORDER BY id LIMIT %s
 """
 REQUEUE = """
-UPDATE guard.outbox SET dead_at = NULL, attempts = 0, lease_until = now()
+UPDATE guard.outbox SET dead_at = NULL, attempts = 0, failures = 0, lease_until = now()
 WHERE dead_at IS NOT NULL AND processed_at IS NULL AND (%(all)s OR id = ANY(%(ids)s))
 RETURNING id
 """
 FAILED_CHECK, FAILED_KIND = "sync", "check_failed"
 ERROR_CHARS = 1000
+SENDS_PER_ATTEMPT = 4  # sends without a recorded failure (the worker died) that count as one failed check
 SET_IDLE = "UPDATE guard.listener_state SET idle = %s, changed_at = now() WHERE idle IS DISTINCT FROM %s"
 COLLECT_LIMIT = 5000  # capture rows moved per transaction: big enough to coalesce, short enough to hold
 PRUNE = "DELETE FROM guard.outbox WHERE processed_at < now() - make_interval(secs => %s)"
@@ -68,18 +74,22 @@ class DeadRow:
     attempts: int
     last_error: str | None
     dead_at: datetime | None = None
+    failures: int = 0
 
     @classmethod
     def from_row(cls, row: Row) -> DeadRow:
-        dead_at = row[5] if len(row) > 5 else None
         last = str(row[4]) if row[4] is not None else None
-        return cls(int(row[0]), str(row[1]), str(row[2]), int(row[3]), last, dead_at)
+        return cls(int(row[0]), str(row[1]), str(row[2]), int(row[3]), last, row[5], int(row[6]))
 
     def finding(self) -> Finding:
         """The check_failed finding that names the table, the key and the last error."""
         why = self.last_error or "none recorded (the worker died or lost the task)"
+        if self.failures:
+            what = f"failed {self.failures} time{'s' if self.failures != 1 else ''}"
+        else:
+            what = f"was sent {self.attempts} times and never finished"
         message = (
-            f"checking {self.table} row {self.key} failed {self.attempts} times, so it is parked; "
+            f"checking {self.table} row {self.key} {what}, so it is parked; "
             f"last error: {why}; re-queue with: guard outbox requeue {self.id}"
         )
         return Finding(FAILED_CHECK, FAILED_KIND, subject(self.id), message)
@@ -90,6 +100,7 @@ class DeadRow:
             "table": self.table,
             "key": self.key,
             "attempts": self.attempts,
+            "failures": self.failures,
             "last_error": self.last_error,
             "dead_at": self.dead_at.isoformat() if self.dead_at else None,
         }
@@ -121,16 +132,18 @@ def claim(
     db: Database, limit: int, lease_seconds: int, max_attempts: int | None = None
 ) -> Iterator[list[Change]]:
     """Claim up to `limit` collected changes; they count as dispatched only if the block exits cleanly."""
-    params = {"limit": limit, "lease": lease_seconds, "max_attempts": max_attempts}
+    max_sends = None if max_attempts is None else max_attempts * SENDS_PER_ATTEMPT
+    params = {"limit": limit, "lease": lease_seconds, "max_attempts": max_attempts, "max_sends": max_sends}
     with db.transaction():
         rows = db.fetch_all(load_query("outbox_claim"), params)
         yield [Change.from_row(r) for r in rows]
 
 
 def park(db: Database, max_attempts: int) -> list[DeadRow]:
-    """Park the rows sent `max_attempts` times without being processed, each with its finding."""
+    """Park the rows whose check failed `max_attempts` times (or whose worker kept dying), with findings."""
+    params = {"max_attempts": max_attempts, "max_sends": max_attempts * SENDS_PER_ATTEMPT}
     with db.transaction():
-        rows = db.fetch_all(load_query("outbox_park"), {"max_attempts": max_attempts})
+        rows = db.fetch_all(load_query("outbox_park"), params)
         dead = [DeadRow.from_row(r) for r in rows]
         findings = [d.finding() for d in dead]
         scope = store.Scope(FAILED_CHECK, (FAILED_KIND,), tuple(f.subject for f in findings))
@@ -177,7 +190,12 @@ def group(changes: Sequence[Change], size: int = 200) -> list[Batch]:
 
 
 def mark_processed(db: Database, ids: Sequence[int]) -> int:
-    return db.execute(MARK_PROCESSED, (list(ids),))
+    """Mark these rows checked; a parked one a late delivery checked after all resolves its finding."""
+    rows = db.fetch_all(MARK_PROCESSED, (list(ids),))
+    revived = tuple(subject(int(r[0])) for r in rows if r[1])
+    if revived:
+        store.reconcile(db, store.Scope(FAILED_CHECK, (FAILED_KIND,), revived), [])
+    return len(rows)
 
 
 def set_listener_idle(db: Database, idle: bool) -> None:

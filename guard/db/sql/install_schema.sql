@@ -31,10 +31,12 @@ ALTER TABLE guard.outbox
     ADD COLUMN IF NOT EXISTS old_seq bigint,
     ADD COLUMN IF NOT EXISTS new_seq bigint NOT NULL DEFAULT 0;
 UPDATE guard.outbox SET old_seq = 0 WHERE old_seq IS NULL AND old_path IS NOT NULL AND new_seq = 0;
--- Since version 5: why the last check of a row failed, and when a row that failed outbox_max_attempts
--- times was parked (never claimed again until `guard outbox requeue`).
+-- Since version 5: why the last check of a row failed, how many of its checks failed (attempts counts
+-- sends, and a send may only have waited behind busy workers), and when a row that failed
+-- outbox_max_attempts times was parked (never claimed again until `guard outbox requeue`).
 ALTER TABLE guard.outbox
     ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS failures integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS dead_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_undispatched_key
     ON guard.outbox (tbl, row_key) WHERE dispatched_at IS NULL;
