@@ -14,7 +14,7 @@ from typing import Any
 from guard.backup.builder import require_backup_dir
 from guard.backup.policy import Policy, keep
 from guard.backup.repo.manifest import Manifest
-from guard.backup.repo.repository import Repository
+from guard.backup.repo.repository import LOCK_WAIT_S, Repository
 from guard.backup.selection import others
 from guard.backup.source import BACKUP, Wanted, configured_source
 from guard.backup.verify import verify_backup
@@ -88,7 +88,7 @@ def run_prune(
         )
     repo = Repository.open(require_backup_dir(settings), create=False)
     wanted = None if all_sources else source or configured_source(settings.require_database_url())
-    with repo.lock(exclusive=True):
+    with repo.lock(exclusive=True, wait_s=LOCK_WAIT_S):  # a nightly backup still running: wait for it
         repo.clear_tmp()
         return prune_repository(repo, policy, datetime.now().astimezone(), wanted)
 

@@ -8,8 +8,7 @@ from typing import Any
 from guard.backup.builder import require_backup_dir
 from guard.backup.placement import PLACED, PRESENT, Placer
 from guard.backup.repo.manifest import FileEntry
-from guard.backup.repo.repository import Repository
-from guard.backup.restorer import LOCK_WAIT_S
+from guard.backup.repo.repository import LOCK_WAIT_S, Repository
 from guard.backup.selection import newest_first, readable
 from guard.backup.source import Wanted, configured_source
 from guard.checks import CheckContext

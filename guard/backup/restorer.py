@@ -17,7 +17,7 @@ from guard.backup import pgtools
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.dbproperties import DatabaseProperties, apply_properties, count_sessions, read_properties
 from guard.backup.placement import PLACED, Placer
-from guard.backup.repo.repository import Repository, check_backup_id
+from guard.backup.repo.repository import LOCK_WAIT_S, Repository, check_backup_id
 from guard.backup.restorefolder import hand_over, make_uploads_folder
 from guard.backup.source import SAFETY
 from guard.backup.verify import verify_backup
@@ -31,7 +31,6 @@ from guard.findings.finding import CheckResult
 from guard.progress import ProgressFactory, no_progress
 
 DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-LOCK_WAIT_S = 600.0
 USER_TABLES = (
     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"

@@ -214,8 +214,7 @@ def _wanted(text: str | None) -> Wanted | None:
 
 def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mode: bool) -> int:
     from guard.backup.builder import require_backup_dir
-    from guard.backup.repo.repository import Repository, check_backup_id
-    from guard.backup.restorer import LOCK_WAIT_S
+    from guard.backup.repo.repository import LOCK_WAIT_S, Repository, check_backup_id
     from guard.backup.verify import exposure, verify_all, verify_backup
 
     repo = Repository.open(require_backup_dir(settings), create=False)

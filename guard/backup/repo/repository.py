@@ -26,6 +26,8 @@ UNSYNCED = "objects-unsynced"  # present while objects may have been written but
 UNSYNCED_SLACK_NS = 2_000_000_000  # timestamp granularity and clock steps between marker and objects
 DUMP = "database.dump"
 BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+# How long a restore, a prune or a put-back waits for a backup holding the repository before it gives up.
+LOCK_WAIT_S = 600.0
 
 
 class RepositoryBusy(GuardError):
