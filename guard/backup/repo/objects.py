@@ -155,7 +155,7 @@ class ObjectStore:
             fd = _open_source(source, dir_fd, relpath)
             try:
                 before = os.fstat(fd)
-                sha, size = self._take(fd, before.st_size)
+                sha, size = self._take(fd, before.st_size, relpath)
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -166,7 +166,7 @@ class ObjectStore:
             return FileEntry(relpath, sha, size, key.mtime_ns, None, key.inode)  # never a cache hit
         return FileEntry(relpath, sha, size, key.mtime_ns, key.ctime_ns, key.inode)
 
-    def _take(self, fd: int, expected: int) -> tuple[str, int]:
+    def _take(self, fd: int, expected: int, relpath: str) -> tuple[str, int]:
         """Hash an open file and store its content unless an object with that hash is already there.
 
         A small file is read whole first, so content the store already holds costs no temp file: on
@@ -175,11 +175,11 @@ class ObjectStore:
         of a million identical files spend most of its time in the kernel.
         """
         if expected > SMALL:
-            return self._copy_in(fd)
-        data = _read_small(fd)
+            return self._copy_in(fd, relpath)
+        data = _read_small(fd, relpath)
         if data is None:  # it grew past SMALL while we read: copy it the streaming way
             os.lseek(fd, 0, os.SEEK_SET)
-            return self._copy_in(fd)
+            return self._copy_in(fd, relpath)
         sha = hashlib.sha256(data).hexdigest()
         if not self.has(sha, len(data)):
             self._pack_in(sha, data)
@@ -188,14 +188,14 @@ class ObjectStore:
             self.faults.after_write()
         return sha, len(data)
 
-    def _copy_in(self, fd: int) -> tuple[str, int]:
+    def _copy_in(self, fd: int, relpath: str) -> tuple[str, int]:
         temp = self._temp_name("object")
         digest = hashlib.sha256()
         size = 0
         self.faults.before_write()
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FROZEN)
         try:
-            while chunk := os.read(fd, CHUNK):
+            while chunk := _read_upload(fd, relpath):
                 digest.update(chunk)
                 write_all(out, chunk)
                 size += len(chunk)
@@ -445,11 +445,21 @@ def _open_source(source: str | Path, dir_fd: int | None, relpath: str) -> int:
         raise UnreachableError(f"cannot read {printable(relpath)}: {exc.strerror or exc}") from None
 
 
-def _read_small(fd: int) -> bytes | None:
+def _read_upload(fd: int, relpath: str) -> bytes:
+    """Read a chunk of an upload; an error here is the upload's (exit 3), not the repository's."""
+    try:
+        return os.read(fd, CHUNK)
+    except OSError as exc:
+        raise UnreachableError(
+            f"cannot read {printable(relpath)}: {exc.strerror or exc}; nothing was published"
+        ) from None
+
+
+def _read_small(fd: int, relpath: str) -> bytes | None:
     """Read an open file to its end; None when it holds more than SMALL bytes."""
     chunks = []
     size = 0
-    while chunk := os.read(fd, CHUNK):
+    while chunk := _read_upload(fd, relpath):
         chunks.append(chunk)
         size += len(chunk)
         if size > SMALL:
