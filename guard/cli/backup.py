@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.errors import EXIT_FINDINGS, EXIT_OK, UsageError
 from guard.fs.paths import printable
-from guard.progress import terminal_progress
 
 if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
     from guard.backup.restorer import Replacement
@@ -286,7 +286,8 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from guard.backup.restorer import restore_backup
-    from guard.findings.report import as_json, exit_code, write_human
+    from guard.cli.tables import write_human
+    from guard.findings.report import as_json, exit_code
 
     if args.target_db is not None and not args.yes:
         _confirm_replacement(settings, args.target_db, args.force)

@@ -8,11 +8,11 @@ import sys
 from typing import TYPE_CHECKING
 
 from guard.checks.drift import detect
+from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK
 from guard.findings.finding import Finding
-from guard.progress import terminal_progress
 from guard.schema.history import baseline, read_migrations
 from guard.schema.repair import script
 
