@@ -408,8 +408,9 @@ class ObjectStore:
                 bad = [e for e in live if not packs.intact(data, e)]
                 if bad:
                     notes.append(
-                        f"kept pack {name} as it is: it holds {plural(len(bad), 'object')} whose bytes do not match "
-                        "their hash (guard backup verify --read-data says which backups need them)"
+                        f"kept pack {name} as it is: it holds {plural(len(bad), 'object')} "
+                        "whose bytes do not match their hash "
+                        "(guard backup verify --read-data says which backups need them)"
                     )
                     continue
                 for sha, offset, size in live:
