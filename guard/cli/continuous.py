@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from guard.cli.tables import console_for, new_table
+from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
 from guard.continuous.capture import VERSION, install, installed_version, uninstall
 from guard.db.database import Database
@@ -103,7 +103,7 @@ def write_table(rows: list[store.StoredFinding], *, open_only: bool) -> None:
             f"{f.last_seen:%Y-%m-%d %H:%M:%S}",
             f"{f.resolved_at:%Y-%m-%d %H:%M:%S}" if f.resolved_at else "",
         )
-    console_for(sys.stdout).print(table)
+    print_rstripped(console_for(sys.stdout), table)
     still_open = sum(1 for f in rows if f.is_open)
     if open_only:  # the resolved ones were not read, so say nothing about them
         sys.stdout.write(f"{still_open:,} open (resolved ones not listed)\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from guard.findings.finding import CheckResult, Finding
@@ -21,6 +21,13 @@ def console_for(out: TextIO) -> Console:
     return Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False)
 
 
+def print_rstripped(console: Console, renderable: RenderableType) -> None:
+    """Print without the spaces rich pads a table's last column with, so piped lines end at their text."""
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
 def new_table(*headers: str, right: Sequence[str] = ()) -> Table:
     """Return a borderless table whose cells fold instead of being cut."""
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
@@ -32,7 +39,7 @@ def new_table(*headers: str, right: Sequence[str] = ()) -> Table:
 def write_human(results: Sequence[CheckResult], out: TextIO, *, show_errors: bool = True) -> None:
     """Write a summary table (every kind with its count, zero included), then examples grouped by kind."""
     console = console_for(out)
-    console.print(_summary(results))
+    print_rstripped(console, _summary(results))
     for result in results:
         if result.info:
             facts = ", ".join(f"{k.replace('_', ' ')} {_fact(v)}" for k, v in result.info.items())
@@ -42,7 +49,7 @@ def write_human(results: Sequence[CheckResult], out: TextIO, *, show_errors: boo
     for result in results:
         if result.findings:
             console.print(f"\n{result.name}: examples")
-            console.print(_examples(result))
+            print_rstripped(console, _examples(result))
 
 
 def _summary(results: Sequence[CheckResult]) -> Table:
