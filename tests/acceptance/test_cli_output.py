@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli import MIGRATIONS_DIR, guard, guard_json
+from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json
 from tests.conftest import url_for
 
 pytestmark = pytest.mark.acceptance
@@ -51,3 +58,28 @@ def test_every_rule_is_shown_with_its_count_even_zero(template_db: str, tmp_path
     shown = guard("check", "integrity", env=env).stdout.splitlines()
     for rule in counts:
         assert any(x.split()[:2] == [rule, "0"] for x in shown), (rule, shown)
+
+
+def test_tables_fit_a_narrow_terminal(template_db: str, tmp_path: Path) -> None:
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    env = {**os.environ, "DATABASE_URL": url_for(template_db), "UPLOADS_ROOT": str(tmp_path)}
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen(
+        [*GUARD, "check", "integrity"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", drawn.decode()).splitlines()
+    assert any(line.startswith("integrity") for line in lines), lines
+    assert max(len(line) for line in lines) <= 40, lines
