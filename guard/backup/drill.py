@@ -26,6 +26,7 @@ from guard.backup.source import Wanted, configured_source
 from guard.config.settings import Settings
 from guard.db.scratch import ScratchClaim
 from guard.findings.finding import CheckResult
+from guard.plural import plural
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,12 @@ def judge(manifest: Manifest, restored: RestoreResult) -> DrillResult:
     if errors:
         ok, detail = False, f"{base}; checks could not run: {', '.join(errors)}"
     elif lost > expected:
-        ok, detail = False, f"{base}; {lost - expected} referenced files did not come back"
+        ok, detail = False, f"{base}; {plural(lost - expected, 'referenced file')} did not come back"
     else:
         ok = True
         detail = (
             f"{base}; every referenced file the backup holds came back "
-            f"({expected - escapes} were already missing at backup time)"
+            f"({plural(expected - escapes, 'was', 'were')} already missing at backup time)"
         )
     if restored.notes:
         detail += f"; {'; '.join(restored.notes)}"

@@ -12,6 +12,7 @@ from guard.backup.repo.objects import ObjectStore, hash_file
 from guard.backup.repo.repository import Repository
 from guard.errors import GuardError
 from guard.fs.paths import printable
+from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
 
 EXAMPLES = 20
@@ -83,7 +84,7 @@ def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> No
         problems.add("database dump is missing")
         return
     if size != manifest.dump.size:
-        problems.add(f"database dump is {size} bytes, expected {manifest.dump.size}")
+        problems.add(f"database dump is {plural(size, 'byte')}, expected {manifest.dump.size:,}")
     elif hash_file(dump) != manifest.dump.sha256:
         problems.add("database dump does not match its SHA-256")
     try:

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.errors import EXIT_FINDINGS, EXIT_OK, UsageError
 from guard.fs.paths import printable
-from guard.progress import terminal_progress
+from guard.plural import plural
 
 if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
     from guard.backup.restorer import Replacement
@@ -143,13 +144,13 @@ def _backup(settings: Settings, json_mode: bool) -> int:
         "damage": list(result.damage),
     }
     human = (
-        f"backup {result.id}: {counts['files']:,} files ({counts['bytes']:,} bytes), "
-        f"{counts['new_objects']:,} new objects, dump {result.manifest.dump.size:,} bytes\n"
+        f"backup {result.id}: {plural(counts['files'], 'file')} ({plural(counts['bytes'], 'byte')}), "
+        f"{plural(counts['new_objects'], 'new object')}, dump {plural(result.manifest.dump.size, 'byte')}\n"
         f"manifest {result.manifest_path}\n"
     )
     human += "".join(f"store damage: {note}\n" for note in result.damage)
     if findings:
-        human += f"NOT CONSISTENT: {len(findings):,} referenced paths are not in the backup:\n"
+        human += f"NOT CONSISTENT: not in the backup: {plural(len(findings), 'referenced path')}:\n"
         human += "".join(
             f"  {printable(f.subject)}  {printable(f.path or '')}  {f.message}\n" for f in findings[:20]
         )
@@ -232,7 +233,7 @@ def _verify(settings: Settings, backup_id: str | None, read_data: bool, json_mod
     if warning is not None:  # a warning, not a finding: every backup may still be whole
         sys.stderr.write(f"guard: warning: {warning}\n")
     human = "".join(
-        f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {r.objects:,} objects"
+        f"{r.backup_id}  {'ok' if r.ok else 'FAILED'}  {plural(r.objects, 'object')}"
         f"{' re-hashed' if read_data else ''}\n" + "".join(f"  {e}\n" for e in r.examples)
         for r in results
     )
@@ -262,7 +263,9 @@ def _prune(settings: Settings, args: argparse.Namespace, json_mode: bool) -> int
     )
     human = "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
     human += "".join(f"removed {i}\n" for i in result.removed)
-    human += f"{result.objects_removed:,} objects deleted, {result.bytes_freed:,} bytes freed\n"
+    human += (
+        f"{plural(result.objects_removed, 'object')} deleted, {plural(result.bytes_freed, 'byte')} freed\n"
+    )
     human += "".join(f"PROBLEM: {printable(p)}\n" for p in result.problems)
     human += "".join(f"note: {n}\n" for n in result.notes)
     emit(result.to_json(), human, json_mode)
@@ -285,7 +288,8 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def _restore(settings: Settings, args: argparse.Namespace) -> int:
     from guard.backup.restorer import restore_backup
-    from guard.findings.report import as_json, exit_code, write_human
+    from guard.cli.tables import write_human
+    from guard.findings.report import as_json, exit_code
 
     if args.target_db is not None and not args.yes:
         _confirm_replacement(settings, args.target_db, args.force)
@@ -302,7 +306,7 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(
             f"restored {result.backup_id} into database {result.target_db} and "
-            f"{result.uploads_dir} ({result.files:,} files) in "
+            f"{result.uploads_dir} ({plural(result.files, 'file')}) in "
             f"{result.duration_s:.1f}s\n"
         )
         if result.replaced is not None:
@@ -318,7 +322,7 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sessions(count: int) -> str:
-    return f"{count} open session{'s' if count != 1 else ''}"
+    return plural(count, "open session")
 
 
 def _confirm_replacement(settings: Settings, db_name: str, force: bool) -> None:
@@ -362,7 +366,7 @@ def _restore_missing(settings: Settings, json_mode: bool, source: str | None) ->
         for o in outcomes
     )
     human += (
-        f"{len(outcomes) - len(lost):,} of {len(outcomes):,} missing files restored; "
+        f"{len(outcomes) - len(lost):,} of {plural(len(outcomes), 'missing file')} restored; "
         f"{len(lost):,} in no backup\n"
     )
     emit({"ok": not lost, "files": [o.to_json() for o in outcomes]}, human, json_mode)

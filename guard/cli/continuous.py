@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
 from guard.continuous.capture import VERSION, install, installed_version, uninstall
 from guard.db.database import Database
@@ -82,17 +83,29 @@ def run_findings(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     else:
-        write_table(rows)
+        write_table(rows, open_only=args.open)
     return EXIT_FINDINGS if still_open else EXIT_OK
 
 
-def write_table(rows: list[store.StoredFinding]) -> None:
-    out = sys.stdout
-    out.write(f"{'STATE':<9}{'CHECK':<11}{'KIND':<30}{'SUBJECT':<34}{'SEEN':>6}  LAST SEEN\n")
+def write_table(rows: list[store.StoredFinding], *, open_only: bool) -> None:
+    """Print one row per finding, whole, then the counts of what the listing shows."""
+    table = new_table(
+        "STATE", "CHECK", "KIND", "SUBJECT", "SEEN", "FIRST SEEN", "LAST SEEN", "RESOLVED", right=("SEEN",)
+    )
     for f in rows:
-        state = "open" if f.is_open else "resolved"
-        out.write(
-            f"{state:<9}{f.check:<11}{f.kind:<30}{printable(f.subject)[:33]:<34}"
-            f"{f.occurrences:>6}  {f.last_seen:%Y-%m-%d %H:%M:%S}\n"
+        table.add_row(
+            "open" if f.is_open else "resolved",
+            f.check,
+            f.kind,
+            printable(f.subject),
+            f"{f.occurrences:,}",
+            f"{f.first_seen:%Y-%m-%d %H:%M:%S}",
+            f"{f.last_seen:%Y-%m-%d %H:%M:%S}",
+            f"{f.resolved_at:%Y-%m-%d %H:%M:%S}" if f.resolved_at else "",
         )
-    out.write(f"{sum(1 for f in rows if f.is_open)} open, {sum(1 for f in rows if not f.is_open)} resolved\n")
+    print_rstripped(console_for(sys.stdout), table)
+    still_open = sum(1 for f in rows if f.is_open)
+    if open_only:  # the resolved ones were not read, so say nothing about them
+        sys.stdout.write(f"{still_open:,} open (resolved ones not listed)\n")
+    else:
+        sys.stdout.write(f"{still_open:,} open, {len(rows) - still_open:,} resolved\n")

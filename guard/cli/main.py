@@ -19,12 +19,13 @@ import psycopg
 
 from guard import __version__
 from guard.checks import CheckContext, registry, run_checks
+from guard.cli.bars import StepBars, terminal_progress
+from guard.cli.tables import write_human
 from guard.config.redact import redact
 from guard.config.settings import Settings, load_settings
 from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
 from guard.findings.finding import CheckResult
-from guard.findings.report import as_json, exit_code, write_human
-from guard.progress import StepBars, terminal_progress
+from guard.findings.report import as_json, exit_code
 
 EXIT_CODES = """exit codes:
   0  nothing found
@@ -247,13 +248,17 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 
 def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, object] | None = None) -> int:
+    """Say each error once on stderr, then print the results (no table when every check errored)."""
+    failed: dict[str, list[str]] = {}
     for result in results:
         if result.error is not None:
-            sys.stderr.write(f"guard: {result.name}: {result.error}\n")
+            failed.setdefault(result.error, []).append(result.name)
+    for error, names in failed.items():
+        sys.stderr.write(f"guard: {', '.join(names)}: {error}\n")
     if json_mode:
         sys.stdout.write(as_json(results, extra) + "\n")
-    else:
-        write_human(results, sys.stdout)
+    elif not all(r.error is not None for r in results):
+        write_human(results, sys.stdout, show_errors=False)
     return exit_code(results)
 
 

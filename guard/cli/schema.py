@@ -8,11 +8,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from guard.checks.drift import detect
+from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK
 from guard.findings.finding import Finding
-from guard.progress import terminal_progress
+from guard.plural import plural
 from guard.schema.history import baseline, read_migrations
 from guard.schema.repair import script
 
@@ -101,14 +102,14 @@ def run_baseline(args: argparse.Namespace, settings: Settings) -> int:
             + "\n"
         )
     else:
-        note = f" (over {len(findings)} drift findings, --force)" if findings else ""
-        sys.stdout.write(f"recorded {recorded} migrations as applied in _prisma_migrations{note}\n")
+        note = f" (over {plural(len(findings), 'drift finding')}, --force)" if findings else ""
+        sys.stdout.write(f"recorded {plural(recorded, 'migration')} as applied in _prisma_migrations{note}\n")
     return EXIT_OK
 
 
 def _refuse(shown: list[Finding], json_mode: bool) -> int:
     message = (
-        f"refusing to baseline: the schema differs from the migrations in {len(shown)} ways "
+        f"refusing to baseline: the schema differs from the migrations in {plural(len(shown), 'way')} "
         "(fix them, or use --force)"
     )
     if json_mode:

@@ -34,6 +34,19 @@ def describe_target(url: str) -> str:
     return f"database '{info.get('dbname', '?')}' on {host}:{info.get('port') or 5432}"
 
 
+def connect_failure(exc: psycopg.Error) -> str:
+    """Return why libpq could not connect ("Connection refused"), not its hint or the host it names again.
+
+    libpq writes `connection to server at "h", port p failed: <why>` then a tab-indented hint, once per
+    address tried; the first attempt's reason says what happened.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line[:1].isspace()]
+    if not lines:
+        return "no answer"
+    _, found, why = lines[0].rpartition(" failed: ")
+    return redact(why.strip() if found and why.strip() else lines[0].removeprefix("connection failed: "))
+
+
 class Database:
     """A lazily opened connection with a narrow query interface (autocommit unless in transaction())."""
 
@@ -70,8 +83,9 @@ class Database:
         except psycopg.ProgrammingError as exc:
             raise GuardError(f"DATABASE_URL is not a valid connection string: {redact(str(exc))}") from None
         except psycopg.OperationalError as exc:
-            reason = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer")
-            raise UnreachableError(f"cannot reach {describe_target(self.url)}: {reason}") from None
+            raise UnreachableError(
+                f"cannot reach {describe_target(self.url)}: {connect_failure(exc)}"
+            ) from None
 
     def close(self) -> None:
         if self._conn is not None:

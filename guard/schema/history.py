@@ -12,6 +12,7 @@ import psycopg
 
 from guard.db.database import Database
 from guard.errors import ConfigError, UsageError
+from guard.plural import plural
 
 # The table as Prisma's schema engine creates it on PostgreSQL.
 PRISMA_MIGRATIONS_DDL = """
@@ -177,7 +178,7 @@ def baseline(db: Database, files: list[MigrationFile]) -> int:
     history = read_history(db)
     if history:
         raise UsageError(
-            f"_prisma_migrations already holds {len(history)} rows; "
+            f"_prisma_migrations already holds {plural(len(history), 'row')}; "
             "baseline is only for a database with no migration history"
         )
     with db.transaction():

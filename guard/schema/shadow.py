@@ -12,6 +12,7 @@ from guard.db.database import Database
 from guard.db.scratch import claim, scratch_database_name
 from guard.db.servers import create_database, drop_database, url_with_database
 from guard.errors import ConfigError, GuardError
+from guard.plural import plural
 
 # One advisory lock key for a SHADOW_DATABASE_URL database, so two drift checks take turns on it.
 SHADOW_LOCK_KEY = 0x67756172645F7368  # "guard_sh"
@@ -90,7 +91,7 @@ def _given(url: str) -> Iterator[Database]:
             row = shadow.fetch_one(USER_OBJECTS, {"system": list(SYSTEM_SCHEMAS)})
             if row and row[0]:
                 raise ConfigError(
-                    f"SHADOW_DATABASE_URL must name an empty database (it holds {row[0]} objects)"
+                    f"SHADOW_DATABASE_URL must name an empty database (it holds {plural(row[0], 'object')})"
                 )
             try:
                 yield shadow

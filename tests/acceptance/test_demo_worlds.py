@@ -106,3 +106,15 @@ def test_human_output_summarises_and_limits_examples(make_world: Any) -> None:
     assert any(line.split() == ["missing_file", f"{missing:,}"] for line in lines)
     examples = [line for line in lines if line.split()[:1] == ["missing_file"] and "ad_images:" in line]
     assert len(examples) == 2
+
+
+def test_examples_are_grouped_by_kind(make_world: Any) -> None:
+    truth = make_world(400, 0.05)
+    done = guard("check", "integrity", "--limit", "3", env=env_for(truth))
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    start = lines.index("integrity: examples") + 2  # past the heading and the KIND SUBJECT MESSAGE header
+    kinds = [line.split()[0] for line in lines[start:] if line.strip()]
+    blocks = [kind for i, kind in enumerate(kinds) if i == 0 or kinds[i - 1] != kind]
+    assert len(kinds) > len(set(kinds)) > 1, kinds
+    assert len(blocks) == len(set(blocks)), kinds

@@ -69,3 +69,31 @@ def test_status_reports_the_outbox_the_queues_and_open_findings(db_url: str) -> 
     assert down.returncode == 3
     assert "queues     unknown (cannot reach Redis at 127.0.0.1:1" in down.stdout
     assert "pw-123" not in down.stdout + down.stderr
+
+
+def test_findings_print_whole_subjects_first_seen_resolved_and_true_counts(db_url: str) -> None:
+    assert guard(db_url, "install").returncode == 0
+    subjects = [f"trigger:categories.guard_capture_{n}_{'x' * 30}" for n in ("insert", "update", "delete")]
+    with Database(db_url) as db:
+        for subject in subjects[:2]:
+            db.execute(
+                "INSERT INTO guard.findings (check_name, kind, subject, message, first_seen) "
+                "VALUES ('drift', 'extra_trigger', %s, 'not in the migrations', '2026-01-02 03:04:05+00')",
+                [subject],
+            )
+        for n in range(4):
+            db.execute(
+                "INSERT INTO guard.findings (check_name, kind, subject, message, resolved_at) "
+                "VALUES ('integrity', 'ads.slug.format', %s, 'bad slug', '2026-02-03 04:05:06+00')",
+                [f"ads:{n}"],
+            )
+    everything = guard(db_url, "findings", env={"TZ": "UTC", "PGTZ": "UTC"}).stdout
+    header = everything.splitlines()[0].split()
+    assert "FIRST" in header and "RESOLVED" in header, header
+    for subject in subjects[:2]:
+        assert subject in everything
+    assert "2026-01-02 03:04:05" in everything and "2026-02-03 04:05:06" in everything
+    assert everything.splitlines()[-1] == "2 open, 4 resolved"
+    only_open = guard(db_url, "findings", "--open").stdout
+    assert "0 resolved" not in only_open and "4 resolved" not in only_open
+    assert only_open.splitlines()[-1].startswith("2 open")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.backup.repo import packs
 from guard.fs.fdio import write_all
+from guard.plural import plural
 
 if TYPE_CHECKING:  # the store records its inventory through this module: no import cycle at run time
     from guard.backup.repo.objects import ObjectStore
@@ -52,7 +53,8 @@ class Health:
         out = list(self.notes)
         if self.dropped:
             out.append(
-                f"{len(back)} of {len(self.dropped)} damaged objects stored again from the uploads folder"
+                f"{len(back)} of {plural(len(self.dropped), 'damaged object')} "
+                "stored again from the uploads folder"
             )
         if len(back) < len(self.dropped) or self.gone_packs:
             out.append(
@@ -90,7 +92,9 @@ def heal(store: ObjectStore) -> Health:
     for name in sorted(suspects & set(current)):
         bad = packs.unindex_bad(store.packs, store.tmp, name)
         if bad:
-            health.notes.append(f"pack {name}: {len(bad)} objects do not match their hash: dropped")
+            health.notes.append(
+                f"pack {name}: {plural(len(bad), 'object')} dropped (their bytes do not match their hash)"
+            )
             health.dropped.update(bad)
             health.lost = True
     _drop_loose(store, loose, health)

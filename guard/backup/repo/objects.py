@@ -20,6 +20,7 @@ from guard.backup.repo.permissions import FOLDER, FROZEN
 from guard.errors import GuardError, UnreachableError
 from guard.fs.fdio import write_all
 from guard.fs.paths import printable
+from guard.plural import plural
 
 CHUNK = 1 << 20
 SMALL = 1 << 20  # files up to this size are read whole before anything is written
@@ -407,8 +408,9 @@ class ObjectStore:
                 bad = [e for e in live if not packs.intact(data, e)]
                 if bad:
                     notes.append(
-                        f"kept pack {name} as it is: {len(bad)} object(s) in it do not match their "
-                        "hash (guard backup verify --read-data says which backups need them)"
+                        f"kept pack {name} as it is: it holds {plural(len(bad), 'object')} "
+                        "whose bytes do not match their hash "
+                        "(guard backup verify --read-data says which backups need them)"
                     )
                     continue
                 for sha, offset, size in live:
