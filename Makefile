@@ -18,16 +18,14 @@ services:
 run: $(STAMP) services
 	@scripts/run-demo.sh
 
-test: $(STAMP) services
-	$(BIN)/ruff check guard workers watchers examples tests bench
-	$(BIN)/ruff format --check -q guard workers watchers examples tests bench
-	$(BIN)/mypy guard
+test: lint services
 	$(BIN)/python -m pytest -q
 
+# ruff: every Python file git does not ignore; mypy (strict): guard, workers, watchers (pyproject.toml)
 lint: $(STAMP)
-	$(BIN)/ruff check guard workers watchers examples tests bench
-	$(BIN)/ruff format --check guard workers watchers examples tests bench
-	$(BIN)/mypy guard
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check -q .
+	$(BIN)/mypy
 
 # Each benchmark takes the machine lock so two never share the cores; results go in bench/RESULTS.md.
 bench: $(STAMP) services

@@ -6,4 +6,6 @@ pure-Python twin (same results, slower on a million files).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("guard.backup.walk._statpage", ["guard/backup/walk/_statpage.c"], optional=True)])
+setup(
+    ext_modules=[Extension("guard.backup.walk._statpage", ["guard/backup/walk/_statpage.c"], optional=True)]
+)

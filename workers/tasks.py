@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 import kombu.exceptions
 import psycopg
@@ -22,6 +22,8 @@ from guard.errors import UnreachableError
 from workers.app import app, settings
 
 log = logging.getLogger(__name__)
+# what a bound task's `self` is: a Celery task returning counts (celery-types' generic Task)
+CountingTask = Task[..., dict[str, int]]
 
 # Database and Redis trouble is retried with backoff. Every task is safe to run twice: event checks
 # and alert delivery are idempotent by construction (they reconcile what they read now), and the long
@@ -34,7 +36,19 @@ RETRYABLE = (
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,
 )
-RETRY: dict[str, Any] = {
+
+
+class RetryPolicy(TypedDict):
+    """Celery's retry options, typed so that app.task() checks each one."""
+
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+RETRY: RetryPolicy = {
     "autoretry_for": RETRYABLE,
     "retry_backoff": 1,
     "retry_backoff_max": 60,
@@ -63,7 +77,7 @@ def check_files(paths: list[str]) -> dict[str, int]:
     return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
 
-def once(task: Task, what: str, work: Callable[[], sync.Outcome]) -> sync.Outcome | None:
+def once(task: CountingTask, what: str, work: Callable[[], sync.Outcome]) -> sync.Outcome | None:
     """Do this delivery's work unless another delivery of the same task ran or runs it (then None)."""
     run_key = task.request.id or uuid.uuid4().hex  # called directly (no broker): always its own run
     url = settings.require_database_url()
@@ -72,7 +86,7 @@ def once(task: Task, what: str, work: Callable[[], sync.Outcome]) -> sync.Outcom
 
 
 @app.task(name="guard.sweep", bind=True, **RETRY)
-def sweep(self: Task, name: str) -> dict[str, int]:
+def sweep(self: CountingTask, name: str) -> dict[str, int]:
     """Run one whole check and reconcile its findings; skip checks that are not available."""
     if name not in registry():
         log.warning("sweep: no check named %r here; skipped", name)
@@ -94,7 +108,7 @@ class MaintenanceFailed(Exception):
 # did not do its work. MaintenanceFailed is declared in `throws`: an expected error, logged without a
 # traceback, and Sentry's Celery integration does not capture it again as an exception event.
 @app.task(name="guard.maintenance", bind=True, throws=(MaintenanceFailed,), **RETRY)
-def maintenance(self: Task, action: str) -> dict[str, int]:
+def maintenance(self: CountingTask, action: str) -> dict[str, int]:
     """Run backup, prune or drill; a failure becomes a finding (and so an alert) and fails the task."""
     outcome = once(self, f"maintenance {action}", lambda: sync.run_maintenance(settings, action))
     if outcome is None:
@@ -122,4 +136,4 @@ def follow_up(outcome: sync.Outcome) -> None:
         deliver_alerts.apply_async()
     if outcome.recheck:
         delay = max(outcome.recheck.values()) + 1
-        check_files.apply_async(args=[sorted(outcome.recheck)], countdown=delay)
+        check_files.apply_async(args=(sorted(outcome.recheck),), countdown=delay)

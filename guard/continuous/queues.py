@@ -9,12 +9,12 @@ only the key names, not Celery, so ops can ask "should I scale workers?" from an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import redis
-import redis.exceptions
+from typing import TYPE_CHECKING, Any
 
 from guard.errors import UnreachableError
+
+if TYPE_CHECKING:  # imported where a client is made or read, so `import guard` never loads redis
+    import redis
 
 EVENTS, SWEEPS, ALERTS = "events", "sweeps", "alerts"
 QUEUES = (EVENTS, SWEEPS, ALERTS)
@@ -42,6 +42,8 @@ def queue_keys(queue: str, prefix: str = "") -> list[str]:
 
 def depths(client: redis.Redis, prefix: str = "", queues: tuple[str, ...] = QUEUES) -> QueueDepths:
     """Count waiting and unacknowledged tasks in one round trip."""
+    import redis.exceptions
+
     pipe = client.pipeline(transaction=False)
     for queue in queues:
         for key in queue_keys(queue, prefix):
@@ -58,6 +60,8 @@ def depths(client: redis.Redis, prefix: str = "", queues: tuple[str, ...] = QUEU
 
 def connect(url: str) -> redis.Redis:
     """A client that fails fast: `guard status` must answer even when Redis is down."""
+    import redis
+
     return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
 
 

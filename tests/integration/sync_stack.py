@@ -24,9 +24,17 @@ from typing import Any
 import redis
 from celery import Celery
 
+from guard.db.database import Database
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SHARED_REDIS = os.environ.get("GUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def seed_owner(db: Database) -> None:
+    """Insert user 1 and category 1, which every ad the sync tests write belongs to."""
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
@@ -166,7 +174,10 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str = "worker", concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def worker(
+        self, name: str = "worker", concurrency: int = 2, loglevel: str = "WARNING"
+    ) -> subprocess.Popen[bytes]:
+        """Start a Celery worker on every queue; at INFO it logs each task it receives and ends."""
         return self.start(
             name,
             [
@@ -184,7 +195,7 @@ class Stack:
                 "--without-mingle",
                 "--without-heartbeat",
                 "--loglevel",
-                "WARNING",
+                loglevel,
             ],
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_stack import Stack, wait_for
+from sync_stack import Stack, seed_owner, wait_for
 
 from guard.config.settings import Settings
 from guard.continuous.capture import install
@@ -38,8 +38,7 @@ def _one(db_url: str, query: str) -> Any:
 def test_a_row_that_always_fails_is_parked_shown_and_requeued(db_url: str, tmp_path: Path) -> None:
     with Database(db_url) as db:
         install(db, Settings(database_url=db_url, uploads_root=tmp_path))
-        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
-        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        seed_owner(db)
         db.execute("INSERT INTO guard.outbox (tbl, row_key) VALUES ('ads', 'not-a-number')")
     stack = Stack(db_url, tmp_path, tmp_path, lease_seconds="1", outbox_max_attempts="2")
     try:

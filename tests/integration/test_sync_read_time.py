@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_stack import wait_for
+from sync_stack import seed_owner, wait_for
 
 from guard.checks import CheckContext, registry
 from guard.config.settings import Settings
@@ -29,8 +29,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     (tmp_path / "uploads" / "ads").mkdir(parents=True)
     s = Settings(database_url=db_url, uploads_root=tmp_path)
     with Database(db_url) as db:
-        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
-        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        seed_owner(db)
         db.execute(
             "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'Bad Slug', 1, 1)"
         )

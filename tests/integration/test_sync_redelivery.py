@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from sync_stack import BIN, FakeSentry, Stack, wait_for
+from sync_stack import FakeSentry, Stack, wait_for
 
 from guard.config.settings import Settings
 from guard.continuous import runs
@@ -28,30 +28,6 @@ def sentry() -> Iterator[FakeSentry]:
     fake = FakeSentry()
     yield fake
     fake.close()
-
-
-def _worker(stack: Stack) -> None:
-    """Start a worker that logs each message it receives (INFO), so the test can count deliveries."""
-    stack.start(
-        "worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "workers",
-            "worker",
-            "-Q",
-            "events,sweeps,alerts",
-            "-c",
-            "2",
-            "-n",
-            f"worker-{stack.prefix[:-1]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "INFO",
-        ],
-    )
 
 
 def _count(stack: Stack, task_id: str, what: str) -> int:
@@ -85,7 +61,7 @@ def test_a_backup_delivered_twice_while_running_makes_one_backup_and_no_alert(
     )
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        _worker(stack)
+        stack.worker(loglevel="INFO")  # logs each delivery it receives: the test counts them
         task_id = stack.client().send_task("guard.maintenance", args=["backup"], queue="sweeps").id
         wait_for(lambda: Path(f"{release}.reached").exists(), "the backup to hold at its hook", 90)
         wait_for(
