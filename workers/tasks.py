@@ -7,9 +7,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import kombu.exceptions
-import psycopg
-import redis.exceptions
 from celery import Task
 
 from guard.alerts import transports
@@ -18,7 +15,7 @@ from guard.checks import registry
 from guard.continuous import process as sync
 from guard.continuous import runs
 from guard.db.database import Database
-from guard.errors import UnreachableError
+from watchers.transient import TRANSIENT
 from workers.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -27,15 +24,8 @@ log = logging.getLogger(__name__)
 # and alert delivery are idempotent by construction (they reconcile what they read now), and the long
 # ones (sweeps, backup, prune, drill) run once per task id however often the broker delivers it
 # (guard/continuous/runs.py): a second delivery waits for the first, then does nothing and says so.
-RETRYABLE = (
-    psycopg.OperationalError,
-    UnreachableError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    kombu.exceptions.OperationalError,
-)
 RETRY: dict[str, Any] = {
-    "autoretry_for": RETRYABLE,
+    "autoretry_for": TRANSIENT,
     "retry_backoff": 1,
     "retry_backoff_max": 60,
     "retry_jitter": True,
