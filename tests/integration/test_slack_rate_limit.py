@@ -28,9 +28,9 @@ SECRET = "T0000/B0000/not-for-logs-3f9a"  # the part of a webhook URL that is it
 
 
 class RateLimitedSlack:
-    """Answer the first POST with 429 and Retry-After, every later one with 200; note when each came."""
+    """Answer the first POST with `first` (429: with Retry-After), every later one with 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: int = 429) -> None:
         self.arrivals: list[tuple[float, int]] = []
         self.messages: list[str] = []
         fake = self
@@ -38,7 +38,7 @@ class RateLimitedSlack:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 429 if not fake.arrivals else 200
+                status = first if not fake.arrivals else 200
                 fake.arrivals.append((time.monotonic(), status))
                 if status == 200:
                     fake.messages.append(json.loads(body)["text"])
@@ -107,3 +107,15 @@ def test_an_invalid_webhook_url_is_not_echoed() -> None:
     with pytest.raises(TransportError) as raised:
         SlackTransport(f"ftp://hooks.example/services/{SECRET}").notify([])
     assert SECRET not in str(raised.value)
+
+
+def test_a_failed_delivery_is_retried_with_backoff_in_the_same_run(settings: Settings) -> None:
+    flaky = RateLimitedSlack(first=503)
+    try:
+        process_rows(settings, "ads", ["1"])
+        with Database(settings.require_database_url()) as db:
+            assert deliver(db, [SlackTransport(flaky.url, min_interval=0)]) == {"slack": 1}
+        assert [status for _, status in flaky.arrivals] == [503, 200] and len(flaky.messages) == 1
+    finally:
+        flaky.server.shutdown()
+        flaky.server.server_close()
