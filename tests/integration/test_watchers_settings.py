@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from sync_stack import Stack, wait_for
+from sync_stack import Stack, free_port, wait_for
 
 from guard.config.settings import Settings
 from guard.continuous.capture import install
@@ -49,3 +50,27 @@ def test_a_broken_sweep_cron_does_not_stop_the_listener(db_url: str, stack: Stac
     assert _undispatched(db_url) == 0
     queued = redis.Redis.from_url(stack.redis_url).llen(f"{stack.prefix}events")
     assert queued >= 1  # the batch waits on the events queue for a worker
+
+
+@pytest.mark.parametrize("process", ["listener", "watcher"])
+def test_a_bad_setting_is_one_line_and_exit_2(db_url: str, tmp_path: Path, process: str) -> None:
+    s = Stack(db_url, tmp_path, tmp_path, outbox_batch="many")
+    try:
+        proc = getattr(s, process)()
+        assert proc.wait(30) == 2
+        lines = s.log(process).strip().splitlines()
+        assert len(lines) == 1 and "OUTBOX_BATCH" in lines[0] and "Traceback" not in s.log(process)
+    finally:
+        s.close()
+
+
+def test_sigterm_ends_the_listeners_reconnect_backoff_promptly(tmp_path: Path) -> None:
+    s = Stack(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere", tmp_path, tmp_path)
+    try:
+        listener = s.listener()
+        wait_for(lambda: s.log("listener").count("cannot connect") >= 3, "the listener to back off")
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(10) == 0
+        assert "stopped" in s.log("listener")
+    finally:
+        s.close()
