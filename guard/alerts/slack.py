@@ -41,9 +41,10 @@ class PatientRateLimitRetry(RateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if not super()._can_retry(state=state, request=request, response=response, error=error):
+        if response is None or not super()._can_retry(
+            state=state, request=request, response=response, error=error
+        ):
             return False
-        assert response is not None  # a 429 is a response
         asked = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
         try:
             return int(asked[0]) <= MAX_RETRY_AFTER_S
