@@ -14,29 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import kombu.exceptions
 import psycopg
-import redis.exceptions
 
 from guard.config.redact import redact
 from guard.config.settings import Settings
 from guard.continuous import outbox
 from guard.db.database import Database
-from guard.errors import UnreachableError
-from watchers.lifecycle import Backoff, StopFlag, setup_logging
+from watchers.lifecycle import FIRST_DELAY_S, StopFlag, retrying, run_process
+from watchers.publish import Publisher, producer
+from watchers.transient import TRANSIENT
 
 log = logging.getLogger("guard.listener")
 
 GATHER_S = 0.03
 WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
-TRANSIENT = (
-    psycopg.OperationalError,
-    UnreachableError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    kombu.exceptions.OperationalError,
-    OSError,
-)
 
 Publish = Callable[[outbox.Batch], None]
 
@@ -50,24 +41,21 @@ class Listener:
         self.dispatched = 0
 
     def run(self) -> None:
-        backoff = Backoff()
+        """Serve until stopped; after a lost connection, pause, then reconnect with backoff."""
         while not self.stop:
             try:
-                self.serve(backoff)
+                self.serve()
             except TRANSIENT as exc:
-                delay = backoff.next()
-                log.warning("connection trouble (%s); retrying in %.1fs", redact(str(exc)).strip(), delay)
-                self.stop.wait(delay)
+                log.warning("connection lost (%s); reconnecting", redact(str(exc)).strip())
+                self.stop.wait(FIRST_DELAY_S)
 
-    def serve(self, backoff: Backoff) -> None:
-        """Listen and drain until stopped or a connection breaks."""
-        with (
-            psycopg.connect(self.url, autocommit=True, application_name="guard-listener") as conn,
-            Database(self.url, application_name="guard-listener-claim") as db,
-        ):
-            conn.execute("LISTEN " + outbox.CHANNEL)
+    def serve(self) -> None:
+        """Connect (retrying while the database or broker is away), then listen and drain."""
+        conn = retrying(self.stop, log, "cannot connect")(self.connect)
+        if conn is None:
+            return  # stopped while waiting to reconnect
+        with conn, Database(self.url, application_name="guard-listener-claim") as db:
             log.info("listening on %s", outbox.CHANNEL)
-            backoff.reset()
             while not self.stop:
                 if self.drain(db) == 0:
                     self.idle(conn, db)
@@ -75,6 +63,18 @@ class Listener:
                     # Under a stream of writes, let a few more changes gather so each task checks a
                     # batch instead of one row; this bounds tasks per second, not latency.
                     self.stop.wait(GATHER_S)
+
+    def connect(self) -> psycopg.Connection[tuple[object, ...]] | None:
+        """Open the listening connection and LISTEN; None once stopping (the claiming one is lazy)."""
+        if self.stop:
+            return None
+        conn = psycopg.connect(self.url, autocommit=True, application_name="guard-listener")
+        try:
+            conn.execute("LISTEN " + outbox.CHANNEL)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def drain(self, db: Database) -> int:
         """Collect, claim and publish batches until nothing is left to claim; return how many."""
@@ -124,27 +124,18 @@ class Listener:
         conn.execute("SELECT 1")  # liveness: a dead connection raises here, not silently
 
 
-def celery_publish(batch: outbox.Batch) -> None:
-    """Send one batch to the events queue; raise if the broker cannot take it."""
-    from workers.app import EVENTS, app
+def serve(settings: Settings, stop: StopFlag) -> None:
+    """Run one listener that hands its batches to Celery."""
+    publisher = Publisher(producer(settings))
 
-    app.send_task(
-        "guard.check_rows",
-        args=[batch.table, list(batch.keys), list(batch.paths), list(batch.ids)],
-        queue=EVENTS,
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-    )
+    def publish(batch: outbox.Batch) -> None:
+        publisher.check_rows(batch.table, batch.keys, batch.paths, batch.ids)
+
+    Listener(settings, publish, stop).run()
 
 
 def main() -> int:
-    setup_logging("guard-listener")
-    from workers.app import settings
-
-    stop = StopFlag().install()
-    Listener(settings, celery_publish, stop).run()
-    log.info("stopped")
-    return 0
+    return run_process("guard-listener", serve)
 
 
 if __name__ == "__main__":

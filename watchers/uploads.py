@@ -19,8 +19,8 @@ from watchdog.observers import Observer
 
 from guard.config.settings import Settings
 from guard.fs.root import UploadsRoot
-from watchers.lifecycle import Backoff, StopFlag, setup_logging
-from watchers.listener import TRANSIENT
+from watchers.lifecycle import StopFlag, retrying, run_process
+from watchers.publish import Publisher, producer
 
 log = logging.getLogger("guard.fs.root")
 
@@ -161,21 +161,23 @@ class UploadsWatcher:
             observer.join(5)
 
     def loop(self) -> None:
-        backoff = Backoff()
+        """Each tick: reconcile when due, then publish what settled (backing off while the broker is away)."""
+        publishing = retrying(self.stop, log, "cannot publish")
         next_walk = time.monotonic() + self.settings.watch_reconcile_seconds
         while not self.stop.wait(TICK_S):
             if time.monotonic() >= next_walk:
                 self.reconcile()
                 next_walk = time.monotonic() + self.settings.watch_reconcile_seconds
-            ready = self.pending.settled()
-            try:
-                self.flush(ready)
-                backoff.reset()
-            except TRANSIENT as exc:
-                self.pending.add(ready)  # keep them; nothing is lost
-                delay = backoff.next()
-                log.warning("cannot publish (%s); retrying in %.1fs", exc, delay)
-                self.stop.wait(delay)
+            publishing(self.publish_settled)
+
+    def publish_settled(self) -> None:
+        """Publish the settled paths; on failure put them back (nothing is lost) and raise."""
+        ready = self.pending.settled()
+        try:
+            self.flush(ready)
+        except BaseException:
+            self.pending.add(ready)
+            raise
 
     def flush(self, ready: list[str]) -> None:
         for start in range(0, len(ready), CHUNK):
@@ -183,32 +185,14 @@ class UploadsWatcher:
             self.published += len(ready[start : start + CHUNK])
 
 
-def celery_publish(paths: list[str]) -> None:
-    from workers.app import EVENTS, app
-
-    app.send_task(
-        "guard.check_files",
-        args=[paths],
-        queue=EVENTS,
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-    )
-
-
-def celery_sweep() -> None:
-    from workers.app import SWEEPS, app
-
-    app.send_task("guard.sweep", args=["files"], queue=SWEEPS)
+def serve(settings: Settings, stop: StopFlag) -> None:
+    """Run one uploads watcher that hands settled paths to Celery."""
+    publisher = Publisher(producer(settings))
+    UploadsWatcher(settings, publisher.check_files, stop, publisher.sweep_files).run()
 
 
 def main() -> int:
-    setup_logging("guard-uploads")
-    from workers.app import settings
-
-    stop = StopFlag().install()
-    UploadsWatcher(settings, celery_publish, stop, celery_sweep).run()
-    log.info("stopped")
-    return 0
+    return run_process("guard-uploads", serve)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,6 @@ import uuid
 from collections.abc import Callable
 from typing import TypedDict
 
-import kombu.exceptions
-import psycopg
-import redis.exceptions
 from celery import Task
 
 from guard.alerts import transports
@@ -18,26 +15,18 @@ from guard.checks import registry
 from guard.continuous import process as sync
 from guard.continuous import runs
 from guard.db.database import Database
-from guard.errors import UnreachableError
+from watchers.transient import TRANSIENT
 from workers.app import app, settings
 
 log = logging.getLogger(__name__)
 # what a bound task's `self` is: a Celery task returning counts (celery-types' generic Task)
 CountingTask = Task[..., dict[str, int]]
 
+
 # Database and Redis trouble is retried with backoff. Every task is safe to run twice: event checks
 # and alert delivery are idempotent by construction (they reconcile what they read now), and the long
 # ones (sweeps, backup, prune, drill) run once per task id however often the broker delivers it
 # (guard/continuous/runs.py): a second delivery waits for the first, then does nothing and says so.
-RETRYABLE = (
-    psycopg.OperationalError,
-    UnreachableError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    kombu.exceptions.OperationalError,
-)
-
-
 class RetryPolicy(TypedDict):
     """Celery's retry options, typed so that app.task() checks each one."""
 
@@ -49,7 +38,7 @@ class RetryPolicy(TypedDict):
 
 
 RETRY: RetryPolicy = {
-    "autoretry_for": RETRYABLE,
+    "autoretry_for": TRANSIENT,
     "retry_backoff": 1,
     "retry_backoff_max": 60,
     "retry_jitter": True,

@@ -53,7 +53,7 @@ def transports(settings: Settings) -> list[Transport]:
 
         found.append(SentryTransport())
     if settings.slack_webhook_url:
-        from guard.alerts.slack import SlackTransport
+        from guard.alerts.slack import SlackTransport, webhook_url
 
-        found.append(SlackTransport(settings.slack_webhook_url, settings.slack_digest_seconds))
+        found.append(SlackTransport(webhook_url(settings), settings.slack_digest_seconds))
     return found

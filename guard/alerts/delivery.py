@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from psycopg import sql
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from guard.alerts import Notice, Transport, TransportError
 from guard.config.redact import redact
@@ -14,6 +15,7 @@ from guard.db.database import Database, load_query
 log = logging.getLogger(__name__)
 
 BATCH = 500
+ATTEMPTS = 3  # per run; what still fails stays queued for the next run (the beat's next tick)
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(%s))"
 TOO_SOON = """
 SELECT EXISTS (SELECT 1 FROM guard.alert_state
@@ -46,7 +48,7 @@ def deliver_one(db: Database, channel: Transport) -> int:
         notices = claim(db, channel)
         if not notices:
             return 0
-        channel.notify(notices)
+        _notify(channel, notices)
         db.execute(
             sql.SQL(MARK_SENT).format(column=sql.Identifier(channel.column)),
             ([n.id for n in notices],),
@@ -54,6 +56,17 @@ def deliver_one(db: Database, channel: Transport) -> int:
         if channel.min_interval:
             db.execute(REMEMBER, (channel.name,))
     return len(notices)
+
+
+def _notify(channel: Transport, notices: Sequence[Notice]) -> None:
+    """Hand the notices to the channel, retrying a failure twice with a short backoff."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(TransportError),
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=2),
+        reraise=True,
+    )
+    retrying(channel.notify, notices)
 
 
 def claim(db: Database, channel: Transport) -> list[Notice]:

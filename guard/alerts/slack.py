@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+import logging
 from collections.abc import Sequence
+
+from slack_sdk.http_retry import RateLimitErrorRetryHandler, RetryState
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.webhook import WebhookClient
 
 from guard.alerts import Notice, TransportError
 from guard.alerts.sentry import scrub_event
+from guard.config.settings import Settings
 from guard.fs.paths import printable
 
 TIMEOUT_S = 5
 MAX_LINES = 20
+MAX_RETRY_AFTER_S = 30  # wait out a 429 this long at most; a longer one is retried on the next run
+# slack_sdk logs the full webhook URL at DEBUG and INFO; the URL is a password, so its logger says
+# nothing and our own TransportError (with the URL scrubbed) tells what went wrong.
+_SDK_LOG = logging.getLogger("guard.alerts.slack_sdk")
+_SDK_LOG.setLevel(logging.CRITICAL + 1)
+_SDK_LOG.propagate = False
+
+
+def webhook_url(settings: Settings) -> str:
+    """Return the webhook URL from the settings: the one place that reads the secret."""
+    return settings.slack_webhook_url or ""
+
+
+class PatientRateLimitRetry(RateLimitErrorRetryHandler):
+    """Wait out one 429 as Retry-After asks, unless it asks for longer than MAX_RETRY_AFTER_S."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or not super()._can_retry(
+            state=state, request=request, response=response, error=error
+        ):
+            return False
+        asked = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            return int(asked[0]) <= MAX_RETRY_AFTER_S
+        except (ValueError, IndexError):
+            return True  # no usable number: the SDK waits about a second
 
 
 class SlackTransport:
@@ -23,19 +60,29 @@ class SlackTransport:
     events: tuple[str, ...] = ("opened", "resolved")
 
     def __init__(self, webhook_url: str, min_interval: int = 60) -> None:
-        self.webhook_url = webhook_url
+        self._client = WebhookClient(
+            webhook_url, timeout=TIMEOUT_S, logger=_SDK_LOG, retry_handlers=[PatientRateLimitRetry()]
+        )
         self.min_interval = min_interval
 
+    def __repr__(self) -> str:
+        return f"SlackTransport(min_interval={self.min_interval})"  # never the webhook
+
     def notify(self, notices: Sequence[Notice]) -> None:
-        body = json.dumps({"text": digest(notices)}).encode("utf-8")
-        request = urllib.request.Request(
-            self.webhook_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise TransportError(f"slack webhook: {type(exc).__name__}: {exc}") from None
+            response = self._client.send(text=digest(notices))
+        except Exception as exc:  # urllib and the SDK raise many kinds; each becomes one scrubbed line
+            raise TransportError(f"slack webhook: {type(exc).__name__}: {self._scrub(str(exc))}") from None
+        if response.status_code != 200:
+            body = self._scrub(str(response.body))[:200]
+            raise TransportError(f"slack webhook: HTTP {response.status_code}: {body}")
+
+    def _scrub(self, text: str) -> str:
+        """Remove the webhook URL (and its path, the secret part) from a message."""
+        url = self._client.url
+        path = url.split("://", 1)[-1].partition("/")[2]
+        text = text.replace(url, "<webhook>")
+        return text.replace(path, "<webhook>") if path else text
 
 
 def digest(notices: Sequence[Notice]) -> str:

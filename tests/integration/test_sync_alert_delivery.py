@@ -4,7 +4,9 @@ its notices and never blocks or loses a check."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +16,7 @@ import pytest
 import sentry_sdk
 from sync_stack import FakeSentry, free_port
 
-from guard.alerts import Notice
+from guard.alerts import Notice, TransportError
 from guard.alerts.delivery import deliver
 from guard.alerts.sentry import SentryTransport, init_sentry
 from guard.alerts.slack import SlackTransport, digest
@@ -25,34 +27,48 @@ from guard.db.database import Database
 
 pytestmark = pytest.mark.integration
 
+RETRY_AFTER_S = 1
+SECRET = "T0000/B0000/not-for-logs-3f9a"  # the part of a webhook URL that is its password
+
 
 class FakeSlack:
-    def __init__(self) -> None:
+    """A webhook that answers the first POST with `first` (429: with Retry-After), the rest with 200."""
+
+    def __init__(self, first: int = 200) -> None:
         self.messages: list[str] = []
-        messages = self.messages
+        self.arrivals: list[tuple[float, int]] = []  # when each POST came, and the answer
+        fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                messages.append(json.loads(body)["text"])
-                self.send_response(200)
+                status = first if not fake.arrivals else 200
+                fake.arrivals.append((time.monotonic(), status))
+                if status == 200:
+                    fake.messages.append(json.loads(body)["text"])
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", str(RETRY_AFTER_S))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(b"ok" if status == 200 else b"try later")
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/{SECRET}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack()
     yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    fake.close()
 
 
 @pytest.fixture
@@ -137,3 +153,55 @@ def test_slack_digest_hides_connection_strings_like_sentry() -> None:
         datetime.now(UTC),
     )
     assert "db.internal" not in digest([notice]) and "<connection string>" in digest([notice])
+
+
+@pytest.fixture
+def limited() -> Iterator[FakeSlack]:
+    fake = FakeSlack(first=429)
+    yield fake
+    fake.close()
+
+
+def test_a_429_is_waited_out_and_the_digest_is_delivered_once(
+    settings: Settings, limited: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    process_rows(settings, "ads", ["1", "2"])
+    with Database(settings.require_database_url()) as db:
+        assert deliver(db, [SlackTransport(limited.url, min_interval=0)]) == {"slack": 2}
+    assert [status for _, status in limited.arrivals] == [429, 200]
+    assert len(limited.messages) == 1 and limited.messages[0].startswith("incident-guard: 2 opened")
+    (asked, _), (retried, _) = limited.arrivals
+    assert retried - asked >= RETRY_AFTER_S
+    assert SECRET not in caplog.text
+
+
+def test_a_failed_delivery_is_retried_with_backoff_in_the_same_run(settings: Settings) -> None:
+    flaky = FakeSlack(first=503)
+    try:
+        process_rows(settings, "ads", ["1", "2"])
+        with Database(settings.require_database_url()) as db:
+            assert deliver(db, [SlackTransport(flaky.url, min_interval=0)]) == {"slack": 2}
+        assert [status for _, status in flaky.arrivals] == [503, 200] and len(flaky.messages) == 1
+    finally:
+        flaky.close()
+
+
+def test_an_unreachable_webhook_never_appears_in_a_log_line_or_an_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    process_rows(settings, "ads", ["1", "2"])
+    dead = SlackTransport(f"http://127.0.0.1:{free_port()}/services/{SECRET}", min_interval=0)
+    with pytest.raises(TransportError) as raised:
+        dead.notify([])
+    assert SECRET not in str(raised.value)
+    with Database(settings.require_database_url()) as db:
+        assert deliver(db, [dead]) == {"slack": 0}
+    assert "slack unreachable" in caplog.text and SECRET not in caplog.text
+
+
+def test_an_invalid_webhook_url_is_not_echoed() -> None:
+    with pytest.raises(TransportError) as raised:
+        SlackTransport(f"ftp://hooks.example/services/{SECRET}").notify([])
+    assert SECRET not in str(raised.value)
