@@ -55,5 +55,7 @@ def transports(settings: Settings) -> list[Transport]:
     if settings.slack_webhook_url:
         from guard.alerts.slack import SlackTransport
 
-        found.append(SlackTransport(settings.slack_webhook_url, settings.slack_digest_seconds))
+        found.append(
+            SlackTransport(settings.slack_webhook_url.get_secret_value(), settings.slack_digest_seconds)
+        )
     return found
