@@ -101,4 +101,5 @@ def start_sentry(**_: Any) -> None:
     init_sentry(
         settings.sentry_dsn.get_secret_value(),
         [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["^deliver-alerts$"])],
+        secrets=settings.secret_values(),
     )
