@@ -105,7 +105,10 @@ class Settings(BaseSettings):
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed, validated as any other (a str URL becomes secret)."""
-        return type(self)(**{**dict(self), **changes})
+        try:
+            return type(self)(**{**dict(self), **changes})
+        except ValidationError as exc:
+            raise _config_error(exc, changes, {}) from None
 
     def require_database_url(self) -> str:
         """Return the database URL or fail with the setting's name."""
