@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,12 @@ from guard.db.database import Database
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sentry() -> Iterator[FakeSentry]:
-    fake = FakeSentry()
-    yield fake
-    fake.close()
-
-
-def test_a_failing_task_sends_sentry_no_password_dsn_or_webhook(
-    db_url: str, tmp_path: Path, sentry: FakeSentry
-) -> None:
+def test_a_failing_task_sends_sentry_no_password_dsn_or_webhook(db_url: str, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     password = f"db-pw-{tag}"  # the server trusts local connections: any password connects
-    conninfo = dict(part.split("=", 1) for part in db_url.split())
-    secret_url = f"postgresql://{conninfo['user']}:{password}@{conninfo['host']}:{conninfo['port']}/{conninfo['dbname']}"
+    part = dict(pair.split("=", 1) for pair in db_url.split())
+    secret_url = f"postgresql://{part['user']}:{password}@{part['host']}:{part['port']}/{part['dbname']}"
+    sentry = FakeSentry()
     dsn_key = f"dsnkey{tag}"
     dsn = sentry.dsn.replace("://public@", f"://{dsn_key}@")
     webhook = f"http://127.0.0.1:9/services/T0/B0/hook-{tag}"
@@ -50,6 +41,7 @@ def test_a_failing_task_sends_sentry_no_password_dsn_or_webhook(
         wait_for(lambda: sentry.exceptions, "the task's exception event")
     finally:
         stack.close()
+        sentry.close()
 
     sent = b"\n".join(sentry.bodies).decode(errors="replace")
     assert "not-an-id" in sent  # the event is the task's failure
