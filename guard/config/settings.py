@@ -162,7 +162,7 @@ class _EnvironSource(PydanticBaseSettingsSource):
         return self.environ.get(field_name.upper()), field_name.upper(), False
 
     def __call__(self) -> dict[str, Any]:
-        return {name: raw for name in _SCALARS if (raw := self.get_field_value(FieldInfo(), name)[0])}
+        return {name: raw for name in _SCALARS if (raw := self.environ.get(name.upper()))}
 
 
 class _TomlSource(PydanticBaseSettingsSource):
