@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +151,7 @@ def main() -> None:
         return
     restore_s, restored = timed(
         "guard restore (full)",
-        lambda: restore_backup(replace(settings), incr.id, uploads_dir=WORK / "restored"),
+        lambda: restore_backup(settings.replace(), incr.id, uploads_dir=WORK / "restored"),
     )
     report["restore"] = {
         "wall_s": round(restore_s, 1),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 import psycopg
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from guard.backup.repo import manifest as manifest_module
 from guard.backup.repo import packs
@@ -26,7 +26,7 @@ from guard.config.settings import Settings, load_settings
 from guard.errors import GuardError
 from guard.fs import paths
 
-SCALARS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "rules"}
+SCALARS = {name: f for name, f in Settings.model_fields.items() if name != "rules"}
 SCRATCH = Path(tempfile.mkdtemp(prefix="guard-fuzz-"))  # one folder for every file a target writes
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
@@ -191,8 +191,10 @@ def check_settings(drawn: tuple[bytes | None, dict[str, str]]) -> None:
         return
     assert isinstance(loaded, Settings)
     for name, spec in SCALARS.items():
-        value, kind = getattr(loaded, name), str(spec.type)
-        if "int" in kind:
+        value, kind = getattr(loaded, name), str(spec.annotation)
+        if "SecretStr" in kind:
+            assert value is None or isinstance(value, SecretStr), f"{name} is not secret"
+        elif "int" in kind:
             assert type(value) is int and value >= 0, f"{name} = {value!r}"
         elif "tuple" in kind:
             assert value and all(isinstance(v, str) and paths.unsafe_reason(v) is None for v in value)

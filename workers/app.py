@@ -99,6 +99,7 @@ def start_sentry(**_: Any) -> None:
     # Sentry matches exclude_beat_tasks against the beat entry's name (the monitor slug), not the task's;
     # the 10-second alert delivery is housekeeping, not a cron job worth a monitor.
     init_sentry(
-        settings.sentry_dsn,
+        settings.sentry_dsn.get_secret_value(),
         [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["^deliver-alerts$"])],
+        secrets=settings.secret_values(),
     )

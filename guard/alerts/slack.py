@@ -27,7 +27,8 @@ _SDK_LOG.propagate = False
 
 def webhook_url(settings: Settings) -> str:
     """Return the webhook URL from the settings: the one place that reads the secret."""
-    return settings.slack_webhook_url or ""
+    secret = settings.slack_webhook_url
+    return secret.get_secret_value() if secret is not None else ""
 
 
 class PatientRateLimitRetry(RateLimitErrorRetryHandler):

@@ -57,7 +57,7 @@ def run_drill(settings: Settings, source: Wanted | None = None) -> DrillResult:
     """
     started = time.perf_counter()
     db_name = scratch_name("guard_drill")
-    claim = ScratchClaim(settings.database_url, db_name)
+    claim = ScratchClaim(settings.require_database_url() if settings.database_url else None, db_name)
     folder: Path | None = None
     try:
         repo = Repository.open(require_backup_dir(settings), create=False)

@@ -6,7 +6,7 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ def _make_room(settings: Settings, url: str, folder: Path, occupied: bool, force
             "(a backup of what is there is taken first)"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    safety = replace(settings, database_url=url, uploads_root=folder)
+    safety = settings.replace(database_url=url, uploads_root=folder)
     return run_backup(safety, allow_missing_table=True, purpose=SAFETY).id
 
 
@@ -283,7 +283,7 @@ def _place_all(repo: Repository, backup_id: str, folder: Path, progress: Progres
 
 def check_pair(settings: Settings, url: str, folder: Path) -> tuple[list[CheckResult], list[str]]:
     """Run every registered check on a restored pair; skip those needing settings that are not set."""
-    context = CheckContext(replace(settings, database_url=url, uploads_root=folder), limit=20)
+    context = CheckContext(settings.replace(database_url=url, uploads_root=folder), limit=20)
     results: list[CheckResult] = []
     skipped: list[str] = []
     for name in registry():

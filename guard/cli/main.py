@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -243,7 +242,7 @@ def dispatch(args: argparse.Namespace) -> int:
 def _settings_for(args: argparse.Namespace) -> Settings:
     settings = load_settings(path=args.config)
     if args.orphan_grace is not None:
-        settings = replace(settings, orphan_grace=args.orphan_grace)
+        settings = settings.replace(orphan_grace=args.orphan_grace)
     return settings
 
 

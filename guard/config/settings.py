@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from guard.config.dburl import libpq_conninfo
 from guard.config.rules import Rule, default_rules, rules_from_toml
@@ -16,53 +18,110 @@ from guard.errors import ConfigError
 from guard.fs.paths import normalize, unsafe_reason
 
 
-@dataclass(frozen=True)
-class Settings:
+def _count(raw: Any) -> Any:
+    """Refuse booleans and negative numbers before pydantic reads an int."""
+    if isinstance(raw, bool):
+        raise ValueError("a boolean is not a count")
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if isinstance(raw, int | str) and int(raw) < 0:
+        raise ValueError("negative")
+    return raw
+
+
+def _folders(raw: Any) -> Any:
+    """Split SCAN_DIRS at commas and keep only plain relative folders under the uploads root."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("not a list of folders")
+    folders = tuple(i.strip().rstrip("/") for i in items if i.strip())
+    if not folders or not all(_is_relative_folder(f) for f in folders):
+        raise ValueError("not relative folders")
+    return folders
+
+
+def _expand(path: Path) -> Path:
+    """Expand ~ in a folder setting; an unknown user's home is a bad value, not a traceback."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError("unknown user") from None
+
+
+Count = Annotated[int, BeforeValidator(_count)]
+Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
+Folder = Annotated[Path, AfterValidator(_expand)]
+
+
+class Settings(BaseSettings):
     """Everything guard is configured with; each scalar also reads the environment variable NAME."""
 
-    database_url: str | None = None
-    uploads_root: Path | None = None
-    scan_dirs: tuple[str, ...] = ("uploads/ads",)
-    orphan_grace: int = 600
+    # A bare Settings(...) reads only its arguments; load_settings() adds the TOML file and the environment.
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", strict=False, validate_default=False)
+
+    database_url: SecretStr | None = None
+    uploads_root: Folder | None = None
+    scan_dirs: Folders = ("uploads/ads",)
+    orphan_grace: Count = 600
     file_table: str = "ad_images"
     file_column: str = "file_path"
-    migrations_dir: Path | None = None
-    shadow_database_url: str | None = None
-    backup_dir: Path | None = None
+    migrations_dir: Folder | None = None
+    shadow_database_url: SecretStr | None = None
+    backup_dir: Folder | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
-    sentry_dsn: str | None = None
-    slack_webhook_url: str | None = None
+    sentry_dsn: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
     # A dispatched change not processed within the lease is sent again; it outlives a check_rows task's
     # whole retry schedule (8 retries, backoff capped at 60 s: 183 s of waiting), so a busy or retrying
     # worker's rows are not sent twice. After outbox_max_attempts sends a row is parked as dead.
-    lease_seconds: int = 600
-    outbox_max_attempts: int = 5
+    lease_seconds: Count = 600
+    outbox_max_attempts: Count = 5
     # Redis gives a message a worker took but has not acknowledged (late acks) to another worker after
     # visibility_timeout; no task may run, or wait for its countdown, that long (workers/app.py).
-    visibility_timeout: int = 7200
-    task_time_limit: int = 3600  # hard limit of any one task run; the soft limit is a minute earlier
-    outbox_batch: int = 500
-    slack_digest_seconds: int = 60
-    watch_reconcile_seconds: int = 300
+    visibility_timeout: Count = 7200
+    task_time_limit: Count = 3600  # hard limit of any one task run; the soft limit is a minute earlier
+    outbox_batch: Count = 500
+    slack_digest_seconds: Count = 60
+    watch_reconcile_seconds: Count = 300
     broker_prefix: str = ""
     sweep_cron: str = "0 * * * *"
     daily_cron: str = "30 3 * * *"
     backup_cron: str = "0 2 * * *"
     prune_cron: str = "30 2 * * *"
     drill_cron: str = "0 4 * * 0"
-    rules: tuple[Rule, ...] = field(default_factory=lambda: tuple(default_rules()))
+    rules: tuple[Rule, ...] = tuple(default_rules())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read only the arguments: load_settings() passes the file and the environment in, merged."""
+        return (init_settings,)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some settings changed, validated as any other (a str URL becomes secret)."""
+        try:
+            return type(self)(**{**dict(self), **changes})
+        except ValidationError as exc:
+            raise _config_error(exc, changes, {}) from None
 
     def require_database_url(self) -> str:
         """Return the database URL or fail with the setting's name."""
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set (environment or 'database_url' in GUARD_CONFIG)")
-        return libpq_conninfo(self.database_url)  # also takes Prisma's ?schema= and postgresql+driver://
+        # also takes Prisma's ?schema= and postgresql+driver://
+        return libpq_conninfo(self.database_url.get_secret_value())
 
     def shadow_url(self) -> str | None:
         """Return SHADOW_DATABASE_URL as libpq reads it, when it is set."""
         if not self.shadow_database_url:
             return None
-        return libpq_conninfo(self.shadow_database_url, "SHADOW_DATABASE_URL")
+        return libpq_conninfo(self.shadow_database_url.get_secret_value(), "SHADOW_DATABASE_URL")
 
     def require_uploads_root(self) -> Path:
         """Return the uploads root or fail with the setting's name."""
@@ -76,32 +135,80 @@ class Settings:
             raise ConfigError("MIGRATIONS_DIR is not set (environment or 'migrations_dir' in GUARD_CONFIG)")
         return self.migrations_dir
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Return every secret's text and its password, for scrubbers that must never let them out."""
+        found: list[str] = []
+        for name in SECRET_FIELDS:
+            secret = getattr(self, name)
+            if secret is not None and secret.get_secret_value():
+                found.extend(_secret_parts(secret.get_secret_value()))
+        return tuple(dict.fromkeys(found))
 
-_SCALARS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "rules"}
+
+SECRET_FIELDS = ("database_url", "shadow_database_url", "sentry_dsn", "slack_webhook_url")
+_SCALARS = tuple(name for name in Settings.model_fields if name != "rules")
 _TABLE_KEYS = {"rules", "use_default_rules"}
+
+
+class _EnvironSource(PydanticBaseSettingsSource):
+    """The environment (or a given mapping): each scalar from its upper-case NAME, when not empty."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Return the raw text of NAME, the key it came from, and that it is not complex."""
+        return self.environ.get(field_name.upper()), field_name.upper(), False
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: raw for name in _SCALARS if (raw := self.environ.get(name.upper()))}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The scalars of a parsed GUARD_CONFIG document (the rules table is read by guard/config/rules.py)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], document: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.document = document
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Return the TOML value of the key, the key, and that it is not complex."""
+        return self.document.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: self.document[name] for name in _SCALARS if name in self.document}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, path: Path | None = None) -> Settings:
     """Build the settings from GUARD_CONFIG (or path) and the environment; the environment wins."""
     env = os.environ if environ is None else environ
     config_path = path or (Path(env["GUARD_CONFIG"]) if env.get("GUARD_CONFIG") else None)
-    values: dict[str, Any] = {}
+    document: dict[str, Any] = {}
     rules = default_rules()
     if config_path is not None:
         document = _read_toml(config_path)
         unknown = sorted(set(document) - set(_SCALARS) - _TABLE_KEYS)
         if unknown:
             raise ConfigError(f"{config_path}: unknown key '{unknown[0]}'")
-        for name, raw in document.items():
-            if name in _SCALARS:
-                values[name] = _coerce(name, raw, from_env=False)
         base = rules if document.get("use_default_rules", True) else []
         rules = rules_from_toml(document.get("rules", {}), base, source=str(config_path))
-    for name in _SCALARS:
-        raw = env.get(name.upper())
-        if raw not in (None, ""):
-            values[name] = _coerce(name, raw, from_env=True)
-    return Settings(rules=tuple(rules), **values)
+    from_file = _TomlSource(Settings, document)()
+    from_env = _EnvironSource(Settings, env)()
+    try:
+        return Settings(**{**from_file, **from_env}, rules=tuple(rules))
+    except ValidationError as exc:
+        raise _config_error(exc, {**from_file, **from_env}, from_env) from None
+
+
+def _config_error(
+    exc: ValidationError, values: Mapping[str, Any], from_env: Mapping[str, Any]
+) -> ConfigError:
+    """Name the first bad key the way the user wrote it: NAME in the environment, 'name' in the file."""
+    name = str(exc.errors()[0]["loc"][0])
+    source = name.upper() if name in from_env else f"'{name}'"
+    shown = "" if name in SECRET_FIELDS else f" {values.get(name)!r}"  # a secret's value is never printed
+    return ConfigError(f"{source}: invalid value{shown} (expected {_describe(name)})")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -120,32 +227,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 
 
-def _coerce(name: str, raw: Any, *, from_env: bool) -> Any:
-    """Turn a TOML or environment value into the field's type, or fail naming the key."""
-    kind = str(_SCALARS[name].type)
-    try:
-        if "int" in kind:
-            if isinstance(raw, bool):
-                raise ValueError
-            value = int(raw)
-            if value < 0:
-                raise ValueError
-            return value
-        if "tuple" in kind:
-            items = raw.split(",") if from_env and isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                raise ValueError
-            folders = tuple(i.strip().rstrip("/") for i in items if i.strip())
-            if not folders or not all(_is_relative_folder(f) for f in folders):
-                raise ValueError
-            return folders
-        if not isinstance(raw, str):
-            raise ValueError
-        return Path(raw).expanduser() if "Path" in kind else raw
-    # TOML may give a list, a date or inf for a number; expanduser fails for "~nosuchuser"
-    except (ValueError, TypeError, OverflowError, RuntimeError):
-        source = name.upper() if from_env else f"'{name}'"
-        raise ConfigError(f"{source}: invalid value {raw!r} (expected {_describe(kind)})") from None
+def _secret_parts(text: str) -> list[str]:
+    """Return a secret's whole text and, for a URL with credentials, its password and user:password."""
+    parts = [text]
+    head, sep, _ = text.partition("@")
+    if sep and "://" in head:
+        userinfo = head.split("://", 1)[1]
+        parts.append(userinfo)
+        password = userinfo.partition(":")[2]
+        if len(password) >= 4:  # a one-letter password would scrub every such letter in the event
+            parts.append(password)
+    return [p for p in parts if p]
 
 
 def _is_relative_folder(folder: str) -> bool:
@@ -153,9 +245,10 @@ def _is_relative_folder(folder: str) -> bool:
     return bool(folder) and unsafe_reason(folder) is None and normalize(folder) == folder != "."
 
 
-def _describe(kind: str) -> str:
-    if "int" in kind:
-        return "a non-negative integer"
-    if "tuple" in kind:
+def _describe(name: str) -> str:
+    annotation = str(Settings.model_fields[name].metadata) + str(Settings.model_fields[name].annotation)
+    if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
+    if "int" in annotation:
+        return "a non-negative integer"
     return "a string"

@@ -107,7 +107,8 @@ class FakeSentry:
         self.events: list[dict[str, Any]] = []
         self.check_ins: list[dict[str, Any]] = []
         self.exceptions: list[dict[str, Any]] = []
-        store, check_ins, exceptions = self.events, self.check_ins, self.exceptions
+        self.bodies: list[bytes] = []  # every envelope as it came, headers of the request included
+        store, check_ins, exceptions, bodies = self.events, self.check_ins, self.exceptions, self.bodies
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
@@ -116,6 +117,7 @@ class FakeSentry:
                     import gzip
 
                     body = gzip.decompress(body)
+                bodies.append(str(self.headers).encode() + b"\n" + body)
                 for line in body.splitlines():
                     try:
                         item = json.loads(line)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,7 +58,7 @@ def test_an_unusable_backup_dir_fails_in_one_sentence(world: World, tmp_path: Pa
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a regular file where a folder should be")
     with pytest.raises(UnreachableError, match="cannot write to backup folder") as caught:
-        run_backup(replace(world.settings, backup_dir=blocker / "backups"))
+        run_backup(world.settings.replace(backup_dir=blocker / "backups"))
     assert "\n" not in str(caught.value)
     assert blocker.read_text() == "a regular file where a folder should be"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,7 +103,7 @@ def test_the_nightly_drill_and_prune_judge_the_configured_database_only(world: W
     with Database(world.url) as db:
         install(db, world.settings)
     mine = run_backup(world.settings)
-    theirs = run_backup(replace(other.settings, backup_dir=world.settings.backup_dir))
+    theirs = run_backup(other.settings.replace(backup_dir=world.settings.backup_dir))
     dump = repo_of(world).dump_path(theirs.id)  # the other database's newest fails verify
     dump.chmod(0o600)
     dump.write_bytes(dump.read_bytes()[:100])

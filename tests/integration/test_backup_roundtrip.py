@@ -237,7 +237,7 @@ def test_restore_files_missing_puts_files_back_and_names_the_rest(world: World) 
 
 def test_drill_restores_the_newest_backup_checks_it_and_cleans_up(world: World) -> None:
     run_backup(world.settings)
-    drill = run_drill(replace(world.settings))
+    drill = run_drill(world.settings.replace())
     assert drill.ok, drill.detail
     repo = Repository.open(world.settings.backup_dir or Path(), create=False)
     assert not any(repo.restores.iterdir())

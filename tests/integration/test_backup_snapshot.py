@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -84,7 +83,7 @@ def test_a_walk_longer_than_the_idle_timeout_gives_a_whole_consistent_backup(
 
     def backup() -> None:
         try:
-            outcome["result"] = run_backup(replace(world.settings, database_url=impatient_url))
+            outcome["result"] = run_backup(world.settings.replace(database_url=impatient_url))
         except BaseException as exc:  # handed to the test thread, which fails with it
             outcome["error"] = exc
 

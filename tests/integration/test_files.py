@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,7 +75,7 @@ def world(db: Database, tmp_path: Path) -> Path:
 
 def run(db_url: str, root: Path, **changes: object) -> object:
     settings = load_settings(environ={"DATABASE_URL": db_url, "UPLOADS_ROOT": str(root)})
-    return files.run(CheckContext(replace(settings, **changes), limit=100))  # type: ignore[arg-type]
+    return files.run(CheckContext(settings.replace(**changes), limit=100))
 
 
 def by_kind(result: object) -> dict[str, set[str]]:

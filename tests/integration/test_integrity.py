@@ -40,7 +40,7 @@ def seed(db: Database) -> None:
 
 
 def context(db_url: str, **changes: object) -> CheckContext:
-    settings = replace(load_settings(environ={"DATABASE_URL": db_url}), **changes)  # type: ignore[arg-type]
+    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(**changes)
     return CheckContext(settings, limit=100)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,7 +140,7 @@ def test_files_sweep_sees_what_events_see(settings: Settings) -> None:
             "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES "
             "(1, 5, 'm', 'uploads/ads/gone.webp'), (2, 5, 'u', '../etc/passwd')"
         )
-    swept = replace(settings)
+    swept = settings.replace()
     run_sweep(swept, "files")
     by_sweep = sorted(_open(settings))
     with Database(settings.require_database_url()) as db:

@@ -33,7 +33,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
             "SCAN_DIRS": "uploads/ads, uploads/avatars",
         }
     )
-    assert settings.database_url == "postgresql://env/db"
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgresql://env/db"
     assert settings.orphan_grace == 5
     assert settings.uploads_root == Path("/srv/public")
     assert settings.scan_dirs == ("uploads/ads", "uploads/avatars")
@@ -147,3 +148,27 @@ def test_a_folder_under_an_unknown_users_home_is_a_config_error() -> None:
     """Found by bench/fuzz.py (settings): Path.expanduser raised RuntimeError, a traceback."""
     with pytest.raises(ConfigError, match="UPLOADS_ROOT: invalid value"):
         load_settings(environ={"UPLOADS_ROOT": "~no-such-user-here/public"})
+
+
+SECRETS = {
+    "DATABASE_URL": "postgresql://app:hunter2-db-pw@db.internal/app",
+    "SHADOW_DATABASE_URL": "postgresql://app:shadow-pw-77@db.internal/shadow",
+    "SENTRY_DSN": "https://dsnkey4242@o1.ingest.example/42",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/webhook-secret-99",
+}
+SECRET_PARTS = ("hunter2-db-pw", "shadow-pw-77", "dsnkey4242", "webhook-secret-99")
+
+
+def test_repr_and_str_of_settings_hold_no_secret() -> None:
+    settings = load_settings(environ=SECRETS)
+    shown = repr(settings) + str(settings)
+    assert not [part for part in SECRET_PARTS if part in shown]
+    assert settings.require_database_url().startswith("postgresql://app:hunter2-db-pw@")  # still usable
+
+
+def test_a_wrong_typed_secret_is_not_echoed(tmp_path: Path) -> None:
+    """Found by bench/fuzz.py (settings): the error line printed the value, password included."""
+    path = write(tmp_path, 'database_url = ["postgresql://u:pw-in-a-list@h/db"]\n')
+    with pytest.raises(ConfigError, match="'database_url'") as caught:
+        load_settings(environ={}, path=path)
+    assert "pw-in-a-list" not in str(caught.value)
