@@ -14,6 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = str(ROOT / "examples" / "thulobazaar" / "prisma" / "migrations")
 
 
+def read_pty(leader: int) -> bytes:
+    """Read what a process drew on a pseudo-terminal until it closed its side."""
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    return drawn
+
+
 def guard(
     *args: str, env: dict[str, str] | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json
+from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json, read_pty
 from tests.conftest import url_for
 
 pytestmark = pytest.mark.acceptance
@@ -115,15 +115,7 @@ def test_progress_bars_only_on_a_terminal(template_db: str, tmp_path: Path) -> N
         stderr=follower,
     )
     os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
+    drawn = read_pty(leader)
     proc.wait(timeout=60)
     os.close(leader)
     assert b"\r" in drawn, "a terminal gets a progress line"

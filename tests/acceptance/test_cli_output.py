@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json
+from tests.acceptance.cli import GUARD, MIGRATIONS_DIR, ROOT, guard, guard_json, read_pty
 from tests.conftest import url_for
 
 pytestmark = pytest.mark.acceptance
@@ -69,15 +69,7 @@ def test_tables_fit_a_narrow_terminal(template_db: str, tmp_path: Path) -> None:
         [*GUARD, "check", "integrity"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower
     )
     os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
+    drawn = read_pty(leader)
     assert proc.wait(timeout=60) == 0
     os.close(leader)
     lines = re.sub(r"\x1b\[[0-9;]*m", "", drawn.decode()).splitlines()

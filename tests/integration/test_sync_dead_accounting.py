@@ -23,6 +23,16 @@ def _expire_and_claim(db: Database) -> list[outbox.Change]:
         return claimed
 
 
+def _fail_until_parked(db: Database) -> outbox.DeadRow:
+    """Send the row MAX times, its check failing each time; then it is parked."""
+    for attempt in range(MAX):
+        (change,) = _expire_and_claim(db)
+        outbox.record_error(db, [change.id], f"boom {attempt}")
+    db.execute("UPDATE guard.outbox SET lease_until = now() - interval '1 second'")
+    (dead,) = outbox.park(db, MAX)
+    return dead
+
+
 def _open_failed(db: Database) -> int:
     row = db.fetch_one(
         "SELECT count(*) FROM guard.findings WHERE kind = 'check_failed' AND resolved_at IS NULL"
@@ -51,11 +61,7 @@ def test_a_row_re_sent_while_workers_were_busy_is_not_parked(one_change: Databas
 
 def test_a_row_whose_check_failed_max_times_is_parked(one_change: Database) -> None:
     db = one_change
-    for attempt in range(MAX):
-        (change,) = _expire_and_claim(db)
-        outbox.record_error(db, [change.id], f"boom {attempt}")
-    db.execute("UPDATE guard.outbox SET lease_until = now() - interval '1 second'")
-    (dead,) = outbox.park(db, MAX)
+    dead = _fail_until_parked(db)
     assert "failed 3 times" in dead.finding().message and "boom 2" in dead.finding().message
     assert _expire_and_claim(db) == []
     assert _open_failed(db) == 1
@@ -64,11 +70,7 @@ def test_a_row_whose_check_failed_max_times_is_parked(one_change: Database) -> N
 
 def test_a_parked_row_a_late_delivery_processes_resolves_its_finding(one_change: Database) -> None:
     db = one_change
-    for _ in range(MAX):
-        (change,) = _expire_and_claim(db)
-        outbox.record_error(db, [change.id], "boom")
-    db.execute("UPDATE guard.outbox SET lease_until = now() - interval '1 second'")
-    (dead,) = outbox.park(db, MAX)
+    dead = _fail_until_parked(db)
     assert _open_failed(db) == 1
     with db.transaction():
         outbox.mark_processed(db, [dead.id])  # a copy still in the broker ran and succeeded
