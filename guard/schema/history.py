@@ -13,6 +13,9 @@ import psycopg
 from guard.db.database import Database
 from guard.errors import ConfigError, UsageError
 
+SCRIPT = "migration.sql"
+CHECKSUM_LENGTH = 64  # a SHA-256 in zero-padded lower-case hex, as Prisma renders it today
+
 # The table as Prisma's schema engine creates it on PostgreSQL.
 PRISMA_MIGRATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -45,30 +48,47 @@ class MigrationFile:
         return self.content.decode("utf-8")
 
     def matches(self, stored_checksum: str) -> bool:
-        """Tell whether the stored checksum is of this file, allowing either line-ending style."""
-        return stored_checksum.lower() in _checksum_variants(self.content)
+        """Tell whether Prisma takes the stored checksum for this file (its `script_matches_checksum`)."""
+        if len(stored_checksum) == CHECKSUM_LENGTH:
+            return stored_checksum in {d.hex() for d in _digests(self.content)}
+        # An old schema engine rendered each byte without zero padding; its rows are still accepted.
+        return stored_checksum in {_unpadded_hex(d) for d in _digests(self.content)}
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _checksum_variants(content: bytes) -> set[str]:
-    as_lf = content.replace(b"\r\n", b"\n")
-    as_crlf = as_lf.replace(b"\n", b"\r\n")
-    return {sha256_hex(content), sha256_hex(as_lf), sha256_hex(as_crlf)}
+def _digests(content: bytes) -> list[bytes]:
+    """Return the SHA-256 of the file as it is, with CRLF made LF, and with LF made CRLF (on the raw text)."""
+    variants = (content, content.replace(b"\r\n", b"\n"), content.replace(b"\n", b"\r\n"))
+    return [hashlib.sha256(v).digest() for v in variants]
+
+
+def _unpadded_hex(digest: bytes) -> str:
+    return "".join(f"{byte:x}" for byte in digest)
 
 
 def read_migrations(folder: Path) -> list[MigrationFile]:
-    """Return the migration folders under `folder` in Prisma's (lexical) order."""
-    if not folder.is_dir():
-        raise ConfigError(f"migrations folder not found: {folder}")
+    """Return the migration folders under `folder` that hold a migration.sql, in Prisma's (lexical) order."""
     found = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        script = entry / "migration.sql"
-        if entry.is_dir() and script.is_file():
+    for entry in _folders(folder):
+        script = entry / SCRIPT
+        if script.is_file():
             found.append(MigrationFile(entry.name, script, script.read_bytes()))
     return found
+
+
+def folders_without_script(folder: Path) -> list[Path]:
+    """Return the folders with no migration.sql: Prisma counts each as a migration, deploy stops (P3015)."""
+    return [entry for entry in _folders(folder) if not (entry / SCRIPT).is_file()]
+
+
+def _folders(folder: Path) -> list[Path]:
+    """Return every sub-folder, dot-folders included, sorted by name as Prisma lists migrations."""
+    if not folder.is_dir():
+        raise ConfigError(f"migrations folder not found: {folder}")
+    return [entry for entry in sorted(folder.iterdir(), key=lambda p: p.name) if entry.is_dir()]
 
 
 def ensure_migrations_table(db: Database) -> None:
