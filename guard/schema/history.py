@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -110,14 +111,23 @@ def apply_and_record(db: Database, migration: MigrationFile) -> None:
     )
 
 
-def record_applied(db: Database, migration: MigrationFile) -> None:
-    """Record a migration as applied without running it (what `migrate resolve --applied` writes)."""
+def record_applied(db: Database, migration: MigrationFile, at: datetime) -> None:
+    """Record a migration as applied without running it, the row `migrate resolve --applied` writes."""
     db.execute(
         "INSERT INTO _prisma_migrations"
-        " (id, checksum, migration_name, started_at, finished_at, applied_steps_count)"
-        " VALUES (%s, %s, %s, now(), now(), 0)",
-        (str(uuid.uuid4()), migration.checksum, migration.name),
+        " (id, checksum, migration_name, logs, started_at, finished_at, applied_steps_count)"
+        " VALUES (%s, %s, %s, '', %s, %s, 0)",
+        (str(uuid.uuid4()), migration.checksum, migration.name, at, at),
     )
+
+
+def prisma_clock(after: datetime | None = None) -> datetime:
+    """Return now in whole milliseconds, as Prisma writes it, and after `after` so rows keep their order."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    if after is not None and now <= after:
+        return after + timedelta(milliseconds=1)
+    return now
 
 
 HISTORY_TABLE = "SELECT to_regclass('_prisma_migrations') IS NOT NULL"
@@ -193,7 +203,7 @@ def replay(
 
 
 def baseline(db: Database, files: list[MigrationFile]) -> int:
-    """Create `_prisma_migrations` and record every folder as `migrate resolve --applied` would."""
+    """Create `_prisma_migrations` and record every folder as one `migrate resolve --applied` each would."""
     history = read_history(db)
     if history:
         raise UsageError(
@@ -202,6 +212,8 @@ def baseline(db: Database, files: list[MigrationFile]) -> int:
         )
     with db.transaction():
         ensure_migrations_table(db)
+        at: datetime | None = None
         for migration in files:
-            record_applied(db, migration)
+            at = prisma_clock(after=at)
+            record_applied(db, migration, at)
     return len(files)

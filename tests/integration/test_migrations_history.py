@@ -148,7 +148,7 @@ def test_baseline_writes_prismas_table_and_rows_then_history_is_clean(unrecorded
     for row, migration in zip(rows, files, strict=True):
         assert len(row[0]) == 36
         assert row[1] == hashlib.sha256(migration.path.read_bytes()).hexdigest()
-        assert row[3:] == (True, None, None, 0, True)
+        assert row[3:] == (True, None, "", 0, True)
     assert check(unrecorded_url).ok
     assert drift_check.run(CheckContext(Settings(database_url=unrecorded_url, migrations_dir=MIGRATIONS))).ok
 
