@@ -29,7 +29,7 @@ CONFIG = PRISMA_DIR / "prisma.config.ts"
 APP_PRISMA = ROOT / "examples" / "thulobazaar" / "prisma"
 SERVER_URL = os.environ.get("GUARD_TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 NOT_INSTALLED = (
-    "Prisma's CLI is not installed in tests/prisma/node_modules: install Node.js >= 18.18 and npm "
+    f"Prisma's CLI is not installed in {PRISMA_DIR}/node_modules: install Node.js >= 18.18 and npm "
     "(apt-get install nodejs npm), then run `make test` (it runs npm ci there)"
 )
 # `prisma migrate diff` takes no --schema; every other command we run does.
