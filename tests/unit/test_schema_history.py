@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from guard.checks.migrations import assess, missing_scripts
-from guard.schema.history import MigrationFile, MigrationRecord, applied_migrations
+from guard.schema.history import MigrationFile, MigrationRecord, applied_migrations, prisma_clock
 
 A = MigrationFile("1_a", Path("1_a/migration.sql"), b"CREATE TABLE a ();\n")
 B = MigrationFile("2_b", Path("2_b/migration.sql"), b"CREATE TABLE b ();\n")
@@ -94,3 +95,10 @@ def test_a_folder_without_migration_sql_is_reported_and_never_unknown() -> None:
     assert kinds(missing_scripts(without)) == [("migration_file_missing", "migration:2_b")]
     assert kinds(assess([A], history, without)) == []
     assert kinds(assess([A], history)) == [("migration_unknown", "migration:2_b")]
+
+
+def test_baseline_clock_writes_milliseconds_and_never_repeats_a_start() -> None:
+    now = prisma_clock()
+    assert now.microsecond % 1000 == 0 and now.tzinfo is not None
+    later = now + timedelta(seconds=5)
+    assert prisma_clock(after=later) == later + timedelta(milliseconds=1)
