@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from guard.checks import CheckContext
 from guard.db.database import Database
 from guard.findings.finding import CheckResult, Finding, FindingSink
-from guard.schema.history import MigrationFile, MigrationRecord, read_history, read_migrations
+from guard.schema.history import (
+    MigrationFile,
+    MigrationRecord,
+    folders_without_script,
+    read_history,
+    read_migrations,
+)
 
 CHECK = "migrations"
 KINDS = (
@@ -16,23 +24,43 @@ KINDS = (
     "migration_failed",
     "migration_edited",
     "migration_unknown",
+    "migration_file_missing",
 )
 
 
 def run(ctx: CheckContext) -> CheckResult:
     """Compare the migration folders with the recorded history."""
     started = time.perf_counter()
-    files = read_migrations(ctx.settings.require_migrations_dir())
+    folder = ctx.settings.require_migrations_dir()
+    files = read_migrations(folder)
+    without_script = folders_without_script(folder)
     with Database(ctx.settings.require_database_url()) as db:
         history = read_history(db)
     sink = FindingSink(CHECK, ctx.limit, KINDS)
-    for finding in assess(files, history):
+    for finding in [*missing_scripts(without_script), *assess(files, history, without_script)]:
         sink.add(finding)
     applied = sum(1 for r in history or () if r.applied)
     return sink.result(time.perf_counter() - started, info={"folders": len(files), "applied_rows": applied})
 
 
-def assess(files: list[MigrationFile], history: list[MigrationRecord] | None) -> list[Finding]:
+def missing_scripts(folders: list[Path]) -> list[Finding]:
+    """Return one finding per migration folder that holds no migration.sql."""
+    return [
+        Finding(
+            CHECK,
+            "migration_file_missing",
+            f"migration:{folder.name}",
+            "folder has no migration.sql: Prisma counts it as a migration and `migrate deploy` stops "
+            "(P3015); restore the file or delete the folder",
+            path=str(folder),
+        )
+        for folder in folders
+    ]
+
+
+def assess(
+    files: list[MigrationFile], history: list[MigrationRecord] | None, without_script: Sequence[Path] = ()
+) -> list[Finding]:
     """Return one finding per folder or row whose state is not 'applied, unchanged'."""
     if history is None:
         return [
@@ -73,7 +101,8 @@ def assess(files: list[MigrationFile], history: list[MigrationRecord] | None) ->
                     detail={"checksum_recorded": rows[-1].checksum, "checksum_file": migration.checksum},
                 )
             )
-    unknown = sorted({r.name for r in live if r.applied and r.name not in folders})
+    named = set(folders) | {folder.name for folder in without_script}
+    unknown = sorted({r.name for r in live if r.applied and r.name not in named})
     found += [
         Finding(
             CHECK,

@@ -8,13 +8,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from guard.checks.drift import detect
+from guard.checks.migrations import missing_scripts
 from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK
 from guard.findings.finding import Finding
 from guard.plural import plural
-from guard.schema.history import baseline, read_migrations
+from guard.schema.history import baseline, folders_without_script, read_migrations
 from guard.schema.repair import script
 
 if TYPE_CHECKING:
@@ -82,11 +83,19 @@ def print_repair_script(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     """Record every folder as applied unless the live schema drifts from what they build."""
-    files = read_migrations(settings.require_migrations_dir())
+    folder = settings.require_migrations_dir()
+    incomplete = missing_scripts(folders_without_script(folder))
+    if incomplete:  # not even --force: Prisma itself would stop at these folders (P3015)
+        return _refuse(
+            incomplete, args.json, f"{plural(len(incomplete), 'migration folder')} without migration.sql"
+        )
+    files = read_migrations(folder)
     report = detect(settings, replay_all=True, progress=terminal_progress())
     findings = report.findings()
     if findings and not args.force:
-        return _refuse(findings, args.json)
+        return _refuse(
+            findings, args.json, f"the schema differs from the migrations in {plural(len(findings), 'way')}"
+        )
     with Database(settings.require_database_url()) as db:
         recorded = baseline(db, files)
     if args.json:
@@ -107,11 +116,10 @@ def run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _refuse(shown: list[Finding], json_mode: bool) -> int:
-    message = (
-        f"refusing to baseline: the schema differs from the migrations in {plural(len(shown), 'way')} "
-        "(fix them, or use --force)"
-    )
+def _refuse(shown: list[Finding], json_mode: bool, why: str) -> int:
+    missing = shown[0].kind == "migration_file_missing"
+    fix = "restore the files or delete the folders" if missing else "fix them, or use --force"
+    message = f"refusing to baseline: {why} ({fix})"
     if json_mode:
         sys.stdout.write(
             json.dumps({"ok": False, "error": message, "findings": [f.to_json() for f in shown]}) + "\n"

@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -13,6 +14,9 @@ import psycopg
 from guard.db.database import Database
 from guard.errors import ConfigError, UsageError
 from guard.plural import plural
+
+SCRIPT = "migration.sql"
+CHECKSUM_LENGTH = 64  # a SHA-256 in zero-padded lower-case hex, as Prisma renders it today
 
 # The table as Prisma's schema engine creates it on PostgreSQL.
 PRISMA_MIGRATIONS_DDL = """
@@ -46,30 +50,47 @@ class MigrationFile:
         return self.content.decode("utf-8")
 
     def matches(self, stored_checksum: str) -> bool:
-        """Tell whether the stored checksum is of this file, allowing either line-ending style."""
-        return stored_checksum.lower() in _checksum_variants(self.content)
+        """Tell whether Prisma takes the stored checksum for this file (its `script_matches_checksum`)."""
+        if len(stored_checksum) == CHECKSUM_LENGTH:
+            return stored_checksum in {d.hex() for d in _digests(self.content)}
+        # An old schema engine rendered each byte without zero padding; its rows are still accepted.
+        return stored_checksum in {_unpadded_hex(d) for d in _digests(self.content)}
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _checksum_variants(content: bytes) -> set[str]:
-    as_lf = content.replace(b"\r\n", b"\n")
-    as_crlf = as_lf.replace(b"\n", b"\r\n")
-    return {sha256_hex(content), sha256_hex(as_lf), sha256_hex(as_crlf)}
+def _digests(content: bytes) -> list[bytes]:
+    """Return the SHA-256 of the file as it is, with CRLF made LF, and with LF made CRLF (on the raw text)."""
+    variants = (content, content.replace(b"\r\n", b"\n"), content.replace(b"\n", b"\r\n"))
+    return [hashlib.sha256(v).digest() for v in variants]
+
+
+def _unpadded_hex(digest: bytes) -> str:
+    return "".join(f"{byte:x}" for byte in digest)
 
 
 def read_migrations(folder: Path) -> list[MigrationFile]:
-    """Return the migration folders under `folder` in Prisma's (lexical) order."""
-    if not folder.is_dir():
-        raise ConfigError(f"migrations folder not found: {folder}")
+    """Return the migration folders under `folder` that hold a migration.sql, in Prisma's (lexical) order."""
     found = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        script = entry / "migration.sql"
-        if entry.is_dir() and script.is_file():
+    for entry in _folders(folder):
+        script = entry / SCRIPT
+        if script.is_file():
             found.append(MigrationFile(entry.name, script, script.read_bytes()))
     return found
+
+
+def folders_without_script(folder: Path) -> list[Path]:
+    """Return the folders with no migration.sql: Prisma counts each as a migration, deploy stops (P3015)."""
+    return [entry for entry in _folders(folder) if not (entry / SCRIPT).is_file()]
+
+
+def _folders(folder: Path) -> list[Path]:
+    """Return every sub-folder, dot-folders included, sorted by name as Prisma lists migrations."""
+    if not folder.is_dir():
+        raise ConfigError(f"migrations folder not found: {folder}")
+    return [entry for entry in sorted(folder.iterdir(), key=lambda p: p.name) if entry.is_dir()]
 
 
 def ensure_migrations_table(db: Database) -> None:
@@ -91,14 +112,23 @@ def apply_and_record(db: Database, migration: MigrationFile) -> None:
     )
 
 
-def record_applied(db: Database, migration: MigrationFile) -> None:
-    """Record a migration as applied without running it (what `migrate resolve --applied` writes)."""
+def record_applied(db: Database, migration: MigrationFile, at: datetime) -> None:
+    """Record a migration as applied without running it, the row `migrate resolve --applied` writes."""
     db.execute(
         "INSERT INTO _prisma_migrations"
-        " (id, checksum, migration_name, started_at, finished_at, applied_steps_count)"
-        " VALUES (%s, %s, %s, now(), now(), 0)",
-        (str(uuid.uuid4()), migration.checksum, migration.name),
+        " (id, checksum, migration_name, logs, started_at, finished_at, applied_steps_count)"
+        " VALUES (%s, %s, %s, '', %s, %s, 0)",
+        (str(uuid.uuid4()), migration.checksum, migration.name, at, at),
     )
+
+
+def prisma_clock(after: datetime | None = None) -> datetime:
+    """Return now in whole milliseconds, as Prisma writes it, and after `after` so rows keep their order."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    if after is not None and now <= after:
+        return after + timedelta(milliseconds=1)
+    return now
 
 
 HISTORY_TABLE = "SELECT to_regclass('_prisma_migrations') IS NOT NULL"
@@ -174,7 +204,7 @@ def replay(
 
 
 def baseline(db: Database, files: list[MigrationFile]) -> int:
-    """Create `_prisma_migrations` and record every folder as `migrate resolve --applied` would."""
+    """Create `_prisma_migrations` and record every folder as one `migrate resolve --applied` each would."""
     history = read_history(db)
     if history:
         raise UsageError(
@@ -183,6 +213,8 @@ def baseline(db: Database, files: list[MigrationFile]) -> int:
         )
     with db.transaction():
         ensure_migrations_table(db)
+        at: datetime | None = None
         for migration in files:
-            record_applied(db, migration)
+            at = prisma_clock(after=at)
+            record_applied(db, migration, at)
     return len(files)

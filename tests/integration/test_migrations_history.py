@@ -148,7 +148,7 @@ def test_baseline_writes_prismas_table_and_rows_then_history_is_clean(unrecorded
     for row, migration in zip(rows, files, strict=True):
         assert len(row[0]) == 36
         assert row[1] == hashlib.sha256(migration.path.read_bytes()).hexdigest()
-        assert row[3:] == (True, None, None, 0, True)
+        assert row[3:] == (True, None, "", 0, True)
     assert check(unrecorded_url).ok
     assert drift_check.run(CheckContext(Settings(database_url=unrecorded_url, migrations_dir=MIGRATIONS))).ok
 
@@ -168,3 +168,24 @@ def test_baseline_refuses_on_drift_unless_forced(
 def test_baseline_refuses_a_database_that_has_history(db_url: str) -> None:
     with pytest.raises(UsageError, match="already holds 5 rows"):
         baseline(db_url)
+
+
+@pytest.mark.parametrize("stray", ["20240601000000_empty_folder", ".scratch"])
+@pytest.mark.parametrize("force", [False, True])
+def test_baseline_refuses_a_migration_folder_without_migration_sql(
+    unrecorded_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], stray: str, force: bool
+) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    (folder / stray).mkdir()
+    if stray == ".scratch":
+        (folder / stray / "notes.sql").write_text("-- ideas\n")
+    args = argparse.Namespace(force=force, json=False)
+    assert run_baseline(args, Settings(database_url=unrecorded_url, migrations_dir=folder)) == 1
+    out = capsys.readouterr()
+    assert f"migration_file_missing migration:{stray}" in " ".join(out.out.split())
+    assert "1 migration folder without migration.sql" in out.err
+    assert found(check(unrecorded_url, folder)) == {
+        ("migrations_table_missing", "table:_prisma_migrations"),
+        ("migration_file_missing", f"migration:{stray}"),
+    }
