@@ -81,3 +81,16 @@ def test_baseline_records_a_schema_only_copy_in_that_schema(shop_db: tuple[str, 
     assert findings(name, migrations, "migrations") == set()
     verdict = prisma(migrations, url, "migrate", "status")
     assert verdict.code == 0 and "Database schema is up to date!" in verdict.text, verdict
+
+
+def test_a_renamed_index_in_the_schema_is_drift_to_both(shop_db: tuple[str, Path]) -> None:
+    name, migrations = shop_db
+    with psycopg.connect(database_url(name), autocommit=True) as conn:
+        conn.execute('ALTER INDEX "shop"."ads_user_id_idx" RENAME TO "ads_user_id_idx1"')
+    assert findings(name, migrations, "drift") == {("index_renamed", "index:shop.ads_user_id_idx")}
+    verdict = prisma(
+        migrations, database_url(name, SCHEMA), "migrate", "dev", "--skip-generate", "--skip-seed"
+    )
+    assert verdict.code == 130 and "Renamed index `ads_user_id_idx` to `ads_user_id_idx1`" in verdict.text, (
+        verdict
+    )
