@@ -20,7 +20,7 @@ from guard.schema.history import (
     read_migrations,
     replay,
 )
-from guard.schema.shadow import shadow_database
+from guard.schema.shadow import create_schema, shadow_database
 from guard.schema.snapshot import read_snapshot
 
 CHECK = "drift"
@@ -33,9 +33,11 @@ KINDS = (
     "index_missing",
     "index_extra",
     "index_changed",
+    "index_renamed",
     "constraint_missing",
     "constraint_extra",
     "constraint_changed",
+    "constraint_renamed",
     "object_missing",
     "object_extra",
     "object_changed",
@@ -92,14 +94,23 @@ def detect(
     with Database(url) as live:
         wanted = files if replay_all else applied_migrations(files, read_history(live))
         actual = read_snapshot(live)
+        target = _target_schema(live)
         swept = tuple(drop_stale(live))
     with shadow_database(url, settings.shadow_url()) as shadow:
+        if target is not None:
+            create_schema(shadow, target)
         failure = _replay(shadow, wanted, progress)
         expected = read_snapshot(shadow) if failure is None else None
     names = tuple(m.name for m in wanted)
     if expected is None:
         return DriftReport(names, (), failure, swept)
     return DriftReport(names, tuple(compare(expected, actual)), swept=swept)
+
+
+def _target_schema(live: Database) -> str | None:
+    """Name the schema the app's migrations create objects in (`?schema=NAME` sets it as search_path)."""
+    row = live.fetch_one("SELECT current_schema()")
+    return str(row[0]) if row and row[0] is not None else None
 
 
 def _replay(shadow: Database, files: list[MigrationFile], progress: ProgressFactory) -> ReplayFailure | None:

@@ -14,6 +14,11 @@ from guard.schema.snapshot import Snapshot
 
 # Names PostgreSQL (and Prisma) generate: <table>_<columns>_<suffix>, with a digit added on collision.
 _GENERATED_NAME = re.compile(r"_(pkey|key|fkey|check|excl|idx)\d*$")
+# Prisma's schema names primary, unique and foreign keys and indexes on plain columns; a rename of one
+# is drift to `migrate dev` ("Renamed index ..."). CHECK and exclusion constraints and expression or
+# partial indexes are not in a Prisma schema, so a generated name of theirs stays an accident.
+_MANAGED_CONSTRAINTS = ("p", "u", "f")
+_KEY_COLUMNS = re.compile(r"USING \w+ \(([^()]*)\)$")
 _CONSTRAINT_TYPES = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key", "x": "exclusion"}
 _T = TypeVar("_T", Constraint, Index)
 
@@ -150,12 +155,15 @@ def _shown(value: object) -> str:
 
 
 def pair(
-    want: Iterable[_T], have: Iterable[_T], signature: Callable[[_T], Hashable]
+    want: Iterable[_T],
+    have: Iterable[_T],
+    signature: Callable[[_T], Hashable],
+    managed: Callable[[_T], bool] = lambda _: False,
 ) -> tuple[list[tuple[_T, _T]], list[_T], list[_T]]:
     """Pair objects by name, then by definition; return (differing pairs, missing, extra).
 
     A pair with equal definitions and names that differ only because they were generated is not
-    drift; equal definitions under a chosen name are reported as a rename.
+    drift, unless Prisma manages the name (`managed`); any other name change is reported as a rename.
     """
     mine = {w.key: w for w in want}
     theirs = {h.key: h for h in have}
@@ -170,7 +178,7 @@ def pair(
         if candidates:
             other = theirs.pop(candidates.pop(0))
             del mine[key]
-            if not _generated_alike(item.name, other.name):
+            if item.name != other.name and (managed(item) or not _generated_alike(item.name, other.name)):
                 pairs.append((item, other))
     for key in [k for k in mine if k in theirs]:
         pairs.append((mine.pop(key), theirs.pop(key)))
@@ -181,15 +189,27 @@ def _generated_alike(a: str, b: str) -> bool:
     return a == b or bool(_GENERATED_NAME.search(a) and _GENERATED_NAME.search(b))
 
 
+def managed_constraint(c: Constraint) -> bool:
+    """Say whether Prisma's schema names this constraint (a primary, unique or foreign key)."""
+    return c.type in _MANAGED_CONSTRAINTS
+
+
+def managed_index(i: Index) -> bool:
+    """Say whether Prisma's schema names this index: one on plain columns, with no WHERE."""
+    return _KEY_COLUMNS.search(i.definition) is not None
+
+
 def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Difference]:
-    pairs, missing, extra = pair(want, have, lambda c: (c.table_key, c.type, c.definition))
+    pairs, missing, extra = pair(
+        want, have, lambda c: (c.table_key, c.type, c.definition), managed_constraint
+    )
     found = []
     for mine, theirs in pairs:
         subject = f"constraint:{mine.key}"
         if mine.definition == theirs.definition:
             found.append(
                 Difference(
-                    "constraint_changed",
+                    "constraint_renamed",
                     subject,
                     "constraint",
                     f"{_describe(mine)} is named {theirs.name} in the database",
@@ -235,14 +255,14 @@ def _describe(c: Constraint) -> str:
 
 
 def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
-    pairs, missing, extra = pair(want, have, lambda i: (i.table_key, i.unique, i.definition))
+    pairs, missing, extra = pair(want, have, lambda i: (i.table_key, i.unique, i.definition), managed_index)
     found = []
     for mine, theirs in pairs:
         subject = f"index:{mine.key}"
         if (mine.unique, mine.definition) == (theirs.unique, theirs.definition):
             found.append(
                 Difference(
-                    "index_changed",
+                    "index_renamed",
                     subject,
                     "index",
                     f"index {mine.key} is named {theirs.name} in the database",

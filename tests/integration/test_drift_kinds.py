@@ -69,9 +69,27 @@ CASES = {
         'DROP INDEX "items_lower_idx"; CREATE INDEX "items_lower_idx" ON "items" (upper("title"))',
         {("index_changed", "index:items_lower_idx")},
     ),
+    # A rename was `index_changed` / `constraint_changed` until issue 13; a generated name Prisma
+    # manages (keys, indexes on plain columns) renamed with a digit was not drift at all.
     "index_renamed": (
         'ALTER INDEX "items_active_idx" RENAME TO "hot_items"',
-        {("index_changed", "index:items_active_idx")},
+        {("index_renamed", "index:items_active_idx")},
+    ),
+    "generated_index_renamed": (
+        'ALTER INDEX "items_owner_title_key" RENAME TO "items_owner_title_key1"',
+        {("index_renamed", "index:items_owner_title_key")},
+    ),
+    "foreign_key_renamed": (
+        'ALTER TABLE "items" RENAME CONSTRAINT "items_owner_id_fkey" TO "items_owner_id_fkey1"',
+        {("constraint_renamed", "constraint:items.items_owner_id_fkey")},
+    ),
+    "primary_key_renamed": (
+        'ALTER TABLE "bookings" RENAME CONSTRAINT "bookings_pkey" TO "bookings_pkey1"',
+        {("constraint_renamed", "constraint:bookings.bookings_pkey")},
+    ),
+    "unique_renamed": (
+        'ALTER TABLE "users" RENAME CONSTRAINT "users_email_key" TO "users_email_key1"',
+        {("constraint_renamed", "constraint:users.users_email_key")},
     ),
     "foreign_key_missing": (
         'ALTER TABLE "items" DROP CONSTRAINT "items_owner_id_fkey"',
@@ -149,6 +167,7 @@ COMBINED = [
     "column_generated",
     "index_expression_changed",
     "index_renamed",
+    "generated_index_renamed",
     "foreign_key_missing",
     "unique_missing",
     "check_changed",

@@ -19,6 +19,31 @@ def test_generated_names_that_differ_are_paired_silently() -> None:
     assert (pairs, missing, extra) == ([], [], [])
 
 
+def test_a_generated_name_prisma_manages_that_differs_is_a_rename() -> None:
+    fk = Constraint("public", "t", "t_a_fkey", "f", "FOREIGN KEY (a) REFERENCES u(id)")
+    renamed = Constraint("public", "t", "t_a_fkey1", "f", fk.definition)
+    plain = Index("public", "t", "t_a_idx", False, "public.t USING btree (a)")
+    expression = Index("public", "t", "t_b_idx", False, "public.t USING btree (lower(b))")
+    found = compare(
+        Snapshot(constraints={fk.key: fk}, indexes={plain.key: plain, expression.key: expression}),
+        Snapshot(
+            constraints={renamed.key: renamed},
+            indexes={
+                "t_a_idx1": Index("public", "t", "t_a_idx1", False, plain.definition),
+                "t_b_idx1": Index("public", "t", "t_b_idx1", False, expression.definition),
+            },
+        ),
+    )
+    assert [(d.kind, d.subject, d.sql) for d in found] == [
+        (
+            "constraint_renamed",
+            "constraint:t.t_a_fkey",
+            'ALTER TABLE "public"."t" RENAME CONSTRAINT "t_a_fkey1" TO "t_a_fkey";',
+        ),
+        ("index_renamed", "index:t_a_idx", 'ALTER INDEX "public"."t_a_idx1" RENAME TO "t_a_idx";'),
+    ]
+
+
 def test_a_chosen_name_that_differs_is_a_rename() -> None:
     pairs, missing, extra = pair(
         [check("a_positive")], [check("t_a_check")], lambda c: (c.table_key, c.type, c.definition)
