@@ -62,14 +62,20 @@ def template_db() -> Iterator[str]:
 
 
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
-    """A fresh migrated database for one test, dropped afterwards."""
+def db_name(template_db: str) -> Iterator[str]:
+    """A fresh migrated database for one test (its name), dropped afterwards."""
     name = unique_name("guard_test")
     create_database(name, template=template_db)
     try:
-        yield url_for(name)
+        yield name
     finally:
         drop_database(name)
+
+
+@pytest.fixture
+def db_url(db_name: str) -> str:
+    """The URL of a fresh migrated database for one test, dropped afterwards."""
+    return url_for(db_name)
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.acceptance.cli import guard_json
-from tests.conftest import create_database, drop_database, unique_name
 from tests.prisma_cli import database_url, prisma, project
 
 pytestmark = pytest.mark.acceptance
@@ -52,17 +50,6 @@ ACCIDENTS = (
 )
 
 
-@pytest.fixture
-def app_db(template_db: str) -> Iterator[str]:
-    """A copy of the template (migrated and recorded) for one test."""
-    name = unique_name("guard_prisma_drift")
-    create_database(name, template=template_db)
-    try:
-        yield name
-    finally:
-        drop_database(name)
-
-
 def run_sql(name: str, *statements: str) -> None:
     with psycopg.connect(database_url(name), autocommit=True) as conn:
         for statement in statements:
@@ -80,29 +67,29 @@ def drift(name: str, migrations: Path) -> dict[tuple[str, str], str]:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_prisma_and_guard_both_see_a_renamed_name_prisma_manages(
-    app_db: str, tmp_path: Path, case: str
+    db_name: str, tmp_path: Path, case: str
 ) -> None:
     change, finding, repair, says = CASES[case]
     migrations = project(tmp_path)
-    run_sql(app_db, change)
-    assert drift(app_db, migrations) == {finding: repair}
-    verdict = prisma(migrations, database_url(app_db), *DEV)
+    run_sql(db_name, change)
+    assert drift(db_name, migrations) == {finding: repair}
+    verdict = prisma(migrations, database_url(db_name), *DEV)
     assert verdict.code == 130 and DRIFT in verdict.text and says in verdict.text, verdict
-    run_sql(app_db, repair)
-    assert drift(app_db, migrations) == {}
+    run_sql(db_name, repair)
+    assert drift(db_name, migrations) == {}
 
 
-def test_names_prisma_does_not_manage_stay_accidents_for_both(app_db: str, tmp_path: Path) -> None:
+def test_names_prisma_does_not_manage_stay_accidents_for_both(db_name: str, tmp_path: Path) -> None:
     migrations = project(tmp_path)
-    run_sql(app_db, *ACCIDENTS[:2])
+    run_sql(db_name, *ACCIDENTS[:2])
     migrations_with_check = migrations / "20240601000000_price_cap"
     migrations_with_check.mkdir()
     (migrations_with_check / "migration.sql").write_text(ACCIDENTS[1] + ";\n")
     deployed = prisma(
-        migrations, database_url(app_db), "migrate", "resolve", "--applied", migrations_with_check.name
+        migrations, database_url(db_name), "migrate", "resolve", "--applied", migrations_with_check.name
     )
     assert deployed.code == 0, deployed
-    run_sql(app_db, ACCIDENTS[2])
-    assert drift(app_db, migrations) == {}
-    verdict = prisma(migrations, database_url(app_db), *DEV)
+    run_sql(db_name, ACCIDENTS[2])
+    assert drift(db_name, migrations) == {}
+    verdict = prisma(migrations, database_url(db_name), *DEV)
     assert verdict.code == 0 and IN_SYNC in verdict.text, verdict

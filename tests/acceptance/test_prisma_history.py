@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from tests.acceptance.cli import guard_json
-from tests.conftest import create_database, drop_database, unique_name
 from tests.prisma_cli import database_url, prisma, project
 
 pytestmark = pytest.mark.acceptance
@@ -30,17 +29,6 @@ UNDO_LAST = (
 )
 DEV = ("migrate", "dev", "--skip-generate", "--skip-seed")
 MODIFIED = re.compile(r"The migration `([^`]+)` was modified after it was applied\.")
-
-
-@pytest.fixture
-def app_db(template_db: str) -> Iterator[str]:
-    """A copy of the template (migrated and recorded by guard's apply_and_record) for one test."""
-    name = unique_name("guard_prisma")
-    create_database(name, template=template_db)
-    try:
-        yield name
-    finally:
-        drop_database(name)
 
 
 def run_sql(name: str, *statements: str, params: tuple[object, ...] | None = None) -> None:
@@ -168,14 +156,14 @@ STATES = {
 
 
 @pytest.mark.parametrize("state", list(STATES))
-def test_prisma_and_guard_agree_on_each_history_state(app_db: str, tmp_path: Path, state: str) -> None:
+def test_prisma_and_guard_agree_on_each_history_state(db_name: str, tmp_path: Path, state: str) -> None:
     case = STATES[state]
     migrations = project(tmp_path)
-    run_sql(app_db, *case.sql)
+    run_sql(db_name, *case.sql)
     if case.edit is not None:
         case.edit(migrations)
-    assert guard_findings(app_db, migrations) == case.guard
-    verdict = prisma(migrations, database_url(app_db), *case.command)
+    assert guard_findings(db_name, migrations) == case.guard
+    verdict = prisma(migrations, database_url(db_name), *case.command)
     assert verdict.code == case.code and case.says in verdict.text, verdict
 
 
@@ -230,7 +218,7 @@ CHECKSUM_CASES: dict[str, tuple[dict[str, Rewrite], set[str]]] = {
 
 @pytest.mark.parametrize("verdict", list(CHECKSUM_CASES))
 def test_prisma_and_guard_agree_on_which_checksums_are_edits(
-    app_db: str, tmp_path: Path, verdict: str
+    db_name: str, tmp_path: Path, verdict: str
 ) -> None:
     rewrites, edited = CHECKSUM_CASES[verdict]
     migrations = project(tmp_path)
@@ -239,9 +227,9 @@ def test_prisma_and_guard_agree_on_which_checksums_are_edits(
         applied = script.read_bytes()
         script.write_bytes(rewrite_file(applied))
         sql = "UPDATE _prisma_migrations SET checksum = %s WHERE migration_name = %s"
-        run_sql(app_db, sql, params=(stored(applied), name))
-    guard_found = guard_findings(app_db, migrations)
-    judged = prisma(migrations, database_url(app_db), *DEV)
+        run_sql(db_name, sql, params=(stored(applied), name))
+    guard_found = guard_findings(db_name, migrations)
+    judged = prisma(migrations, database_url(db_name), *DEV)
     assert set(MODIFIED.findall(judged.text)) == edited, judged
     assert judged.code == (130 if edited else 0), judged
     assert guard_found == {("migration_edited", f"migration:{name}") for name in edited}
