@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.continuous",
     "guard.cli.status",
     "guard.cli.requeue",
+    "guard.cli.sweep",
     "guard.cli.schema",
     "guard.cli.backup",
 )
