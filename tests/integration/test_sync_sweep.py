@@ -27,7 +27,7 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
         install(db, Settings(database_url=db_url))
         # written with the triggers off, so only a sweep can see it (no event check runs)
         db.execute("SET session_replication_role = replica")
-        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (1, 't', 'Bad Slug', 1, 1)")
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (1, 't', 'Bad', 1, 1)")
     s = Stack(db_url, uploads, tmp_path)
     try:
         yield s
