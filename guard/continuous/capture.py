@@ -88,18 +88,31 @@ def install(db: Database, settings: Settings) -> list[WatchedTable]:
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(hashtext('guard.continuous.capture'))")
         tables = watched_tables(db, settings)
-        db.execute(load_query("install_schema"))
+        _bookkeeping(db)
         for name in _triggered_tables(db):
             if name not in {t.name for t in tables}:
                 _drop_triggers(db, name)
         for table in tables:
             db.execute(capture_function_sql(table))
             db.execute(_triggers_sql(table))
-        db.execute(
-            "INSERT INTO guard.version (version) VALUES (%s) ON CONFLICT (version) DO NOTHING",
-            (VERSION,),
-        )
     return tables
+
+
+def install_bookkeeping(db: Database) -> None:
+    """Create guard's own schema and tables only, no trigger on the app's tables.
+
+    The listener does this when a re-created database lost the whole schema, so the findings ledger
+    (capture_missing included) exists again; the app-facing triggers are `guard install`'s to put back
+    (or the listener's with capture_auto_install).
+    """
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(hashtext('guard.continuous.capture'))")
+        _bookkeeping(db)
+
+
+def _bookkeeping(db: Database) -> None:
+    db.execute(load_query("install_schema"))
+    db.execute("INSERT INTO guard.version (version) VALUES (%s) ON CONFLICT (version) DO NOTHING", (VERSION,))
 
 
 def uninstall(db: Database) -> list[str]:
