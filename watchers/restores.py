@@ -1,8 +1,8 @@
 """The listener's restore watch: a changed schema fingerprint runs migrations and drift at once.
 
 Every `schema_watch_seconds` (and at once after every reconnect) the listener reads the fingerprint
-(guard/continuous/fingerprint.py). A new value is acted on once it reads the same twice, a second
-apart, so a restore still running is not checked half-way (each later change is acted on again):
+(guard/continuous/fingerprint.py). A new value is acted on once it reads the same twice, half a second
+apart (SETTLE_S), so a restore still running is not checked half-way (each later change is acted on again):
 
 1. guard's own schema missing (the database was dropped and re-created) is put back: bookkeeping
    tables only, so the findings ledger exists again; never the triggers on the app's tables;
@@ -29,7 +29,7 @@ from guard.findings.ledger import Scope
 
 log = logging.getLogger("guard.listener")
 
-SETTLE_S = 1.0  # a new fingerprint must read the same this much later before it is acted on
+SETTLE_S = 0.5  # a new fingerprint must read the same this much later before it is acted on
 HISTORY_CHECKS = ("migrations", "drift")
 
 SendSweep = Callable[[str], None]

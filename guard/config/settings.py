@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # The listener re-reads the schema fingerprint this often (and after every reconnect); a change runs
     # the migrations and drift checks at once (watchers/restores.py). capture_auto_install lets it put
     # back missing capture triggers itself, as `guard install` would.
-    schema_watch_seconds: Count = 3
+    schema_watch_seconds: Count = 2
     capture_auto_install: bool = False
     broker_prefix: str = ""
     sweep_cron: str = "0 * * * *"
