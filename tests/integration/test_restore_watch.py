@@ -65,6 +65,11 @@ def test_missing_triggers_are_capture_missing_until_install_puts_them_back(setti
         db.execute("DROP TRIGGER guard_capture_update ON ads")
         looks(watch, db, 2)
         assert open_capture(db) == ["ads"]
+        announced = db.fetch_all(  # queued for Sentry and Slack like every other newly opened finding
+            "SELECT n.event FROM guard.notifications n JOIN guard.findings f ON f.id = n.finding_id "
+            "WHERE f.kind = 'capture_missing'"
+        )
+        assert announced == [("opened",)]
         install(db, settings)
         looks(watch, db, 2)
         assert open_capture(db) == []

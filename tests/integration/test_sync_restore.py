@@ -94,6 +94,20 @@ def started(db_url: str) -> None:
     assert open_findings(db_url) == set()  # the live database is in line with its migrations
 
 
+def history_reads(db_url: str) -> int:
+    """How often _prisma_migrations was scanned: each fingerprint look reads it once."""
+    with Database(db_url) as db:
+        row = db.fetch_one("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = '_prisma_migrations'")
+    return int(row[0]) if row else 0
+
+
+def no_storm(stack: Stack, db_url: str) -> None:
+    """Five more looks at an unchanged schema send no more checks than the first look did."""
+    before = history_reads(db_url)
+    wait_for(lambda: history_reads(db_url) >= before + 5, "five more looks at the fingerprint")
+    assert stack.log("worker").count("guard.sweep[guard-schema-") == 2 * 2  # received and succeeded, once
+
+
 def restore_clean(dump: Path, db_url: str) -> None:
     """pg_restore --clean over the live database; its errors (objects the dump lacks depend on) are the
     realistic outcome, so the exit code is not judged."""
@@ -117,6 +131,7 @@ def test_pg_restore_clean_of_an_old_dump_opens_drift_and_capture_missing(
     stack: Stack, db_url: str, old_dump: Path
 ) -> None:
     started(db_url)
+    no_storm(stack, db_url)
     restore_clean(old_dump, db_url)
     wanted = {("column_missing", "column:categories.form_template"), ("capture_missing", "categories")}
     wait_for(lambda: wanted <= open_findings(db_url), "drift and capture_missing to open", DEADLINE_S)
