@@ -78,7 +78,7 @@ def _add_ack(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="DATE",
         help="when it expires: YYYY-MM-DD (through that day, UTC), an ISO time, or 12h / 7d from now",
     )
-    ack.add_argument("--by", default=None, help="who acknowledges (default: the OS user)")
+    ack.add_argument("--by", default=None, metavar="WHO", help="who acknowledges (default: the OS user)")
     ack.add_argument("--json", action="store_true", help="print one JSON object")
     ack.set_defaults(handler=run_ack)
 
