@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     outbox_batch: Count = 500
     slack_digest_seconds: Count = 60
     watch_reconcile_seconds: Count = 300
+    # The listener re-reads the schema fingerprint this often (and after every reconnect); a change runs
+    # the migrations and drift checks at once (watchers/restores.py). capture_auto_install lets it put
+    # back missing capture triggers itself, as `guard install` would.
+    schema_watch_seconds: Count = 2
+    capture_auto_install: bool = False
     broker_prefix: str = ""
     sweep_cron: str = "0 * * * *"
     daily_cron: str = "30 3 * * *"
