@@ -1,4 +1,4 @@
-"""The repair plan builders: slugs from titles (Devanagari included), the fallback, uniqueness, the template."""
+"""The repair plan builders: slugs from titles (Devanagari too), the fallback, uniqueness, the template."""
 
 from __future__ import annotations
 
