@@ -24,7 +24,9 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def in_batch(db: Database, work: Callable[[], T], lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> T:
+def in_batch(
+    db: Database, work: Callable[[], T], lock_timeout_ms: int = LOCK_TIMEOUT_MS, attempts: int = ATTEMPTS
+) -> T:
     """Run work in one transaction that waits at most lock_timeout_ms for any lock, retrying if it waited.
 
     A batch that times out rolls back whole, so running it again is safe; the app's write that held
@@ -32,7 +34,7 @@ def in_batch(db: Database, work: Callable[[], T], lock_timeout_ms: int = LOCK_TI
     """
     retrying = Retrying(
         retry=retry_if_exception_type(psycopg.errors.LockNotAvailable),
-        stop=stop_after_attempt(ATTEMPTS),
+        stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=0.02, max=1.0),
         reraise=True,
     )
@@ -43,7 +45,7 @@ def in_batch(db: Database, work: Callable[[], T], lock_timeout_ms: int = LOCK_TI
                 return work()
     except psycopg.errors.LockNotAvailable:
         raise UnreachableError(
-            f"a batch waited for the app's locks {ATTEMPTS} times in a row; nothing of it was changed, "
+            f"a batch waited for the app's locks {attempts} times in a row; nothing of it was changed, "
             "run the repair again later"
         ) from None
     raise AssertionError("unreachable")  # Retrying either returns or raises

@@ -13,6 +13,7 @@ from guard.checks import CheckContext, files_targeted
 from guard.checks import files as files_check
 from guard.config.settings import Settings
 from guard.db.database import Database
+from guard.errors import UnreachableError
 from guard.fs import paths
 from guard.fs.beneath import open_beneath, open_root
 from guard.fs.root import UploadsRoot
@@ -41,7 +42,7 @@ def plan(settings: Settings) -> list[str]:
     """Return the orphan files past the grace period, as the files check finds them now."""
     result = files_check.run(CheckContext(settings, limit=None))
     if result.error is not None:
-        raise RuntimeError(result.error)
+        raise UnreachableError(result.error)
     return sorted(f.path for f in result.findings if f.kind == "orphan_file" and f.path is not None)
 
 
