@@ -50,10 +50,14 @@ def undo_run(settings: Settings, run_id: str) -> Undone:
             raise UsageError(f"repair {run_id} ({run.kind}) cannot be undone change by change; {restore}")
         changes = journal.changes_of(db, run_id)
         if run.kind == slugs.KIND:
-            conflicts = slugs.undo(db, settings, run_id, changes)
-            if conflicts:
-                raise refuse(run_id, conflicts, "row changed again since")
-            return Undone(run, len(changes), [])
+            outcome = slugs.undo(db, settings, run_id, changes)
+            if outcome.conflicts:
+                raise refuse(run_id, outcome.conflicts, "row changed again since")
+            raced = [
+                orphans.Skipped(s, "the app wrote it during the undo; left as the app wrote it")
+                for s in outcome.raced
+            ]
+            return Undone(run, len(changes) - len(raced), raced)
         if run.kind == orphans.KIND:
             quarantine = Quarantine(Path(str(run.detail.get("quarantine", ""))))
             conflicts = orphans.undo_conflicts(settings, changes, quarantine)

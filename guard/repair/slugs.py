@@ -143,36 +143,54 @@ def subject(key: str) -> str:
     return f"{TABLE}:{key}"
 
 
+@dataclass(frozen=True)
+class Reverted:
+    """What an undo found: rows changed again before it (then nothing is done), or during it."""
+
+    conflicts: list[str]
+    raced: list[str]
+
+
 def undo(
     db: Database,
     settings: Settings,
     run_id: str,
     changes: Sequence[Change],
     *,
+    batch: int = BATCH_ROWS,
     lock_timeout_ms: int = LOCK_TIMEOUT_MS,
-) -> list[str]:
-    """Put every slug of a run back in one transaction and mark it undone; or, changing nothing,
-    return the rows whose slug changed again since (or that are gone)."""
+) -> Reverted:
+    """Put every slug of a run back, or none when a row's slug changed again since (naming those rows).
+
+    The comparison reads every row first; the writes then go in batches under lock_timeout, each
+    only where the row still holds what the repair wrote, so the app never waits for more than a
+    batch. A row the app writes in the milliseconds between the two is left as the app wrote it and
+    named (`raced`).
+    """
     table = open_table(db, settings)
     keys = [c.subject.partition(":")[2] for c in changes]
-    wanted = dict(zip(keys, changes, strict=True))
+    current: dict[str, str | None] = {}
+    query = table.format(load_query("repair_slugs_current"))
+    for ids in chunks(keys, 10_000):
+        current.update(db.fetch_all(query, {"ids": table.pk.bind(ids)}))
+    conflicts = [
+        c.subject for k, c in zip(keys, changes, strict=True) if k not in current or current[k] != c.after
+    ]
+    if conflicts:
+        return Reverted(conflicts, [])
+    revert = table.format(load_query("repair_slugs_revert"))
+    raced: list[str] = []
+    for part in chunks(list(changes), batch):
+        params: dict[str, object] = {
+            "ids": table.pk.bind(c.subject.partition(":")[2] for c in part),
+            "olds": [c.before for c in part],
+            "news": [c.after for c in part],
+        }
 
-    def work() -> list[str]:
-        current: dict[str, str | None] = dict(
-            db.fetch_all(table.format(load_query("repair_slugs_current")), {"ids": table.pk.bind(keys)})
-        )
-        conflicts = [wanted[k].subject for k in keys if k not in current or current[k] != wanted[k].after]
-        if conflicts:
-            return conflicts
-        db.execute(
-            table.format(load_query("repair_slugs_revert")),
-            {
-                "ids": table.pk.bind(keys),
-                "olds": [c.before for c in changes],
-                "news": [c.after for c in changes],
-            },
-        )
-        journal.mark_undone(db, run_id)
-        return []
+        def work(params: dict[str, object] = params) -> set[str]:
+            return {str(r[0]) for r in db.fetch_all(revert, params)}
 
-    return in_batch(db, work, lock_timeout_ms)
+        done = in_batch(db, work, lock_timeout_ms)
+        raced += [c.subject for c in part if c.subject.partition(":")[2] not in done]
+    journal.mark_undone(db, run_id)
+    return Reverted([], raced)
