@@ -185,3 +185,21 @@ def test_apply_with_backup_dir_takes_a_backup_first_and_records_its_id(
     result = json.loads(done.stdout)
     assert result["backup_id"] in Repository.open(backups, create=False).ids()
     assert journal.find_run(db, result["repair_id"]).backup_id == result["backup_id"]
+
+
+def test_a_row_the_app_writes_during_the_undo_is_left_as_written_and_named(db: Database, db_url: str) -> None:
+    populate(db)
+    run_id = apply_slugs(db, db_url)
+    # The app's write between the undo's comparison and its batches: when ad 2 is put back, a
+    # trigger writes ad 4, whose batch comes later (one row per batch).
+    db.execute(
+        "CREATE FUNCTION app_writes() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN UPDATE ads SET slug = 'app-wrote-4' WHERE id = 4; RETURN NULL; END$$"
+    )
+    db.execute(
+        "CREATE TRIGGER app_writes AFTER UPDATE ON ads FOR EACH ROW WHEN (NEW.id = 2)"
+        " EXECUTE FUNCTION app_writes()"
+    )
+    outcome = slugs.undo(db, settings_for(db_url), run_id, journal.changes_of(db, run_id), batch=1)
+    assert outcome.conflicts == [] and outcome.raced == ["ads:4"]
+    assert slugs_of(db) == {**{k: s for k, _, s in ADS}, 4: "app-wrote-4"}
