@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.sweep",
     "guard.cli.schema",
     "guard.cli.backup",
+    "guard.cli.repair",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,14 @@ def _expand(path: Path) -> Path:
         return path.expanduser()
     except RuntimeError:
         raise ValueError("unknown user") from None
+
+
+def _slug_template(raw: str) -> str:
+    """Accept a template naming {id} (so every slug is unique) and at most {title} besides."""
+    names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    if not names <= {"title", "id"} or "id" not in names:
+        raise ValueError("a slug template names {id} and at most {title}")
+    return raw
 
 
 Count = Annotated[int, BeforeValidator(_count)]
@@ -94,6 +103,7 @@ class Settings(BaseSettings):
     backup_cron: str = "0 2 * * *"
     prune_cron: str = "30 2 * * *"
     drill_cron: str = "0 4 * * 0"
+    slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
 
     @classmethod
@@ -252,6 +262,8 @@ def _is_relative_folder(folder: str) -> bool:
 
 def _describe(name: str) -> str:
     annotation = str(Settings.model_fields[name].metadata) + str(Settings.model_fields[name].annotation)
+    if name == "slug_template":
+        return "a template naming {id} and at most {title}, such as {title}-{id}"
     if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
     if "int" in annotation:
