@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.requeue",
     "guard.cli.schema",
     "guard.cli.backup",
+    "guard.cli.constraints",
 )
 
 
