@@ -74,7 +74,7 @@ def test_the_plan_prints_each_rules_constraint_and_count(db_name: str, tmp_path:
     assert guard_folders(migrations) == []
 
 
-def test_prisma_deploys_every_step_and_postgresql_then_refuses_bad_slugs(db_name: str, tmp_path: Path) -> None:
+def test_prisma_deploys_every_step_and_postgresql_refuses_bad_slugs(db_name: str, tmp_path: Path) -> None:
     url = database_url(db_name)
     run_sql(url, *BROKEN_ROWS)
     migrations = project(tmp_path)
@@ -116,4 +116,4 @@ def test_prisma_deploys_every_step_and_postgresql_then_refuses_bad_slugs(db_name
 def test_migrate_without_a_migrations_folder_is_one_line_and_exit_2(db_url: str) -> None:
     done = guard("constraints", "migrate", env={"DATABASE_URL": db_url})
     assert done.returncode == 2
-    assert done.stderr == "guard: MIGRATIONS_DIR is not set (environment or 'migrations_dir' in GUARD_CONFIG)\n"
+    assert done.stderr.startswith("guard: MIGRATIONS_DIR is not set") and done.stderr.count("\n") == 1

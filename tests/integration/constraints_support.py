@@ -1,4 +1,4 @@
-"""Rows that break each default rule, their fix, and the migrations `guard constraints migrate` writes for them."""
+"""Rows that break each default rule, their fix, and the migrations `guard constraints migrate` writes."""
 
 from __future__ import annotations
 
