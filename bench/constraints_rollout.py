@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -162,7 +163,12 @@ def main() -> None:
         "image_rows": truth.get("image_rows"),
         "files": [p.parent.name for p in written],
         "steps": steps,
-        "app": {**writer.during(0, float("inf")), "errors": sorted(set(writer.errors))},
+        "app": {
+            **writer.during(0, float("inf")),
+            "refused": len(writer.errors),
+            "refusals": sorted(set(writer.errors)),
+        },
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }
     print(json.dumps(report, indent=2))
 

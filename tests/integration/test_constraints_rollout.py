@@ -16,6 +16,7 @@ from guard.constraints.plan import read_plan
 from guard.constraints.rollout import Rollout, plan_rollout, read_written, write_rollout
 from guard.db.database import Database
 from guard.schema.history import MigrationFile, apply_and_record
+from tests.conftest import MIGRATIONS
 from tests.integration.constraints_support import (
     APP_INSERT,
     APP_SLUGS,
@@ -156,3 +157,12 @@ def test_new_folders_sort_after_every_existing_one(db_url: str, tmp_path: Path) 
         "20990101000002_guard_unique_ads_slug",
         "20990101000003_guard_constraints_validate",
     ]
+
+
+def test_a_failed_concurrent_build_shows_as_an_invalid_index_in_the_plan(db: Database, db_url: str) -> None:
+    run_all(db, BROKEN_ROWS)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute('CREATE UNIQUE INDEX CONCURRENTLY "guard_ads_slug_unique" ON "ads" ("slug")')
+    plans = {p.rule.id: p for p in read_plan(settings(db_url, MIGRATIONS))}
+    (index,) = plans["ads.slug.unique"].enforcers
+    assert (index.name, index.state) == ("guard_ads_slug_unique", e.INVALID)
