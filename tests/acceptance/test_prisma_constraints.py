@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.acceptance
 
 APPLIED = "All migrations have been successfully applied."
 UP_TO_DATE = "Database schema is up to date!"
+IN_SYNC = "Already in sync, no schema change or pending migration was found."
 
 
 def run_sql(url: str, *statements: str) -> None:
@@ -117,3 +119,33 @@ def test_migrate_without_a_migrations_folder_is_one_line_and_exit_2(db_url: str)
     done = guard("constraints", "migrate", env={"DATABASE_URL": db_url})
     assert done.returncode == 2
     assert done.stderr.startswith("guard: MIGRATIONS_DIR is not set") and done.stderr.count("\n") == 1
+
+
+def test_prisma_migrate_dev_sees_only_the_new_not_nulls_until_schema_prisma_says_so(
+    db_name: str, tmp_path: Path
+) -> None:
+    url = database_url(db_name)
+    migrations = project(tmp_path)
+    code, out, err = constraints(url, migrations, "migrate")
+    assert code == 0, out + err
+    deployed = prisma(migrations, url, "migrate", "deploy")
+    assert deployed.code == 0 and APPLIED in deployed.text, deployed
+    prisma(migrations, url, "migrate", "dev", "--create-only", "--name", "after", "--skip-generate")
+    (after,) = [p for p in migrations.iterdir() if p.name.endswith("_after")]
+    statements = [
+        line for line in (after / "migration.sql").read_text().splitlines() if line.startswith("ALTER")
+    ]
+    # Prisma sees no CHECK constraint and no partial index: only the columns made NOT NULL.
+    assert statements == [
+        'ALTER TABLE "ad_images" ALTER COLUMN "file_path" DROP NOT NULL;',
+        'ALTER TABLE "ads" ALTER COLUMN "slug" DROP NOT NULL;',
+    ]
+    shutil.rmtree(after)
+    schema = migrations.parent / "schema.prisma"
+    text = schema.read_text()
+    text = text.replace("slug         String?", "slug         String ").replace(
+        "filePath  String?", "filePath  String "
+    )
+    schema.write_text(text)
+    dev = prisma(migrations, url, "migrate", "dev", "--skip-generate", "--skip-seed")
+    assert dev.code == 0 and IN_SYNC in dev.text, dev
