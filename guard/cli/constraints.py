@@ -78,8 +78,9 @@ def run_plan(args: argparse.Namespace, settings: Settings) -> int:
 def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Write the folders still missing; exit 1 when findings hold a step back."""
     folder = args.migrations_dir or settings.require_migrations_dir()
+    written = read_written(folder)  # a missing folder fails before the rules' scan
     plans = read_plan(settings)
-    rollout = plan_rollout(plans, read_written(folder))
+    rollout = plan_rollout(plans, written)
     for path in write_rollout(folder, rollout):
         sys.stdout.write(f"wrote {path.parent.name}/{path.name}\n")
     if not rollout.migrations:
@@ -128,11 +129,10 @@ def _whose(enforcer: e.Enforcer) -> str:
 
 def _write_not_null_hint(plans: list[RulePlan], rollout: Rollout) -> None:
     """Say which Prisma fields become required, so `prisma migrate dev` does not undo SET NOT NULL."""
-    if not any("SET NOT NULL" in m.script for m in rollout.migrations):
-        return
+    scripts = "".join(m.script for m in rollout.migrations)
     for plan in plans:
         for x in plan.ours:
-            if x.kind == e.NOT_NULL:
+            if x.kind == e.NOT_NULL and e.set_not_null_statement(x) in scripts:
                 sys.stdout.write(
                     f"note: {x.table}.{x.column} becomes NOT NULL: make its field required in "
                     "schema.prisma (drop the `?`), or `prisma migrate dev` will write DROP NOT NULL\n"
