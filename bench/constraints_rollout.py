@@ -7,7 +7,7 @@ one (so the world stays as built), and there, while an app writer inserts and up
 autocommit write every ~2 ms, each timed):
 1. `guard constraints migrate` writes the NOT VALID step (the planted rows hold the rest back), and
    it is applied as Prisma applies a file (one multi-statement query) and recorded;
-2. the broken rows are fixed;
+2. the broken rows are found, then fixed 500 per transaction;
 3. `migrate` again writes the unique index and validate steps, and each is applied the same way.
 Prints one JSON object: the wall time of each step and the longest, 99th-percentile and count of the
 app's writes during it (goal: no write waits more than 1 s).
@@ -44,16 +44,33 @@ WORLD = "guard_bench_constraints"
 SCRATCH = "guard_bench_constraints_run"
 PAUSE_S = 0.002
 BLANKS = r"E' \t\r\n\f\013'"
+# The broken rows, found first (no row locks), then fixed a batch per transaction, as one would on a
+# live database: one big UPDATE would hold the row locks of every row it fixed until it committed.
 FIX_ROWS = (
-    "UPDATE ads SET slug = 'ad-' || id WHERE slug IS NULL OR btrim(slug, {b}) = ''"
-    " OR slug !~ '^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$'"
-    " OR slug IN (SELECT slug FROM ads GROUP BY slug HAVING count(*) > 1)",
-    "UPDATE ads SET title = 'Untitled ' || id WHERE btrim(title, {b}) = ''",
-    "UPDATE categories SET name = 'Category ' || id WHERE btrim(name, {b}) = ''",
-    "UPDATE ad_images SET file_path = 'uploads/ads/fixed-' || id || '.webp'"
-    " WHERE file_path IS NULL OR btrim(file_path, {b}) = ''",
-    "DELETE FROM ad_images i WHERE NOT EXISTS (SELECT 1 FROM ads a WHERE a.id = i.ad_id)",
+    (
+        "SELECT id FROM ads WHERE slug IS NULL OR btrim(slug, {b}) = ''"
+        " OR slug !~ '^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$'"
+        " OR slug IN (SELECT slug FROM ads GROUP BY slug HAVING count(*) > 1)",
+        "UPDATE ads SET slug = 'ad-' || id WHERE id = ANY(%s)",
+    ),
+    (
+        "SELECT id FROM ads WHERE btrim(title, {b}) = ''",
+        "UPDATE ads SET title = 'Untitled ' || id WHERE id = ANY(%s)",
+    ),
+    (
+        "SELECT id FROM categories WHERE btrim(name, {b}) = ''",
+        "UPDATE categories SET name = 'Category ' || id WHERE id = ANY(%s)",
+    ),
+    (
+        "SELECT id FROM ad_images WHERE file_path IS NULL OR btrim(file_path, {b}) = ''",
+        "UPDATE ad_images SET file_path = 'uploads/ads/fixed-' || id || '.webp' WHERE id = ANY(%s)",
+    ),
+    (
+        "SELECT i.id FROM ad_images i LEFT JOIN ads a ON a.id = i.ad_id WHERE a.id IS NULL",
+        "DELETE FROM ad_images WHERE id = ANY(%s)",
+    ),
 )
+FIX_BATCH = 500
 INSERT_AD = "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('Bench ad', %s, %s, %s) RETURNING id"
 UPDATE_AD = "UPDATE ads SET title = %s, updated_at = now() WHERE id = %s"
 
@@ -175,8 +192,10 @@ def main() -> None:
 
 def _fix_rows(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for statement in FIX_ROWS:
-            conn.execute(statement.replace("{b}", BLANKS).encode())
+        for find, fix in FIX_ROWS:
+            ids = [row[0] for row in conn.execute(find.replace("{b}", BLANKS).encode())]
+            for n in range(0, len(ids), FIX_BATCH):
+                conn.execute(fix, (ids[n : n + FIX_BATCH],))
 
 
 if __name__ == "__main__":
