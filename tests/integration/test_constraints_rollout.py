@@ -166,3 +166,22 @@ def test_a_failed_concurrent_build_shows_as_an_invalid_index_in_the_plan(db: Dat
     plans = {p.rule.id: p for p in read_plan(settings(db_url, MIGRATIONS))}
     (index,) = plans["ads.slug.unique"].enforcers
     assert (index.name, index.state) == ("guard_ads_slug_unique", e.INVALID)
+
+
+def test_set_not_null_after_the_validated_check_reads_no_rows(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    folder = copy_migrations(tmp_path)
+    *first, validate = write_rollout(folder, rollout(db_url, folder))
+    deploy(db, folder, first)
+    said: list[str] = []
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: said.append(notice.message_primary or ""))
+        conn.execute("SET client_min_messages = debug1")
+        conn.execute(validate.read_bytes())
+    proofs = [m for m in said if "are sufficient to prove that it does not contain nulls" in m]
+    assert proofs == [
+        'existing constraints on column "ads.slug" are sufficient to prove that it does not contain nulls',
+        'existing constraints on column "ad_images.file_path" are sufficient to prove that it does not '
+        "contain nulls",
+    ]
