@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.schema",
     "guard.cli.backup",
     "guard.cli.repair",
+    "guard.cli.constraints",
 )
 
 
