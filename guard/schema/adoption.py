@@ -95,7 +95,7 @@ def plan_adoption(
             "rebuild or drop it first (`guard drift repair`)"
         )
     differences = tuple(compare(schemas.expected, schemas.actual))
-    summary = "; ".join(d.message for d in differences) or "no difference"
+    summary = "\n-- ".join(d.message for d in differences) or "no difference"
     # Reversed: what the migrations build is the starting point, the live schema the goal.
     reverse = compare(schemas.actual, schemas.expected)
     text = migration_script((d.statements for d in reverse), summary)
