@@ -256,12 +256,18 @@ def _say_retry(attempts: int) -> Callable[[Step, int, str], None]:
 
 
 def _print_plan(plan: RepairPlan, args: argparse.Namespace) -> int:
-    code = EXIT_FINDINGS if plan.statements else EXIT_OK
+    code = EXIT_FINDINGS if plan.statements or plan.findings else EXIT_OK
     if args.json:
         sys.stdout.write(json.dumps(plan.to_json()) + "\n")
         return code
     if not plan.statements:
-        sys.stdout.write("nothing to repair: no statements to apply\n")
+        left = len(plan.findings)
+        why = (
+            f"no statement repairs the {plural(left, 'finding')} (see guard drift sql)"
+            if left
+            else "no drift"
+        )
+        sys.stdout.write(f"nothing to repair: {why}\n")
         return code
     origin = "guard's repair script" if plan.source == "drift" else plan.source
     backup = "a guard backup first (BACKUP_DIR)" if plan.backup else "no backup (--no-backup)"

@@ -54,7 +54,7 @@ class RepairPlan:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "ok": not self.statements,
+            "ok": not self.statements and not self.findings,
             "applied": False,
             "source": self.source,
             "backup": self.backup,
@@ -100,8 +100,6 @@ def plan_repair(
     progress: ProgressFactory = no_progress,
 ) -> RepairPlan:
     """Build the plan from guard's own repair script, or from the operator's edited one; change nothing."""
-    if backup and settings.backup_dir is None:
-        raise ConfigError(NO_BACKUP_DIR)
     findings: tuple[Finding, ...] = ()
     if script_file is None:
         report = detect(settings, progress=progress)
@@ -158,6 +156,8 @@ def run_repair(
     progress: ProgressFactory = no_progress,
 ) -> RepairResult:
     """Back up (unless the plan says not to), apply every step online, then run the drift check again."""
+    if plan.backup and settings.backup_dir is None:
+        raise ConfigError(NO_BACKUP_DIR)
     if not allow_destructive:
         refuse_destructive(plan)
     backup_id = None
