@@ -308,7 +308,8 @@ def _print_result(result: RepairResult, json_mode: bool) -> int:
     out.write(f"backup {result.backup_id} taken first\n" if result.backup_id else "no backup taken\n")
     applied = result.application.applied
     total = sum(s.seconds for s in applied)
-    out.write(f"applied {plural(len(applied), 'statement')} in {total:.2f}s\n")
+    said = f"repair {result.run_id}: " if result.run_id else ""
+    out.write(f"{said}applied {plural(len(applied), 'statement')} in {total:.2f}s\n")
     for step in applied:
         tries = f" ({step.attempts} tries)" if step.attempts > 1 else ""
         out.write(f"  {step.number:>3}  {step.seconds:7.3f}s  {step.sql.splitlines()[0]}{tries}\n")

@@ -13,6 +13,7 @@ from guard.errors import EXIT_FINDINGS, ConfigError, GuardError, UsageError
 from guard.findings.finding import Finding
 from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
+from guard.repair.journal import Change, record_run
 from guard.schema.applier import DEFAULT_POLICY, Application, LockPolicy, RetryNotice, apply_steps
 from guard.schema.model import ident
 from guard.schema.repair import script
@@ -71,6 +72,7 @@ class RepairResult:
     backup_id: str | None
     application: Application
     drift: DriftReport = field(repr=False)
+    run_id: str | None = None
 
     @property
     def remaining(self) -> list[Finding]:
@@ -85,6 +87,7 @@ class RepairResult:
         return {
             "ok": self.ok,
             "applied": True,
+            "repair_id": self.run_id,
             "backup": self.backup_id,
             "statements": [s.to_json() for s in self.application.applied],
             "failure": failure.to_json() if failure is not None else None,
@@ -165,4 +168,15 @@ def run_repair(
         backup_id = run_backup(settings, progress).id
     with Database(settings.require_database_url(), application_name="guard-drift-repair") as db:
         application = apply_steps(db, plan.steps, policy, on_retry)
-    return RepairResult(backup_id, application, detect(settings, progress=progress))
+        run_id = _record(db, plan, backup_id, application)
+    return RepairResult(backup_id, application, detect(settings, progress=progress), run_id)
+
+
+def _record(db: Database, plan: RepairPlan, backup_id: str | None, application: Application) -> str | None:
+    """Record the statements that ran in the repair ledger (DDL is undone by restoring the backup)."""
+    if not application.applied:
+        return None
+    changes = [Change(f"statement:{s.number}", None, s.sql) for s in application.applied]
+    failure = application.failure
+    detail = {"source": plan.source, "failed_step": failure.number if failure is not None else None}
+    return record_run(db, "drift", backup_id, changes, undoable=False, detail=detail)

@@ -78,6 +78,21 @@ def test_the_restored_old_dump_is_repaired_by_one_command_after_a_backup(env: di
     assert drift(env) == set()
 
 
+def test_an_applied_drift_repair_is_in_the_repair_ledger_and_undo_points_at_its_backup(
+    env: dict[str, str],
+) -> None:
+    run_sql(env["DATABASE_URL"], *OLD_DUMP)
+    code, result = guard_json("drift", "repair", "--apply", env=env)
+    assert code == 0 and result["repair_id"], result
+    code, runs = guard_json("repair", "list", env=env)
+    [run] = [r for r in runs["runs"] if r["id"] == result["repair_id"]]
+    assert run["kind"] == "drift" and run["backup_id"] == result["backup"], run
+    assert run["changes"] == len(result["statements"]) and run["undoable"] is False
+    undone = guard("repair", "undo", result["repair_id"], env=env)
+    assert undone.returncode != 0 and result["backup"] in undone.stdout + undone.stderr
+    assert drift(env) == set()  # undo refused: the repair stands
+
+
 def test_the_text_output_prints_the_plan_then_the_result(env: dict[str, str]) -> None:
     run_sql(env["DATABASE_URL"], 'ALTER TABLE "categories" DROP COLUMN "form_template"')
     planned = guard("drift", "repair", env=env)
