@@ -25,6 +25,7 @@ from guard.config.settings import Settings, load_settings
 from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
 from guard.findings.finding import CheckResult
 from guard.findings.report import as_json, exit_code
+from guard.plural import plural
 
 EXIT_CODES = """exit codes:
   0  nothing found
@@ -268,7 +269,10 @@ def run_predeploy(context: CheckContext, commands: Sequence[str], json_mode: boo
     results.extend(run_command(command) for command in commands)
     code = report(results, json_mode)
     if not json_mode:
-        verdict = "PASSED: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
+        # Warnings (a lint rule set to "warn") are shown above but never fail the gate.
+        warnings = sum(r.warnings for r in results)
+        passed = f"PASSED with {plural(warnings, 'warning')}" if warnings else "PASSED"
+        verdict = f"{passed}: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
         sys.stdout.write(f"\npredeploy {verdict}\n")
     return code
 
