@@ -12,7 +12,7 @@ from pathlib import Path
 from guard.checks import CheckContext
 from guard.checks.migration_lint import lint_kinds, lint_pending
 from guard.db.database import Database
-from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.findings.finding import CheckResult, Finding, FindingSink, Severity
 from guard.schema.history import (
     MigrationFile,
     MigrationRecord,
@@ -45,11 +45,9 @@ def run(ctx: CheckContext) -> CheckResult:
         pending = pending_migrations(files, history)
         linted = lint_pending(pending, db, levels)
     sink = FindingSink(CHECK, ctx.limit, (*KINDS, *lint_kinds(levels)))
-    for finding in [
-        *missing_scripts(without_script),
-        *assess(files, history, without_script),
-        *linted.findings,
-    ]:
+    pending_severity: Severity | None = "warn" if ctx.deploying else None
+    assessed = assess(files, history, without_script, pending=pending_severity)
+    for finding in [*missing_scripts(without_script), *assessed, *linted.findings]:
         sink.add(finding)
     info = {"folders": len(files), "applied_rows": sum(1 for r in history or () if r.applied)}
     if pending:
@@ -75,9 +73,16 @@ def missing_scripts(folders: list[Path]) -> list[Finding]:
 
 
 def assess(
-    files: list[MigrationFile], history: list[MigrationRecord] | None, without_script: Sequence[Path] = ()
+    files: list[MigrationFile],
+    history: list[MigrationRecord] | None,
+    without_script: Sequence[Path] = (),
+    *,
+    pending: Severity | None = None,
 ) -> list[Finding]:
-    """Return one finding per folder or row whose state is not 'applied, unchanged'."""
+    """Return one finding per folder or row whose state is not 'applied, unchanged'.
+
+    `pending` is the pending folders' severity: "warn" before a deploy that applies them.
+    """
     if history is None:
         return [
             Finding(
@@ -102,8 +107,10 @@ def assess(
                     CHECK,
                     "migration_pending",
                     f"migration:{migration.name}",
-                    "folder has no applied row in _prisma_migrations",
+                    "folder has no applied row in _prisma_migrations"
+                    + ("; this deploy applies it" if pending == "warn" else ""),
                     path=str(migration.path),
+                    severity=pending,
                 )
             )
         elif not any(migration.matches(r.checksum) for r in rows):

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -265,7 +266,7 @@ def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, obj
 def run_predeploy(context: CheckContext, commands: Sequence[str], json_mode: bool) -> int:
     from guard.cli.predeploy import run_command
 
-    results = run_checks(context, list(registry()))
+    results = run_checks(replace(context, deploying=True), list(registry()))
     results.extend(run_command(command) for command in commands)
     code = report(results, json_mode)
     if not json_mode:

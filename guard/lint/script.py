@@ -9,7 +9,8 @@ import pglast
 from pglast import parser
 
 # A comment naming rule ids after this word silences them for the whole file:
-#   -- guard:allow drop_column rename_column  (words that are not rule ids are free text, a reason)
+#   -- guard:allow drop_column, rename_column: v2.3 no longer reads them
+# (ids are separated by spaces or commas; words that are not rule ids are free text, a reason)
 ALLOW = "guard:allow"
 SHOWN = 120  # characters of a statement quoted in a finding's message
 
@@ -67,7 +68,7 @@ def _allowed(comment: str) -> list[str]:
     body = comment.removeprefix("--").removeprefix("/*").removesuffix("*/").strip()
     if not body.startswith(ALLOW):
         return []
-    return body[len(ALLOW) :].replace(",", " ").split()
+    return [word.strip(":;.") for word in body[len(ALLOW) :].replace(",", " ").split()]
 
 
 def _line(text: str, offset: int) -> int:
