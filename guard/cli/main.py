@@ -90,7 +90,8 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="run one check or all of them",
         description="Run a check: health (database and uploads root reachable), integrity (row "
-        "rules), files (rows <-> uploads), migrations (Prisma history), drift (live schema vs the "
+        "rules), files (rows <-> uploads), migrations (Prisma history, and a lint of the pending "
+        "migrations: what they would lock or break), drift (live schema vs the "
         "migrations), or all of them in that order. migrations and drift need MIGRATIONS_DIR.",
         epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
