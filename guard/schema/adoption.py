@@ -27,6 +27,7 @@ from guard.schema.history import (
     read_migrations,
     record_applied,
 )
+from guard.schema.model import comment
 from guard.schema.remedy import migration_script
 from guard.schema.rescue import RepairRefused
 from guard.schema.snapshot import Snapshot
@@ -95,7 +96,7 @@ def plan_adoption(
             "rebuild or drop it first (`guard drift repair`)"
         )
     differences = tuple(compare(schemas.expected, schemas.actual))
-    summary = "\n-- ".join(d.message for d in differences) or "no difference"
+    summary = "\n".join(comment(d.message) for d in differences) or comment("no difference")
     # Reversed: what the migrations build is the starting point, the live schema the goal.
     reverse = compare(schemas.actual, schemas.expected)
     text = migration_script((d.statements for d in reverse), summary)

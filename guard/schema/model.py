@@ -12,6 +12,12 @@ def ident(*parts: str) -> str:
     return sql.Identifier(*parts).as_string(None)
 
 
+def comment(text: str) -> str:
+    """Return text as one `--` comment line: a name holding a line break must not end the comment."""
+    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return f"-- {safe}"
+
+
 def display(schema: str, name: str) -> str:
     """Name an object for a subject: bare in `public`, schema-qualified elsewhere."""
     return name if schema == "public" else f"{schema}.{name}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, ident
+from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, comment, ident
 
 # Phases: the script runs every statement of a lower phase first, so dependents are dropped before
 # what they depend on, and created after it. Indexes come before constraints: a unique key is
@@ -78,7 +78,7 @@ def script(groups: Iterable[Sequence[Statement]]) -> str:
 def migration_script(groups: Iterable[Sequence[Statement]], summary: str) -> str:
     """Return the statements as a Prisma migration says them: plain DDL, no online-only steps."""
     body = "\n".join(s.migration_sql for s in _ordered(groups) if s.migration_sql)
-    return f"{MIGRATION_HEADER}-- {summary}\n\n{body}\n"
+    return f"{MIGRATION_HEADER}{summary}\n\n{body}\n"  # summary: comment lines (model.comment)
 
 
 def literal(value: str) -> str:
@@ -323,8 +323,10 @@ def _change_enum(want: SchemaObject, have: SchemaObject) -> Statements:
         return (
             Statement(
                 CREATE_TYPE,
-                f"-- enum {want.qualified}: labels {existing} must become "
-                f"{labels}; removing or reordering labels needs a manual rebuild",
+                comment(
+                    f"enum {want.qualified}: labels {existing} must become "
+                    f"{labels}; removing or reordering labels needs a manual rebuild"
+                ),
             ),
         )
     out = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pglast
 import psycopg
+import psycopg.sql
 import pytest
 
 from tests.acceptance.cli import MIGRATIONS_DIR, guard, guard_json
@@ -62,3 +64,15 @@ def test_a_database_without_history_must_be_baselined_first(env: dict[str, str])
 def test_nothing_to_adopt_is_exit_0(env: dict[str, str]) -> None:
     code, document = guard_json("drift", "adopt", env=env)
     assert code == 0 and document == {"ok": True, "applied": False, "migration": None, "adopts": []}
+
+
+def test_a_name_with_a_line_break_stays_inside_the_adopted_migrations_comment(env: dict[str, str]) -> None:
+    # A live table's name is data: in the summary comment its line break must not start a statement.
+    hostile = 'x\nUPDATE "ads" SET "title" = \'\';\n--'
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE TABLE {} (id int)").format(psycopg.sql.Identifier(hostile)))
+    code, adopted = guard_json("drift", "adopt", "--apply", "--name", "hostile", env=env)
+    assert code == 0, adopted
+    text = (Path(env["MIGRATIONS_DIR"]) / adopted["migration"] / "migration.sql").read_text()
+    statements = [type(s.stmt).__name__ for s in pglast.parse_sql(text)]
+    assert statements == ["CreateStmt"], text
