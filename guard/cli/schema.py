@@ -278,6 +278,8 @@ def _print_plan(plan: RepairPlan, args: argparse.Namespace) -> int:
             sys.stdout.write(
                 f"      ^ drops data: {step.destructive} (refused without --allow-destructive)\n"
             )
+        if step.blocking:
+            sys.stdout.write(f"      ^ blocks the app: {step.blocking}\n")
     sys.stdout.write("nothing applied: run again with --apply\n")
     return code
 

@@ -72,6 +72,7 @@ class Step:
     destructive: str | None = None  # why it drops data, when it does
     setting: str | None = None  # the parameter a SET statement sets
     index: tuple[str, ...] | None = None  # the index a concurrent build makes (a retry clears its leftover)
+    blocking: str | None = None  # why the app's queries wait for the statement's whole run, when they do
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +80,7 @@ class Step:
             "sql": self.sql,
             "online": self.online,
             "destructive": self.destructive,
+            "blocking": self.blocking,
         }
 
 
@@ -118,8 +120,23 @@ def _step(number: int, text: str, node: ast.Node, column_type: ColumnTypes) -> S
     if isinstance(node, ast.DeleteStmt):
         return Step(number, text, destructive="deletes rows")
     if isinstance(node, ast.AlterTableStmt):
-        return Step(number, text, destructive=_altered(node, column_type))
+        return Step(number, text, destructive=_altered(node, column_type), blocking=_rewritten(node))
     return Step(number, text)
+
+
+REWRITE = (
+    "a type change may rewrite the table under an ACCESS EXCLUSIVE lock: lock_timeout bounds the wait "
+    "for the lock, not the rewrite, so the app waits until it ends (varchar to a longer varchar or to "
+    "text does not rewrite; on a big table plan a quiet moment or add a column and backfill it)"
+)
+
+
+def _rewritten(node: ast.AlterTableStmt) -> str | None:
+    """Say why a column type change can hold the app up for as long as the table takes to rewrite."""
+    for cmd in node.cmds or ():
+        if isinstance(cmd, ast.AlterTableCmd) and cmd.subtype == enums.AlterTableType.AT_AlterColumnType:
+            return REWRITE
+    return None
 
 
 def _dropped(node: ast.DropStmt) -> str | None:

@@ -190,3 +190,12 @@ def test_adopt_judges_a_type_change_against_the_migrations_schema() -> None:
     table = Table("public", "ads", None, (Column("title", "text", True, None, "", None, None),))
     lookup = snapshot_column_types(Snapshot(tables={"ads": table}))
     assert lookup(None, "ads", "title") == "text" and lookup("public", "ads", "nope") is None
+
+
+def test_a_type_change_is_marked_as_blocking_the_app_and_an_added_column_is_not() -> None:
+    changed, added = parse_script(
+        'ALTER TABLE "ads" ALTER COLUMN "price" TYPE numeric(14,2); ALTER TABLE "ads" ADD COLUMN "x" int',
+        live,
+    )
+    assert changed.blocking is not None and "ACCESS EXCLUSIVE" in changed.blocking
+    assert added.blocking is None and changed.to_json()["blocking"] == changed.blocking
