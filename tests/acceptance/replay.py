@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ class Replay:
 
     def start(self) -> None:
         """Start the Procfile's four processes and wait until each says it is serving."""
+        started = time.monotonic()
         self.stack.worker(loglevel="INFO")
         beat_schedule = str(self.logdir / "celerybeat-schedule")
         self.stack.start("beat", [str(BIN / "celery"), "-A", "workers", "beat", "-s", beat_schedule])
@@ -119,13 +121,22 @@ class Replay:
         self.stack.watcher()
         for name, line in (("worker", " ready."), ("listener", "listening on"), ("watcher", "watching ")):
             wait_for(lambda n=name, t=line: t in self.stack.log(n), f"the {name} to start", DETECT_S)
+        self.note("the stack started", started)
 
     def close(self) -> None:
         self.stack.close()
 
     def guard(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run the real `guard` command on this world."""
-        return run([*GUARD, *args], self.world.env, timeout)
+        """Run the real `guard` command on this world (its time goes in steps.log)."""
+        started = time.monotonic()
+        done = run([*GUARD, *args], self.world.env, timeout)
+        self.note(f"guard {' '.join(args)} -> {done.returncode}", started)
+        return done
+
+    def note(self, step: str, started: float) -> None:
+        """Append how long a step took to steps.log in the test's folder, to read when one is slow."""
+        with (self.logdir / "steps.log").open("a") as log:
+            log.write(f"{time.monotonic() - started:7.2f}s  {step}\n")
 
     def guard_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         done = self.guard(*args, "--json")
@@ -146,13 +157,17 @@ class Replay:
         """Wait until every one of these findings is open; return everything open then."""
         wanted = set(keys)
         assert wanted, "nothing to wait for"
+        started = time.monotonic()
         found = wait_for(lambda: self._superset(wanted), f"{what} to open: {sorted(wanted)}", DETECT_S)
+        self.note(f"{what} opened", started)
         return set(found)
 
     def wait_resolved(self, keys: Iterable[Key], what: str) -> None:
         """Wait until none of these findings is open any more."""
         wanted = set(keys)
+        started = time.monotonic()
         wait_for(lambda: not self.open_findings() & wanted, f"{what} to resolve: {sorted(wanted)}", DETECT_S)
+        self.note(f"{what} resolved", started)
 
     def _superset(self, wanted: set[Key]) -> set[Key] | None:
         found = self.open_findings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import random
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tests.acceptance.replay import (
 )
 from tests.conftest import drop_database
 from tests.integration.sync_stack import wait_for
-from tests.prisma_cli import prisma
+from tests.prisma_cli import database_url, prisma
 
 pytestmark = pytest.mark.acceptance
 SLUG_FORMAT = r"^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$"
@@ -38,8 +39,10 @@ SLUG_FORMAT = r"^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$"
 @pytest.fixture
 def replay(tmp_path: Path) -> Iterator[Replay]:
     """A clean demo world with guard installed and the stack running on it."""
+    started = time.monotonic()
     world = World.build(tmp_path)
     running = Replay(world, tmp_path)
+    running.note("the demo world built and guard installed", started)
     try:
         running.start()
         yield running
@@ -120,7 +123,7 @@ def test_incident_1_an_old_dump_restored_is_drift_within_seconds_and_drift_repai
 
 
 def test_incident_2_bad_slugs_open_at_once_repair_slugs_fixes_them_and_constraints_refuse_them(
-    replay: Replay, app: App
+    replay: Replay, app: App, tmp_path: Path
 ) -> None:
     assert_clean_predeploy(replay)
     null = app.new_ad(None, title="बिक्रीमा होन्डा सिटी")  # Devanagari: "Honda City for sale"
@@ -136,19 +139,26 @@ def test_incident_2_bad_slugs_open_at_once_repair_slugs_fixes_them_and_constrain
     assert_predeploy_names(replay, keys)
 
     needs(replay, "repair", "slugs")
-    repaired = replay.guard("repair", "slugs", "--apply")
+    redirects = tmp_path / "redirects.csv"
+    repaired = replay.guard("repair", "slugs", "--apply", "--redirects", str(redirects))
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "repair " in repaired.stdout and "3 slugs rewritten" in repaired.stdout, repaired.stdout
     replay.wait_resolved(keys, "the slug findings")
     slugs = dict(app.db.fetch_all("SELECT id, slug FROM ads WHERE id = ANY(%s)", ([null, blank, malformed],)))
     for ad, slug in slugs.items():
         assert slug.endswith(f"-{ad}") and psycopg_matches(app.db, slug), slugs
-    assert_clean_predeploy(replay)
+    assert not slugs[null].startswith("ad-"), slugs  # the Devanagari title was transliterated
+    with redirects.open(newline="") as handle:  # only the malformed slug was a live link
+        pairs = [(row["old"], row["new"]) for row in csv.DictReader(handle)]
+    assert pairs == [("Honda City For Sale!", slugs[malformed])]
 
     needs(replay, "constraints", "migrate")
     written = replay.guard("constraints", "migrate")
     assert written.returncode == 0, written.stdout + written.stderr
-    deployed = prisma(replay.world.migrations, replay.world.url, "migrate", "deploy")
-    assert deployed.code == 0, deployed
+    started = time.monotonic()
+    deployed = prisma(replay.world.migrations, database_url(replay.world.name), "migrate", "deploy")
+    replay.note("prisma migrate deploy", started)
+    assert deployed.code == 0, deployed.output
     assert_clean_predeploy(replay)  # recorded as Prisma records it: no pending migration, no drift
     for slug, refused in ((None, psycopg.errors.NotNullViolation), ("  ", psycopg.errors.CheckViolation)):
         with pytest.raises(refused):
@@ -212,3 +222,14 @@ def test_incident_3_uploads_restored_from_an_older_moment_are_found_and_put_righ
     with listing.open(newline="") as handle:
         assert unrecoverable in {cell for row in csv.reader(handle) for cell in row}
     assert lost <= replay.open_findings()  # no backup has it: listed for the app team, never deleted
+
+    # The app team takes the listing over; acknowledged, it no longer blocks a deploy.
+    needs(replay, "findings", "ack")
+    _, listed = replay.guard_json("findings", "--open")
+    (lost_id,) = [f["id"] for f in listed["findings"] if (f["check"], f["kind"], f["subject"]) in lost]
+    reason = "no backup has the photo; the app team asks the seller for it"
+    acked = replay.guard("findings", "ack", str(lost_id), "--reason", reason, "--until", "7d")
+    assert acked.returncode == 0, acked.stdout + acked.stderr
+    code, named, human = replay.predeploy()
+    assert (code, named) == (0, set()), human
+    assert "acknowledged (1" in human and next(iter(lost))[2] in human and reason in human
