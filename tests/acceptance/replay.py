@@ -244,3 +244,17 @@ def columns_present(world: World) -> set[str]:
             "WHERE table_schema = 'public'"
         )
     return {str(r[0]) for r in rows}
+
+
+def tables_without_capture(world: World) -> set[str]:
+    """Return the watched tables lacking one of guard's three capture triggers."""
+    with Database(world.url) as db:
+        rows = db.fetch_all(
+            "SELECT t FROM unnest(%s::text[]) t WHERE (SELECT count(*) FROM pg_trigger "
+            "WHERE tgrelid = to_regclass(t) AND tgname LIKE 'guard\\_capture\\_%%') < 3",
+            (list(WATCHED),),
+        )
+    return {str(r[0]) for r in rows}
+
+
+WATCHED = ("ad_images", "ads", "categories")  # the tables `guard install` puts triggers on

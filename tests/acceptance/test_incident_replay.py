@@ -27,6 +27,7 @@ from tests.acceptance.replay import (
     restore_clean,
     restore_recreated,
     run,
+    tables_without_capture,
 )
 from tests.conftest import drop_database
 from tests.integration.sync_stack import wait_for
@@ -91,31 +92,42 @@ LOST_BY_OLD_DUMP = {
     "ads.custom_fields": ("drift", "column_missing", "column:ads.custom_fields"),
     "user_favorites.user_id": ("drift", "table_missing", "table:user_favorites"),
 }
+NO_HISTORY = ("migrations", "migrations_table_missing", "table:_prisma_migrations")
 
 
 @pytest.mark.parametrize("restore", [restore_clean, restore_recreated], ids=["pg_restore-clean", "recreated"])
 def test_incident_1_an_old_dump_restored_is_drift_within_seconds_and_drift_repair_fixes_it(
     replay: Replay, old_dump: Path, restore: Callable[[World, Path], object]
 ) -> None:
+    needs(replay, "sweep")  # the listener's schema fingerprint comes with it (wave1)
+    needs(replay, "drift", "repair")
     world = replay.world
     assert_clean_predeploy(replay)
     restore(world, old_dump)
     present = columns_present(world)
     # `pg_restore --clean` cannot drop ads or users (user_favorites, not in the dump, has foreign
-    # keys to them), so it loses categories.form_template only; a recreated database loses all three.
+    # keys to them), so it loses categories.form_template only; a recreated database loses all three,
+    # and Prisma's history with them (the dump predates it, as in the write-up).
     assert "categories.form_template" not in present
-    lost = {key for column, key in LOST_BY_OLD_DUMP.items() if column not in present}
-    needs(replay, "drift", "repair")  # the listener's schema fingerprint comes with it (wave1)
-    replay.wait_open(lost, "the drift findings of the restore")
-    assert lost <= replay.listed_open()
-    assert_predeploy_names(replay, lost)
+    drift = {key for column, key in LOST_BY_OLD_DUMP.items() if column not in present}
+    history = set() if "_prisma_migrations.id" in present else {NO_HISTORY}
+    # every table the restore re-created lost guard's capture triggers: its writes go unchecked
+    blind = {("capture", "capture_missing", table) for table in tables_without_capture(world)}
+    assert ("capture", "capture_missing", "categories") in blind
+    replay.wait_open(drift | history | blind, "the findings of the restore")
+    assert drift | history | blind <= replay.listed_open()
+    code, status = replay.guard_json("status")
+    assert code == 1 and {table for _, _, table in blind} <= set(status["capture_missing"]), status
+    assert_predeploy_names(replay, drift | history)
 
-    repaired = replay.guard("drift", "repair", "--apply")
-    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert {"categories.form_template", "ads.custom_fields", "user_favorites.user_id"} <= columns_present(
-        world
-    )
-    replay.wait_resolved(lost, "the drift findings")
+    repairs = [("install",), ("drift", "repair", "--apply")]  # the triggers, then the schema
+    if history:
+        repairs.append(("migrations", "baseline"))  # then the history the dump did not have
+    for repair in repairs:
+        done = replay.guard(*repair)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert set(LOST_BY_OLD_DUMP) <= columns_present(world)
+    replay.wait_resolved(drift | history | blind, "the findings of the restore")
     assert_clean_predeploy(replay)
 
 
