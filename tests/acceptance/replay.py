@@ -36,6 +36,7 @@ SEED = 1
 # Generous on purpose: a loaded two-core machine runs five test suites at once. The stack opens a
 # finding in well under a second when idle; the deadline only bounds how long a broken stack hangs.
 DETECT_S = 60.0
+ORPHAN_GRACE = "5"  # seconds, as `make run` has it, for the stack and every guard call alike
 Key = tuple[str, str, str]  # (check, kind, subject), as guard.findings and `--json` name a finding
 
 
@@ -81,6 +82,7 @@ class World:
             "UPLOADS_ROOT": str(self.uploads),
             "MIGRATIONS_DIR": str(self.migrations),
             "BACKUP_DIR": str(self.backups),
+            "ORPHAN_GRACE": ORPHAN_GRACE,
         }
 
     @classmethod
@@ -106,7 +108,7 @@ class Replay:
             logdir,
             migrations_dir=str(world.migrations),
             backup_dir=str(world.backups),
-            orphan_grace="5",
+            orphan_grace=ORPHAN_GRACE,
             watch_reconcile_seconds="15",
         )
         self.logdir = logdir
@@ -131,6 +133,8 @@ class Replay:
         started = time.monotonic()
         done = run([*GUARD, *args], self.world.env, timeout)
         self.note(f"guard {' '.join(args)} -> {done.returncode}", started)
+        with (self.logdir / "transcript.log").open("a") as log:  # what an operator would have seen
+            log.write(f"$ guard {' '.join(args)}\n{done.stdout}{done.stderr}(exit {done.returncode})\n\n")
         return done
 
     def note(self, step: str, started: float) -> None:
