@@ -1,9 +1,9 @@
 """The incident replays' harness: a clean demo world, the stack as `make run` runs it, and the ledger.
 
-A replay builds a demo world with nothing planted (`guard demo --bad 0`: `guard predeploy` passes on
-it), gives it a writable copy of the migrations, a backup repository and `guard install`, then starts
-the four processes of the Procfile (listener, uploads watcher, Celery worker, beat) with the settings
-`scripts/run-stack.sh` uses. The test then makes an incident happen and waits, by deadline, for the
+A replay builds a demo world with nothing planted (what `guard demo --bad 0` builds: `guard predeploy`
+passes on it), gives it a writable copy of the migrations, a backup repository and guard's capture
+triggers (`guard install`), then starts the four processes of the Procfile (listener, uploads
+watcher, Celery worker, beat) with the settings `scripts/run-stack.sh` uses. The test then makes an incident happen and waits, by deadline, for the
 stack to open its findings on its own; nothing here asks for a sweep.
 """
 
@@ -22,8 +22,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from guard.config.settings import Settings
 from guard.continuous import outbox
+from guard.continuous.capture import install
 from guard.db.database import Database
+from guard.demo.world import build_world
 from guard.findings import ledger
 from tests.conftest import SERVER_URL, drop_database, unique_name, url_for
 from tests.integration.sync_stack import BIN, Stack, wait_for
@@ -40,16 +43,9 @@ ORPHAN_GRACE = "5"  # seconds, as `make run` has it, for the stack and every gua
 Key = tuple[str, str, str]  # (check, kind, subject), as guard.findings and `--json` name a finding
 
 
-def build_demo(name: str, uploads: Path) -> dict[str, Any]:
-    """Build a clean demo world with the real command; return its ground truth."""
-    done = run(
-        [*GUARD, "demo", "--ads", str(ADS), "--bad", "0", "--seed", str(SEED), "--db", name]
-        + ["--uploads", str(uploads)],
-        {},
-    )
-    assert done.returncode == 0, done.stderr
-    truth: dict[str, Any] = json.loads(done.stdout)
-    return truth
+def build_demo(name: str, uploads: Path) -> None:
+    """Build a clean demo world in process (what `guard demo --bad 0` builds, without its start-up)."""
+    build_world(SERVER_URL, name, uploads, ADS, 0.0, seed=SEED)
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -87,12 +83,13 @@ class World:
 
     @classmethod
     def build(cls, tmp: Path) -> World:
-        """Build the demo world and install guard on it (capture triggers, outbox, ledger)."""
+        """Build the demo world and install guard on it (capture triggers, outbox, ledger), as
+        `guard demo` and `guard install` do; in process, since the replays are not about them."""
         name = unique_name("guard_replay")
         world = cls(name, tmp / "public", project(tmp), tmp / "backups", tmp / "quarantine")
         build_demo(name, world.uploads)
-        installed = run([*GUARD, "install"], world.env)
-        assert installed.returncode == 0, installed.stderr
+        with Database(world.url) as db:
+            install(db, Settings(database_url=world.url))
         return world
 
 
