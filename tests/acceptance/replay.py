@@ -3,8 +3,9 @@
 A replay builds a demo world with nothing planted (what `guard demo --bad 0` builds: `guard predeploy`
 passes on it), gives it a writable copy of the migrations, a backup repository and guard's capture
 triggers (`guard install`), then starts the four processes of the Procfile (listener, uploads
-watcher, Celery worker, beat) with the settings `scripts/run-stack.sh` uses. The test then makes an incident happen and waits, by deadline, for the
-stack to open its findings on its own; nothing here asks for a sweep.
+watcher, Celery worker, beat) with the settings `scripts/run-stack.sh` uses. The test then makes an
+incident happen and waits, by deadline, for the stack to open its findings on its own; nothing here
+asks for a sweep.
 """
 
 from __future__ import annotations
