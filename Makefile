@@ -45,6 +45,9 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift
 	flock bench/work/.machine.lock $(BIN)/python -m bench.backup --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.sync
+	flock bench/work/.machine.lock $(BIN)/python -m bench.restore_seen
+	flock bench/work/.machine.lock $(BIN)/python -m bench.repair_slugs --ads 500000 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
 # index), FUZZ_SECONDS each; not part of `make test`. Findings go in bench/RESULTS.md and tests/unit.

@@ -66,4 +66,11 @@ sleep 3
 echo "== final: the findings still open from the app's writes (the planted ones stay open too)"
 $BIN/guard findings --open | grep -v -E 'integrity +ads\.slug|files +orphan_file +file:uploads/ads/ad-' | tail -n 15
 summary
+echo "== guard repair slugs --apply --no-backup: every slug that breaks a rule (planted or written by the app)"
+echo "   gets <title>-<id>; old -> new links of malformed and shared ones in var/demo-redirects.csv"
+$BIN/guard repair slugs --apply --no-backup --redirects var/demo-redirects.csv || exit $?
+echo "== guard check integrity after the repair: the three slug rules find nothing now"
+$BIN/guard check integrity --limit 0 | grep -E '^(CHECK|integrity|  ads\.slug)'
+sleep 3
+summary
 echo "== stopping the stack"

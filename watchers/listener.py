@@ -7,14 +7,19 @@ Run as `python -m watchers.listener`. Several may run at once (claims use SKIP L
 marked dispatched in the same transaction that publishes them, so a crash before commit re-sends
 (tasks are idempotent) and nothing is lost; what a dead worker never processed comes back after
 the lease.
+
+Every few seconds, and at once after each reconnect, it also reads the schema fingerprint
+(watchers/restores.py): a restore is seen within seconds, not at the daily drift sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
 import psycopg
+import psycopg.errors
 
 from guard.config.redact import redact
 from guard.config.settings import Settings
@@ -22,6 +27,7 @@ from guard.continuous import outbox
 from guard.db.database import Database
 from watchers.lifecycle import FIRST_DELAY_S, StopFlag, retrying, run_process
 from watchers.publish import Publisher, producer
+from watchers.restores import RestoreWatch, SendSweep
 from watchers.transient import TRANSIENT
 
 log = logging.getLogger("guard.listener")
@@ -35,10 +41,13 @@ Publish = Callable[[outbox.Batch], None]
 class Listener:
     """One connection listening, one claiming; reconnects with backoff until stopped."""
 
-    def __init__(self, settings: Settings, publish: Publish, stop: StopFlag) -> None:
+    def __init__(
+        self, settings: Settings, publish: Publish, stop: StopFlag, send_sweep: SendSweep | None = None
+    ) -> None:
         self.settings, self.publish, self.stop = settings, publish, stop
         self.url = settings.require_database_url()
         self.dispatched = 0
+        self.watch = RestoreWatch(settings, send_sweep or (lambda name: None))
 
     def run(self) -> None:
         """Serve until stopped; after a lost connection, pause, then reconnect with backoff."""
@@ -48,6 +57,11 @@ class Listener:
             except TRANSIENT as exc:
                 log.warning("connection lost (%s); reconnecting", redact(str(exc)).strip())
                 self.stop.wait(FIRST_DELAY_S)
+            except psycopg.errors.UndefinedTable as exc:  # guard's schema went between two looks
+                log.warning(
+                    "guard's tables are gone (%s); looking at the schema again", redact(str(exc)).strip()
+                )
+                self.stop.wait(FIRST_DELAY_S)
 
     def serve(self) -> None:
         """Connect (retrying while the database or broker is away), then listen and drain."""
@@ -56,7 +70,13 @@ class Listener:
             return  # stopped while waiting to reconnect
         with conn, Database(self.url, application_name="guard-listener-claim") as db:
             log.info("listening on %s", outbox.CHANNEL)
+            self.watch.look_now()  # after every (re)connect: this may be a restored or re-created database
             while not self.stop:
+                if self.watch.due():
+                    self.watch.look(db)
+                if not self.watch.guard_present:  # nothing to drain until the watch has put it back
+                    self.wait_for_wakeup(conn)
+                    continue
                 if self.drain(db) == 0:
                     self.idle(conn, db)
                 else:
@@ -131,7 +151,10 @@ def serve(settings: Settings, stop: StopFlag) -> None:
     def publish(batch: outbox.Batch) -> None:
         publisher.check_rows(batch.table, batch.keys, batch.paths, batch.ids)
 
-    Listener(settings, publish, stop).run()
+    def send_sweep(name: str) -> None:
+        publisher.sweep(name, f"guard-schema-{name}-{uuid.uuid4().hex}")
+
+    Listener(settings, publish, stop, send_sweep).run()
 
 
 def main() -> int:

@@ -1,7 +1,9 @@
-"""The watchers' one way to hand work to Celery: a producer-only app built from guard/config settings.
+"""The one way to hand work to Celery from outside a worker: a producer-only app built from guard/config.
 
-It does not import workers.app: that module builds the worker's whole configuration (the beat
-schedule included), and a setting only the beat reads must not stop a watcher.
+The watchers use it, and so does `guard sweep` (guard/cli imports this module inside the command's
+function, so no other guard command loads Celery). It does not import workers.app: that module builds
+the worker's whole configuration (the beat schedule included), and a setting only the beat reads must
+not stop a watcher or an operator's sweep.
 """
 
 from __future__ import annotations
@@ -58,3 +60,17 @@ class Publisher:
     def sweep_files(self) -> None:
         """Ask for a full files sweep (inotify may have dropped events before we started)."""
         self.app.send_task("guard.sweep", args=["files"], queue=SWEEPS)
+
+    def sweep(self, name: str, task_id: str) -> None:
+        """Ask for one whole check as beat does; task_id keys its run in guard.task_runs."""
+        try:
+            self.app.send_task(
+                "guard.sweep",
+                args=[name],
+                queue=SWEEPS,
+                task_id=task_id,
+                retry=True,
+                retry_policy=RETRY_POLICY,
+            )
+        except OSError as exc:
+            raise kombu.exceptions.OperationalError(f"broker: {exc}") from exc

@@ -21,7 +21,7 @@ from guard.schema.history import (
     replay,
 )
 from guard.schema.shadow import create_schema, shadow_database
-from guard.schema.snapshot import read_snapshot
+from guard.schema.snapshot import Snapshot, read_snapshot
 
 CHECK = "drift"
 KINDS = (
@@ -34,6 +34,7 @@ KINDS = (
     "index_extra",
     "index_changed",
     "index_renamed",
+    "index_invalid",
     "constraint_missing",
     "constraint_extra",
     "constraint_changed",
@@ -85,10 +86,32 @@ def run(ctx: CheckContext) -> CheckResult:
     return sink.result(time.perf_counter() - started, info)
 
 
+@dataclass(frozen=True)
+class Schemas:
+    """The schema the applied migrations build (None when one failed to replay) and the live one."""
+
+    replayed: tuple[str, ...]
+    expected: Snapshot | None
+    actual: Snapshot
+    failure: ReplayFailure | None = None
+    swept: tuple[str, ...] = ()
+
+
 def detect(
     settings: Settings, *, replay_all: bool = False, progress: ProgressFactory = no_progress
 ) -> DriftReport:
     """Replay the applied migrations (or every folder) into a shadow and compare it with the live schema."""
+    schemas = read_schemas(settings, replay_all=replay_all, progress=progress)
+    if schemas.expected is None:
+        return DriftReport(schemas.replayed, (), schemas.failure, schemas.swept)
+    differences = tuple(compare(schemas.expected, schemas.actual))
+    return DriftReport(schemas.replayed, differences, swept=schemas.swept)
+
+
+def read_schemas(
+    settings: Settings, *, replay_all: bool = False, progress: ProgressFactory = no_progress
+) -> Schemas:
+    """Read the live schema, and the one the applied migrations (or every folder) build in a shadow."""
     files = read_migrations(settings.require_migrations_dir())
     url = settings.require_database_url()
     with Database(url) as live:
@@ -101,10 +124,7 @@ def detect(
             create_schema(shadow, target)
         failure = _replay(shadow, wanted, progress)
         expected = read_snapshot(shadow) if failure is None else None
-    names = tuple(m.name for m in wanted)
-    if expected is None:
-        return DriftReport(names, (), failure, swept)
-    return DriftReport(names, tuple(compare(expected, actual)), swept=swept)
+    return Schemas(tuple(m.name for m in wanted), expected, actual, failure, swept)
 
 
 def _target_schema(live: Database) -> str | None:

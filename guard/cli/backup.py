@@ -106,6 +106,13 @@ def _add_restore(commands: Subparsers) -> None:
         help="replace an existing --target-db without asking (it is dropped: its sessions end)",
     )
     restore.add_argument("--missing", action="store_true", help="with `files`: the missing files")
+    restore.add_argument(
+        "--unrecoverable",
+        type=Path,
+        metavar="FILE",
+        help="with `files --missing`: list the rows whose file no backup has in FILE (.csv or .json) "
+        "for the app team; those rows are never deleted",
+    )
     _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
     _json_flag(restore)
     restore.set_defaults(handler=handle_restore)
@@ -276,9 +283,11 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "files":
         if not args.missing:
             raise UsageError("`guard restore files` needs --missing")
-        return _restore_missing(settings, args.json, args.source)
+        return _restore_missing(settings, args.json, args.source, args.unrecoverable)
     if args.missing:
         raise UsageError("--missing goes with `guard restore files`")
+    if args.unrecoverable is not None:
+        raise UsageError("--unrecoverable goes with `guard restore files --missing`")
     if args.what == "drill":
         return _drill(settings, args.json, args.source)
     if args.source is not None:
@@ -355,11 +364,18 @@ def _replaced_text(replaced: Replacement) -> str:
     )
 
 
-def _restore_missing(settings: Settings, json_mode: bool, source: str | None) -> int:
+def _restore_missing(
+    settings: Settings, json_mode: bool, source: str | None, unrecoverable: Path | None
+) -> int:
     from guard.backup.recovery import restore_missing
+    from guard.repair.rowfile import check_path, write_rows
 
+    if unrecoverable is not None:
+        check_path(unrecoverable, "--unrecoverable")
     outcomes = restore_missing(settings, _wanted(source))
     lost = [o for o in outcomes if o.outcome not in ("restored", "already present")]
+    if unrecoverable is not None:
+        write_rows(unrecoverable, ("subject", "path", "outcome"), [o.to_json() for o in lost])
     human = "".join(
         f"{o.outcome:<16} {printable(o.subject)}  {printable(o.path)}"
         f"{'  from ' + o.backup_id if o.backup_id else ''}\n"
@@ -369,7 +385,12 @@ def _restore_missing(settings: Settings, json_mode: bool, source: str | None) ->
         f"{len(outcomes) - len(lost):,} of {plural(len(outcomes), 'missing file')} restored; "
         f"{len(lost):,} in no backup\n"
     )
-    emit({"ok": not lost, "files": [o.to_json() for o in outcomes]}, human, json_mode)
+    if unrecoverable is not None:
+        human += f"{plural(len(lost), 'unrecoverable row')} listed in {printable(str(unrecoverable))}\n"
+    document = {"ok": not lost, "files": [o.to_json() for o in outcomes]}
+    if unrecoverable is not None:
+        document["unrecoverable"] = str(unrecoverable)
+    emit(document, human, json_mode)
     return EXIT_OK if not lost else EXIT_FINDINGS
 
 

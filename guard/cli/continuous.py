@@ -1,16 +1,20 @@
-"""`guard install`, `guard uninstall` and `guard findings`: the continuous-sync commands."""
+"""`guard install`, `guard uninstall`, `guard findings` and `guard findings ack`: continuous sync."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
 import sys
+from datetime import UTC, datetime, time, timedelta
 
 from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
 from guard.continuous.capture import VERSION, install, installed_version, uninstall
 from guard.db.database import Database
-from guard.errors import EXIT_FINDINGS, EXIT_OK, ConfigError
+from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError
+from guard.findings import acks as known
 from guard.findings import ledger as store
 from guard.fs.paths import printable
 
@@ -45,6 +49,87 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     found.add_argument("--open", action="store_true", help="only findings that are still open")
     found.add_argument("--json", action="store_true", help="print one JSON object")
     found.set_defaults(handler=run_findings)
+    _add_ack(found.add_subparsers(dest="findings_command", metavar="ack"))
+
+
+def _add_ack(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ack = actions.add_parser(
+        "ack",
+        help="acknowledge known findings (who, why, until when)",
+        description="Acknowledge one open finding (by its id in 'guard findings') or every finding of a "
+        "kind, now and later. An acknowledged finding stays open and listed (with who, why and until "
+        "when), but 'guard predeploy' passes on it and 'guard findings' / 'guard status' exit 0 when "
+        "only acknowledged findings are open. It expires by itself at --until.",
+        epilog="examples:\n  guard findings ack 42 --reason 'hotfix index, see #311' --until 2026-12-15\n"
+        "  guard findings ack --kind orphan_file --reason 'old uploads, purge planned' --until 7d",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = ack.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the open finding's id (guard findings)")
+    which.add_argument(
+        "--kind", metavar="K", help="every finding of this kind (column_missing, orphan_file, ...)"
+    )
+    ack.add_argument(
+        "--reason", required=True, metavar="TEXT", help="why it may stay open (shown everywhere)"
+    )
+    ack.add_argument(
+        "--until",
+        type=_until,
+        metavar="DATE",
+        help="when it expires: YYYY-MM-DD (through that day, UTC), an ISO time, or 12h / 7d from now",
+    )
+    ack.add_argument("--by", default=None, metavar="WHO", help="who acknowledges (default: the OS user)")
+    ack.add_argument("--json", action="store_true", help="print one JSON object")
+    ack.set_defaults(handler=run_ack)
+
+
+DURATION = re.compile(r"^(\d+)([hd])$")
+
+
+def _until(text: str) -> datetime:
+    """Parse --until: a date (through that day, UTC), an ISO time (UTC unless it says), or 12h / 7d."""
+    now = datetime.now(UTC)
+    match = DURATION.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        moment = now + (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a date, an ISO time or 12h / 7d: {text!r}") from None
+        if len(text) == 10:  # a bare date: acknowledged through that day
+            moment = datetime.combine(moment.date() + timedelta(days=1), time(), UTC)
+        elif moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    if moment <= now:
+        raise argparse.ArgumentTypeError(f"already past: {text!r}")
+    return moment
+
+
+def run_ack(args: argparse.Namespace, settings: Settings) -> int:
+    """Record the acknowledgement; exit 2 when the id names no open finding."""
+    reason = args.reason.strip()
+    if not reason:
+        raise ConfigError("--reason must say why")
+    by = args.by or getpass.getuser()
+    with Database(settings.require_database_url()) as db:
+        if installed_version(db) is None:
+            raise ConfigError("guard is not installed in this database: run 'guard install' first")
+        if args.kind is None:
+            ack = known.acknowledge_finding(db, args.id, reason, by, args.until)
+            if ack is None:
+                sys.stderr.write(f"guard: no open finding has id {args.id} (see 'guard findings --open')\n")
+                return EXIT_USAGE
+            covered = 1
+        else:
+            ack, covered = known.acknowledge_kind(db, args.kind, reason, by, args.until)
+    if args.json:
+        print(json.dumps({"ok": True, "ack": ack.to_json(), "open_covered": covered}, ensure_ascii=False))
+    else:
+        what = f"{ack.kind} {printable(ack.subject)}" if ack.subject else f"every {ack.kind} finding"
+        print(f"guard: acknowledged {what} ({covered} open now) {ack.describe()}")
+    return EXIT_OK
 
 
 def run_install(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,27 +159,43 @@ def run_findings(args: argparse.Namespace, settings: Settings) -> int:
         if installed_version(db) is None:
             raise ConfigError("guard is not installed in this database: run 'guard install' first")
         rows = store.list_findings(db, open_only=args.open)
+        ackd = acknowledgements(rows, known.active(db))
     still_open = sum(1 for f in rows if f.is_open)
+    blocking = still_open - len(ackd)
     if args.json:
-        print(
-            json.dumps(
-                {"ok": still_open == 0, "open": still_open, "findings": [f.to_json() for f in rows]},
-                ensure_ascii=False,
-            )
-        )
+        listed = [{**f.to_json(), "ack": ackd[f.id].to_json() if f.id in ackd else None} for f in rows]
+        document = {"ok": blocking == 0, "open": still_open, "acknowledged": len(ackd), "findings": listed}
+        print(json.dumps(document, ensure_ascii=False))
     else:
-        write_table(rows, open_only=args.open)
-    return EXIT_FINDINGS if still_open else EXIT_OK
+        write_table(rows, ackd, open_only=args.open)
+    return EXIT_FINDINGS if blocking else EXIT_OK
 
 
-def write_table(rows: list[store.StoredFinding], *, open_only: bool) -> None:
+def acknowledgements(rows: list[store.StoredFinding], acks: list[known.Ack]) -> dict[int, known.Ack]:
+    """Return the acknowledgement covering each open finding, by finding id."""
+    found = {f.id: known.covering(acks, f.check, f.kind, f.subject) for f in rows if f.is_open}
+    return {i: a for i, a in found.items() if a is not None}
+
+
+def write_table(rows: list[store.StoredFinding], ackd: dict[int, known.Ack], *, open_only: bool) -> None:
     """Print one row per finding, whole, then the counts of what the listing shows."""
     table = new_table(
-        "STATE", "CHECK", "KIND", "SUBJECT", "SEEN", "FIRST SEEN", "LAST SEEN", "RESOLVED", right=("SEEN",)
+        "ID",
+        "STATE",
+        "CHECK",
+        "KIND",
+        "SUBJECT",
+        "SEEN",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "RESOLVED",
+        right=("ID", "SEEN"),
     )
     for f in rows:
+        ack = ackd.get(f.id)
         table.add_row(
-            "open" if f.is_open else "resolved",
+            str(f.id),
+            ("acked" if ack else "open") if f.is_open else "resolved",
             f.check,
             f.kind,
             printable(f.subject),
@@ -104,8 +205,12 @@ def write_table(rows: list[store.StoredFinding], *, open_only: bool) -> None:
             f"{f.resolved_at:%Y-%m-%d %H:%M:%S}" if f.resolved_at else "",
         )
     print_rstripped(console_for(sys.stdout), table)
+    for f in rows:
+        if f.id in ackd:
+            sys.stdout.write(f"acked {f.id}: {printable(ackd[f.id].describe())}\n")
     still_open = sum(1 for f in rows if f.is_open)
+    acked = f" ({len(ackd):,} acknowledged)" if ackd else ""
     if open_only:  # the resolved ones were not read, so say nothing about them
-        sys.stdout.write(f"{still_open:,} open (resolved ones not listed)\n")
+        sys.stdout.write(f"{still_open:,} open{acked} (resolved ones not listed)\n")
     else:
-        sys.stdout.write(f"{still_open:,} open, {len(rows) - still_open:,} resolved\n")
+        sys.stdout.write(f"{still_open:,} open{acked}, {len(rows) - still_open:,} resolved\n")

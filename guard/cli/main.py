@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -40,8 +41,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.continuous",
     "guard.cli.status",
     "guard.cli.requeue",
+    "guard.cli.sweep",
     "guard.cli.schema",
     "guard.cli.backup",
+    "guard.cli.repair",
+    "guard.cli.constraints",
 )
 
 
@@ -101,9 +105,20 @@ def _add_predeploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     gate = commands.add_parser(
         "predeploy",
         help="every check, then your commands: one verdict for CI",
-        description="Run every check, then each --run command in order; fail if anything fails.",
-        epilog="example:\n  guard predeploy --run 'npm test' --json\n\n" + EXIT_CODES,
+        description="Run every check (or those --only names, or all but --skip), then each --run "
+        "command in order; fail if anything fails. Findings acknowledged with 'guard findings ack' "
+        "(and not expired) do not fail it: they are listed as acknowledged, with who, why and until.",
+        epilog="examples:\n  guard predeploy --run 'npm test' --json\n  guard predeploy --skip drift files\n"
+        "  guard predeploy --only integrity migrations\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = gate.add_mutually_exclusive_group()
+    checks = list(registry())
+    which.add_argument(
+        "--only", nargs="+", choices=checks, metavar="CHECK", help=f"run only these ({', '.join(checks)})"
+    )
+    which.add_argument(
+        "--skip", nargs="+", choices=checks, default=[], metavar="CHECK", help="run all checks but these"
     )
     gate.add_argument(
         "--run",
@@ -236,7 +251,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         names = list(registry()) if args.name == "all" else [args.name]
         return report(run_checks(context, names), args.json)
-    return run_predeploy(context, args.run, args.json)
+    chosen = [n for n in registry() if n in (args.only or registry()) and n not in args.skip]
+    return run_predeploy(context, chosen, args.run, args.json)
 
 
 def _settings_for(args: argparse.Namespace) -> Settings:
@@ -261,13 +277,23 @@ def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, obj
     return exit_code(results)
 
 
-def run_predeploy(context: CheckContext, commands: Sequence[str], json_mode: bool) -> int:
-    from guard.cli.predeploy import run_command
+def run_predeploy(
+    context: CheckContext, names: Sequence[str], commands: Sequence[str], json_mode: bool
+) -> int:
+    from guard.cli.predeploy import acknowledgements, run_command, write_acknowledged
+    from guard.findings.acks import capped, without_acknowledged
 
-    results = run_checks(context, list(registry()))
+    acks = acknowledgements(context.settings)
+    # With acknowledgements, every finding is needed to match them; the listing is capped afterwards.
+    full = replace(context, limit=None) if acks else context
+    results, known = without_acknowledged(run_checks(full, names), acks)
+    results = [capped(r, context.limit) for r in results]
     results.extend(run_command(command) for command in commands)
-    code = report(results, json_mode)
+    skipped = [n for n in registry() if n not in names]
+    extra = {"skipped": skipped, "acknowledged": [k.to_json() for k in known]}
+    code = report(results, json_mode, extra)  # the verdict: what is neither acknowledged nor skipped
     if not json_mode:
+        write_acknowledged(known, skipped, sys.stdout)
         verdict = "PASSED: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
         sys.stdout.write(f"\npredeploy {verdict}\n")
     return code

@@ -8,14 +8,13 @@ from typing import Any
 
 from guard.config.settings import Settings
 from guard.continuous import outbox
-from guard.continuous.capture import installed_version
+from guard.continuous.capture import installed_version, missing_capture
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_UNREACHABLE, ConfigError, UnreachableError
+from guard.findings import acks as known
 from guard.fs.paths import printable
 
-OPEN_BY_CHECK = (
-    "SELECT check_name, count(*) FROM guard.findings WHERE resolved_at IS NULL GROUP BY 1 ORDER BY 1"
-)
+OPEN = "SELECT id, check_name, kind, subject FROM guard.findings WHERE resolved_at IS NULL ORDER BY id"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +46,15 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("guard is not installed in this database: run 'guard install' first")
         backlog = outbox.backlog(db)
         dead = outbox.dead_rows(db)
-        open_by_check = {str(r[0]): int(r[1]) for r in db.fetch_all(OPEN_BY_CHECK)}
+        opened = db.fetch_all(OPEN)
+        acks = known.active(db)
+        blind = [f.subject for f in missing_capture(db, settings)]
+    open_by_check: dict[str, int] = {}
+    acked_by_check: dict[str, int] = {}
+    for _, check, kind, subject in opened:
+        open_by_check[str(check)] = open_by_check.get(str(check), 0) + 1
+        if known.covering(acks, str(check), str(kind), str(subject)) is not None:
+            acked_by_check[str(check)] = acked_by_check.get(str(check), 0) + 1
     broker: dict[str, Any]
     try:
         depths = queues.depths(queues.connect(settings.redis_url), settings.broker_prefix)
@@ -60,6 +67,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         "outbox_dead": [d.to_json() for d in dead],
         "broker": broker,
         "open_findings": open_by_check,
+        "acknowledged_findings": acked_by_check,
+        "capture_missing": blind,
     }
     if args.json:
         print(json.dumps(report))
@@ -67,7 +76,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         print(render(report))
     if not broker["reachable"]:
         return EXIT_UNREACHABLE
-    return EXIT_FINDINGS if open_by_check else EXIT_OK
+    blocking = sum(open_by_check.values()) - sum(acked_by_check.values())
+    return EXIT_FINDINGS if blocking else EXIT_OK
 
 
 def render(report: dict[str, Any]) -> str:
@@ -83,9 +93,21 @@ def render(report: dict[str, Any]) -> str:
         if found
         else "none open"
     )
+    acked = report["acknowledged_findings"]
+    if acked:
+        findings_line += (
+            f"; {sum(acked.values())} of them acknowledged (guard findings shows who, why, until)"
+        )
+    blind = report["capture_missing"]
+    capture_line = (
+        f"MISSING on {', '.join(blind)}: their changes are not checked until 'guard install'"
+        if blind
+        else "triggers in place"
+    )
     return "\n".join(
         [
             f"installed  guard schema version {report['installed_version']}",
+            f"capture    {capture_line}",
             f"outbox     {report['outbox_waiting']} captured changes not yet checked",
             *_dead_lines(report["outbox_dead"]),
             f"queues     {queue_line}",

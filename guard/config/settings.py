@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,6 +49,14 @@ def _expand(path: Path) -> Path:
         raise ValueError("unknown user") from None
 
 
+def _slug_template(raw: str) -> str:
+    """Accept a template naming {id} (so every slug is unique) and at most {title} besides."""
+    names = {name for _, name, _, _ in string.Formatter().parse(raw) if name is not None}
+    if not names <= {"title", "id"} or "id" not in names:
+        raise ValueError("a slug template names {id} and at most {title}")
+    return raw
+
+
 Count = Annotated[int, BeforeValidator(_count)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
 Folder = Annotated[Path, AfterValidator(_expand)]
@@ -83,12 +92,18 @@ class Settings(BaseSettings):
     outbox_batch: Count = 500
     slack_digest_seconds: Count = 60
     watch_reconcile_seconds: Count = 300
+    # The listener re-reads the schema fingerprint this often (and after every reconnect); a change runs
+    # the migrations and drift checks at once (watchers/restores.py). capture_auto_install lets it put
+    # back missing capture triggers itself, as `guard install` would.
+    schema_watch_seconds: Count = 2
+    capture_auto_install: bool = False
     broker_prefix: str = ""
     sweep_cron: str = "0 * * * *"
     daily_cron: str = "30 3 * * *"
     backup_cron: str = "0 2 * * *"
     prune_cron: str = "30 2 * * *"
     drill_cron: str = "0 4 * * 0"
+    slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
 
     @classmethod
@@ -247,6 +262,8 @@ def _is_relative_folder(folder: str) -> bool:
 
 def _describe(name: str) -> str:
     annotation = str(Settings.model_fields[name].metadata) + str(Settings.model_fields[name].annotation)
+    if name == "slug_template":
+        return "a template naming {id} and at most {title}, such as {title}-{id}"
     if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
     if "int" in annotation:

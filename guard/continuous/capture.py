@@ -9,6 +9,7 @@ from psycopg import sql
 from guard.config.settings import Settings
 from guard.db.catalog import primary_key, require_column
 from guard.db.database import Database, load_query
+from guard.findings.finding import Finding
 
 # 2: row-level capture, notify only while a listener is idle.
 # 3: the triggers append to guard.capture; the listener coalesces into guard.outbox (outbox_collect.sql).
@@ -19,7 +20,9 @@ from guard.db.database import Database, load_query
 #    `SET search_path` and qualify every name instead (install_trigger.sql).
 # 5: guard.task_runs, so a redelivered task runs once (guard/continuous/runs.py); the outbox parks rows that
 #    failed outbox_max_attempts times (dead_at, last_error).
-VERSION = 5
+# 6: guard.acks (acknowledged findings) and the schema fingerprint the listener last acted on
+#    (listener_state.schema_fingerprint). Installing over 5 only adds them.
+VERSION = 6
 # What `guard install` creates, in one place: everything lives in SCHEMA except the capture
 # triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its
 # repair script and the history read these so guard's own objects are never the app's drift.
@@ -28,6 +31,21 @@ TRIGGER_NAMES = ("guard_capture_insert", "guard_capture_update", "guard_capture_
 
 VERSION_TABLE = "SELECT to_regclass('guard.version') IS NOT NULL"
 INSTALLED_VERSION = "SELECT max(version) FROM guard.version"
+
+# The finding a watched table without its capture triggers is (the listener keeps it; guard status
+# reads the catalog itself): its changes go unchecked until `guard install` puts them back.
+CHECK = "capture"
+CAPTURE_MISSING = "capture_missing"
+# Our triggers per table, only those still calling a function in our schema.
+CAPTURE_TRIGGERS = """
+SELECT c.relname, array_agg(t.tgname::text ORDER BY t.tgname) FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_proc f ON f.oid = t.tgfoid
+JOIN pg_namespace fn ON fn.oid = f.pronamespace
+WHERE t.tgname = ANY(%s) AND n.nspname = current_schema() AND fn.nspname = %s
+GROUP BY 1
+"""
 
 # Tables that carry one of our triggers, whatever the configuration says now.
 TRIGGERED_TABLES = """
@@ -70,18 +88,31 @@ def install(db: Database, settings: Settings) -> list[WatchedTable]:
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(hashtext('guard.continuous.capture'))")
         tables = watched_tables(db, settings)
-        db.execute(load_query("install_schema"))
+        _bookkeeping(db)
         for name in _triggered_tables(db):
             if name not in {t.name for t in tables}:
                 _drop_triggers(db, name)
         for table in tables:
             db.execute(capture_function_sql(table))
             db.execute(_triggers_sql(table))
-        db.execute(
-            "INSERT INTO guard.version (version) VALUES (%s) ON CONFLICT (version) DO NOTHING",
-            (VERSION,),
-        )
     return tables
+
+
+def install_bookkeeping(db: Database) -> None:
+    """Create guard's own schema and tables only, no trigger on the app's tables.
+
+    The listener does this when a re-created database lost the whole schema, so the findings ledger
+    (capture_missing included) exists again; the app-facing triggers are `guard install`'s to put back
+    (or the listener's with capture_auto_install).
+    """
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(hashtext('guard.continuous.capture'))")
+        _bookkeeping(db)
+
+
+def _bookkeeping(db: Database) -> None:
+    db.execute(load_query("install_schema"))
+    db.execute("INSERT INTO guard.version (version) VALUES (%s) ON CONFLICT (version) DO NOTHING", (VERSION,))
 
 
 def uninstall(db: Database) -> list[str]:
@@ -92,6 +123,22 @@ def uninstall(db: Database) -> list[str]:
             _drop_triggers(db, name)
         db.execute("DROP SCHEMA IF EXISTS guard CASCADE")
     return names
+
+
+def missing_capture(db: Database, settings: Settings) -> list[Finding]:
+    """Return a capture_missing finding per watched table lacking any of its capture triggers."""
+    present = {str(r[0]): set(r[1]) for r in db.fetch_all(CAPTURE_TRIGGERS, (list(TRIGGER_NAMES), SCHEMA))}
+    expected = sorted({rule.table for rule in settings.rules} | {settings.file_table})
+    found = []
+    for table in expected:
+        lacking = [name for name in TRIGGER_NAMES if name not in present.get(table, set())]
+        if lacking:
+            message = (
+                f"{table} lacks {', '.join(lacking)}: its changes are not checked as they happen "
+                "(a restore or a re-created database drops them); run 'guard install'"
+            )
+            found.append(Finding(CHECK, CAPTURE_MISSING, table, message, detail={"triggers": lacking}))
+    return found
 
 
 def installed_version(db: Database) -> int | None:

@@ -31,6 +31,7 @@ RETURNING deliveries
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('guard.task_runs'), hashtext(%s))"
 FINISHED = "SELECT finished_at FROM guard.task_runs WHERE run_key = %s AND finished_at IS NOT NULL"
 FINISH = "UPDATE guard.task_runs SET finished_at = clock_timestamp() WHERE run_key = %s"
+FINISHED_ANY = "SELECT run_key FROM guard.task_runs WHERE run_key = ANY(%s) AND finished_at IS NOT NULL"
 FORGET = "DELETE FROM guard.task_runs WHERE finished_at < now() - make_interval(days => %s)"
 
 
@@ -79,3 +80,8 @@ def _hold(db: Database, run_key: str, wait_s: float) -> bool:
 def _skipped(task: str, run_key: str, number: int, why: str) -> Delivery:
     log.warning("%s [%s]: delivery %d does nothing: %s", task, run_key, number, why)
     return Delivery(False, number, why)
+
+
+def finished(db: Database, run_keys: list[str]) -> set[str]:
+    """Return which of these runs a worker has recorded as finished (what `guard sweep` waits for)."""
+    return {str(r[0]) for r in db.fetch_all(FINISHED_ANY, (run_keys,))}

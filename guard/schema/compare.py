@@ -254,9 +254,36 @@ def _describe(c: Constraint) -> str:
     return f"{_CONSTRAINT_TYPES[c.type]} constraint {c.name} on {c.table_key}"
 
 
+def _invalid_indexes(want: list[Index], have: list[Index]) -> tuple[list[Difference], list[Index]]:
+    """Report each index a failed concurrent build left invalid, and return the wanted ones they stand for.
+
+    PostgreSQL never reads an invalid index (a unique one still refuses duplicates), so it is the
+    migrations' index missing in all but name: the repair drops it and builds it again, concurrently.
+    """
+    wanted = {i.key: i for i in want}
+    found, replaced = [], []
+    for index in (i for i in have if not i.valid):
+        mine = wanted.get(index.key)
+        if mine is not None:
+            replaced.append(mine)
+        where = "drop it and build it again" if mine is not None else "it is not in the migrations either"
+        found.append(
+            Difference(
+                "index_invalid",
+                f"index:{index.key}",
+                "index",
+                f"index {index.key} is invalid (a failed CREATE INDEX CONCURRENTLY; never used): {where}",
+                repair.rebuild_index(mine, index),
+            )
+        )
+    return found, replaced
+
+
 def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
+    found, replaced = _invalid_indexes(want, have)
+    want = [i for i in want if i not in replaced]
+    have = [i for i in have if i.valid]
     pairs, missing, extra = pair(want, have, lambda i: (i.table_key, i.unique, i.definition), managed_index)
-    found = []
     for mine, theirs in pairs:
         subject = f"index:{mine.key}"
         if (mine.unique, mine.definition) == (theirs.unique, theirs.definition):

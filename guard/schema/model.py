@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
@@ -91,13 +91,18 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Index:
-    """An index no constraint owns; `definition` is everything after its name."""
+    """An index no constraint owns; `definition` is everything after its name.
+
+    `valid` is false for an index a failed `CREATE INDEX CONCURRENTLY` left behind: PostgreSQL keeps
+    updating it but never reads it, and a unique one still refuses duplicates.
+    """
 
     schema: str
     table: str
     name: str
     unique: bool
     definition: str
+    valid: bool = field(default=True, compare=False)
 
     @property
     def table_key(self) -> str:
@@ -107,9 +112,10 @@ class Index:
     def key(self) -> str:
         return display(self.schema, self.name)
 
-    def create_sql(self) -> str:
+    def create_sql(self, *, concurrently: bool = False) -> str:
         unique = "UNIQUE " if self.unique else ""
-        return f"CREATE {unique}INDEX {ident(self.name)} ON {self.definition};"
+        online = "CONCURRENTLY " if concurrently else ""
+        return f"CREATE {unique}INDEX {online}{ident(self.name)} ON {self.definition};"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,17 @@
-"""The SQL that brings the live database in line with the migrations, per difference and as one script."""
+"""The SQL that brings the live database in line with the migrations, per difference and as one script.
+
+Every statement has two spellings. `sql` is the online form the repair runs while the app keeps
+working: indexes built and dropped `CONCURRENTLY`, CHECK and foreign-key constraints added `NOT VALID`
+and validated afterwards (a `SHARE UPDATE EXCLUSIVE` lock that lets writes through), `SET NOT NULL`
+after a validated `CHECK (col IS NOT NULL)` so PostgreSQL skips its scan under an exclusive lock, a
+unique or primary key attached to an index built concurrently. `plain` is what a Prisma migration
+says for the same change (`guard drift adopt` writes it); an empty `plain` is a step only the online
+form needs.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -10,37 +20,65 @@ from psycopg import sql
 from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, ident
 
 # Phases: the script runs every statement of a lower phase first, so dependents are dropped before
-# what they depend on, and created after it.
+# what they depend on, and created after it. Indexes come before constraints: a unique key is
+# attached to its concurrently built index, and a foreign key needs the referenced key's index.
 DROP_TRIGGER, DROP_VIEW, DROP_FOREIGN_KEY, DROP_CONSTRAINT, DROP_INDEX = 0, 1, 2, 3, 4
 DROP_TABLE, DROP_COLUMN = 5, 6
 CREATE_SCHEMA, CREATE_EXTENSION, CREATE_TYPE, CREATE_SEQUENCE, CREATE_FUNCTION = 10, 11, 12, 13, 14
-CREATE_TABLE, ALTER_COLUMN, SEQUENCE_OWNER, ADD_CONSTRAINT, ADD_FOREIGN_KEY = 15, 16, 17, 18, 19
-CREATE_INDEX, CREATE_VIEW, CREATE_TRIGGER = 20, 21, 22
+CREATE_TABLE, ALTER_COLUMN, SEQUENCE_OWNER, CREATE_INDEX, ADD_CONSTRAINT = 15, 16, 17, 18, 19
+ADD_FOREIGN_KEY, CREATE_VIEW, CREATE_TRIGGER, VALIDATE = 20, 21, 22, 23
 DROP_FUNCTION, DROP_SEQUENCE, DROP_TYPE, DROP_EXTENSION, DROP_SCHEMA = 30, 31, 32, 33, 34
 
-SCRIPT_HEADER = """-- Repair script from `guard drift sql`: makes the live schema match the migrations.
+DEFAULT_LOCK_TIMEOUT = "2s"
+SCRIPT_HEADER = f"""-- Repair script from `guard drift sql`: makes the live schema match the migrations.
 -- Review every statement before running it; guard applies nothing.
+-- Every statement runs on its own, with no BEGIN/COMMIT around them: CREATE/DROP INDEX CONCURRENTLY
+-- cannot run inside a transaction block, and one short transaction per step never holds a lock the
+-- app needs for long. Apply it with `guard drift repair --script FILE --apply` (a backup first,
+-- lock_timeout with retries, statements that drop data refused), or with psql in autocommit mode,
+-- stopping at the first error (never with --single-transaction / -1):
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f FILE
+SET lock_timeout = '{DEFAULT_LOCK_TIMEOUT}';
 SET check_function_bodies = off;
-BEGIN;
 """
+MIGRATION_HEADER = "-- Written by `guard drift adopt`: the live schema's difference from the migrations.\n"
+# A unique or primary key on plain columns can be attached to an index built concurrently.
+_KEY_ON_COLUMNS = re.compile(r"^(PRIMARY KEY|UNIQUE) (\([^()]+\))$")
+_NOT_VALID = " NOT VALID"
+MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 @dataclass(frozen=True)
 class Statement:
-    """One SQL statement and the phase of the script it belongs to."""
+    """One SQL statement, the phase of the script it belongs to, and its spelling in a migration."""
 
     phase: int
     sql: str
+    plain: str | None = None  # None: the same as sql; "": no statement in a migration
+
+    @property
+    def migration_sql(self) -> str:
+        return self.sql if self.plain is None else self.plain
 
 
 Statements = tuple[Statement, ...]
 
 
+def _ordered(groups: Iterable[Sequence[Statement]]) -> list[Statement]:
+    return sorted((s for group in groups for s in group), key=lambda s: s.phase)
+
+
 def script(groups: Iterable[Sequence[Statement]]) -> str:
-    """Return every statement in dependency order (stable within a phase), wrapped in one transaction."""
-    ordered = sorted((s for group in groups for s in group), key=lambda s: s.phase)
+    """Return every statement's online form in dependency order (stable within a phase), for review."""
+    ordered = _ordered(groups)
     body = "\n".join(s.sql for s in ordered)
-    return f"{SCRIPT_HEADER}\n{body}\n\nCOMMIT;\n" if ordered else "-- no drift: nothing to repair\n"
+    return f"{SCRIPT_HEADER}\n{body}\n" if ordered else "-- no drift: nothing to repair\n"
+
+
+def migration_script(groups: Iterable[Sequence[Statement]], summary: str) -> str:
+    """Return the statements as a Prisma migration says them: plain DDL, no online-only steps."""
+    body = "\n".join(s.migration_sql for s in _ordered(groups) if s.migration_sql)
+    return f"{MIGRATION_HEADER}-- {summary}\n\n{body}\n"
 
 
 def literal(value: str) -> str:
@@ -57,10 +95,11 @@ def create_table(
     columns = ",\n".join(f"    {c.spec()}" for c in table.columns)
     suffix = f" PARTITION BY {table.partition}" if table.partition else ""
     created = Statement(CREATE_TABLE, f"CREATE TABLE {table.qualified} (\n{columns}\n){suffix};")
+    # A table the script creates is new and empty: nobody waits on its locks, so plain forms do.
     return (
         created,
-        *(s for c in constraints for s in add_constraint(c)),
-        *(s for i in indexes for s in create_index(i)),
+        *(_added(c) for c in constraints),
+        *(Statement(CREATE_INDEX, i.create_sql()) for i in indexes),
         *(s for t in dependents for s in create_object(t)),
     )
 
@@ -89,9 +128,25 @@ def alter_column(table: Table, want: Column, have: Column) -> Statements:
         collate = f" COLLATE {ident(want.collation)}" if want.collation else ""
         out.append(f"{col} TYPE {want.type}{collate} USING {ident(want.name)}::{want.type};")
     out += _identity_and_default(col, want, have)
-    if want.not_null != have.not_null:
-        out.append(f"{col} {'SET' if want.not_null else 'DROP'} NOT NULL;")
-    return tuple(Statement(ALTER_COLUMN, s) for s in out)
+    made = [Statement(ALTER_COLUMN, s) for s in out]
+    if want.not_null and not have.not_null:
+        made += _set_not_null(table, want)
+    elif have.not_null and not want.not_null:
+        made.append(Statement(ALTER_COLUMN, f"{col} DROP NOT NULL;"))
+    return tuple(made)
+
+
+def _set_not_null(table: Table, column: Column) -> list[Statement]:
+    """SET NOT NULL after a validated CHECK, so PostgreSQL skips its scan under ACCESS EXCLUSIVE."""
+    target = f"ALTER TABLE {table.qualified}"
+    check = ident(f"{table.name}_{column.name}_not_null"[:MAX_NAME])
+    name = ident(column.name)
+    return [
+        Statement(ALTER_COLUMN, f"{target} ADD CONSTRAINT {check} CHECK ({name} IS NOT NULL) NOT VALID;", ""),
+        Statement(ALTER_COLUMN, f"{target} VALIDATE CONSTRAINT {check};", ""),
+        Statement(ALTER_COLUMN, f"{target} ALTER COLUMN {name} SET NOT NULL;"),
+        Statement(ALTER_COLUMN, f"{target} DROP CONSTRAINT {check};", ""),
+    ]
 
 
 def _identity_and_default(col: str, want: Column, have: Column) -> list[str]:
@@ -113,10 +168,29 @@ def _word(code: str) -> str:
     return "ALWAYS" if code == "a" else "BY DEFAULT"
 
 
-def add_constraint(c: Constraint) -> Statements:
+def _added(c: Constraint) -> Statement:
     phase = ADD_FOREIGN_KEY if c.type == "f" else ADD_CONSTRAINT
     table = ident(c.schema, c.table)
-    return (Statement(phase, f"ALTER TABLE {table} ADD CONSTRAINT {ident(c.name)} {c.definition};"),)
+    return Statement(phase, f"ALTER TABLE {table} ADD CONSTRAINT {ident(c.name)} {c.definition};")
+
+
+def add_constraint(c: Constraint) -> Statements:
+    """Add a constraint to a table in use without holding the app out while existing rows are checked."""
+    table, name = ident(c.schema, c.table), ident(c.name)
+    plain = _added(c)
+    key = _KEY_ON_COLUMNS.match(c.definition)
+    if key is not None:  # build the index concurrently, then attach it (a brief lock, no scan)
+        kind, columns = key.groups()
+        unique = f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} {columns};"
+        attach = f"ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name};"
+        return (Statement(CREATE_INDEX, unique, ""), Statement(ADD_CONSTRAINT, attach, plain.sql))
+    if c.type not in ("c", "f") or c.definition.endswith(_NOT_VALID):
+        return (plain,)
+    added = f"ALTER TABLE {table} ADD CONSTRAINT {name} {c.definition}{_NOT_VALID};"
+    return (
+        Statement(plain.phase, added, plain.sql),
+        Statement(VALIDATE, f"ALTER TABLE {table} VALIDATE CONSTRAINT {name};", ""),
+    )
 
 
 def drop_constraint(c: Constraint) -> Statements:
@@ -132,11 +206,18 @@ def rename_constraint(want: Constraint, have: Constraint) -> Statements:
 
 
 def create_index(i: Index) -> Statements:
-    return (Statement(CREATE_INDEX, i.create_sql()),)
+    return (Statement(CREATE_INDEX, i.create_sql(concurrently=True), i.create_sql()),)
 
 
 def drop_index(i: Index) -> Statements:
-    return (Statement(DROP_INDEX, f"DROP INDEX IF EXISTS {ident(i.schema, i.name)};"),)
+    name = ident(i.schema, i.name)
+    online = f"DROP INDEX CONCURRENTLY IF EXISTS {name};"
+    return (Statement(DROP_INDEX, online, f"DROP INDEX IF EXISTS {name};"),)
+
+
+def rebuild_index(want: Index | None, invalid: Index) -> Statements:
+    """Drop an index a failed concurrent build left invalid; build it again if the migrations have it."""
+    return drop_index(invalid) + (create_index(want) if want is not None else ())
 
 
 def rename_index(want: Index, have: Index) -> Statements:

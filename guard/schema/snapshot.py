@@ -83,8 +83,8 @@ def _constraint(row: Row) -> Constraint:
 
 
 def _index(row: Row) -> Index:
-    schema, table, name, unique, definition = row
-    return Index(schema, table, name, bool(unique), definition)
+    schema, table, name, unique, definition, valid = row
+    return Index(schema, table, name, bool(unique), definition, bool(valid))
 
 
 def _extension(row: Row) -> SchemaObject:

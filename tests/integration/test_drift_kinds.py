@@ -16,9 +16,12 @@ from drift_support import (
 )
 
 from guard.db.database import Database
+from guard.schema.applier import apply_steps
 from guard.schema.compare import Difference, compare
 from guard.schema.repair import script
+from guard.schema.rescue import live_column_types
 from guard.schema.snapshot import Snapshot, read_snapshot
+from guard.schema.steps import parse_script
 
 pytestmark = pytest.mark.integration
 __all__ = ["rich_expected", "rich_migrations", "rich_template", "rich_url"]
@@ -194,6 +197,13 @@ def apply(url: str, text: str) -> None:
         db.execute(text.encode())  # type: ignore[arg-type]
 
 
+def repair(url: str, text: str) -> None:
+    """Run a repair script as `guard drift repair` does: one statement at a time, CONCURRENTLY allowed."""
+    with Database(url) as db:
+        done = apply_steps(db, parse_script(text, live_column_types(db)))
+    assert done.failure is None, done.failure
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_drift_is_exactly_its_finding_and_its_sql_repairs_it(
     case: str, rich_url: str, rich_expected: Snapshot
@@ -203,7 +213,7 @@ def test_each_drift_is_exactly_its_finding_and_its_sql_repairs_it(
     found = drift_now(rich_url, rich_expected)
     assert {(d.kind, d.subject) for d in found} == expected
     assert all(d.sql and d.object_type for d in found)
-    apply(rich_url, script(d.statements for d in found))
+    repair(rich_url, script(d.statements for d in found))
     assert drift_now(rich_url, rich_expected) == []
 
 
@@ -214,7 +224,7 @@ def test_many_drifts_at_once_through_the_shadow_and_one_repair_script(
     report = drift_of(rich_url, rich_migrations)
     assert kinds_and_subjects(report) == set().union(*(CASES[case][1] for case in COMBINED))
     assert report.replayed == tuple(sorted(RICH_MIGRATIONS))
-    apply(rich_url, script(d.statements for d in report.differences))
+    repair(rich_url, script(d.statements for d in report.differences))
     assert kinds_and_subjects(drift_of(rich_url, rich_migrations)) == set()
 
 

@@ -202,7 +202,7 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
             "VALUES ('ads', '99', NULL, NULL, '{}'), ('ad_images', '7', 'p/a', 'p/b', '{p/a,p/b}')"
         )
         install(db, settings)
-        assert installed_version(db) == VERSION == 5
+        assert installed_version(db) == VERSION == 6
         _one_ad(db)
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'b-1', 1, 1)")
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (8, 6, 'x', 'p/x')")
@@ -271,3 +271,22 @@ def test_uninstall_removes_triggers_and_schema(db_url: str) -> None:
         assert installed_version(db) is None
         db.execute("INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', 's-1', 1, 1)")
         assert uninstall(db) == []
+
+
+def test_install_upgrades_a_version_5_install_with_acks_and_the_fingerprint(db_url: str) -> None:
+    """Version 5 had neither guard.acks nor listener_state.schema_fingerprint; installing adds both."""
+    with Database(db_url) as db:
+        _seed(db)
+        settings = Settings(database_url=db_url)
+        install(db, settings)
+        db.execute("DROP TABLE guard.acks")
+        db.execute(
+            "ALTER TABLE guard.listener_state DROP COLUMN schema_fingerprint, DROP COLUMN fingerprint_at"
+        )
+        db.execute("DELETE FROM guard.version")
+        db.execute("INSERT INTO guard.version (version) VALUES (5)")
+        assert installed_version(db) == 5
+        install(db, settings)
+        assert installed_version(db) == VERSION == 6
+        db.execute("INSERT INTO guard.acks (kind, reason, acked_by) VALUES ('orphan_file', 'known', 'ops')")
+        assert db.fetch_one("SELECT schema_fingerprint FROM guard.listener_state") == (None,)

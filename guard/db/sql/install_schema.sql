@@ -114,3 +114,26 @@ CREATE TABLE IF NOT EXISTS guard.task_runs (
     started_at  timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
+
+-- Since version 6: acknowledged findings (`guard findings ack`). One row acknowledges a check's kind
+-- for one subject, or for every subject when subject is NULL (check_name NULL: that kind in any check).
+-- It expires by itself at `until` (NULL: until revoked); nothing deletes it, so who acknowledged what,
+-- and why, stays on record.
+CREATE TABLE IF NOT EXISTS guard.acks (
+    id         bigserial PRIMARY KEY,
+    check_name text,
+    kind       text NOT NULL,
+    subject    text,
+    reason     text NOT NULL,
+    acked_by   text NOT NULL,
+    acked_at   timestamptz NOT NULL DEFAULT now(),
+    until      timestamptz
+);
+CREATE INDEX IF NOT EXISTS acks_kind ON guard.acks (kind);
+
+-- Since version 6: the schema fingerprint the listeners last acted on (watchers/listener.py): a
+-- listener that sees another one claims the change with a conditional UPDATE, so one restore sends
+-- one set of migration-history and drift sweeps however many listeners run.
+ALTER TABLE guard.listener_state
+    ADD COLUMN IF NOT EXISTS schema_fingerprint text,
+    ADD COLUMN IF NOT EXISTS fingerprint_at timestamptz;

@@ -1,8 +1,10 @@
--- Indexes that no constraint owns, defined without their names (the text after "CREATE ... INDEX name ON ").
+-- Indexes that no constraint owns, defined without their names (the text after "CREATE ... INDEX name ON "),
+-- and whether each is valid (a failed CREATE INDEX CONCURRENTLY leaves one with indisvalid = false).
 SELECT n.nspname, t.relname, i.relname, x.indisunique,
        substr(pg_get_indexdef(x.indexrelid),
               length('CREATE ' || CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END
-                     || 'INDEX ' || quote_ident(i.relname) || ' ON ') + 1)
+                     || 'INDEX ' || quote_ident(i.relname) || ' ON ') + 1),
+       x.indisvalid
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
