@@ -181,10 +181,10 @@ class Replay:
             waiting = outbox.backlog(db)
         return waiting == 0 and not self.open_findings()
 
-    def listed_open(self) -> set[Key]:
-        """What `guard findings --open --json` lists: the operator's view of the same ledger."""
+    def listed_open(self) -> dict[Key, int]:
+        """What `guard findings --open --json` lists (each finding's id): the operator's view."""
         _, document = self.guard_json("findings", "--open")
-        return {(f["check"], f["kind"], f["subject"]) for f in document["findings"]}
+        return {(f["check"], f["kind"], f["subject"]): int(f["id"]) for f in document["findings"]}
 
     def predeploy(self, *args: str, human: bool = True) -> tuple[int, set[Key], str]:
         """Run `guard predeploy --json` (and the table, if asked); return exit code, findings, table."""

@@ -64,12 +64,6 @@ def app(replay: Replay) -> Iterator[App]:
         yield App(db, replay.world.uploads, random.Random(14))
 
 
-def needs(replay: Replay, *command: str) -> None:
-    """Skip, saying why, while a repair command this replay runs is not on this branch yet."""
-    if replay.guard(*command, "--help").returncode != 0:
-        pytest.skip(f"`guard {' '.join(command)}` is not merged yet (wave1)")
-
-
 def assert_clean_predeploy(replay: Replay) -> None:
     code, named, document = replay.predeploy(human=False)
     assert (code, named) == (0, set()), document
@@ -95,8 +89,6 @@ NO_HISTORY = ("migrations", "migrations_table_missing", "table:_prisma_migration
 def test_incident_1_an_old_dump_restored_is_drift_within_seconds_and_drift_repair_fixes_it(
     replay: Replay, old_dump: Path, restore: Callable[[World, Path], object]
 ) -> None:
-    needs(replay, "sweep")  # the listener's schema fingerprint comes with it (wave1)
-    needs(replay, "drift", "repair")
     world = replay.world
     assert_clean_predeploy(replay)
     restore(world, old_dump)
@@ -111,7 +103,7 @@ def test_incident_1_an_old_dump_restored_is_drift_within_seconds_and_drift_repai
     blind = {("capture", "capture_missing", table) for table in tables_without_capture(world)}
     assert ("capture", "capture_missing", "categories") in blind
     replay.wait_open(drift | history | blind, "the findings of the restore")
-    assert drift | history | blind <= replay.listed_open()
+    assert drift | history | blind <= replay.listed_open().keys()
     code, status = replay.guard_json("status")
     assert code == 1 and {table for _, _, table in blind} <= set(status["capture_missing"]), status
     assert_predeploy_names(replay, drift | history)
@@ -143,10 +135,9 @@ def test_incident_2_bad_slugs_open_at_once_repair_slugs_fixes_them_and_constrain
         ("integrity", "ads.slug.format", f"ads:{malformed}"),
     }
     replay.wait_open(keys, "the slug findings of the app's writes")
-    assert keys <= replay.listed_open()
+    assert keys <= replay.listed_open().keys()
     assert_predeploy_names(replay, keys)
 
-    needs(replay, "repair", "slugs")
     redirects = tmp_path / "redirects.csv"
     repaired = replay.guard("repair", "slugs", "--apply", "--redirects", str(redirects))
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
@@ -160,7 +151,6 @@ def test_incident_2_bad_slugs_open_at_once_repair_slugs_fixes_them_and_constrain
         pairs = [(row["old"], row["new"]) for row in csv.DictReader(handle)]
     assert pairs == [("Honda City For Sale!", slugs[malformed])]
 
-    needs(replay, "constraints", "migrate")
     written = replay.guard("constraints", "migrate")
     assert written.returncode == 0, written.stdout + written.stderr
     started = time.monotonic()
@@ -205,22 +195,19 @@ def test_incident_3_uploads_restored_from_an_older_moment_are_found_and_put_righ
     # The incident: the uploads folder is restored from the older copy, the database is not.
     restored = run(["rsync", "-a", "--delete", f"{older}/", f"{world.uploads}/"], {})
     assert restored.returncode == 0, restored.stderr
-    image_ids = dict(
-        (str(r[1]), int(r[0]))
-        for r in app.db.fetch_all(
-            "SELECT id, file_path FROM ad_images WHERE file_path = ANY(%s)", (new_files,)
-        )
-    )
+    rows = app.db.fetch_all("SELECT file_path, id FROM ad_images WHERE file_path = ANY(%s)", (new_files,))
+    image_ids = {str(path): int(key) for path, key in rows}
     missing = {("files", "missing_file", f"ad_images:{image_ids[path]}") for path in new_files}
     orphans = {("files", "orphan_file", f"file:{path}") for path in reappearing}
     replay.wait_open(missing | orphans, "the file findings of the uploads restore")
-    assert missing | orphans <= replay.listed_open()
+    listed = replay.listed_open()
+    assert missing | orphans <= set(listed)
     assert_predeploy_names(replay, missing | orphans)
 
-    needs(replay, "repair", "orphans")
     listing = tmp_path / "unrecoverable.csv"
     put_back = replay.guard("restore", "files", "--missing", "--unrecoverable", str(listing))
-    assert put_back.returncode in (0, 1), put_back.stdout + put_back.stderr
+    assert put_back.returncode == 1, put_back.stdout + put_back.stderr  # 1: some file in no backup
+    assert "2 of 3 missing files restored; 1 in no backup" in put_back.stdout, put_back.stdout
     quarantined = replay.guard("repair", "orphans", "--quarantine", str(world.quarantine), "--apply")
     assert quarantined.returncode == 0, quarantined.stdout + quarantined.stderr
     lost = {("files", "missing_file", f"ad_images:{image_ids[unrecoverable]}")}
@@ -228,13 +215,14 @@ def test_incident_3_uploads_restored_from_an_older_moment_are_found_and_put_righ
     assert all((world.uploads / path).is_file() for path in new_files if path != unrecoverable)
     assert not any((world.uploads / path).exists() for path in reappearing)
     with listing.open(newline="") as handle:
-        assert unrecoverable in {cell for row in csv.reader(handle) for cell in row}
+        entries = list(csv.DictReader(handle))
+    assert entries == [
+        {"subject": f"ad_images:{image_ids[unrecoverable]}", "path": unrecoverable, "outcome": "in no backup"}
+    ]
     assert lost <= replay.open_findings()  # no backup has it: listed for the app team, never deleted
 
     # The app team takes the listing over; acknowledged, it no longer blocks a deploy.
-    needs(replay, "findings", "ack")
-    _, listed = replay.guard_json("findings", "--open")
-    (lost_id,) = [f["id"] for f in listed["findings"] if (f["check"], f["kind"], f["subject"]) in lost]
+    (lost_id,) = [number for key, number in listed.items() if key in lost]
     reason = "no backup has the photo; the app team asks the seller for it"
     acked = replay.guard("findings", "ack", str(lost_id), "--reason", reason, "--until", "7d")
     assert acked.returncode == 0, acked.stdout + acked.stderr
