@@ -13,11 +13,16 @@ from guard.progress import ProgressFactory, no_progress
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What every check gets: the settings, how many examples to keep, and a progress bar maker."""
+    """What every check gets: the settings, how many examples to keep, and a progress bar maker.
+
+    `deploying` is set by `predeploy`: the pending migrations are what the deploy is about to apply,
+    so each is a warning there (the migration lint judges whether applying it is safe).
+    """
 
     settings: Settings
     limit: int | None = 20
     progress: ProgressFactory = no_progress
+    deploying: bool = False
 
 
 CheckFn = Callable[[CheckContext], CheckResult]

@@ -1,4 +1,7 @@
-"""Migration history: Prisma's folders against `_prisma_migrations`, including files edited after applying."""
+"""Migration history: Prisma's folders against `_prisma_migrations`, including files edited after applying.
+
+The pending folders are also linted (guard/checks/migration_lint.py): what they would lock or break.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from guard.checks import CheckContext
+from guard.checks.migration_lint import lint_kinds, lint_pending
 from guard.db.database import Database
-from guard.findings.finding import CheckResult, Finding, FindingSink
+from guard.findings.finding import CheckResult, Finding, FindingSink, Severity
 from guard.schema.history import (
     MigrationFile,
     MigrationRecord,
     folders_without_script,
+    pending_migrations,
     read_history,
     read_migrations,
 )
@@ -34,13 +39,22 @@ def run(ctx: CheckContext) -> CheckResult:
     folder = ctx.settings.require_migrations_dir()
     files = read_migrations(folder)
     without_script = folders_without_script(folder)
+    levels = ctx.settings.migration_lint
     with Database(ctx.settings.require_database_url()) as db:
         history = read_history(db)
-    sink = FindingSink(CHECK, ctx.limit, KINDS)
-    for finding in [*missing_scripts(without_script), *assess(files, history, without_script)]:
+        pending = pending_migrations(files, history)
+        linted = lint_pending(pending, db, levels)
+    sink = FindingSink(CHECK, ctx.limit, (*KINDS, *lint_kinds(levels)))
+    pending_severity: Severity | None = "warn" if ctx.deploying else None
+    assessed = assess(files, history, without_script, pending=pending_severity)
+    for finding in [*missing_scripts(without_script), *assessed, *linted.findings]:
         sink.add(finding)
-    applied = sum(1 for r in history or () if r.applied)
-    return sink.result(time.perf_counter() - started, info={"folders": len(files), "applied_rows": applied})
+    info = {"folders": len(files), "applied_rows": sum(1 for r in history or () if r.applied)}
+    if pending:
+        info["linted"] = len(pending)
+    if linted.silenced:
+        info["lint_silenced"] = linted.silenced
+    return sink.result(time.perf_counter() - started, info=info)
 
 
 def missing_scripts(folders: list[Path]) -> list[Finding]:
@@ -59,9 +73,16 @@ def missing_scripts(folders: list[Path]) -> list[Finding]:
 
 
 def assess(
-    files: list[MigrationFile], history: list[MigrationRecord] | None, without_script: Sequence[Path] = ()
+    files: list[MigrationFile],
+    history: list[MigrationRecord] | None,
+    without_script: Sequence[Path] = (),
+    *,
+    pending: Severity | None = None,
 ) -> list[Finding]:
-    """Return one finding per folder or row whose state is not 'applied, unchanged'."""
+    """Return one finding per folder or row whose state is not 'applied, unchanged'.
+
+    `pending` is the pending folders' severity: "warn" before a deploy that applies them.
+    """
     if history is None:
         return [
             Finding(
@@ -86,8 +107,10 @@ def assess(
                     CHECK,
                     "migration_pending",
                     f"migration:{migration.name}",
-                    "folder has no applied row in _prisma_migrations",
+                    "folder has no applied row in _prisma_migrations"
+                    + ("; this deploy applies it" if pending == "warn" else ""),
                     path=str(migration.path),
+                    severity=pending,
                 )
             )
         elif not any(migration.matches(r.checksum) for r in rows):

@@ -26,6 +26,7 @@ from guard.config.settings import Settings, load_settings
 from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
 from guard.findings.finding import CheckResult
 from guard.findings.report import as_json, exit_code
+from guard.plural import plural
 
 EXIT_CODES = """exit codes:
   0  nothing found
@@ -92,7 +93,8 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="run one check or all of them",
         description="Run a check: health (database and uploads root reachable), integrity (row "
-        "rules), files (rows <-> uploads), migrations (Prisma history), drift (live schema vs the "
+        "rules), files (rows <-> uploads), migrations (Prisma history, and a lint of the pending "
+        "migrations: what they would lock or break), drift (live schema vs the "
         "migrations), or all of them in that order. migrations and drift need MIGRATIONS_DIR.",
         epilog="examples:\n  guard check all\n  guard check files --json --limit 5\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -285,7 +287,7 @@ def run_predeploy(
 
     acks = acknowledgements(context.settings)
     # With acknowledgements, every finding is needed to match them; the listing is capped afterwards.
-    full = replace(context, limit=None) if acks else context
+    full = replace(context, limit=None, deploying=True) if acks else replace(context, deploying=True)
     results, known = without_acknowledged(run_checks(full, names), acks)
     results = [capped(r, context.limit) for r in results]
     results.extend(run_command(command) for command in commands)
@@ -294,7 +296,10 @@ def run_predeploy(
     code = report(results, json_mode, extra)  # the verdict: what is neither acknowledged nor skipped
     if not json_mode:
         write_acknowledged(known, skipped, sys.stdout)
-        verdict = "PASSED: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
+        # Warnings (a lint rule set to "warn") are shown above but never fail the gate.
+        warnings = sum(r.warnings for r in results)
+        passed = f"PASSED with {plural(warnings, 'warning')}" if warnings else "PASSED"
+        verdict = f"{passed}: safe to deploy" if code == 0 else "FAILED: fix the above before deploying"
         sys.stdout.write(f"\npredeploy {verdict}\n")
     return code
 

@@ -21,7 +21,7 @@ from guard.plural import plural
 from guard.schema.adoption import AdoptionPlan, adopt, plan_adoption
 from guard.schema.applier import LockPolicy
 from guard.schema.history import baseline, folders_without_script, read_migrations
-from guard.schema.repair import DEFAULT_LOCK_TIMEOUT, script
+from guard.schema.remedy import DEFAULT_LOCK_TIMEOUT, script
 from guard.schema.rescue import RepairPlan, RepairRefused, RepairResult, plan_repair, run_repair
 from guard.schema.steps import Step
 

@@ -55,11 +55,14 @@ def write_human(results: Sequence[CheckResult], out: TextIO, *, show_errors: boo
 def _summary(results: Sequence[CheckResult]) -> Table:
     table = new_table("CHECK", "RESULT", "FOUND", "TIME", right=("FOUND", "TIME"))
     for result in results:
-        verdict = "ERROR" if result.error else ("ok" if result.ok else "FAIL")
+        verdict = (
+            "ERROR" if result.error else ("FAIL" if not result.ok else "warn" if result.warnings else "ok")
+        )
         total = sum(result.counts.values())
         table.add_row(printable(result.name), verdict, f"{total:,}", f"{result.duration_s:.2f}s")
         for kind, count in result.counts.items():
-            table.add_row(f"  {kind}", "", f"{count:,}", "")
+            warned = "warn" if count and kind in result.warn_kinds else ""  # shown, does not fail
+            table.add_row(f"  {kind}", warned, f"{count:,}", "")
     return table
 
 

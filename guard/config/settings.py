@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from guard.config.dburl import libpq_conninfo
 from guard.config.rules import Rule, default_rules, rules_from_toml
+from guard.config.severities import LINT_RULES, Level, lint_levels_from_toml
 from guard.errors import ConfigError
 from guard.fs.paths import normalize, unsafe_reason
 
@@ -105,6 +106,8 @@ class Settings(BaseSettings):
     drill_cron: str = "0 4 * * 0"
     slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
+    # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).
+    migration_lint: dict[str, Level] = Field(default_factory=lambda: dict(LINT_RULES))
 
     @classmethod
     def settings_customise_sources(
@@ -161,8 +164,9 @@ class Settings(BaseSettings):
 
 
 SECRET_FIELDS = ("database_url", "shadow_database_url", "sentry_dsn", "slack_webhook_url")
-_SCALARS = tuple(name for name in Settings.model_fields if name != "rules")
-_TABLE_KEYS = {"rules", "use_default_rules"}
+_TABLES = ("rules", "migration_lint")
+_SCALARS = tuple(name for name in Settings.model_fields if name not in _TABLES)
+_TABLE_KEYS = {*_TABLES, "use_default_rules"}
 
 
 class _EnvironSource(PydanticBaseSettingsSource):
@@ -201,6 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None, path: Path | None = 
     config_path = path or (Path(env["GUARD_CONFIG"]) if env.get("GUARD_CONFIG") else None)
     document: dict[str, Any] = {}
     rules = default_rules()
+    lint = dict(LINT_RULES)
     if config_path is not None:
         document = _read_toml(config_path)
         unknown = sorted(set(document) - set(_SCALARS) - _TABLE_KEYS)
@@ -208,10 +213,11 @@ def load_settings(environ: Mapping[str, str] | None = None, path: Path | None = 
             raise ConfigError(f"{config_path}: unknown key '{unknown[0]}'")
         base = rules if document.get("use_default_rules", True) else []
         rules = rules_from_toml(document.get("rules", {}), base, source=str(config_path))
+        lint = lint_levels_from_toml(document.get("migration_lint", {}), source=str(config_path))
     from_file = _TomlSource(Settings, document)()
     from_env = _EnvironSource(Settings, env)()
     try:
-        return Settings(**{**from_file, **from_env}, rules=tuple(rules))
+        return Settings(**{**from_file, **from_env}, rules=tuple(rules), migration_lint=lint)
     except ValidationError as exc:
         raise _config_error(exc, {**from_file, **from_env}, from_env) from None
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# A graded finding's weight: "error" fails the exit code (and so `predeploy`), "warn" is only shown.
+# Findings of checks that grade nothing carry None and count as errors.
+Severity = Literal["error", "warn"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,7 @@ class Finding:
     message: str
     path: str | None = None
     detail: dict[str, Any] | None = None
+    severity: Severity | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -28,6 +33,8 @@ class Finding:
         }
         if self.path is not None:
             data["path"] = self.path
+        if self.severity is not None:
+            data["severity"] = self.severity
         if self.detail:
             data.update(self.detail)
         return data
@@ -35,7 +42,10 @@ class Finding:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Exact counts per kind and up to `limit` example findings of each kind."""
+    """Exact counts per kind and up to `limit` example findings of each kind.
+
+    `warn_kinds` are the kinds whose findings are warnings: counted and shown, but not failing.
+    """
 
     name: str
     counts: dict[str, int]
@@ -43,10 +53,16 @@ class CheckResult:
     duration_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    warn_kinds: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not any(self.counts.values())
+        """Tell whether the check passes: it ran, and found nothing but warnings."""
+        return self.error is None and not any(n for k, n in self.counts.items() if k not in self.warn_kinds)
+
+    @property
+    def warnings(self) -> int:
+        return sum(n for k, n in self.counts.items() if k in self.warn_kinds)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -58,6 +74,9 @@ class CheckResult:
         }
         if self.info:
             data["info"] = self.info
+        warned = sorted(k for k in self.warn_kinds if self.counts.get(k))
+        if warned:
+            data["warn_kinds"] = warned  # counted and shown, but they do not fail the check
         if self.error is not None:
             data["error"] = self.error
         return data
@@ -71,9 +90,12 @@ class FindingSink:
         self.limit = limit
         self.counts: Counter[str] = Counter({kind: 0 for kind in kinds})
         self.kept: list[Finding] = []
+        self.warn_kinds: set[str] = set()
 
     def add(self, finding: Finding) -> None:
         self.counts[finding.kind] += 1
+        if finding.severity == "warn":
+            self.warn_kinds.add(finding.kind)
         if self.limit is None or self.counts[finding.kind] <= self.limit:
             self.kept.append(finding)
 
@@ -81,6 +103,7 @@ class FindingSink:
         """Take in another sink's counts and kept findings (kinds the two do not share)."""
         self.counts.update(other.counts)
         self.kept.extend(other.kept)
+        self.warn_kinds |= other.warn_kinds
 
     def result(self, duration_s: float, info: dict[str, Any] | None = None) -> CheckResult:
         return CheckResult(
@@ -89,4 +112,5 @@ class FindingSink:
             findings=tuple(self.kept),
             duration_s=duration_s,
             info=info or {},
+            warn_kinds=frozenset(self.warn_kinds),
         )

@@ -27,7 +27,7 @@ from guard.schema.history import (
     read_migrations,
     record_applied,
 )
-from guard.schema.repair import migration_script
+from guard.schema.remedy import migration_script
 from guard.schema.rescue import RepairRefused
 from guard.schema.snapshot import Snapshot
 from guard.schema.steps import ColumnTypes, Step, parse_script

@@ -7,9 +7,9 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from guard.schema import repair
+from guard.schema import remedy
 from guard.schema.model import Column, Constraint, Index, SchemaObject, Table, display
-from guard.schema.repair import Statements
+from guard.schema.remedy import Statements
 from guard.schema.snapshot import Snapshot
 
 # Names PostgreSQL (and Prisma) generate: <table>_<columns>_<suffix>, with a digit added on collision.
@@ -50,7 +50,7 @@ def compare(want: Snapshot, have: Snapshot) -> list[Difference]:
             f"table:{t.key}",
             "table",
             f"table {t.key} is not in the migrations",
-            repair.drop_table(t),
+            remedy.drop_table(t),
         )
         for t in extra
     ]
@@ -87,7 +87,7 @@ def _table_missing(table: Table, want: Snapshot) -> Difference:
         f"table:{table.key}",
         "table",
         f"table {table.key} is in the migrations but not in the database",
-        repair.create_table(table, constraints, indexes, dependents),
+        remedy.create_table(table, constraints, indexes, dependents),
     )
 
 
@@ -103,7 +103,7 @@ def _columns(want: Table, have: Table) -> list[Difference]:
                     subject,
                     "column",
                     f"column {want.key}.{name} is in the migrations but not the database",
-                    repair.add_column(want, column),
+                    remedy.add_column(want, column),
                 )
             )
         elif column != theirs[name]:
@@ -113,7 +113,7 @@ def _columns(want: Table, have: Table) -> list[Difference]:
                     subject,
                     "column",
                     f"column {want.key}.{name}: {_column_delta(column, theirs[name])}",
-                    repair.alter_column(want, column, theirs[name]),
+                    remedy.alter_column(want, column, theirs[name]),
                 )
             )
     for name, column in theirs.items():
@@ -124,7 +124,7 @@ def _columns(want: Table, have: Table) -> list[Difference]:
                     f"column:{want.key}.{name}",
                     "column",
                     f"column {want.key}.{name} is not in the migrations",
-                    repair.drop_column(want, column),
+                    remedy.drop_column(want, column),
                 )
             )
     return found
@@ -213,7 +213,7 @@ def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Differe
                     subject,
                     "constraint",
                     f"{_describe(mine)} is named {theirs.name} in the database",
-                    repair.rename_constraint(mine, theirs),
+                    remedy.rename_constraint(mine, theirs),
                 )
             )
         else:
@@ -224,7 +224,7 @@ def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Differe
                     "constraint",
                     f"{_describe(mine)}: {mine.definition} in the migrations, "
                     f"{theirs.definition} in the database",
-                    repair.drop_constraint(theirs) + repair.add_constraint(mine),
+                    remedy.drop_constraint(theirs) + remedy.add_constraint(mine),
                 )
             )
     found += [
@@ -233,7 +233,7 @@ def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Differe
             f"constraint:{c.key}",
             "constraint",
             f"{_describe(c)} ({c.definition}) is not in the database",
-            repair.add_constraint(c),
+            remedy.add_constraint(c),
         )
         for c in missing
     ]
@@ -243,7 +243,7 @@ def _constraints(want: list[Constraint], have: list[Constraint]) -> list[Differe
             f"constraint:{c.key}",
             "constraint",
             f"{_describe(c)} ({c.definition}) is not in the migrations",
-            repair.drop_constraint(c),
+            remedy.drop_constraint(c),
         )
         for c in extra
     ]
@@ -273,7 +273,7 @@ def _invalid_indexes(want: list[Index], have: list[Index]) -> tuple[list[Differe
                 f"index:{index.key}",
                 "index",
                 f"index {index.key} is invalid (a failed CREATE INDEX CONCURRENTLY; never used): {where}",
-                repair.rebuild_index(mine, index),
+                remedy.rebuild_index(mine, index),
             )
         )
     return found, replaced
@@ -293,7 +293,7 @@ def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
                     subject,
                     "index",
                     f"index {mine.key} is named {theirs.name} in the database",
-                    repair.rename_index(mine, theirs),
+                    remedy.rename_index(mine, theirs),
                 )
             )
         else:
@@ -304,7 +304,7 @@ def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
                     "index",
                     f"index {mine.key}: {mine.create_sql()} in the migrations, "
                     f"{theirs.create_sql()} in the database",
-                    repair.drop_index(theirs) + repair.create_index(mine),
+                    remedy.drop_index(theirs) + remedy.create_index(mine),
                 )
             )
     found += [
@@ -313,7 +313,7 @@ def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
             f"index:{i.key}",
             "index",
             f"index {i.key} ({i.create_sql()}) is not in the database",
-            repair.create_index(i),
+            remedy.create_index(i),
         )
         for i in missing
     ]
@@ -323,7 +323,7 @@ def _indexes(want: list[Index], have: list[Index]) -> list[Difference]:
             f"index:{i.key}",
             "index",
             f"index {i.key} ({i.create_sql()}) is not in the migrations",
-            repair.drop_index(i),
+            remedy.drop_index(i),
         )
         for i in extra
     ]
@@ -345,7 +345,7 @@ def _objects(want: Snapshot, have: Snapshot, whole_tables: set[str]) -> list[Dif
                     subject,
                     mine.type,
                     f"{label} {mine.key} is in the migrations but not the database",
-                    repair.create_object(mine, _indexes_on(want, mine)),
+                    remedy.create_object(mine, _indexes_on(want, mine)),
                 )
             )
         elif mine.definition != theirs.definition:
@@ -355,7 +355,7 @@ def _objects(want: Snapshot, have: Snapshot, whole_tables: set[str]) -> list[Dif
                     subject,
                     mine.type,
                     f"{label} {mine.key} differs: {_first_difference(mine, theirs)}",
-                    repair.change_object(mine, theirs, _indexes_on(want, mine)),
+                    remedy.change_object(mine, theirs, _indexes_on(want, mine)),
                 )
             )
     for subject, theirs in have.objects.items():
@@ -366,7 +366,7 @@ def _objects(want: Snapshot, have: Snapshot, whole_tables: set[str]) -> list[Dif
                     subject,
                     theirs.type,
                     f"{theirs.type.replace('_', ' ')} {theirs.key} is not in the migrations",
-                    repair.drop_object(theirs),
+                    remedy.drop_object(theirs),
                 )
             )
     return found

@@ -188,6 +188,18 @@ def applied_migrations(
     return [f for f in files if f.name in done]
 
 
+def pending_migrations(
+    files: list[MigrationFile], history: list[MigrationRecord] | None
+) -> list[MigrationFile]:
+    """Return what `migrate deploy` would run, in order: folders with no row but rolled-back ones.
+
+    Every folder when there is no history. A failed folder is not pending: deploy refuses (P3009) until
+    it is resolved.
+    """
+    done = {r.name for r in history or () if not r.rolled_back}
+    return [f for f in files if f.name not in done]
+
+
 def replay(
     db: Database, files: list[MigrationFile], on_step: Callable[[], None] | None = None
 ) -> ReplayFailure | None:

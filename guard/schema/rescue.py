@@ -16,7 +16,7 @@ from guard.progress import ProgressFactory, no_progress
 from guard.repair.journal import Change, record_run
 from guard.schema.applier import DEFAULT_POLICY, Application, LockPolicy, RetryNotice, apply_steps
 from guard.schema.model import ident
-from guard.schema.repair import script
+from guard.schema.remedy import script
 from guard.schema.steps import ColumnTypes, Step, parse_script
 
 COLUMN_TYPE = (

@@ -28,6 +28,14 @@ UNDO_LAST = (
     'ALTER TABLE "ads" DROP CONSTRAINT "ads_price_non_negative"',
 )
 DEV = ("migrate", "dev", "--skip-generate", "--skip-seed")
+# LAST, pending on a database that holds "ads", is linted: two plain CREATE INDEX, a validating CHECK, no
+# lock_timeout (README: the migration lint).
+LAST_LINT = {
+    ("index_not_concurrent", f"migration:{LAST}:2"),
+    ("index_not_concurrent", f"migration:{LAST}:5"),
+    ("constraint_without_not_valid", f"migration:{LAST}:8"),
+    *(("lock_timeout_missing", f"migration:{LAST}:{line}") for line in (2, 5, 8)),
+}
 MODIFIED = re.compile(r"The migration `([^`]+)` was modified after it was applied\.")
 
 
@@ -85,7 +93,7 @@ def deleted_row(name: str) -> str:
 
 STATES = {
     "pending": State(
-        {("migration_pending", f"migration:{LAST}")},
+        {("migration_pending", f"migration:{LAST}"), *LAST_LINT},
         ("migrate", "status"),
         1,
         f"Following migration have not yet been applied:\n{LAST}\n",
@@ -104,7 +112,7 @@ STATES = {
     # `migrate resolve --rolled-back` needs the native engine, so the row is rolled back by SQL. Prisma's
     # status does not list it; deploy applies it again, which is what guard's "pending" says.
     "rolled back": State(
-        {("migration_pending", f"migration:{LAST}")},
+        {("migration_pending", f"migration:{LAST}"), *LAST_LINT},
         ("migrate", "deploy"),
         0,
         f"The following migration(s) have been applied:\nmigrations/\n  └─ {LAST}/\n",

@@ -49,6 +49,12 @@ def rollout(url: str, folder: Path, now: datetime = NOW) -> Rollout:
     return plan_rollout(read_plan(settings(url, folder)), read_written(folder), now)
 
 
+def lint_hazards(url: str, folder: Path) -> set[tuple[str, str]]:
+    """What `guard check migrations` says of the pending folders, besides that they are pending."""
+    (result,) = run_checks(CheckContext(settings(url, folder)), ["migrations"])
+    return {(f.kind, f.subject) for f in result.findings if f.kind != "migration_pending"}
+
+
 def deploy(db: Database, folder: Path, written: list[Path]) -> None:
     """Apply the folders and record them the way `prisma migrate deploy` does."""
     for script in written:
@@ -113,7 +119,9 @@ def test_after_the_rows_are_fixed_the_unique_and_validate_steps_complete_the_rol
 ) -> None:
     run_all(db, BROKEN_ROWS)
     folder = copy_migrations(tmp_path)
-    deploy(db, folder, write_rollout(folder, rollout(db_url, folder)))
+    first = write_rollout(folder, rollout(db_url, folder))
+    assert lint_hazards(db_url, folder) == set()  # the migration lint passes what guard writes
+    deploy(db, folder, first)
     run_all(db, FIXES)
     later = datetime(2030, 1, 2, 3, 5, 0, tzinfo=UTC)
     planned = rollout(db_url, folder, later)
@@ -122,7 +130,9 @@ def test_after_the_rows_are_fixed_the_unique_and_validate_steps_complete_the_rol
         ("20300102030500_guard_unique_ads_slug", UNIQUE_SQL),
         ("20300102030501_guard_constraints_validate", VALIDATE_SQL),
     ]
-    deploy(db, folder, write_rollout(folder, planned))
+    rest = write_rollout(folder, planned)
+    assert lint_hazards(db_url, folder) == set()
+    deploy(db, folder, rest)
     assert guard_folders(folder) == [
         "guard_constraints_not_valid",
         "guard_unique_ads_slug",

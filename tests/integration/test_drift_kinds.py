@@ -18,7 +18,7 @@ from drift_support import (
 from guard.db.database import Database
 from guard.schema.applier import apply_steps
 from guard.schema.compare import Difference, compare
-from guard.schema.repair import script
+from guard.schema.remedy import script
 from guard.schema.rescue import live_column_types
 from guard.schema.snapshot import Snapshot, read_snapshot
 from guard.schema.steps import parse_script

@@ -56,11 +56,20 @@ def test_pending_failed_unknown_and_rolled_back(db: Database, db_url: str) -> No
         " VALUES ('x', 'abc', '20250101000000_from_another_branch', now())"
     )
     result = check(db_url)
+    indexes = "migration:20240502150000_ad_listing_indexes"
     assert found(result) == {
-        ("migration_pending", "migration:20240502150000_ad_listing_indexes"),
+        ("migration_pending", indexes),
         ("migration_failed", "migration:20240410080000_add_user_favorites"),
         ("migration_pending", "migration:20240320120000_add_ad_custom_fields"),
         ("migration_unknown", "migration:20250101000000_from_another_branch"),
+        # The two pending folders (the failed one waits for `migrate resolve`) are linted against a
+        # database that has their tables: plain CREATE INDEX and a validating CHECK on "ads", and no
+        # lock_timeout anywhere.
+        ("index_not_concurrent", f"{indexes}:2"),
+        ("index_not_concurrent", f"{indexes}:5"),
+        ("constraint_without_not_valid", f"{indexes}:8"),
+        *(("lock_timeout_missing", f"{indexes}:{line}") for line in (2, 5, 8)),
+        ("lock_timeout_missing", "migration:20240320120000_add_ad_custom_fields:2"),
     }
     assert result.counts["migration_pending"] == 2
     failed = [f for f in result.findings if f.kind == "migration_failed"][0]

@@ -99,3 +99,12 @@ def test_nothing_below_the_command_line_imports_it() -> None:
         if names(i.module, ("guard.cli",))
     ]
     assert found == []
+
+
+def test_no_two_modules_of_guard_share_a_file_name() -> None:
+    """A name in a traceback says where it lives (README, Architecture)."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(GUARD.rglob("*.py")):
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.name, []).append(str(path.relative_to(GUARD.parent)))
+    assert {name: where for name, where in seen.items() if len(where) > 1} == {}

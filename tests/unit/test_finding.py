@@ -76,3 +76,28 @@ def test_merging_per_table_sinks_keeps_exact_counts_and_each_kinds_first_example
     result = total.result(0.0)
     assert result.counts == {"ads.slug.required": 3, "img.req": 1, "untouched": 0}
     assert [f.subject for f in result.findings] == ["ads:0", "ads:1", "ad_images:9"]
+
+
+def test_warnings_are_counted_and_shown_but_do_not_fail() -> None:
+    sink = FindingSink("migrations", 10, ["index_not_concurrent", "lock_timeout_missing"])
+    sink.add(Finding("migrations", "lock_timeout_missing", "migration:1_a:2", "m", severity="warn"))
+    warned = sink.result(0.0)
+    assert warned.ok and warned.warnings == 1 and warned.counts["lock_timeout_missing"] == 1
+    assert exit_code([warned]) == 0
+    document = json.loads(as_json([warned]))
+    assert document["ok"] is True
+    assert document["checks"][0]["warn_kinds"] == ["lock_timeout_missing"]
+    assert document["checks"][0]["findings"][0]["severity"] == "warn"
+    sink.add(Finding("migrations", "index_not_concurrent", "migration:1_a:5", "m", severity="error"))
+    failed = sink.result(0.0)
+    assert not failed.ok and exit_code([failed]) == 1
+    assert json.loads(as_json([failed]))["checks"][0]["findings"][1]["severity"] == "error"
+
+
+def test_warnings_survive_a_limit_of_zero_and_merging() -> None:
+    part = FindingSink("migrations", 0, ["lock_timeout_missing"])
+    part.add(Finding("migrations", "lock_timeout_missing", "migration:1_a:2", "m", severity="warn"))
+    total = FindingSink("migrations", 0, ["lock_timeout_missing"])
+    total.merge(part)
+    result = total.result(0.0)
+    assert result.findings == () and result.ok and result.warnings == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guard.schema.compare import compare, pair
 from guard.schema.model import Column, Constraint, Index, Table
-from guard.schema.repair import script
+from guard.schema.remedy import script
 from guard.schema.snapshot import Snapshot, normalize_default
 
 

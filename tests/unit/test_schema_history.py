@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from guard.checks.migrations import assess, missing_scripts
-from guard.schema.history import MigrationFile, MigrationRecord, applied_migrations, prisma_clock
+from guard.schema.history import (
+    MigrationFile,
+    MigrationRecord,
+    applied_migrations,
+    pending_migrations,
+    prisma_clock,
+)
 
 A = MigrationFile("1_a", Path("1_a/migration.sql"), b"CREATE TABLE a ();\n")
 B = MigrationFile("2_b", Path("2_b/migration.sql"), b"CREATE TABLE b ();\n")
@@ -102,3 +108,19 @@ def test_baseline_clock_writes_milliseconds_and_never_repeats_a_start() -> None:
     assert now.microsecond % 1000 == 0 and now.tzinfo is not None
     later = now + timedelta(seconds=5)
     assert prisma_clock(after=later) == later + timedelta(milliseconds=1)
+
+
+def test_pending_is_what_deploy_runs_next_and_a_failed_folder_waits_for_resolve() -> None:
+    C = MigrationFile("3_c", Path("3_c/migration.sql"), b"SELECT 1;\n")
+    assert pending_migrations([A, B, C], None) == [A, B, C]
+    history = [row("1_a", A.checksum), row("2_b", B.checksum, finished=False), row("3_c", "x", False, True)]
+    assert pending_migrations([A, B, C], history) == [C]
+    assert pending_migrations([A, B, C], [*history, row("3_c", C.checksum)]) == []
+
+
+def test_before_a_deploy_a_pending_folder_is_a_warning() -> None:
+    (found,) = assess([A, B], [row("1_a", A.checksum)], pending="warn")
+    assert (found.kind, found.severity) == ("migration_pending", "warn")
+    assert found.message.endswith("this deploy applies it")
+    (plain,) = assess([A, B], [row("1_a", A.checksum)])
+    assert plain.severity is None

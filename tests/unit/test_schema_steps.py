@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from guard.errors import UsageError
-from guard.schema import repair
+from guard.schema import remedy
 from guard.schema.adoption import _slug, _stamp, snapshot_column_types
 from guard.schema.compare import compare
 from guard.schema.model import Column, Constraint, Index, Table
@@ -23,33 +23,33 @@ def live(schema: str | None, table: str, column: str) -> str | None:
 
 def test_a_missing_index_is_built_concurrently_and_plain_in_a_migration() -> None:
     index = Index("public", "ads", "ads_status_idx", False, "public.ads USING btree (status)")
-    (step,) = repair.create_index(index)
+    (step,) = remedy.create_index(index)
     assert step.sql == 'CREATE INDEX CONCURRENTLY "ads_status_idx" ON public.ads USING btree (status);'
     assert step.migration_sql == 'CREATE INDEX "ads_status_idx" ON public.ads USING btree (status);'
 
 
 def test_a_check_or_foreign_key_is_added_not_valid_then_validated_last() -> None:
     fk = Constraint("public", "ads", "ads_user_id_fkey", "f", "FOREIGN KEY (user_id) REFERENCES users(id)")
-    added, validated = repair.add_constraint(fk)
+    added, validated = remedy.add_constraint(fk)
     assert added.sql.endswith("REFERENCES users(id) NOT VALID;")
     assert validated.sql == 'ALTER TABLE "public"."ads" VALIDATE CONSTRAINT "ads_user_id_fkey";'
-    assert validated.phase > repair.CREATE_TRIGGER and validated.migration_sql == ""
+    assert validated.phase > remedy.CREATE_TRIGGER and validated.migration_sql == ""
     assert added.migration_sql.endswith("REFERENCES users(id);")
 
 
 def test_a_constraint_already_not_valid_is_not_validated_by_the_repair() -> None:
     check = Constraint("public", "ads", "ads_slug_present", "c", "CHECK ((slug IS NOT NULL)) NOT VALID")
-    assert [s.sql for s in repair.add_constraint(check)] == [
+    assert [s.sql for s in remedy.add_constraint(check)] == [
         'ALTER TABLE "public"."ads" ADD CONSTRAINT "ads_slug_present" CHECK ((slug IS NOT NULL)) NOT VALID;'
     ]
 
 
 def test_a_unique_key_is_attached_to_an_index_built_concurrently_before_foreign_keys() -> None:
     key = Constraint("public", "users", "users_email_key", "u", "UNIQUE (email)")
-    index, attach = repair.add_constraint(key)
+    index, attach = remedy.add_constraint(key)
     assert index.sql == 'CREATE UNIQUE INDEX CONCURRENTLY "users_email_key" ON "public"."users" (email);'
     assert attach.sql.endswith('ADD CONSTRAINT "users_email_key" UNIQUE USING INDEX "users_email_key";')
-    assert index.phase < attach.phase < repair.ADD_FOREIGN_KEY
+    assert index.phase < attach.phase < remedy.ADD_FOREIGN_KEY
     assert index.migration_sql == "" and attach.migration_sql.endswith("UNIQUE (email);")
 
 
@@ -57,7 +57,7 @@ def test_set_not_null_follows_a_validated_check_that_is_dropped_afterwards() -> 
     table = Table("public", "ads", None, ())
     want = Column("title", "text", True, None, "", None, None)
     have = Column("title", "text", False, None, "", None, None)
-    texts = [s.sql.split(" ", 3)[3] for s in repair.alter_column(table, want, have)]
+    texts = [s.sql.split(" ", 3)[3] for s in remedy.alter_column(table, want, have)]
     assert texts == [
         'ADD CONSTRAINT "ads_title_not_null" CHECK ("title" IS NOT NULL) NOT VALID;',
         'VALIDATE CONSTRAINT "ads_title_not_null";',
@@ -92,8 +92,8 @@ def test_an_invalid_index_the_migrations_have_is_dropped_and_built_again_concurr
 
 
 def test_the_script_has_no_transaction_and_says_how_psql_applies_it() -> None:
-    text = repair.script(
-        [repair.create_index(Index("public", "t", "t_a_idx", False, "public.t USING btree (a)"))]
+    text = remedy.script(
+        [remedy.create_index(Index("public", "t", "t_a_idx", False, "public.t USING btree (a)"))]
     )
     assert "\nBEGIN;" not in text and "\nCOMMIT;" not in text
     assert 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f FILE' in text and "SET lock_timeout = '2s';" in text
