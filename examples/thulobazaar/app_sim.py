@@ -41,27 +41,39 @@ class App:
             self.say(f"repairs: {item[1]}")
             item[2]()
 
-    def new_ad(self, slug: str | None) -> int:
+    def new_ad(self, slug: str | None, title: str = "Demo ad") -> int:
         row = self.db.fetch_one(
             "INSERT INTO ads (title, slug, category_id, user_id) "
-            "VALUES ('Demo ad', %s, (SELECT min(id) FROM categories), (SELECT min(id) FROM users)) "
+            "VALUES (%s, %s, (SELECT min(id) FROM categories), (SELECT min(id) FROM users)) "
             "RETURNING id",
-            (slug,),
+            (title, slug),
         )
         assert row is not None
         return int(row[0])
 
-    def good_listing(self) -> None:
-        stamp = int(time.time() * 1000)
+    def good_listing(self) -> str:
+        """List an ad with one photo: the upload first, its row a moment later, as the app does."""
+        stamp = int(time.time() * 1000)  # listings are 0.3 s apart at least: one per millisecond
         ad = self.new_ad(f"demo-ad-{stamp}")
         rel = f"{FOLDER}/ad-{stamp}-photo.webp"
-        (self.root / rel).write_bytes(WEBP)  # upload first, row a moment later, as the app does
+        (self.root / rel).write_bytes(WEBP)
         time.sleep(0.3)
         self.db.execute(
             "INSERT INTO ad_images (ad_id, filename, file_path) VALUES (%s, %s, %s)",
             (ad, rel.rsplit("/", 1)[1], rel),
         )
         self.say(f"good listing ads:{ad} with {rel}")
+        return rel
+
+    def remove_listing(self, ad: int) -> list[str]:
+        """Delete an ad as its seller does: the rows (images cascade), then the files they named."""
+        rows = self.db.fetch_all("DELETE FROM ad_images WHERE ad_id = %s RETURNING file_path", (ad,))
+        self.db.execute("DELETE FROM ads WHERE id = %s", (ad,))
+        paths = [str(r[0]) for r in rows]
+        for rel in paths:
+            (self.root / rel).unlink(missing_ok=True)
+        self.say(f"removes ads:{ad} and {len(paths)} files")
+        return paths
 
     def bad_slug(self) -> None:
         ad = self.new_ad("Demo Ad With Spaces")
