@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from guard.checks.drift import detect
 from guard.checks.migrations import missing_scripts
@@ -322,11 +322,26 @@ def _print_result(result: RepairResult, json_mode: bool) -> int:
     remaining = result.remaining
     if not remaining:
         out.write("drift check after the repair: clean\n")
+        _print_aftercare(result, out)
     else:
         out.write(f"drift check after the repair: {plural(len(remaining), 'finding')} remain\n")
         for finding in remaining:
             out.write(f"  {finding.kind:<22} {finding.subject}\n  {'':<22} {finding.message}\n")
     return code
+
+
+def _print_aftercare(result: RepairResult, out: TextIO) -> None:
+    care = result.aftercare
+    if care is None:
+        return
+    if care.baselined:
+        out.write(
+            f"history: {plural(care.baselined, 'migration')} recorded as applied (no _prisma_migrations)\n"
+        )
+    if care.note:
+        out.write(f"{care.note}\n")
+    if care.reinstalled:
+        out.write(f"capture: triggers installed again on {', '.join(care.reinstalled)}\n")
 
 
 def run_drift_adopt(args: argparse.Namespace, settings: Settings) -> int:

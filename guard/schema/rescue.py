@@ -8,6 +8,7 @@ from pathlib import Path
 from guard.backup.builder import run_backup
 from guard.checks.drift import DriftReport, detect
 from guard.config.settings import Settings
+from guard.continuous.capture import install, installed_version, missing_capture
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, ConfigError, GuardError, UsageError
 from guard.findings.finding import Finding
@@ -15,6 +16,7 @@ from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
 from guard.repair.journal import Change, record_run
 from guard.schema.applier import DEFAULT_POLICY, Application, LockPolicy, RetryNotice, apply_steps
+from guard.schema.history import baseline, folders_without_script, read_history, read_migrations
 from guard.schema.model import ident
 from guard.schema.remedy import script
 from guard.schema.steps import ColumnTypes, Step, parse_script
@@ -66,6 +68,18 @@ class RepairPlan:
 
 
 @dataclass(frozen=True)
+class Aftercare:
+    """What a clean repair put back besides the schema: Prisma's history, guard's capture triggers."""
+
+    baselined: int = 0  # migrations recorded as applied in a re-created `_prisma_migrations`
+    reinstalled: tuple[str, ...] = ()  # tables whose capture triggers were installed again
+    note: str | None = None  # why the history was left alone, when it was
+
+    def to_json(self) -> dict[str, object]:
+        return {"baselined": self.baselined, "reinstalled": list(self.reinstalled), "note": self.note}
+
+
+@dataclass(frozen=True)
 class RepairResult:
     """What an applied repair did: its backup, each statement with its timing, and the drift check after."""
 
@@ -73,6 +87,7 @@ class RepairResult:
     application: Application
     drift: DriftReport = field(repr=False)
     run_id: str | None = None
+    aftercare: Aftercare | None = None
 
     @property
     def remaining(self) -> list[Finding]:
@@ -92,6 +107,7 @@ class RepairResult:
             "statements": [s.to_json() for s in self.application.applied],
             "failure": failure.to_json() if failure is not None else None,
             "drift": {"ok": not self.remaining, "findings": [f.to_json() for f in self.remaining]},
+            "aftercare": self.aftercare.to_json() if self.aftercare is not None else None,
         }
 
 
@@ -169,7 +185,31 @@ def run_repair(
     with Database(settings.require_database_url(), application_name="guard-drift-repair") as db:
         application = apply_steps(db, plan.steps, policy, on_retry)
         run_id = _record(db, plan, backup_id, application)
-    return RepairResult(backup_id, application, detect(settings, progress=progress), run_id)
+    drift = detect(settings, progress=progress)
+    aftercare = None
+    if application.failure is None and not drift.findings():
+        with Database(settings.require_database_url(), application_name="guard-drift-repair") as db:
+            aftercare = _aftercare(db, settings)
+    return RepairResult(backup_id, application, drift, run_id, aftercare)
+
+
+def _aftercare(db: Database, settings: Settings) -> Aftercare:
+    """After a restore the schema is not all that went: put back the history and guard's triggers.
+
+    Only once the schema matches the migrations, so recording them as applied tells the truth (what
+    `guard migrations baseline` does), and only where guard was installed (its schema is there).
+    """
+    baselined, note = 0, None
+    if read_history(db) is None:
+        folder = settings.require_migrations_dir()
+        if folders_without_script(folder):
+            note = "history not recorded: a migration folder has no migration.sql (guard check migrations)"
+        else:
+            baselined = baseline(db, read_migrations(folder))
+    reinstalled: tuple[str, ...] = ()
+    if installed_version(db) is not None and missing_capture(db, settings):
+        reinstalled = tuple(t.name for t in install(db, settings))
+    return Aftercare(baselined, reinstalled, note)
 
 
 def _record(db: Database, plan: RepairPlan, backup_id: str | None, application: Application) -> str | None:

@@ -76,6 +76,10 @@ def test_the_restored_old_dump_is_repaired_by_one_command_after_a_backup(env: di
     code, listed = guard_json("backup", "list", env=env)
     assert [b["id"] for b in listed["backups"]] == [result["backup"]], listed
     assert drift(env) == set()
+    # the dump had no history: once the schema matches, the one command records it as baseline would
+    folders = [p for p in Path(MIGRATIONS_DIR).iterdir() if (p / "migration.sql").is_file()]
+    assert result["aftercare"]["baselined"] == len(folders), result
+    assert guard("check", "migrations", env=env).returncode == 0
 
 
 def test_an_applied_drift_repair_is_in_the_repair_ledger_and_undo_points_at_its_backup(
