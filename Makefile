@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml setup.py guard/backup/walk/_statpage.c
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# Prisma's real CLI judges the tests (tests/integration/prisma_support.py). Installed from the lock
+# Prisma's real CLI judges the tests (tests/prisma_cli.py). Installed from the lock
 # file with no install scripts (they only download native engines); without npm one line says what
 # to do and the Prisma-judged tests fail with the same message.
 PRISMA_CLI := tests/prisma

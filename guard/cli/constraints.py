@@ -31,13 +31,18 @@ def register(commands: Commands) -> None:
         help="turn the row rules into database constraints",
         description="Show, then write as Prisma migrations, the constraints that make PostgreSQL "
         "itself refuse what the rules find (required, format, unique, references).",
+        epilog="examples:\n  guard constraints plan --json\n"
+        "  guard constraints migrate --migrations-dir prisma/migrations && npx prisma migrate deploy\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = constraints.add_subparsers(dest="constraints_command", required=True, metavar="ACTION")
     plan = actions.add_parser(
         "plan",
         help="each rule's constraint and whether today's rows already satisfy it",
         description="For every enabled rule: the constraint that enforces it, its state in the "
-        "database (missing, not_valid, valid) and the rule's count of findings today. Writes nothing.",
+        "database (missing, not_valid, valid, invalid: an index a failed concurrent build left) and "
+        "the rule's count of findings today. Writes nothing.",
         epilog="example:\n  guard constraints plan --json\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

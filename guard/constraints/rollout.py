@@ -2,7 +2,8 @@
 
 Three steps, each a folder named as `prisma migrate dev --create-only` names one:
 1. `<ts>_guard_constraints_not_valid`: CHECK and FOREIGN KEY constraints added NOT VALID, so new
-   writes are checked at once and the existing rows are not read under the ACCESS EXCLUSIVE lock;
+   writes are checked at once and the existing rows are not read under the ACCESS EXCLUSIVE lock
+   (bounded by lock_timeout, which the file resets at its end);
 2. `<ts>_guard_unique_<table>_<column>`: one CREATE UNIQUE INDEX CONCURRENTLY per folder, alone:
    Prisma's native engine sends a file as one multi-statement query, in which PostgreSQL refuses
    CONCURRENTLY (prisma/orm#14456);
@@ -29,6 +30,10 @@ VALIDATE_STEP = "guard_constraints_validate"
 UNIQUE_STEP = "guard_unique_"
 # Bounds how long a statement queues for its lock, and so how long the app's writes queue behind it.
 LOCK_TIMEOUT = "SET lock_timeout = '500ms';"
+# `migrate deploy` runs every file on one connection: a session SET left in force would bound the
+# next file's CREATE INDEX CONCURRENTLY too, whose waits for the app's open transactions then fail
+# and leave an invalid index. So a file that sets it ends by clearing it.
+RESET_LOCK_TIMEOUT = "RESET lock_timeout;"
 TIMESTAMP = "%Y%m%d%H%M%S"
 STAMPED = re.compile(r"(\d{14})_")
 
@@ -129,7 +134,8 @@ def plan_rollout(plans: Sequence[RulePlan], written: Written, now: datetime | No
     blocked: list[Blocked] = []
     adds = [x for p in plans for x in p.ours if _constraint(x) and (x.table, x.name) not in written.added]
     if adds:
-        steps.append((NOT_VALID_STEP, _script([LOCK_TIMEOUT, *_each(adds, e.add_statement)], NOT_VALID_NOTE)))
+        body = [LOCK_TIMEOUT, *_each(adds, e.add_statement), RESET_LOCK_TIMEOUT]
+        steps.append((NOT_VALID_STEP, _script(body, NOT_VALID_NOTE)))
     for plan in plans:
         for x in plan.ours:
             if x.kind != e.UNIQUE_INDEX or x.name in written.indexes:
@@ -151,6 +157,7 @@ def plan_rollout(plans: Sequence[RulePlan], written: Written, now: datetime | No
             LOCK_TIMEOUT,
             *_each(validates, e.validate_statement),
             *_each(not_nulls, e.set_not_null_statement),
+            RESET_LOCK_TIMEOUT,
         ]
         steps.append((VALIDATE_STEP, _script(body, VALIDATE_NOTE)))
     stamps = _timestamps(len(steps), written.latest, now or datetime.now(UTC))

@@ -120,3 +120,13 @@ def test_progress_bars_only_on_a_terminal(template_db: str, tmp_path: Path) -> N
     os.close(leader)
     assert b"\r" in drawn, "a terminal gets a progress line"
     assert sys.platform.startswith("linux")
+
+
+def test_constraints_help_names_every_state_and_gives_examples_and_exit_codes() -> None:
+    group = guard("constraints", "--help")
+    assert group.returncode == 0
+    assert "guard constraints plan --json" in group.stdout
+    assert "guard constraints migrate --migrations-dir prisma/migrations" in group.stdout
+    assert "exit codes: 0" in group.stdout
+    plan = guard("constraints", "plan", "--help")
+    assert "(missing, not_valid, valid, invalid: an index a failed concurrent build left)" in plan.stdout

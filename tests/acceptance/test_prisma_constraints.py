@@ -149,3 +149,16 @@ def test_prisma_migrate_dev_sees_only_the_new_not_nulls_until_schema_prisma_says
     schema.write_text(text)
     dev = prisma(migrations, url, "migrate", "dev", "--skip-generate", "--skip-seed")
     assert dev.code == 0 and IN_SYNC in dev.text, dev
+
+
+def test_two_rules_sharing_a_constraint_name_are_one_line_and_exit_2(db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "guard.toml"
+    config.write_text(
+        '[rules."ads_slug.format"]\ntable = "ads"\ncolumn = "slug"\ntype = "format"\npattern = "^[a-z]+$"\n'
+    )
+    done = guard("constraints", "plan", env={"DATABASE_URL": db_url, "GUARD_CONFIG": str(config)})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "guard: rules 'ads.slug.format' and 'ads_slug.format' would both name a constraint "
+        "guard_ads_slug_format; rename one of them\n"
+    )

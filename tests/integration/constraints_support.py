@@ -60,6 +60,8 @@ ALTER TABLE "ad_images" ADD CONSTRAINT "guard_ad_images_file_path_required_not_n
 
 -- ad_images.file_path.required
 ALTER TABLE "ad_images" ADD CONSTRAINT "guard_ad_images_file_path_required" CHECK (btrim("file_path", E' \\t\\r\\n\\f\\013') <> '') NOT VALID;
+
+RESET lock_timeout;
 """  # noqa: E501
 UNIQUE_SQL = """\
 -- Written by `guard constraints migrate`: built without blocking writes, alone in its file
@@ -97,6 +99,8 @@ ALTER TABLE "ads" ALTER COLUMN "slug" SET NOT NULL;
 
 -- ad_images.file_path.required
 ALTER TABLE "ad_images" ALTER COLUMN "file_path" SET NOT NULL;
+
+RESET lock_timeout;
 """
 # What the app might insert after the rollout, and whether PostgreSQL must take it.
 APP_INSERT = "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('New', %s, 1, 1)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,3 +197,70 @@ def test_set_not_null_after_the_validated_check_reads_no_rows(
         'existing constraints on column "ad_images.file_path" are sufficient to prove that it does not '
         "contain nulls",
     ]
+
+
+def build_behind_an_open_transaction(
+    db_url: str, first: bytes, build: bytes
+) -> tuple[bool, BaseException | None]:
+    """Run `first` then `build` on one connection, as `migrate deploy` does, while the app holds a
+    write transaction open on `ads` until the build has waited past 500 ms; return whether it did
+    wait that long, and the build's error."""
+    outcome: list[BaseException | None] = []
+    waited = False
+    with psycopg.connect(db_url, autocommit=True) as deployer, psycopg.connect(db_url) as app:
+        deployer.execute(first)
+        pid = deployer.info.backend_pid
+        app.execute("UPDATE ads SET title = title WHERE false")  # the app's write, not committed yet
+
+        def run() -> None:
+            try:
+                deployer.execute(build)
+            except psycopg.Error as error:
+                outcome.append(error)
+            else:
+                outcome.append(None)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            with psycopg.connect(db_url, autocommit=True) as watcher:
+                deadline = time.monotonic() + 30
+                while not outcome and time.monotonic() < deadline:
+                    waited = watcher.execute(WAITED_PAST_THE_TIMEOUT, (pid,)).fetchone() == (True,)
+                    if waited:
+                        break
+                    time.sleep(0.05)
+        finally:
+            app.rollback()
+            worker.join(30)
+    assert outcome, "the build did not end once the app's transaction did"
+    return waited, outcome[0]
+
+
+# The build is still waiting for a lock, a second after it started: past a 500 ms lock_timeout.
+WAITED_PAST_THE_TIMEOUT = """
+SELECT wait_event_type = 'Lock' AND now() - query_start > interval '1 second'
+FROM pg_stat_activity WHERE pid = %s
+"""
+
+
+def test_the_concurrent_build_after_the_not_valid_step_waits_for_the_apps_transaction(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    folder = copy_migrations(tmp_path)
+    not_valid, unique, _ = write_rollout(folder, rollout(db_url, folder))
+    waited, error = build_behind_an_open_transaction(db_url, not_valid.read_bytes(), unique.read_bytes())
+    assert (waited, error) == (True, None)
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'guard_ads_slug_unique'::regclass"
+    assert db.fetch_one(valid) == (True,)
+
+
+def test_a_lock_timeout_left_set_on_the_connection_fails_the_concurrent_build(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    folder = copy_migrations(tmp_path)
+    _, unique, _ = write_rollout(folder, rollout(db_url, folder))
+    _, error = build_behind_an_open_transaction(db_url, b"SET lock_timeout = '500ms';", unique.read_bytes())
+    assert isinstance(error, psycopg.errors.LockNotAvailable)
+    invalid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'guard_ads_slug_unique'::regclass"
+    assert db.fetch_one(invalid) == (False,)
