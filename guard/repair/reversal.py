@@ -64,6 +64,8 @@ def undo_run(settings: Settings, run_id: str) -> Undone:
             outcome = slugs.undo(db, settings, run_id, changes)
             if outcome.conflicts:
                 raise refuse(run_id, outcome.conflicts, "row changed again since")
+            if outcome.refused is not None:
+                raise UndoRefused(f"repair {run_id}: not undone, nothing changed: {outcome.refused}")
             raced = [
                 orphans.Skipped(s, "the app wrote it during the undo; left as the app wrote it")
                 for s in outcome.raced

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
 from guard.checks import integrity
@@ -23,6 +24,7 @@ TABLE, COLUMN, TITLE = "ads", "slug", "title"
 RULE_TYPES = ("required", "format", "unique")
 TITLES = "SELECT {pk}::text, {title}::text FROM {t} WHERE {pk} = ANY(%s)"
 TAKEN = "SELECT DISTINCT {slug}::text FROM {t} WHERE {slug} = ANY(%s)"
+REFUSED_SHOWN = 5
 MATCHES = "SELECT c ~ %s FROM unnest(%s::text[]) WITH ORDINALITY AS u(c, n) ORDER BY n"
 
 
@@ -145,10 +147,12 @@ def subject(key: str) -> str:
 
 @dataclass(frozen=True)
 class Reverted:
-    """What an undo found: rows changed again before it (then nothing is done), or during it."""
+    """What an undo found: rows changed again before it (then nothing is done), or during it, or a
+    constraint that refuses an old value (then what it had put back is re-applied)."""
 
     conflicts: list[str]
     raced: list[str]
+    refused: str | None = None
 
 
 def undo(
@@ -180,17 +184,44 @@ def undo(
         return Reverted(conflicts, [])
     revert = table.format(load_query("repair_slugs_revert"))
     raced: list[str] = []
+    reverted: list[Sequence[Change]] = []
     for part in chunks(list(changes), batch):
-        params: dict[str, object] = {
-            "ids": table.pk.bind(c.subject.partition(":")[2] for c in part),
-            "olds": [c.before for c in part],
-            "news": [c.after for c in part],
-        }
-
-        def work(params: dict[str, object] = params) -> set[str]:
-            return {str(r[0]) for r in db.fetch_all(revert, params)}
-
-        done = in_batch(db, work, lock_timeout_ms)
+        try:
+            done = in_batch(db, _reverting(db, table, revert, part, back=True), lock_timeout_ms)
+        except psycopg.errors.IntegrityError as exc:
+            # The constraints added since (`guard constraints migrate`) refuse an old value: what this
+            # undo already put back goes forward again, batch by batch, so the run stays as repaired.
+            for undone in reverted:
+                in_batch(db, _reverting(db, table, revert, undone, back=False), lock_timeout_ms)
+            return Reverted([], [], refused=refusal(exc, part))
         raced += [c.subject for c in part if c.subject.partition(":")[2] not in done]
+        reverted.append([c for c in part if c.subject.partition(":")[2] in done])
     journal.mark_undone(db, run_id)
     return Reverted([], raced)
+
+
+def _reverting(
+    db: Database, table: SlugTable, revert: sql.Composed, part: Sequence[Change], *, back: bool
+) -> Callable[[], set[str]]:
+    """One batch's work: each row to its 'before' value (back) or its 'after' value again, only where
+    it still holds the other one."""
+    params: dict[str, object] = {
+        "ids": table.pk.bind(c.subject.partition(":")[2] for c in part),
+        "olds": [c.before if back else c.after for c in part],
+        "news": [c.after if back else c.before for c in part],
+    }
+    return lambda: {str(r[0]) for r in db.fetch_all(revert, params)}
+
+
+def refusal(exc: psycopg.errors.IntegrityError, part: Sequence[Change]) -> str:
+    """One line: the constraint that refused an old value, and the rows of the batch it refused."""
+    diag = exc.diag
+    column = f"NOT NULL on {diag.column_name}" if diag.column_name else type(exc).__name__
+    name = diag.constraint_name or column
+    rows = ", ".join(c.subject for c in part[:REFUSED_SHOWN]) + (
+        f" and {len(part) - REFUSED_SHOWN:,} more" if len(part) > REFUSED_SHOWN else ""
+    )
+    return (
+        f"the database no longer accepts the old values: {name} refused putting back the batch of "
+        f"{rows}; every slug is left as the repair wrote it"
+    )
