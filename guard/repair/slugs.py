@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 from psycopg import sql
@@ -191,9 +192,10 @@ def undo(
         except psycopg.errors.IntegrityError as exc:
             # The constraints added since (`guard constraints migrate`) refuse an old value: what this
             # undo already put back goes forward again, batch by batch, so the run stays as repaired.
+            refused = in_batch(db, partial(_refused_rows, db, table, revert, part), lock_timeout_ms)
             for undone in reverted:
                 in_batch(db, _reverting(db, table, revert, undone, back=False), lock_timeout_ms)
-            return Reverted([], [], refused=refusal(exc, part))
+            return Reverted([], [], refused=refusal(exc, refused, part))
         raced += [c.subject for c in part if c.subject.partition(":")[2] not in done]
         reverted.append([c for c in part if c.subject.partition(":")[2] in done])
     journal.mark_undone(db, run_id)
@@ -213,15 +215,42 @@ def _reverting(
     return lambda: {str(r[0]) for r in db.fetch_all(revert, params)}
 
 
-def refusal(exc: psycopg.errors.IntegrityError, part: Sequence[Change]) -> str:
-    """One line: the constraint that refused an old value, and the rows of the batch it refused."""
+class _Probed(Exception):
+    """Ends the probe's transaction: nothing it tried stays."""
+
+
+def _refused_rows(db: Database, table: SlugTable, revert: sql.Composed, part: Sequence[Change]) -> list[str]:
+    """The first rows of a refused batch the constraints refuse, each with the constraint that refuses
+    it: tried row by row (savepoints) in a transaction that is then rolled back."""
+    refused: list[str] = []
+    try:
+        with db.transaction():
+            for change in part:
+                try:
+                    with db.transaction():
+                        _reverting(db, table, revert, [change], back=True)()
+                except psycopg.errors.IntegrityError as exc:
+                    refused.append(f"{change.subject} ({constraint_of(exc)})")
+                    if len(refused) == REFUSED_SHOWN:
+                        break
+            raise _Probed
+    except _Probed:
+        pass
+    return refused
+
+
+def constraint_of(exc: psycopg.errors.IntegrityError) -> str:
     diag = exc.diag
     column = f"NOT NULL on {diag.column_name}" if diag.column_name else type(exc).__name__
-    name = diag.constraint_name or column
-    rows = ", ".join(c.subject for c in part[:REFUSED_SHOWN]) + (
-        f" and {len(part) - REFUSED_SHOWN:,} more" if len(part) > REFUSED_SHOWN else ""
-    )
-    return (
-        f"the database no longer accepts the old values: {name} refused putting back the batch of "
-        f"{rows}; every slug is left as the repair wrote it"
-    )
+    return diag.constraint_name or column
+
+
+def refusal(exc: psycopg.errors.IntegrityError, refused: Sequence[str], part: Sequence[Change]) -> str:
+    """One line: the constraints that refuse the old values, and the first rows they refuse."""
+    if refused:
+        what = f"refused putting back {', '.join(refused)}{' ...' if len(refused) == REFUSED_SHOWN else ''}"
+    else:  # refused only together (one batch's rows among themselves)
+        shown = ", ".join(c.subject for c in part[:REFUSED_SHOWN])
+        more = " ..." if len(part) > REFUSED_SHOWN else ""
+        what = f"{constraint_of(exc)} refused putting back the batch of {shown}{more}"
+    return f"the database no longer accepts the old values: {what}; every slug is left as the repair wrote it"

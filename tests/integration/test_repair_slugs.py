@@ -216,7 +216,7 @@ def test_a_slug_undo_the_constraints_refuse_after_a_committed_batch_re_applies_i
     assert [c.subject for c in changes][:2] == ["ads:2", "ads:3"]  # the first batch is accepted
     outcome = slugs.undo(db, settings_for(db_url), run_id, changes, batch=2)
     assert outcome.refused is not None
-    assert "guard_ads_slug_unique" in outcome.refused and "ads:6" in outcome.refused
+    assert "refused putting back ads:6 (guard_ads_slug_unique);" in outcome.refused  # the row, not its batch
     assert "no longer accepts the old values" in outcome.refused
     assert slugs_of(db) == EXPECTED
     assert journal.find_run(db, run_id).undone_at is None
@@ -231,6 +231,8 @@ def test_the_undo_command_refused_by_the_migrated_constraints_exits_1_and_change
     done = guard("repair", "undo", run_id, env=env_for(db_url))
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "guard_ads_slug_required" in lines[0] and "ads:2" in lines[0], lines
+    assert len(lines) == 1 and "ads:2 (guard_ads_slug_required_not_null)" in lines[0], lines
+    assert "ads:3 (guard_ads_slug_" in lines[0] and "ads:4 (guard_ads_slug_format)" in lines[0]
+    assert "no longer accepts the old values" in lines[0]
     assert slugs_of(db) == EXPECTED
     assert journal.find_run(db, run_id).undone_at is None
