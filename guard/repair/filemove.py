@@ -42,7 +42,7 @@ def move_file(src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> Moved
         raise MoveSkipped("not a regular file")
     if _exists(dst_dir, dst_name):
         raise MoveSkipped("something is already at the destination")
-    digest = _digest_at(src_dir, src_name, before)
+    digest = digest_at(src_dir, src_name, before)
     if before.st_dev == os.fstat(dst_dir).st_dev:
         os.rename(src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
         return Moved(before.st_size, digest, before.st_mtime, copied=False)
@@ -68,7 +68,7 @@ def _exists(dir_fd: int, name: str) -> bool:
     return True
 
 
-def _digest_at(dir_fd: int, name: str, expected: os.stat_result) -> str:
+def digest_at(dir_fd: int, name: str, expected: os.stat_result) -> str:
     fd = os.open(name, NOFOLLOW, dir_fd=dir_fd)
     try:
         if os.fstat(fd).st_ino != expected.st_ino:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from guard.fs.beneath import open_beneath, open_root
 from guard.fs.root import UploadsRoot
 from guard.repair import journal
 from guard.repair.batching import chunks
-from guard.repair.filemove import MoveSkipped, move_file
+from guard.repair.filemove import MoveSkipped, digest_at, move_file
 from guard.repair.journal import Change
 from guard.repair.quarantine import Entry, Quarantine
 
@@ -129,35 +130,111 @@ def _make_beneath(root_fd: int, folder: str) -> int:
     return fd
 
 
-def undo_conflicts(settings: Settings, changes: Sequence[Change], quarantine: Quarantine) -> list[str]:
-    """Name each file that cannot go back: something is at its original path, or it left quarantine."""
+def ledger_reason(run_id: str, change: Change) -> str | None:
+    """Why a file's paths as the ledger holds them must not be followed; None when they are plain.
+
+    The same rules as the files check (no absolute path, no `..`, no NUL or backslash), and the
+    quarantine path must be the run's own twin of the original: `<run id>/<original>`.
+    """
+    original, stored = change.before or "", change.after or ""
+    reason = paths.unsafe_reason(original)
+    if reason is None and (not original or paths.normalize(original) != original):
+        reason = "is not a plain path under the uploads root"
+    if reason is not None:
+        return f"the ledger's path {paths.printable(original)!r} {reason}; refused, not followed"
+    if stored != _stored(run_id, original) or paths.unsafe_reason(stored) is not None:
+        return f"the ledger's quarantine path {paths.printable(stored)!r} is not {run_id}/<its path>; refused"
+    return None
+
+
+@dataclass(frozen=True)
+class WayBack:
+    """Where each file of a run stands before an undo: to move, already back, or why it cannot go."""
+
+    to_move: list[Change]
+    back: list[Change]
+    conflicts: list[str]
+
+
+def undo_conflicts(
+    settings: Settings, run_id: str, changes: Sequence[Change], quarantine: Quarantine
+) -> WayBack:
+    """Sort a run's files: in quarantine with nothing in the way, already back, or a conflict (named).
+
+    A file counts as back when its quarantine copy is gone and the file at its original path has
+    the content the manifest recorded (a first undo that stopped part way moved it back).
+    """
     root = UploadsRoot(settings.require_uploads_root())
-    conflicts = []
-    for change in changes:
-        original, stored = change.before or "", change.after or ""
-        if os.path.lexists(os.path.join(root.real, original)):
-            conflicts.append(f"{change.subject} (something is at {paths.printable(original)} now)")
-        elif not os.path.isfile(quarantine.folder / stored) or os.path.islink(quarantine.folder / stored):
-            conflicts.append(f"{change.subject} (no longer in the quarantine folder; purged?)")
-    return conflicts
+    sums = {
+        str(f.get("path")): str(f.get("sha256"))
+        for f in quarantine.read_manifest(run_id).get("files", [])
+        if isinstance(f, dict)
+    }
+    way = WayBack([], [], [])
+    root_fd = open_root(root)
+    try:
+        for change in changes:
+            reason = ledger_reason(run_id, change)
+            if reason is not None:
+                way.conflicts.append(f"{change.subject} ({reason})")
+                continue
+            original = change.before or ""
+            at_home = _digest_beneath(root_fd, original)
+            in_quarantine = quarantine.holds(run_id, original)
+            if isinstance(at_home, str) and not in_quarantine and sums.get(original) == at_home:
+                way.back.append(change)
+            elif at_home is not None:
+                shown = paths.printable(original)
+                way.conflicts.append(f"{change.subject} (something is at {shown} now)")
+            elif not in_quarantine:
+                way.conflicts.append(f"{change.subject} (no longer in the quarantine folder; purged?)")
+            else:
+                way.to_move.append(change)
+    finally:
+        os.close(root_fd)
+    return way
 
 
-def undo(settings: Settings, changes: Sequence[Change], quarantine: Quarantine) -> list[Skipped]:
-    """Move every file of a run back to its original path; return those that could not go."""
+def _digest_beneath(root_fd: int, relpath: str) -> str | bool | None:
+    """The SHA-256 of the regular file at relpath (opened beneath the root, no link followed);
+    None when nothing is there (its folder may be absent), True when something else stands in the way."""
+    folder, name = posixpath.split(relpath)
+    try:
+        fd = open_beneath(root_fd, folder)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return True  # a file or a link where a folder was: never followed
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return True
+        return digest_at(fd, name, st)
+    except FileNotFoundError:
+        return None
+    except (OSError, MoveSkipped):
+        return True
+    finally:
+        os.close(fd)
+
+
+def undo(run_id: str, settings: Settings, changes: Sequence[Change], quarantine: Quarantine) -> list[Skipped]:
+    """Move each file back to its original path; return those that could not go (still in quarantine)."""
     root = UploadsRoot(settings.require_uploads_root())
     failed: list[Skipped] = []
     root_fd = open_root(root)
     try:
         for change in changes:
-            original, stored = change.before or "", change.after or ""
-            run_id, _, relpath = stored.partition("/")
+            original = change.before or ""
+            if ledger_reason(run_id, change) is not None:
+                raise AssertionError("undo_conflicts refuses a bad ledger path first")
             folder, name = posixpath.split(original)
             try:
                 with (
-                    quarantine.folder_of(run_id, relpath, create=False) as src,
+                    quarantine.folder_of(run_id, original, create=False) as src,
                     _uploads_folder(root_fd, folder, create=True) as dst,
                 ):
-                    move_file(src, posixpath.basename(relpath), dst, name)
+                    move_file(src, name, dst, name)
             except (MoveSkipped, OSError) as exc:
                 failed.append(Skipped(original, str(exc)))
     finally:

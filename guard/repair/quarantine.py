@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import guard.backup  # noqa: F401  (first: guard.fs.beneath imports guard.backup.faults)
 from guard.errors import UsageError
+from guard.fs.beneath import open_beneath
 from guard.fs.root import UploadsRoot
 from guard.repair.filemove import Moved
 
@@ -81,15 +85,29 @@ class Quarantine:
 
     @contextmanager
     def folder_of(self, run_id: str, relpath: str, *, create: bool) -> Iterator[int]:
-        """Open the quarantine folder a file of a run goes to (its uploads folder's twin)."""
-        parent = self.run_folder(run_id) / os.path.dirname(relpath)
+        """Open the quarantine folder a file of a run goes to (its uploads folder's twin), level by
+        level from the quarantine folder without following a link."""
+        inner = posixpath.join(run_id, posixpath.dirname(relpath))
         if create:
-            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            (self.folder / inner).mkdir(mode=0o700, parents=True, exist_ok=True)
+        base = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = open_beneath(base, inner)
+        finally:
+            os.close(base)
         try:
             yield fd
         finally:
             os.close(fd)
+
+    def holds(self, run_id: str, relpath: str) -> bool:
+        """Whether the run's copy of relpath is here, a regular file reached through no link."""
+        try:
+            with self.folder_of(run_id, relpath, create=False) as fd:
+                st = os.stat(posixpath.basename(relpath), dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def write_manifest(self, run_id: str, entries: list[Entry], detail: dict[str, Any]) -> Path:
         """Write the run's manifest atomically (owner-readable only)."""

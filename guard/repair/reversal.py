@@ -39,6 +39,17 @@ def refuse(run_id: str, conflicts: list[str], why: str) -> UndoRefused:
     )
 
 
+def unfinished(run_id: str, left: list[orphans.Skipped], back: int) -> UndoRefused:
+    """The undo moved some files back but not all: the run stays not undone, the next undo finishes."""
+    shown = ", ".join(f"{s.path} ({s.reason})" for s in left[:SHOWN]) + (
+        f" and {len(left) - SHOWN} more" if len(left) > SHOWN else ""
+    )
+    return UndoRefused(
+        f"repair {run_id}: not undone yet: {plural(back, 'file')} back, {len(left):,} still in quarantine: "
+        f"{shown}; run `guard repair undo {run_id}` again to finish"
+    )
+
+
 def undo_run(settings: Settings, run_id: str) -> Undone:
     """Undo one run: every change reverted, or none (naming the rows or files that changed since)."""
     with Database(settings.require_database_url(), application_name="guard-repair") as db:
@@ -53,6 +64,8 @@ def undo_run(settings: Settings, run_id: str) -> Undone:
             outcome = slugs.undo(db, settings, run_id, changes)
             if outcome.conflicts:
                 raise refuse(run_id, outcome.conflicts, "row changed again since")
+            if outcome.refused is not None:
+                raise UndoRefused(f"repair {run_id}: not undone, nothing changed: {outcome.refused}")
             raced = [
                 orphans.Skipped(s, "the app wrote it during the undo; left as the app wrote it")
                 for s in outcome.raced
@@ -60,10 +73,12 @@ def undo_run(settings: Settings, run_id: str) -> Undone:
             return Undone(run, len(changes) - len(raced), raced)
         if run.kind == orphans.KIND:
             quarantine = Quarantine(Path(str(run.detail.get("quarantine", ""))))
-            conflicts = orphans.undo_conflicts(settings, changes, quarantine)
-            if conflicts:
-                raise refuse(run_id, conflicts, "file cannot go back")
-            failed = orphans.undo(settings, changes, quarantine)
+            way = orphans.undo_conflicts(settings, run_id, changes, quarantine)
+            if way.conflicts:
+                raise refuse(run_id, way.conflicts, "file cannot go back")
+            left = orphans.undo(run_id, settings, way.to_move, quarantine)
+            if left:
+                raise unfinished(run_id, left, len(changes) - len(left))
             journal.mark_undone(db, run_id)
-            return Undone(run, len(changes) - len(failed), failed)
+            return Undone(run, len(changes), [])
         raise UsageError(f"repair {run_id}: no undo for kind {run.kind!r}")

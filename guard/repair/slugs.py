@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
+import psycopg
 from psycopg import sql
 
 from guard.checks import integrity
@@ -23,6 +25,7 @@ TABLE, COLUMN, TITLE = "ads", "slug", "title"
 RULE_TYPES = ("required", "format", "unique")
 TITLES = "SELECT {pk}::text, {title}::text FROM {t} WHERE {pk} = ANY(%s)"
 TAKEN = "SELECT DISTINCT {slug}::text FROM {t} WHERE {slug} = ANY(%s)"
+REFUSED_SHOWN = 5
 MATCHES = "SELECT c ~ %s FROM unnest(%s::text[]) WITH ORDINALITY AS u(c, n) ORDER BY n"
 
 
@@ -145,10 +148,12 @@ def subject(key: str) -> str:
 
 @dataclass(frozen=True)
 class Reverted:
-    """What an undo found: rows changed again before it (then nothing is done), or during it."""
+    """What an undo found: rows changed again before it (then nothing is done), or during it, or a
+    constraint that refuses an old value (then what it had put back is re-applied)."""
 
     conflicts: list[str]
     raced: list[str]
+    refused: str | None = None
 
 
 def undo(
@@ -180,17 +185,72 @@ def undo(
         return Reverted(conflicts, [])
     revert = table.format(load_query("repair_slugs_revert"))
     raced: list[str] = []
+    reverted: list[Sequence[Change]] = []
     for part in chunks(list(changes), batch):
-        params: dict[str, object] = {
-            "ids": table.pk.bind(c.subject.partition(":")[2] for c in part),
-            "olds": [c.before for c in part],
-            "news": [c.after for c in part],
-        }
-
-        def work(params: dict[str, object] = params) -> set[str]:
-            return {str(r[0]) for r in db.fetch_all(revert, params)}
-
-        done = in_batch(db, work, lock_timeout_ms)
+        try:
+            done = in_batch(db, _reverting(db, table, revert, part, back=True), lock_timeout_ms)
+        except psycopg.errors.IntegrityError as exc:
+            # The constraints added since (`guard constraints migrate`) refuse an old value: what this
+            # undo already put back goes forward again, batch by batch, so the run stays as repaired.
+            refused = in_batch(db, partial(_refused_rows, db, table, revert, part), lock_timeout_ms)
+            for undone in reverted:
+                in_batch(db, _reverting(db, table, revert, undone, back=False), lock_timeout_ms)
+            return Reverted([], [], refused=refusal(exc, refused, part))
         raced += [c.subject for c in part if c.subject.partition(":")[2] not in done]
+        reverted.append([c for c in part if c.subject.partition(":")[2] in done])
     journal.mark_undone(db, run_id)
     return Reverted([], raced)
+
+
+def _reverting(
+    db: Database, table: SlugTable, revert: sql.Composed, part: Sequence[Change], *, back: bool
+) -> Callable[[], set[str]]:
+    """One batch's work: each row to its 'before' value (back) or its 'after' value again, only where
+    it still holds the other one."""
+    params: dict[str, object] = {
+        "ids": table.pk.bind(c.subject.partition(":")[2] for c in part),
+        "olds": [c.before if back else c.after for c in part],
+        "news": [c.after if back else c.before for c in part],
+    }
+    return lambda: {str(r[0]) for r in db.fetch_all(revert, params)}
+
+
+class _Probed(Exception):
+    """Ends the probe's transaction: nothing it tried stays."""
+
+
+def _refused_rows(db: Database, table: SlugTable, revert: sql.Composed, part: Sequence[Change]) -> list[str]:
+    """The first rows of a refused batch the constraints refuse, each with the constraint that refuses
+    it: tried row by row (savepoints) in a transaction that is then rolled back."""
+    refused: list[str] = []
+    try:
+        with db.transaction():
+            for change in part:
+                try:
+                    with db.transaction():
+                        _reverting(db, table, revert, [change], back=True)()
+                except psycopg.errors.IntegrityError as exc:
+                    refused.append(f"{change.subject} ({constraint_of(exc)})")
+                    if len(refused) == REFUSED_SHOWN:
+                        break
+            raise _Probed
+    except _Probed:
+        pass
+    return refused
+
+
+def constraint_of(exc: psycopg.errors.IntegrityError) -> str:
+    diag = exc.diag
+    column = f"NOT NULL on {diag.column_name}" if diag.column_name else type(exc).__name__
+    return diag.constraint_name or column
+
+
+def refusal(exc: psycopg.errors.IntegrityError, refused: Sequence[str], part: Sequence[Change]) -> str:
+    """One line: the constraints that refuse the old values, and the first rows they refuse."""
+    if refused:
+        what = f"refused putting back {', '.join(refused)}{' ...' if len(refused) == REFUSED_SHOWN else ''}"
+    else:  # refused only together (one batch's rows among themselves)
+        shown = ", ".join(c.subject for c in part[:REFUSED_SHOWN])
+        more = " ..." if len(part) > REFUSED_SHOWN else ""
+        what = f"{constraint_of(exc)} refused putting back the batch of {shown}{more}"
+    return f"the database no longer accepts the old values: {what}; every slug is left as the repair wrote it"

@@ -6,12 +6,14 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from guard.backup.repo.repository import Repository
 from guard.db.database import Database
 from guard.errors import UsageError
 from guard.fs.root import UploadsRoot
@@ -145,7 +147,58 @@ def test_a_quarantine_folder_inside_the_uploads_root_is_refused(db: Database, tm
         Quarantine(root / "quarantine", UploadsRoot(root))
 
 
-def test_a_symlinked_uploads_folder_is_never_followed(db: Database, db_url: str, tmp_path: Path) -> None:
+def test_an_uploads_folder_swapped_for_a_symlink_after_the_plan_is_never_followed(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    populate(db)
+    root = uploads(tmp_path, db)
+    settings = settings_for(db_url, root)
+    planned = orphans.plan(settings)
+    assert planned == ORPHANS
+    # Between the plan and the move the folder becomes a link to a folder outside the root.
+    outside = tmp_path / "outside"
+    os.rename(root / "uploads" / "ads", outside)
+    (root / "uploads" / "ads").symlink_to(outside, target_is_directory=True)
+    sums = {p.name: digest(p) for p in outside.iterdir()}
+    quarantine = Quarantine(tmp_path / "q", UploadsRoot(root))
+    run_id = journal.open_run(db, orphans.KIND, None, detail={"quarantine": str(quarantine.folder)})
+    moved, skipped = orphans.apply(db, settings, planned, quarantine, run_id)
+    assert moved == [] and sorted(s.path for s in skipped) == ORPHANS
+    assert {p.name: digest(p) for p in outside.iterdir()} == sums  # nothing outside the root touched
+    assert (root / "uploads" / "ads").is_symlink()
+    assert not [p for p in (tmp_path / "q").rglob("*") if p.is_file() and p.name != "manifest.json"]
+    assert journal.changes_of(db, run_id) == []
+
+
+def test_an_uploads_folder_swapped_for_a_symlink_during_the_moves_is_never_followed(
+    db: Database, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(db)
+    root = uploads(tmp_path, db)
+    outside = tmp_path / "outside"
+    real_move = orphans.move_file
+
+    def move_then_swap(src: int, src_name: str, dst: int, dst_name: str) -> object:
+        moved = real_move(src, src_name, dst, dst_name)
+        if not outside.exists():  # right after the first move, past the re-check of the batch
+            os.rename(root / "uploads" / "ads", outside)
+            (root / "uploads" / "ads").symlink_to(outside, target_is_directory=True)
+        return moved
+
+    monkeypatch.setattr(orphans, "move_file", move_then_swap)
+    settings = settings_for(db_url, root)
+    planned = orphans.plan(settings)
+    quarantine = Quarantine(tmp_path / "q", UploadsRoot(root))
+    run_id = journal.open_run(db, orphans.KIND, None, detail={"quarantine": str(quarantine.folder)})
+    moved, skipped = orphans.apply(db, settings, planned, quarantine, run_id)
+    assert [e.path for e in moved] == [ORPHANS[0]]
+    assert [s.path for s in skipped] == ORPHANS[1:]
+    assert all("without following a link" in s.reason for s in skipped)
+    assert sorted(p.name for p in outside.iterdir()) == ["kept.webp", "orphan-1.webp", "orphan-2.webp"]
+    assert not (tmp_path / "q" / run_id / ORPHANS[1]).exists()
+
+
+def test_a_symlinked_file_is_never_moved(db: Database, db_url: str, tmp_path: Path) -> None:
     populate(db)
     root = uploads(tmp_path, db)
     outside = tmp_path / "outside"
@@ -156,6 +209,56 @@ def test_a_symlinked_uploads_folder_is_never_followed(db: Database, db_url: str,
     assert "uploads/ads/link.webp" not in moved
     assert (outside / "secret.webp").read_bytes() == b"secret"
     assert (root / "uploads" / "ads" / "link.webp").is_symlink()
+
+
+def test_an_orphan_younger_than_the_grace_period_is_not_moved(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    populate(db)
+    root = uploads(tmp_path, db)
+    young = root / "uploads" / "ads" / "just-uploaded.webp"
+    young.write_bytes(b"the app is still writing its row")
+    os.utime(young, (time.time() - 60, time.time() - 60))  # 1 minute old, ORPHAN_GRACE is 600 s
+    assert orphans.plan(settings_for(db_url, root)) == ORPHANS
+    done = guard(
+        "repair",
+        "orphans",
+        "--quarantine",
+        str(tmp_path / "q"),
+        "--apply",
+        "--no-backup",
+        "--json",
+        env=env_for(db_url, root),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["moved"] == 3
+    assert young.read_bytes() == b"the app is still writing its row"
+    assert not (
+        tmp_path / "q" / json.loads(done.stdout)["repair_id"] / "uploads/ads/just-uploaded.webp"
+    ).exists()
+    # The same file past the grace period is an orphan like the others.
+    os.utime(young, (time.time() - 3600, time.time() - 3600))
+    assert orphans.plan(settings_for(db_url, root)) == ["uploads/ads/just-uploaded.webp"]
+
+
+def test_apply_with_backup_dir_takes_a_backup_first_and_records_its_id(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    populate(db)
+    root = uploads(tmp_path, db)
+    sums = {p: digest(root / p) for p in ORPHANS}
+    backups = tmp_path / "backups"
+    env = env_for(db_url, root, backups)
+    done = guard("repair", "orphans", "--quarantine", str(tmp_path / "q"), "--apply", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["moved"] == 3 and result["backup_id"] in Repository.open(backups, create=False).ids()
+    assert journal.find_run(db, result["repair_id"]).backup_id == result["backup_id"]
+    # The backup was taken before the move: it holds the orphans as they were.
+    backed = {
+        e.path: e.sha256 for e in Repository.open(backups, create=False).load(result["backup_id"]).files
+    }
+    assert {p: backed.get(p) for p in ORPHANS} == sums
 
 
 def test_the_command_plans_applies_lists_undoes_and_purges(db: Database, db_url: str, tmp_path: Path) -> None:

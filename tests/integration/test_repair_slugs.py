@@ -17,6 +17,7 @@ from guard.repair.journal import Change
 from guard.repair.reversal import UndoRefused, undo_run
 from guard.repair.safeguard import backup_first
 from tests.acceptance.cli import guard
+from tests.integration.constraints_support import NOT_VALID_SQL, UNIQUE_SQL
 from tests.integration.repair_support import ADS, env_for, populate, settings_for, slugs_of, uploads
 
 pytestmark = pytest.mark.integration
@@ -203,3 +204,35 @@ def test_a_row_the_app_writes_during_the_undo_is_left_as_written_and_named(db: D
     outcome = slugs.undo(db, settings_for(db_url), run_id, journal.changes_of(db, run_id), batch=1)
     assert outcome.conflicts == [] and outcome.raced == ["ads:4"]
     assert slugs_of(db) == {**{k: s for k, _, s in ADS}, 4: "app-wrote-4"}
+
+
+def test_a_slug_undo_the_constraints_refuse_after_a_committed_batch_re_applies_it(
+    db: Database, db_url: str
+) -> None:
+    populate(db)
+    run_id = apply_slugs(db, db_url)
+    db.execute(UNIQUE_SQL)  # ad 6 going back to 'sofa-set-5' (ad 5's) is refused, in the second batch
+    changes = journal.changes_of(db, run_id)
+    assert [c.subject for c in changes][:2] == ["ads:2", "ads:3"]  # the first batch is accepted
+    outcome = slugs.undo(db, settings_for(db_url), run_id, changes, batch=2)
+    assert outcome.refused is not None
+    assert "refused putting back ads:6 (guard_ads_slug_unique);" in outcome.refused  # the row, not its batch
+    assert "no longer accepts the old values" in outcome.refused
+    assert slugs_of(db) == EXPECTED
+    assert journal.find_run(db, run_id).undone_at is None
+
+
+def test_the_undo_command_refused_by_the_migrated_constraints_exits_1_and_changes_nothing(
+    db: Database, db_url: str
+) -> None:
+    populate(db)
+    run_id = apply_slugs(db, db_url)
+    db.execute(NOT_VALID_SQL)
+    done = guard("repair", "undo", run_id, env=env_for(db_url))
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ads:2 (guard_ads_slug_required_not_null)" in lines[0], lines
+    assert "ads:3 (guard_ads_slug_" in lines[0] and "ads:4 (guard_ads_slug_format)" in lines[0]
+    assert "no longer accepts the old values" in lines[0]
+    assert slugs_of(db) == EXPECTED
+    assert journal.find_run(db, run_id).undone_at is None
