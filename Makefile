@@ -29,8 +29,12 @@ services:
 run: $(STAMP) services
 	@scripts/run-demo.sh
 
+# Two pytest workers (pytest-xdist; a file stays on one worker), then the few tests that look at the
+# whole server's databases on their own. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: lint $(PRISMA_STAMP) services
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 # ruff: every Python file git does not ignore; mypy (strict): guard, workers, watchers (pyproject.toml)
 lint: $(STAMP)

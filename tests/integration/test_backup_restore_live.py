@@ -16,7 +16,8 @@ from psycopg import sql
 from guard.backup import run_backup
 from guard.backup.restorer import RestoreResult, restore_backup
 
-pytestmark = pytest.mark.integration
+# serial: it looks at every guard_* database on the server, so it runs after the parallel pass
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 PROPERTIES = {
     "settings": "SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '*'), s.setconfig"

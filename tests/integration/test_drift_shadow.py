@@ -32,7 +32,8 @@ from guard.db.database import Database
 from guard.errors import ConfigError
 from guard.schema.shadow import shadow_database
 
-pytestmark = pytest.mark.integration
+# serial: it looks at every guard_* database on the server, so it runs after the parallel pass
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 __all__ = ["rich_migrations", "rich_template", "rich_url"]
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,8 @@ from guard.db.scratch import claim
 from guard.schema import shadow as shadow_module
 from guard.schema.shadow import shadow_database
 
-pytestmark = pytest.mark.integration
+# serial: it looks at every guard_* database on the server, so it runs after the parallel pass
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 __all__ = ["rich_migrations", "rich_template", "rich_url"]
 
 
