@@ -51,6 +51,7 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.sync
 	flock bench/work/.machine.lock $(BIN)/python -m bench.restore_seen
 	flock bench/work/.machine.lock $(BIN)/python -m bench.repair_slugs --ads 500000 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.drift_repair --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
