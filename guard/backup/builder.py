@@ -31,6 +31,7 @@ from guard.backup.repo.objects import ObjectStore, StatKey, hash_file
 from guard.backup.repo.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.selection import ANY_PURPOSE, newest_first, readable
 from guard.backup.source import BACKUP, Source, Wanted, read_source
+from guard.backup.walk import statpage
 from guard.backup.walk.walk import Previous, Walked, walk
 from guard.config.settings import Settings
 from guard.db.database import Database, describe_target
@@ -58,6 +59,8 @@ class BackupResult:
     missing: list[tuple[str, str]]
     manifest: Manifest = field(repr=False)
     damage: tuple[str, ...] = ()  # what the store had lost or held damaged, and what was stored again
+    # the page stat the walk called: "compiled" (_statpage.c) or "python" (its slower twin)
+    walk: str = field(default_factory=statpage.implementation)
 
     @property
     def ok(self) -> bool:

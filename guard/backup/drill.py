@@ -56,8 +56,9 @@ def run_drill(settings: Settings, source: Wanted | None = None) -> DrillResult:
     cannot be read, which is named rather than stepped over for an older one.
     """
     started = time.perf_counter()
-    db_name = scratch_name("guard_drill")
-    claim = ScratchClaim(settings.require_database_url() if settings.database_url else None, db_name)
+    db_name = scratch_name(settings.drill_database_prefix)
+    url = settings.require_database_url() if settings.database_url else None
+    claim = ScratchClaim(url, db_name, settings.swept_prefixes())
     folder: Path | None = None
     try:
         repo = Repository.open(require_backup_dir(settings), create=False)
