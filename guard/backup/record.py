@@ -30,6 +30,7 @@ class NewestBackup:
     files: int | None = None
     size_bytes: int | None = None
     consistent: bool | None = None
+    missing: int | None = None  # referenced files that were already missing when it was taken
     problem: str | None = None
 
     @property
@@ -44,6 +45,7 @@ class NewestBackup:
             "files": self.files,
             "bytes": self.size_bytes,
             "consistent": self.consistent,
+            "missing": self.missing,
             "problem": self.problem,
         }
 
@@ -65,6 +67,7 @@ def newest_backup(backup_dir: Path, wanted: Wanted) -> NewestBackup | None:
         manifest.counts.get("files"),
         size,
         manifest.consistent,
+        len(manifest.missing),
     )
 
 

@@ -204,7 +204,11 @@ def _backup_lines(info: dict[str, Any]) -> list[str]:
     elif newest["problem"]:
         backup = f"backups    newest {newest['id']} CANNOT BE READ: {newest['problem']}"
     else:
-        state = "consistent" if newest["consistent"] else "NOT CONSISTENT (guard backup verify)"
+        state = (
+            "consistent"
+            if newest["consistent"]
+            else f"NOT CONSISTENT: {newest['missing']} referenced paths are not in it"
+        )
         size = f"{newest['bytes'] or 0:,} bytes, {newest['files'] or 0:,} files"
         backup = f"backups    newest {newest['id']} finished {newest['finished_at']}, {size}, {state}"
     drill = info["last_drill"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_stack import BIN, ROOT, Stack, seed_owner, wait_for
+from sync_stack import BIN, ROOT, PrivateRedis, Stack, seed_owner, wait_for
 
 from guard.config.settings import Settings
 from guard.continuous.capture import install
@@ -75,6 +77,11 @@ def stalled_open(db_url: str) -> bool:
     return bool(row and row[0])
 
 
+def canary_through(stack: Stack) -> bool:
+    last = status(stack)[1]["canary"]["last"]
+    return last is not None and last["latency_s"] is not None
+
+
 def start_all(stack: Stack) -> None:
     stack.worker()
     stack.listener()
@@ -88,7 +95,7 @@ def test_every_process_records_a_heartbeat_and_status_says_alive(stack: Stack, d
 
     def healthy() -> dict[str, Any] | None:
         code, report = status(stack)
-        return report if code == 0 and report["canary"]["last"]["latency_s"] is not None else None
+        return report if code == 0 and canary_through(stack) else None
 
     report = wait_for(healthy, "guard status to exit 0 with a canary through")
     assert report["healthy"] and report["problems"] == []
@@ -138,3 +145,56 @@ def test_a_stopped_worker_is_not_alive_and_the_stalled_pipeline_opens_then_resol
     stack.worker()
     wait_for(lambda: not stalled_open(db_url), "pipeline_stalled to resolve", timeout=60)
     wait_for(lambda: status(stack)[0] == 0, "guard status to exit 0 again")
+
+
+class Webhook:
+    """A Slack incoming webhook on localhost that keeps every message's text."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        texts = self.texts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                texts.append(json.loads(body)["text"])
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/liveness"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_with_redis_down_beat_itself_opens_pipeline_stalled_and_alerts_slack(
+    db_url: str, tmp_path: Path
+) -> None:
+    with Database(db_url) as db:
+        seed_owner(db)
+        install(db, Settings(database_url=db_url))
+    redis_server, slack = PrivateRedis(tmp_path), Webhook()
+    redis_server.start()
+    settings = {**FAST, "slack_webhook_url": slack.url, "slack_digest_seconds": "0"}
+    stack = Stack(db_url, tmp_path / "none", tmp_path, redis_url=redis_server.url, **settings)
+    try:
+        stack.worker()
+        stack.listener()
+        stack.beat()
+        wait_for(lambda: canary_through(stack), "a canary through")
+        redis_server.stop()  # no task reaches a worker now, not even deliver_alerts
+        wait_for(lambda: any("pipeline_stalled" in t for t in slack.texts), "beat's own Slack alert", 60)
+        assert stalled_open(db_url)
+        redis_server.start()  # an empty Redis: the outbox lease sends the waiting canaries again
+        wait_for(lambda: not stalled_open(db_url), "pipeline_stalled to resolve", 90)
+    finally:
+        stack.close()
+        redis_server.stop()
+        slack.close()
