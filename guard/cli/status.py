@@ -9,7 +9,7 @@ from typing import Any
 
 from guard.config.settings import Settings
 from guard.continuous import canary, liveness, outbox
-from guard.continuous.capture import installed_version, missing_capture
+from guard.continuous.capture import VERSION, installed_version, missing_capture
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_UNREACHABLE, ConfigError, GuardError, UnreachableError
 from guard.findings import acks as known
@@ -34,8 +34,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "keeps growing means: run more workers (Procfile: worker) or more listeners.",
         epilog="examples:\n  guard status\n  guard status --json\n\n"
         "exit codes: 0 all running and nothing open, 1 findings open (not acknowledged), "
-        "2 guard not installed, 3 guard itself is not working: a process is missing or stale, the "
-        "pipeline is stalled, or the database or Redis cannot be reached",
+        "2 guard not installed (or an older version: run 'guard install'), 3 guard itself is not "
+        "working: a process is missing or stale, the pipeline is stalled, or the database or Redis "
+        "cannot be reached",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -50,6 +51,11 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         version = installed_version(db)
         if version is None:
             raise ConfigError("guard is not installed in this database: run 'guard install' first")
+        if version < VERSION:
+            raise ConfigError(
+                f"guard's schema here is version {version}, this guard reads version {VERSION}: "
+                "run 'guard install' to upgrade it"
+            )
         backlog = outbox.backlog(db)
         dead = outbox.dead_rows(db)
         opened = db.fetch_all(OPEN)

@@ -53,6 +53,13 @@ def test_status_reports_the_outbox_the_queues_and_open_findings(db_url: str) -> 
     assert nothing_runs.returncode == 3  # installed, but no process of guard's has a heartbeat
     missing = ["listener missing", "worker missing", "beat missing"]
     assert json.loads(nothing_runs.stdout)["problems"] == missing
+    with Database(db_url) as db:  # an install older than this guard: one line, run install
+        db.execute("INSERT INTO guard.version (version) VALUES (6)")
+        db.execute("DELETE FROM guard.version WHERE version > 6")
+    older = guard(db_url, "status", env=prefix)
+    assert older.returncode == 2 and "version 6" in older.stderr and "guard install" in older.stderr
+    assert older.stderr.count("\n") == 1
+    assert guard(db_url, "install", "--no-sweep").returncode == 0
     with Database(db_url) as db:  # as the running listener, worker and beat record them
         for process in ("listener", "worker", "beat"):
             liveness.record(db, process, "here", "localhost", os.getpid())
