@@ -31,6 +31,7 @@ from guard.db.database import Database
 log = logging.getLogger("guard.pulse")
 
 MIN_INTERVAL_S = 0.2
+FIRST_RETRY_S = 0.25
 PRUNE_EVERY_S = 3600.0
 
 Duty = Callable[[Database], None]
@@ -52,6 +53,7 @@ class Pulse:
         self.instance = instance or self.host
         self.pid = os.getpid()
         self.interval = max(MIN_INTERVAL_S, interval if interval is not None else settings.heartbeat_seconds)
+        self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"guard-{process}-heartbeat", daemon=True)
 
@@ -80,18 +82,25 @@ class Pulse:
 
     def _run(self) -> None:
         url = self.settings.require_database_url()
+        self.failures = 0
         while not self._stop.is_set():
             try:
                 with Database(url, application_name=f"guard-{self.process}-heartbeat") as db:
                     self._beat_until_stopped(db)
                     liveness.forget(db, self.process, self.instance, self.pid)
             except Exception as exc:  # the thread must outlive any outage; the process keeps working
-                log.warning("heartbeat: %s; retrying", redact(str(exc)).strip() or type(exc).__name__)
-                self._stop.wait(self.interval)
+                # soon at first (a re-created database lost every row: be back in it at once), then
+                # doubling up to the interval
+                delay = min(self.interval, FIRST_RETRY_S * 2**self.failures)
+                self.failures += 1
+                why = redact(str(exc)).strip() or type(exc).__name__
+                log.warning("heartbeat: %s; retrying in %.1fs", why, delay)
+                self._stop.wait(delay)
 
     def _beat_until_stopped(self, db: Database) -> None:
         while not self._stop.is_set():
             liveness.record(db, self.process, self.instance, self.host, self.pid)
+            self.failures = 0
             if self.duty is not None:
                 self.duty(db)
             self._stop.wait(self.interval)
