@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     restore_database_prefix: Annotated[
         str, AfterValidator(_scratch_prefix), AfterValidator(_restore_prefix)
     ] = Field(default="guard_restore", validate_default=True)
+    # Liveness (guard/continuous/liveness.py): every process records a heartbeat this often; one older
+    # than heartbeat_stale_seconds is stale in `guard status`. Beat sends a canary through the whole
+    # pipeline every canary_seconds; none through for canary_stall_seconds opens pipeline_stalled.
+    heartbeat_seconds: Count = 5
+    heartbeat_stale_seconds: Count = 15
+    canary_seconds: Count = 60
+    canary_stall_seconds: Count = 300
     slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
     # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).

@@ -19,6 +19,7 @@ from guard.checks import files_targeted as file_events
 from guard.config.redact import redact
 from guard.config.rules import Rule
 from guard.config.settings import Settings
+from guard.continuous import canary
 from guard.continuous.outbox import mark_processed, prune, record_error
 from guard.db.database import Database
 from guard.errors import GuardError, UnreachableError
@@ -57,6 +58,8 @@ def process_rows(
     outbox_ids: Sequence[int] = (),
 ) -> Outcome:
     """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
+    if table == canary.TABLE:
+        return _canaries(settings, keys, outbox_ids)
     keys = sorted(set(keys))
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
     with _database(settings) as db, db.transaction():
@@ -79,6 +82,14 @@ def process_rows(
             recheck = path_outcome.recheck
         mark_processed(db, outbox_ids)
     return Outcome(changes, recheck)
+
+
+def _canaries(settings: Settings, keys: Sequence[str], outbox_ids: Sequence[int]) -> Outcome:
+    """Beat's canaries reached a worker: record their latency, end a stall, mark them processed."""
+    with _database(settings) as db, db.transaction():
+        changes = canary.came_through(db, keys)
+        mark_processed(db, outbox_ids)
+    return Outcome(changes)
 
 
 def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
