@@ -18,6 +18,7 @@ from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, GuardE
 from guard.findings import acks as known
 from guard.findings import ledger as store
 from guard.fs.paths import printable
+from guard.plural import plural
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,7 +183,10 @@ def first_sweep(settings: Settings, *, quiet: bool) -> dict[str, Any]:
         still_open = len(store.list_findings(db, open_only=True))
     if not quiet:
         left = f" (skipped {', '.join(skipped)}: not configured)" if skipped else ""
-        print(f"guard: {still_open} findings open after the first sweep{left}; 'guard status' shows them")
+        print(
+            f"guard: {plural(still_open, 'finding')} open after the first sweep{left};"
+            " 'guard status' shows them"
+        )
     return {"sweeps": done, "skipped": skipped, "open": still_open}
 
 

@@ -15,6 +15,7 @@ from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_UNREACHABLE, ConfigError, 
 from guard.findings import acks as known
 from guard.findings import ledger as store
 from guard.fs.paths import printable
+from guard.plural import plural
 
 OPEN = "SELECT id, check_name, kind, subject FROM guard.findings WHERE resolved_at IS NULL ORDER BY id"
 
@@ -213,9 +214,9 @@ def _backup_lines(info: dict[str, Any]) -> list[str]:
         state = (
             "consistent"
             if newest["consistent"]
-            else f"NOT CONSISTENT: {newest['missing']} referenced paths are not in it"
+            else f"NOT CONSISTENT: {plural(newest['missing'], 'referenced path')} not in it"
         )
-        size = f"{newest['bytes'] or 0:,} bytes, {newest['files'] or 0:,} files"
+        size = f"{plural(newest['bytes'] or 0, 'byte')}, {plural(newest['files'] or 0, 'file')}"
         backup = f"backups    newest {newest['id']} finished {newest['finished_at']}, {size}, {state}"
     drill = info["last_drill"]
     if drill is None:
