@@ -70,8 +70,12 @@ class SlackTransport:
         return f"SlackTransport(min_interval={self.min_interval})"  # never the webhook
 
     def notify(self, notices: Sequence[Notice]) -> None:
+        self.post(digest(notices))
+
+    def post(self, text: str) -> None:
+        """Send one message (a digest, the weekly report); TransportError, scrubbed, when Slack refuses."""
         try:
-            response = self._client.send(text=digest(notices))
+            response = self._client.send(text=text)
         except Exception as exc:  # urllib and the SDK raise many kinds; each becomes one scrubbed line
             raise TransportError(f"slack webhook: {type(exc).__name__}: {self._scrub(str(exc))}") from None
         if response.status_code != 200:

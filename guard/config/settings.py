@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -58,6 +59,15 @@ def _slug_template(raw: str) -> str:
     return raw
 
 
+def _regex(raw: str) -> str:
+    """Accept a regular expression Python compiles (the ad route `guard report` matches log paths with)."""
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return raw
+
+
 Count = Annotated[int, BeforeValidator(_count)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
 Folder = Annotated[Path, AfterValidator(_expand)]
@@ -104,6 +114,13 @@ class Settings(BaseSettings):
     backup_cron: str = "0 2 * * *"
     prune_cron: str = "30 2 * * *"
     drill_cron: str = "0 4 * * 0"
+    # History for the weekly numbers (guard/history/): kept this many days; beat's daily snapshot of
+    # the ratios' counts, its weekly Slack report, and the access log(s) and ad route `guard report` reads.
+    history_days: Count = 400
+    snapshot_cron: str = "45 23 * * *"
+    report_cron: str = "0 8 * * 1"
+    access_log: str | None = None
+    ad_route: Annotated[str, AfterValidator(_regex)] = r"^/ad/[^/]+/?$"
     slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
     # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).
@@ -270,6 +287,8 @@ def _describe(name: str) -> str:
     annotation = str(Settings.model_fields[name].metadata) + str(Settings.model_fields[name].annotation)
     if name == "slug_template":
         return "a template naming {id} and at most {title}, such as {title}-{id}"
+    if name == "ad_route":
+        return "a regular expression over a request's path, such as ^/ad/[^/]+/?$"
     if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
     if "int" in annotation:
