@@ -60,4 +60,7 @@ _SETTINGS_VARS = {
     "BACKUP_DIR",
     "FILE_TABLE",
     "FILE_COLUMN",
+    "ACCESS_LOG",
+    "AD_ROUTE",
+    "HISTORY_DAYS",
 }
