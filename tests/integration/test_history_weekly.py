@@ -69,7 +69,7 @@ def finding(db: Database, check: str, subject: str, first_seen: datetime) -> Non
 
 
 def made_up_history(db: Database) -> None:
-    # backups: W47 seven ok, the first at its very start and the last a microsecond before W48; W48 2 ok 1 failed
+    # backups: W47 seven ok, the first at its start, the last a microsecond before W48; W48 2 ok 1 failed
     event(db, W47, "backup", "ok")
     event(db, W47 + timedelta(days=1), "backup", "ok", times=5)
     event(db, W48 - TICK, "backup", "ok")
