@@ -83,11 +83,14 @@ class SlackTransport:
             raise TransportError(f"slack webhook: HTTP {response.status_code}: {body}")
 
     def _scrub(self, text: str) -> str:
-        """Remove the webhook URL (and its path, the secret part) from a message."""
+        """Remove the webhook URL and its path (the secret part, with or without `services/`) from a text."""
         url = self._client.url
         path = url.split("://", 1)[-1].partition("/")[2]
         text = text.replace(url, "<webhook>")
-        return text.replace(path, "<webhook>") if path else text
+        for secret in (path, path.partition("/")[2]):
+            if secret:
+                text = text.replace(secret, "<webhook>")
+        return text
 
 
 def digest(notices: Sequence[Notice]) -> str:

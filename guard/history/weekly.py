@@ -61,7 +61,7 @@ class Number:
             return NO_DATA
         if self.denominator is None:
             return str(self.numerator)
-        return f"{value * 100:.2f}%".replace(".00%", "%") if value not in (0, 1) else f"{value:.0%}"
+        return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -7,6 +7,7 @@ which never lets the webhook URL into a log line or an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from guard.alerts.slack import SlackTransport, webhook_url
 from guard.config.settings import Settings
@@ -30,7 +31,7 @@ def summary(weeks: Sequence[Week], access: AccessTally | None = None) -> str:
     )
     lines = [
         f"incident-guard weekly report, {reported.label} "
-        f"({reported.start:%a %d %b} to {reported.end:%a %d %b}): {verdict}"
+        f"({reported.start:%a %d %b} to {reported.end - timedelta(days=1):%a %d %b}): {verdict}"
     ]
     for name in NAMES:
         number = reported.number(name)
