@@ -16,7 +16,7 @@ from cli import guard  # noqa: E402
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.config.settings import Settings
-from guard.continuous.capture import install
+from guard.continuous.capture import install, installed_version
 from guard.continuous.process import run_maintenance, run_sweep
 from guard.db.database import Database
 from guard.errors import UnreachableError
@@ -182,3 +182,15 @@ def _today(db: Database) -> tuple[Any, Any]:
     row = db.fetch_one("SELECT (now() AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date + 1")
     assert row is not None
     return row[0], row[1]
+
+
+def test_install_upgrades_a_version_6_install_with_the_history_tables(
+    settings: Settings, db_url: str
+) -> None:
+    with Database(db_url) as db:
+        db.execute("DROP TABLE guard.history_events, guard.history_daily")
+        db.execute("DELETE FROM guard.version")
+        db.execute("INSERT INTO guard.version (version) VALUES (6)")
+        install(db, settings)
+        assert installed_version(db) == 7
+        assert db.fetch_one("SELECT count(*) FROM guard.history_events, guard.history_daily") == (0,)
