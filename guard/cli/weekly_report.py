@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from rich.text import Text
 
+from guard.cli.bars import terminal_progress
 from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
 from guard.continuous.capture import VERSION, installed_version
@@ -83,7 +84,10 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.ad_route is not None:
         settings = settings.replace(ad_route=args.ad_route)
     patterns = args.access_log or ([settings.access_log] if settings.access_log else [])
-    access = accesslog.tally(accesslog.expand(patterns), settings.ad_route) if patterns else None
+    access = None
+    if patterns:
+        bars = terminal_progress()
+        access = accesslog.tally(accesslog.expand(patterns), settings.ad_route, bars)
     with Database(settings.require_database_url(), application_name="guard-report") as db:
         version = installed_version(db)
         if version is None:
