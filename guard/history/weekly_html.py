@@ -11,7 +11,20 @@ from datetime import datetime
 from html import escape
 
 from guard.history.accesslog import AccessTally
-from guard.history.weekly import LABELS, MET, MISSED, NAMES, TARGETS, Number, Week
+from guard.history.weekly import (
+    AD_404,
+    BACKUPS,
+    DRIFT,
+    LABELS,
+    MET,
+    MISSED,
+    MISSING_IMAGES,
+    NAMES,
+    PREDEPLOY,
+    TARGETS,
+    Number,
+    Week,
+)
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em;color:#1f2328}
@@ -24,6 +37,13 @@ td.met{background:#dafbe1}td.missed{background:#ffebe9;font-weight:bold}td.nodat
 """
 BAR_W, GAP, CHART_H, LABEL_H = 26, 8, 110, 34
 COLORS = {MET: "#2da44e", MISSED: "#cf222e"}
+LINES = {
+    DRIFT: 0.0,
+    AD_404: 0.001,
+    MISSING_IMAGES: 0.005,
+    BACKUPS: 1.0,
+    PREDEPLOY: 0.95,
+}  # each target, drawn
 
 
 def render(weeks: Sequence[Week], *, generated_at: datetime, access: AccessTally | None) -> str:
@@ -83,7 +103,12 @@ def _chart(name: str, weeks: Sequence[Week]) -> str:
     """One bar per week, coloured by status; a week with no data is a grey dash."""
     numbers = [w.number(name) for w in weeks]
     values = [n.value for n in numbers]
-    top = max([v for v in values if v is not None] + [_target_line(name) * 2 or 1.0])
+    # Rates are drawn on 0..100%; counts and small ratios up to the larger of their peak and twice the target.
+    top = (
+        1.0
+        if name in (BACKUPS, PREDEPLOY)
+        else max([v for v in values if v is not None] + [LINES[name] * 2 or 1.0])
+    )
     width = len(weeks) * (BAR_W + GAP) + GAP
     bars: list[str] = []
     for i, (week, number) in enumerate(zip(weeks, numbers, strict=True)):
@@ -105,7 +130,7 @@ def _chart(name: str, weeks: Sequence[Week]) -> str:
             f'<rect x="{x}" y="{CHART_H - height:.1f}" width="{BAR_W}" height="{height:.1f}" fill="{colour}">'
             f"<title>{tip}</title></rect>"
         )
-    line = _target_line(name)
+    line = LINES[name]
     if line:
         y = CHART_H - CHART_H * line / top
         bars.append(
@@ -117,11 +142,4 @@ def _chart(name: str, weeks: Sequence[Week]) -> str:
         f'width="{width}" height="{CHART_H + LABEL_H}" viewBox="0 0 {width} {CHART_H + LABEL_H}">'
         f'<title>{title}</title><line x1="0" x2="{width}" y1="{CHART_H}" y2="{CHART_H}" stroke="#d0d7de"/>'
         f"{''.join(bars)}</svg></div>"
-    )
-
-
-def _target_line(name: str) -> float:
-    """Where the target sits on the chart's scale (0: no line, the target is zero)."""
-    return {"ad_404_ratio": 0.001, "missing_image_ratio": 0.005, "backup_success_rate": 1.0}.get(
-        name, 0.95 if name == "predeploy_pass_rate" else 0.0
     )

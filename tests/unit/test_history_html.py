@@ -68,7 +68,7 @@ def test_the_file_needs_nothing_from_outside_and_escapes_what_it_shows() -> None
 def test_the_table_shows_each_number_against_its_target_and_no_data_as_such() -> None:
     page = render(_weeks(), generated_at=datetime(2026, 11, 24, 8, tzinfo=UTC), access=None)
     assert "measured from the slugs" in page
-    assert '<td class="missed" title="missed (3 of 1000)">0.30%</td>' in page
+    assert '<td class="missed" title="missed (3 of 1000)">0.3%</td>' in page
     assert '<td class="missed" title="missed (6 of 7)">85.71%</td>' in page
     assert '<td class="met" title="met (20 of 20)">100%</td>' in page
     assert page.count('<td class="nodata" title="no data">no data</td>') == 5
