@@ -68,6 +68,8 @@ app.conf.update(
     task_queues=[Queue(EVENTS), Queue(SWEEPS), Queue(ALERTS)],
     task_routes={
         "guard.sweep": {"queue": SWEEPS},
+        "guard.history_snapshot": {"queue": SWEEPS},
+        "guard.weekly_report": {"queue": ALERTS},
         "guard.maintenance": {"queue": SWEEPS},
         "guard.deliver_alerts": {"queue": ALERTS},
     },

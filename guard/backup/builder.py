@@ -41,6 +41,7 @@ from guard.fs import paths
 from guard.fs.beneath import open_beneath, open_root, unreadable
 from guard.fs.gcpause import no_cyclic_gc
 from guard.fs.root import UploadsRoot
+from guard.history import events
 from guard.progress import ProgressFactory, no_progress
 
 GONE = ("no regular file at the stored path at backup time", ABSENT)
@@ -80,6 +81,19 @@ def require_backup_dir(settings: Settings) -> Path:
     return settings.backup_dir
 
 
+def _judged(result: BackupResult) -> tuple[str, dict[str, object]]:
+    """A published backup is a success; the referenced files it could not include are counted."""
+    counts = result.manifest.counts
+    return events.OK, {
+        "id": result.id,
+        "purpose": result.manifest.purpose,
+        "files": counts.get("files", 0),
+        "bytes": counts.get("bytes", 0),
+        "missing": len(result.missing),
+    }
+
+
+@events.recorded(events.BACKUP, _judged)
 def run_backup(
     settings: Settings,
     progress: ProgressFactory = no_progress,

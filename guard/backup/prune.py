@@ -21,6 +21,7 @@ from guard.backup.source import BACKUP, Wanted, configured_source
 from guard.backup.verify import verify_backup
 from guard.config.settings import Settings
 from guard.errors import ConfigError, GuardError, UsageError
+from guard.history import events
 
 NO_RULE = "no rule keeps it"
 
@@ -81,6 +82,15 @@ def backup_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone()
 
 
+def _judged(result: PruneResult) -> tuple[str, dict[str, object]]:
+    return (events.OK if result.ok else events.FAILED), {
+        "removed": len(result.removed),
+        "bytes_freed": result.bytes_freed,
+        "problems": [p[:300] for p in result.problems[:5]],
+    }
+
+
+@events.recorded(events.PRUNE, _judged)
 def run_prune(
     settings: Settings,
     keep_daily: int | None = None,

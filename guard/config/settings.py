@@ -73,6 +73,15 @@ def _restore_prefix(raw: str, info: ValidationInfo) -> str:
     return raw
 
 
+def _regex(raw: str) -> str:
+    """Accept a regular expression Python compiles (the ad route `guard report` matches log paths with)."""
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return raw
+
+
 Count = Annotated[int, BeforeValidator(_count)]
 ScratchPrefix = Annotated[str, AfterValidator(_scratch_prefix)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
@@ -139,6 +148,13 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: Count = 15
     canary_seconds: Count = 60
     canary_stall_seconds: Count = 300
+    # History for the weekly numbers (guard/history/): kept this many days; beat's daily snapshot of
+    # the ratios' counts, its weekly Slack report, and the access log(s) and ad route `guard report` reads.
+    history_days: Count = 400
+    snapshot_cron: str = "45 23 * * *"
+    report_cron: str = "0 8 * * 1"
+    access_log: str | None = None
+    ad_route: Annotated[str, AfterValidator(_regex)] = r"^/ad/[^/]+/?$"
     slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
     # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).
@@ -315,6 +331,8 @@ def _describe(name: str) -> str:
             "a lower-case letter, then up to 39 lower-case letters, digits or _; the restore prefix "
             "differs from the shadow's and the drill's"
         )
+    if name == "ad_route":
+        return "a regular expression over a request's path, such as ^/ad/[^/]+/?$"
     if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
     if "int" in annotation:

@@ -23,7 +23,8 @@ from guard.findings.finding import Finding
 # 6: guard.acks (acknowledged findings) and the schema fingerprint the listener last acted on
 #    (listener_state.schema_fingerprint). Installing over 5 only adds them.
 # 7: liveness: guard.heartbeats (every process's last sign of life) and guard.canary with its capture
-#    trigger (beat's canary travels the app's path to a worker). Installing over 6 only adds them.
+#    trigger (beat's canary travels the app's path to a worker), and the weekly numbers' history
+#    (guard.history_events, guard.history_daily). Installing over 6 only adds them.
 VERSION = 7
 # What `guard install` creates, in one place: everything lives in SCHEMA except the capture
 # triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its

@@ -176,3 +176,24 @@ $guard$;
 DROP TRIGGER IF EXISTS guard_canary_capture ON guard.canary;
 CREATE TRIGGER guard_canary_capture AFTER INSERT ON guard.canary
     FOR EACH ROW EXECUTE FUNCTION guard.capture_canary();
+-- Since version 7: history for the weekly numbers (`guard report`, guard/history/). One row per
+-- predeploy run (outcome pass, warn or fail), backup, prune, drill, copy and sweep (ok or failed), and
+-- one row per day of the counts the ratios need (a NULL column: that half was not taken that day).
+-- Both are pruned after HISTORY_DAYS.
+CREATE TABLE IF NOT EXISTS guard.history_events (
+    id      bigserial PRIMARY KEY,
+    at      timestamptz NOT NULL DEFAULT now(),
+    kind    text NOT NULL,
+    outcome text NOT NULL,
+    details jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS history_events_at ON guard.history_events (at);
+CREATE TABLE IF NOT EXISTS guard.history_daily (
+    day                date PRIMARY KEY,
+    ads                bigint,
+    ads_unresolvable   bigint,
+    image_rows         bigint,
+    image_rows_missing bigint,
+    taken_at           timestamptz
+);
+CREATE INDEX IF NOT EXISTS findings_first_seen ON guard.findings (check_name, first_seen);
