@@ -51,8 +51,11 @@ def _add_backup(commands: Subparsers) -> None:
     _json_flag(backup)
     backup.set_defaults(handler=handle_backup, action=None)
     actions = backup.add_subparsers(dest="action", metavar="ACTION")
-    _json_flag(actions.add_parser("list", help="the complete backups, oldest first"), nested=True)
+    listing = actions.add_parser("list", help="the complete backups, oldest first")
+    _remote_flag(listing, "list the backups on this rclone remote instead")
+    _json_flag(listing, nested=True)
     verify = actions.add_parser("verify", help="check manifests, dumps and objects")
+    _remote_flag(verify, "verify the copy on this rclone remote (--read-data: fetch and re-hash it all)")
     verify.add_argument("id", nargs="?", help="one backup (default: all)")
     verify.add_argument("--read-data", action="store_true", help="also re-hash every object")
     _json_flag(verify, nested=True)
@@ -70,7 +73,15 @@ def _add_backup(commands: Subparsers) -> None:
     sources.add_argument(
         "--all-sources", action="store_true", help="prune every database's backups, each on its own"
     )
+    _remote_flag(prune, "prune the backups on this rclone remote instead (same keep rules)")
     _json_flag(prune, nested=True)
+    from guard.cli.remotes import add_copy
+
+    add_copy(actions, _json_flag)
+
+
+def _remote_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--remote", metavar="REMOTE", help=f"{what}; an rclone path such as offsite:guard")
 
 
 def _source_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str) -> None:
@@ -113,6 +124,12 @@ def _add_restore(commands: Subparsers) -> None:
         help="with `files --missing`: list the rows whose file no backup has in FILE (.csv or .json) "
         "for the app team; those rows are never deleted",
     )
+    restore.add_argument(
+        "--from",
+        dest="from_remote",
+        metavar="REMOTE",
+        help="fetch the backup from this rclone remote (only what it needs, into a private local cache) first",
+    )
     _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
     _json_flag(restore)
     restore.set_defaults(handler=handle_restore)
@@ -126,6 +143,10 @@ def emit(document: dict[str, Any], human: str, json_mode: bool) -> None:
 
 
 def handle_backup(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "copy" or getattr(args, "remote", None) is not None:
+        from guard.cli.remotes import handle_remote
+
+        return handle_remote(args, settings)
     if args.action == "list":
         return _list(settings, args.json)
     if args.action == "verify":
@@ -280,6 +301,8 @@ def _prune(settings: Settings, args: argparse.Namespace, json_mode: bool) -> int
 
 
 def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
+    if args.from_remote is not None and args.what in ("files", "drill"):
+        raise UsageError("--from goes with `guard restore ID`")
     if args.what == "files":
         if not args.missing:
             raise UsageError("`guard restore files` needs --missing")
@@ -295,21 +318,39 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
     return _restore(settings, args)
 
 
-def _restore(settings: Settings, args: argparse.Namespace) -> int:
-    from guard.backup.restorer import restore_backup
-    from guard.cli.tables import write_human
-    from guard.findings.report import as_json, exit_code
+def _restore_call(settings: Settings, args: argparse.Namespace) -> Any:
+    """Restore from BACKUP_DIR, or (--from) from a remote through the local cache."""
+    if args.from_remote is None:
+        from guard.backup.restorer import restore_backup
 
-    if args.target_db is not None and not args.yes:
-        _confirm_replacement(settings, args.target_db, args.force)
-    result = restore_backup(
+        return restore_backup(
+            settings,
+            args.what,
+            target_db=args.target_db,
+            uploads_dir=args.uploads_dir,
+            force=args.force,
+            progress=terminal_progress(),
+        )
+    from guard.backup.remote.offsite import restore_from_remote
+
+    return restore_from_remote(
         settings,
+        args.from_remote,
         args.what,
         target_db=args.target_db,
         uploads_dir=args.uploads_dir,
         force=args.force,
         progress=terminal_progress(),
     )
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from guard.cli.tables import write_human
+    from guard.findings.report import as_json, exit_code
+
+    if args.target_db is not None and not args.yes:
+        _confirm_replacement(settings, args.target_db, args.force)
+    result = _restore_call(settings, args)
     if args.json:
         sys.stdout.write(as_json(result.checks, {"restore": result.to_json()}) + "\n")
     else:

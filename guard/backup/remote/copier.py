@@ -1,0 +1,164 @@
+"""`guard backup copy`: send backups to an rclone remote, content first and each manifest last.
+
+The remote is listed once and only what it lacks (or holds at another size: a killed transfer) is
+sent. Before a backup's manifest goes, the remote is listed again: every file the backup needs must
+be there at its size, and each file sent now must match its hashes wherever the remote offers one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
+from guard.backup.remote.rclone import Entry, Rclone, RemoteError
+from guard.backup.repo import permissions
+from guard.backup.repo.repository import LOCK_WAIT_S, MARKER, Repository, check_backup_id
+from guard.errors import UsageError
+from guard.plural import plural
+from guard.progress import ProgressFactory, no_progress
+
+HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What one copy sent to one remote: the backups it completed, those already there, the files."""
+
+    remote: str
+    copied: list[str]
+    already: list[str]
+    sent_files: list[str]
+    sent_bytes: int
+    hashed: int  # files sent whose remote hash was compared with the local one
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "copied": self.copied,
+            "already_there": self.already,
+            "sent_files": self.sent_files,
+            "sent_bytes": self.sent_bytes,
+            "hash_checked": self.hashed,
+            "notes": self.notes,
+        }
+
+
+def copy_backups(
+    repo: Repository, remote: str, ids: list[str] | None = None, progress: ProgressFactory = no_progress
+) -> CopyResult:
+    """Copy these backups (default: every published one) to the remote; RemoteError if it fails."""
+    rclone = Rclone(remote)
+    with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):  # a prune may not repack what is being sent
+        chosen = [check_backup_id(i) for i in ids] if ids else repo.ids()
+        local = set(repo.ids())
+        for backup_id in chosen:
+            if backup_id not in local:
+                raise UsageError(f"backup {backup_id} not found in {repo.root}")
+        there = rclone.listing()
+        already, todo = _split(repo, chosen, there)
+        contents = [content_of(repo, repo.load(i)) for i in todo]
+        return _send(repo, rclone, there, already, contents, progress)
+
+
+def _split(repo: Repository, chosen: list[str], there: dict[str, Entry]) -> tuple[list[str], list[str]]:
+    """Backups whose manifest is on the remote whole (same size) are done; the rest are to copy."""
+    done, todo = [], []
+    for backup_id in chosen:
+        local = (repo.root / manifest_path(backup_id)).stat().st_size
+        entry = there.get(manifest_path(backup_id))
+        (done if entry is not None and entry.size == local else todo).append(backup_id)
+    return done, todo
+
+
+def _send(
+    repo: Repository,
+    rclone: Rclone,
+    there: dict[str, Entry],
+    already: list[str],
+    contents: list[Content],
+    progress: ProgressFactory,
+) -> CopyResult:
+    needed: dict[str, int] = {MARKER: (repo.root / MARKER).stat().st_size}
+    for content in contents:
+        needed.update(content.files)
+    missing = sorted(p for p, size in needed.items() if p not in there or there[p].size != size)
+    with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
+        lists = _stage_lists(Path(staging), contents)
+        rclone.send(Path(staging), lists)  # first: a prune of the remote keeps what they name
+        bar = progress("copy", sum(needed[p] for p in missing))
+        try:
+            rclone.send(repo.root, missing, bar)
+        finally:
+            bar.close()
+    hashed = _verify(repo, rclone, needed, missing)
+    rclone.send(repo.root, [manifest_path(c.backup_id) for c in contents])
+    copied = [c.backup_id for c in contents]
+    _confirm(rclone, repo, copied)
+    return CopyResult(rclone.label, copied, already, missing, sum(needed[p] for p in missing), hashed)
+
+
+def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
+    """Write each backup's content list under a private staging folder, as it goes on the remote."""
+    paths = []
+    for content in contents:
+        path = content_path(content.backup_id)
+        target = staging / path
+        for folder in (target.parent.parent, target.parent):
+            permissions.make_folder(folder, exist_ok=True)
+        permissions.write_file(target, content.to_bytes())
+        paths.append(path)
+    return paths
+
+
+def _verify(repo: Repository, rclone: Rclone, needed: dict[str, int], sent: list[str]) -> int:
+    """Check every needed file is on the remote at its size, and each sent one against its hashes."""
+    listed = rclone.listing()
+    for path, size in sorted(needed.items()):
+        entry = listed.get(path)
+        if entry is None or entry.size != size:
+            found = "missing" if entry is None else plural(entry.size, "byte")
+            raise RemoteError(
+                f"copy to {rclone.label} did not complete: {path} is {found} there, "
+                f"expected {plural(size, 'byte')}; no backup was marked copied"
+            )
+    if not sent:
+        return 0
+    hashed = 0
+    for path, entry in sorted(rclone.listing(hashes=True, only=sent).items()):
+        kinds = {k: v for k, v in entry.hashes.items() if k in HASHES and v}
+        if not kinds:
+            continue
+        local = _hashes(repo.root / path, kinds)
+        for kind, value in kinds.items():
+            if local[kind] != value.lower():
+                raise RemoteError(
+                    f"copy to {rclone.label}: {path} differs there ({kind} mismatch); "
+                    "no backup was marked copied"
+                )
+        hashed += 1
+    return hashed
+
+
+def _hashes(path: Path, kinds: dict[str, str]) -> dict[str, str]:
+    digests = {k: HASHES[k]() for k in kinds}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            for digest in digests.values():
+                digest.update(chunk)
+    return {k: d.hexdigest() for k, d in digests.items()}
+
+
+def _confirm(rclone: Rclone, repo: Repository, copied: list[str]) -> None:
+    """Check each manifest just sent arrived whole."""
+    if not copied:
+        return
+    listed = rclone.listing(only=[manifest_path(i) for i in copied])
+    for backup_id in copied:
+        entry = listed.get(manifest_path(backup_id))
+        if entry is None or entry.size != (repo.root / manifest_path(backup_id)).stat().st_size:
+            raise RemoteError(f"copy to {rclone.label}: the manifest of {backup_id} did not arrive whole")
