@@ -128,7 +128,7 @@ def _add_restore(commands: Subparsers) -> None:
         "--from",
         dest="from_remote",
         metavar="REMOTE",
-        help="fetch the backup from this rclone remote (only what it needs, into a private local cache) first",
+        help="fetch the backup from this rclone remote first (only what it needs, into a private cache)",
     )
     _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
     _json_flag(restore)

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
-MISSING = "rclone or OpenSSH's server is not installed: run `make .venv/.offsite-tools` (apt-get install rclone openssh-server)"
+MISSING = (
+    "rclone or OpenSSH's server is not installed: run `make .venv/.offsite-tools` "
+    "(apt-get install rclone openssh-server)"
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], deadline_s: flo
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"sshd exited with {process.returncode}: {process.stderr.read() if process.stderr else ''!r}")
+            raise RuntimeError(
+                f"sshd exited with {process.returncode}: {process.stderr.read() if process.stderr else ''!r}"
+            )
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -69,7 +74,9 @@ def remotes(base: Path) -> Iterator[Remotes]:
     _keygen(ssh / "user_key")
     shutil.copy(ssh / "user_key.pub", ssh / "authorized_keys")
     port, ro_port = spare_port(), spare_port()
-    user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    user = (
+        os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    )
     (ssh / "sshd_config").write_text(
         f"Port {port}\nPort {ro_port}\nListenAddress 127.0.0.1\nHostKey {ssh / 'host_key'}\n"
         f"PidFile {ssh / 'sshd.pid'}\nAuthorizedKeysFile {ssh / 'authorized_keys'}\n"
@@ -87,16 +94,22 @@ def remotes(base: Path) -> Iterator[Remotes]:
         _wait_listening(ro_port, process)
         host = (ssh / "host_key.pub").read_text().split()
         known = ssh / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {host[0]} {host[1]}\n[127.0.0.1]:{ro_port} {host[0]} {host[1]}\n")
+        known.write_text(
+            f"[127.0.0.1]:{port} {host[0]} {host[1]}\n[127.0.0.1]:{ro_port} {host[0]} {host[1]}\n"
+        )
         password = subprocess.run(
             ["rclone", "obscure", "correct horse battery staple"], capture_output=True, text=True, check=True
         ).stdout.strip()
         for folder in ("local", "sftp", "readonly", "crypt"):
             (base / folder).mkdir()
-        common = f"type = sftp\nhost = 127.0.0.1\nuser = {user}\nkey_file = {ssh / 'user_key'}\nknown_hosts_file = {known}\n"
+        common = (
+            f"type = sftp\nhost = 127.0.0.1\nuser = {user}\n"
+            f"key_file = {ssh / 'user_key'}\nknown_hosts_file = {known}\n"
+        )
         config = base / "rclone.conf"
         config.write_text(
-            f"[sftp]\n{common}port = {port}\nshell_type = unix\nmd5sum_command = md5sum\nsha1sum_command = sha1sum\n\n"
+            f"[sftp]\n{common}port = {port}\nshell_type = unix\n"
+            "md5sum_command = md5sum\nsha1sum_command = sha1sum\n\n"
             f"[sftpro]\n{common}port = {ro_port}\nshell_type = none\ndisable_hashcheck = true\n\n"
             f"[secret]\ntype = crypt\nremote = {base / 'crypt'}\npassword = {password}\n"
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from backup_support import SERVER_URL, World, drop_database, make_world, table_checksums
+from backup_support import World, drop_database, make_world, table_checksums
 from offsite_support import Remotes, remotes
 
 from guard.backup.repo.repository import Repository
@@ -147,7 +147,11 @@ def test_a_copy_killed_mid_way_never_looks_complete_and_resuming_sends_only_the_
     slow = {**env, "RCLONE_BWLIMIT": "1M", "RCLONE_TRANSFERS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "guard", "backup", "copy", "--to", str(target), "--json"],
-        env=slow, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env=slow,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     done_before: set[str] = set()
     deadline = time.monotonic() + 120
@@ -221,7 +225,17 @@ def test_prune_remote_keeps_what_the_remaining_manifests_need(
         ids.append(backup(env))
     assert guard(env, "backup", "copy", "--to", str(target)).returncode == 0
     code, pruned = guard_json(
-        env, "backup", "prune", "--remote", str(target), "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"
+        env,
+        "backup",
+        "prune",
+        "--remote",
+        str(target),
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
     )
     assert code == 0, pruned
     assert pruned["removed"] == ids[:2] and list(pruned["kept"]) == [ids[2]]

@@ -67,7 +67,8 @@ def copy_backups(
 
 def _split(repo: Repository, chosen: list[str], there: dict[str, Entry]) -> tuple[list[str], list[str]]:
     """Backups whose manifest is on the remote whole (same size) are done; the rest are to copy."""
-    done, todo = [], []
+    done: list[str] = []
+    todo: list[str] = []
     for backup_id in chosen:
         local = (repo.root / manifest_path(backup_id)).stat().st_size
         entry = there.get(manifest_path(backup_id))

@@ -13,7 +13,7 @@ from typing import Any
 
 from guard.backup.policy import Policy, keep
 from guard.backup.prune import backup_time
-from guard.backup.remote.layout import CONTENT_PATH, content_path, manifest_path
+from guard.backup.remote.layout import CONTENT_PATH, manifest_path
 from guard.backup.remote.mirror import Mirror, RemoteBackup
 from guard.backup.source import BACKUP
 from guard.errors import UsageError
@@ -85,7 +85,9 @@ def _decide(
             problems.append(f"backup {backup.backup_id} cannot be read ({backup.problems[0]}); kept")
             continue
         label = manifest.source.label if manifest.source else "unknown"
-        groups[label if manifest.purpose == BACKUP else f"{label} ({manifest.purpose})"].append(backup.backup_id)
+        groups[label if manifest.purpose == BACKUP else f"{label} ({manifest.purpose})"].append(
+            backup.backup_id
+        )
     complete = {b.backup_id for b in backups if b.complete}
     for label, ids in groups.items():
         kept.update(keep([(i, backup_time(i)) for i in ids], now, policy))

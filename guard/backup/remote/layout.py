@@ -94,4 +94,3 @@ def content_of(repo: Repository, manifest: Manifest) -> Content:
     dump = f"backups/{manifest.id}/{DUMP}"
     files[dump] = (repo.root / dump).stat().st_size
     return Content(manifest.id, files)
-

@@ -96,7 +96,9 @@ class Mirror:
                 out.append(f"{path} is {entry.size:,} bytes on the remote, expected {size:,}")
         return out
 
-    def fetch_into(self, repo: Repository, backup: RemoteBackup, progress: ProgressFactory = no_progress) -> int:
+    def fetch_into(
+        self, repo: Repository, backup: RemoteBackup, progress: ProgressFactory = no_progress
+    ) -> int:
         """Fetch what one backup needs into a local repository (a file there at its size is kept).
 
         The manifest goes last, as on the remote. Returns how many bytes were fetched.
@@ -150,7 +152,9 @@ def private_folder(prefix: str) -> Iterator[Path]:
 
 def cache_folder(cache_root: Path | None, remote_label: str) -> Path:
     """The local cache for one remote: under BACKUP_CACHE_DIR (default ~/.cache/guard/remotes), 0700."""
-    root = cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guard" / "remotes"
+    root = (
+        cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guard" / "remotes"
+    )
     root.mkdir(parents=True, exist_ok=True, mode=permissions.FOLDER)
     os.chmod(root, permissions.FOLDER)
     folder = root / hashlib.sha256(remote_label.encode()).hexdigest()[:16]

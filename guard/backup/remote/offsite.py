@@ -98,7 +98,9 @@ def verify_remote(
         repo = Repository.open(folder / "repository", create=True)
         for backup in backups:
             if not backup.complete:
-                results.append(VerifyResult(backup.backup_id, len(backup.problems), backup.problems[:20], 0, True))
+                results.append(
+                    VerifyResult(backup.backup_id, len(backup.problems), backup.problems[:20], 0, True)
+                )
                 continue
             mirror.fetch_into(repo, backup, progress)
             results.append(verify_backup(repo, backup.backup_id, read_data=True, progress=progress))
