@@ -66,6 +66,7 @@ app.conf.update(
     task_routes={
         "guard.sweep": {"queue": SWEEPS},
         "guard.maintenance": {"queue": SWEEPS},
+        "guard.nightly": {"queue": SWEEPS},
         "guard.deliver_alerts": {"queue": ALERTS},
     },
     broker_transport_options=broker_options(settings),

@@ -53,11 +53,12 @@ def run_copy(settings: Settings, progress: ProgressFactory = no_progress) -> Cop
     return CopyRun(results, problems)
 
 
-def run_prune_remote(
-    settings: Settings, keep_daily: int = 7, keep_weekly: int = 4, keep_monthly: int = 6
-) -> CopyRunPrune:
-    """Prune each of BACKUP_REMOTES with the keep rules."""
-    policy = Policy(keep_daily, keep_weekly, keep_monthly)
+def run_prune_remote(settings: Settings) -> CopyRunPrune:
+    """Prune each of BACKUP_REMOTES with the nightly prune's keep rules."""
+    # The local prune's keep counts: KEEP_DAILY/KEEP_WEEKLY/KEEP_MONTHLY once settings have them.
+    policy = Policy(
+        *(int(getattr(settings, f"keep_{u}", d)) for u, d in (("daily", 7), ("weekly", 4), ("monthly", 6)))
+    )
     results, problems = [], []
     for remote in remotes(settings):
         try:
