@@ -23,6 +23,17 @@ $(PRISMA_STAMP): $(PRISMA_CLI)/package.json $(PRISMA_CLI)/package-lock.json
 		cd $(PRISMA_CLI) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: install Node.js >= 18.18 and npm (apt-get install nodejs npm), then run make test again; the Prisma-judged tests fail until then"; fi
 
+# The off-site tests drive the real rclone and start OpenSSH's sftp server on 127.0.0.1 (Debian's
+# packages). Installed with apt-get when root can; otherwise one line says what to do, and the
+# off-site tests fail with the same message.
+OFFSITE_STAMP := $(VENV)/.offsite-tools
+APT_LOCK ?= /work/wt/.apt.lock
+
+$(OFFSITE_STAMP):
+	@if command -v rclone >/dev/null 2>&1 && test -x /usr/sbin/sshd; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && flock $(APT_LOCK) apt-get install -y -q rclone openssh-server >/dev/null; then touch $@; \
+	else echo "rclone or sshd not found: apt-get install rclone openssh-server (as root), then run make test again; the off-site tests fail until then"; fi
+
 services:
 	@scripts/services.sh
 
@@ -32,7 +43,7 @@ run: $(STAMP) services
 # Two pytest workers (pytest-xdist; a file stays on one worker), then the few tests that look at the
 # whole server's databases on their own. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-test: lint $(PRISMA_STAMP) services
+test: lint $(PRISMA_STAMP) $(OFFSITE_STAMP) services
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
