@@ -30,6 +30,8 @@ _SECRET_KV = re.compile(
     r"\b(pass|password|key|secret|token|[a-z_]*_key|[a-z_]*_secret|sas_url|key_pem)\s*=\s*[^,:\s]+", re.I
 )
 
+_STAMP = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} (?:[A-Z]+ *: *)?")  # rclone's plain log prefix
+
 
 class RemoteError(UnreachableError):
     """rclone could not reach the remote, or it refused what was asked (exit 3)."""
@@ -180,7 +182,7 @@ def _read_log(stream: IO[bytes] | None, errors: list[str], progress: Progress | 
             entry = json.loads(line)
         except ValueError:
             if line:
-                errors.append(line)
+                errors.append(_STAMP.sub("", line))
             continue
         if not isinstance(entry, dict):
             continue
