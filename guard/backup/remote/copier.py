@@ -16,8 +16,8 @@ from typing import Any
 from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
 from guard.backup.remote.rclone import Entry, Rclone, RemoteError
 from guard.backup.repo import permissions
-from guard.backup.repo.repository import LOCK_WAIT_S, MARKER, Repository, check_backup_id
-from guard.errors import UsageError
+from guard.backup.repo.repository import BACKUP_ID, LOCK_WAIT_S, MANIFEST, MARKER, Repository, check_backup_id
+from guard.errors import GuardError, UsageError
 from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
 
@@ -60,6 +60,8 @@ def copy_backups(
             if backup_id not in local:
                 raise UsageError(f"backup {backup_id} not found in {repo.root}")
         there = rclone.listing()
+        if there and MARKER not in there:
+            raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
         already, todo = _split(repo, chosen, there)
         contents = [content_of(repo, repo.load(i)) for i in todo]
         return _send(repo, rclone, there, already, contents, progress)
@@ -87,20 +89,46 @@ def _send(
     needed: dict[str, int] = {MARKER: (repo.root / MARKER).stat().st_size}
     for content in contents:
         needed.update(content.files)
-    missing = sorted(p for p, size in needed.items() if p not in there or there[p].size != size)
+    missing = sorted(
+        p for p, size in needed.items() if p != MARKER and (p not in there or there[p].size != size)
+    )
+    # Files on the remote that no complete backup there vouches for (what a killed copy sent) are
+    # hash-checked like the ones sent now.
+    unconfirmed = sorted(set(needed) - _confirmed(rclone, there))
     with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
         lists = _stage_lists(Path(staging), contents)
+        if MARKER not in there:
+            permissions.write_file(Path(staging) / MARKER, (repo.root / MARKER).read_bytes())
+            lists.insert(0, MARKER)
         rclone.send(Path(staging), lists)  # first: a prune of the remote keeps what they name
         bar = progress("copy", sum(needed[p] for p in missing))
         try:
             rclone.send(repo.root, missing, bar)
         finally:
             bar.close()
-    hashed = _verify(repo, rclone, needed, missing)
+    hashed = _verify(repo, rclone, needed, unconfirmed)
     rclone.send(repo.root, [manifest_path(c.backup_id) for c in contents])
     copied = [c.backup_id for c in contents]
     _confirm(rclone, repo, copied)
     return CopyResult(rclone.label, copied, already, missing, sum(needed[p] for p in missing), hashed)
+
+
+def _confirmed(rclone: Rclone, there: dict[str, Entry]) -> set[str]:
+    """The files the content lists of the remote's complete backups name (verified when they were sent)."""
+    ids = [p.split("/")[1] for p in there if p.startswith("backups/") and p.endswith(f"/{MANIFEST}")]
+    lists = [content_path(i) for i in ids if BACKUP_ID.fullmatch(i) and content_path(i) in there]
+    if not lists:
+        return set()
+    confirmed: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="guard-copy-") as folder:
+        rclone.fetch(lists, Path(folder))
+        for path in lists:
+            try:
+                content = Content.parse((Path(folder) / path).read_bytes(), path.split("/")[1])
+            except (GuardError, OSError):
+                continue  # not vouched for: its files are hash-checked again
+            confirmed.update(content.files)
+    return confirmed
 
 
 def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
