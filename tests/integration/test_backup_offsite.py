@@ -168,6 +168,8 @@ def test_a_copy_killed_mid_way_never_looks_complete_and_resuming_sends_only_the_
     code, resumed = guard_json(env, "backup", "copy", "--to", str(target))
     assert code == 0 and resumed["copied"] == [backup_id], resumed
     assert resumed["sent_files"] and not done_before & set(resumed["sent_files"])
+    # What the killed copy sent is hash-checked too, not trusted by its size (a local folder offers md5).
+    assert resumed["hash_checked"] >= len(resumed["sent_files"]) + len(done_before)
     code, listed = guard_json(env, "backup", "list", "--remote", str(target))
     assert code == 0 and [b["id"] for b in listed["backups"] if b["complete"]] == [backup_id]
     code, verified = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
@@ -244,3 +246,16 @@ def test_prune_remote_keeps_what_the_remaining_manifests_need(
     code, deep = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
     assert code == 0 and [b["id"] for b in deep["backups"]] == [ids[2]], deep
     restored_matches(env, world, ids[2], str(target))
+
+
+def test_a_copy_refuses_a_non_empty_folder_that_is_not_a_guard_repository(
+    world: World, remote: Remotes, tmp_path: Path
+) -> None:
+    env = env_of(world, remote, tmp_path)
+    backup(env)
+    target = tmp_path / "someone-elses"
+    target.mkdir()
+    (target / "photo.jpg").write_bytes(b"not ours")
+    done = guard(env, "backup", "copy", "--to", str(target))
+    assert done.returncode == 2 and "not a guard backup repository" in done.stderr, done.stderr
+    assert [p.name for p in target.iterdir()] == ["photo.jpg"]

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.backup.remote.layout import CONTENT, Content, content_path, manifest_path
+from guard.backup.remote.layout import Content, content_path, manifest_path
 from guard.backup.remote.rclone import Entry, Rclone
 from guard.backup.repo import permissions
 from guard.backup.repo.manifest import Manifest, ManifestError, parse
-from guard.backup.repo.repository import BACKUP_ID, MANIFEST, MARKER, Repository
+from guard.backup.repo.repository import BACKUP_ID, Repository
 from guard.errors import GuardError, UnreachableError
 from guard.progress import ProgressFactory, no_progress
 
@@ -130,14 +130,17 @@ def _size(path: Path) -> int | None:
 
 
 def make_private(root: Path) -> None:
-    """Make what rclone wrote under root readable by its owner only (folders 0700, files 0400)."""
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), permissions.FOLDER)
-        for name in files:
-            path = os.path.join(folder, name)
-            if not os.path.islink(path) and name not in (MARKER, "lock") and folder != str(root):
-                os.chmod(path, permissions.FROZEN)
+    """Make what rclone wrote under a repository readable by its owner only (folders 0700, files 0400).
+
+    Only the folders rclone writes to: restores/ holds restored uploads, made as the live folder is.
+    """
+    for top in ("packs", "objects", "backups"):
+        for folder, _dirs, files in os.walk(root / top):
+            os.chmod(folder, permissions.FOLDER)
+            for name in files:
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):
+                    os.chmod(path, permissions.FROZEN)
 
 
 @contextmanager
@@ -161,6 +164,3 @@ def cache_folder(cache_root: Path | None, remote_label: str) -> Path:
     permissions.make_folder(folder, exist_ok=True)
     os.chmod(folder, permissions.FOLDER)
     return folder
-
-
-__all__ = ["CONTENT", "MANIFEST", "Mirror", "RemoteBackup", "cache_folder", "private_folder"]
