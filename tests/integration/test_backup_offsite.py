@@ -259,3 +259,22 @@ def test_a_copy_refuses_a_non_empty_folder_that_is_not_a_guard_repository(
     done = guard(env, "backup", "copy", "--to", str(target))
     assert done.returncode == 2 and "not a guard backup repository" in done.stderr, done.stderr
     assert [p.name for p in target.iterdir()] == ["photo.jpg"]
+
+
+def test_a_file_the_remote_lost_is_found_by_verify_and_sent_again_by_the_next_copy(
+    world: World, remote: Remotes, tmp_path: Path
+) -> None:
+    env = env_of(world, remote, tmp_path)
+    (world.root / "uploads" / "ads" / "big.bin").write_bytes(os.urandom(BIG))
+    backup_id = backup(env)
+    target = remote.local_root.parent / f"lost-{uuid.uuid4().hex[:6]}"
+    assert guard(env, "backup", "copy", "--to", str(target)).returncode == 0
+    (lost,) = [p for p in target.glob("objects/*/*")]
+    lost.unlink()
+    code, quick = guard_json(env, "backup", "verify", "--remote", str(target))
+    assert code == 1 and "missing on the remote" in quick["backups"][0]["examples"][0], quick
+    code, again = guard_json(env, "backup", "copy", "--to", str(target))
+    assert code == 0 and again["copied"] == [backup_id], again
+    assert again["sent_files"] == [str(lost.relative_to(target))]
+    code, deep = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
+    assert code == 0, deep

@@ -62,19 +62,27 @@ def copy_backups(
         there = rclone.listing()
         if there and MARKER not in there:
             raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
-        already, todo = _split(repo, chosen, there)
+        complete = _complete(rclone, there)
+        already, todo = _split(repo, chosen, there, complete)
         contents = [content_of(repo, repo.load(i)) for i in todo]
-        return _send(repo, rclone, there, already, contents, progress)
+        confirmed = {p for c in complete.values() for p in c.files}
+        return _send(repo, rclone, there, already, contents, confirmed, progress)
 
 
-def _split(repo: Repository, chosen: list[str], there: dict[str, Entry]) -> tuple[list[str], list[str]]:
-    """Backups whose manifest is on the remote whole (same size) are done; the rest are to copy."""
+def _split(
+    repo: Repository, chosen: list[str], there: dict[str, Entry], complete: dict[str, Content]
+) -> tuple[list[str], list[str]]:
+    """Backups complete on the remote (the same manifest, all their content there) are done.
+
+    The rest are copied: new ones, and any whose content the remote lost since (sent again).
+    """
     done: list[str] = []
     todo: list[str] = []
     for backup_id in chosen:
         local = (repo.root / manifest_path(backup_id)).stat().st_size
         entry = there.get(manifest_path(backup_id))
-        (done if entry is not None and entry.size == local else todo).append(backup_id)
+        whole = entry is not None and entry.size == local and backup_id in complete
+        (done if whole else todo).append(backup_id)
     return done, todo
 
 
@@ -84,6 +92,7 @@ def _send(
     there: dict[str, Entry],
     already: list[str],
     contents: list[Content],
+    confirmed: set[str],
     progress: ProgressFactory,
 ) -> CopyResult:
     needed: dict[str, int] = {MARKER: (repo.root / MARKER).stat().st_size}
@@ -94,7 +103,7 @@ def _send(
     )
     # Files on the remote that no complete backup there vouches for (what a killed copy sent) are
     # hash-checked like the ones sent now.
-    unconfirmed = sorted(set(needed) - _confirmed(rclone, there))
+    unconfirmed = sorted(set(needed) - confirmed)
     with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
         lists = _stage_lists(Path(staging), contents)
         if MARKER not in there:
@@ -113,22 +122,28 @@ def _send(
     return CopyResult(rclone.label, copied, already, missing, sum(needed[p] for p in missing), hashed)
 
 
-def _confirmed(rclone: Rclone, there: dict[str, Entry]) -> set[str]:
-    """The files the content lists of the remote's complete backups name (verified when they were sent)."""
+def _complete(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
+    """The content lists of the remote's complete backups: a manifest there, every file at its size.
+
+    Their files were verified when they were sent; any other file there (what a killed copy sent) is
+    hash-checked like the ones sent now.
+    """
     ids = [p.split("/")[1] for p in there if p.startswith("backups/") and p.endswith(f"/{MANIFEST}")]
     lists = [content_path(i) for i in ids if BACKUP_ID.fullmatch(i) and content_path(i) in there]
     if not lists:
-        return set()
-    confirmed: set[str] = set()
+        return {}
+    complete: dict[str, Content] = {}
     with tempfile.TemporaryDirectory(prefix="guard-copy-") as folder:
         rclone.fetch(lists, Path(folder))
         for path in lists:
+            backup_id = path.split("/")[1]
             try:
-                content = Content.parse((Path(folder) / path).read_bytes(), path.split("/")[1])
+                content = Content.parse((Path(folder) / path).read_bytes(), backup_id)
             except (GuardError, OSError):
-                continue  # not vouched for: its files are hash-checked again
-            confirmed.update(content.files)
-    return confirmed
+                continue
+            if all(p in there and there[p].size == size for p, size in content.files.items()):
+                complete[backup_id] = content
+    return complete
 
 
 def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
