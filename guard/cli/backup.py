@@ -45,7 +45,8 @@ def _add_backup(commands: Subparsers) -> None:
         description="Take one backup: a pg_dump of one REPEATABLE READ snapshot, the uploads its rows "
         "refer to (plus every file under SCAN_DIRS), the migration state and a checksummed manifest.",
         epilog="examples:\n  guard backup\n  guard backup list\n  guard backup verify --read-data\n"
-        "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
+        "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6\n"
+        "  guard backup copy --to offsite:guard\n  guard backup verify --remote offsite:guard --read-data",
         formatter_class=FORMATTER,
     )
     _json_flag(backup)
@@ -102,7 +103,8 @@ def _add_restore(commands: Subparsers) -> None:
         "unless --source names another.",
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
         "  guard restore 20250101T020000Z-1a2b3c --target-db shop_copy --uploads-dir /srv/copy\n"
-        "  guard restore files --missing\n  guard restore drill --json",
+        "  guard restore files --missing\n  guard restore drill --json\n"
+        "  guard restore 20250101T020000Z-1a2b3c --from offsite:guard",
         formatter_class=FORMATTER,
     )
     restore.add_argument("what", metavar="ID|files|drill")
