@@ -64,6 +64,7 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.repair_slugs --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift_repair --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.offsite --ads 20000 --runs 3 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
 # index), FUZZ_SECONDS each; not part of `make test`. Findings go in bench/RESULTS.md and tests/unit.
