@@ -115,7 +115,7 @@ def _send(
             rclone.send(repo.root, missing, bar)
         finally:
             bar.close()
-    hashed = _verify(repo, rclone, needed, unconfirmed)
+    hashed = _verify(repo, rclone, needed, there, sorted(set(unconfirmed) | set(missing)))
     rclone.send(repo.root, [manifest_path(c.backup_id) for c in contents])
     copied = [c.backup_id for c in contents]
     _confirm(rclone, repo, copied)
@@ -159,9 +159,20 @@ def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
     return paths
 
 
-def _verify(repo: Repository, rclone: Rclone, needed: dict[str, int], sent: list[str]) -> int:
-    """Check every needed file is on the remote at its size, and each sent one against its hashes."""
-    listed = rclone.listing()
+def _verify(
+    repo: Repository, rclone: Rclone, needed: dict[str, int], there: dict[str, Entry], checked: list[str]
+) -> int:
+    """Check every needed file is on the remote at its size, and the unconfirmed ones against hashes.
+
+    The files the first listing found at their size and a complete backup vouches for keep that
+    listing's word; every other one (sent now, or by a copy that never finished) is listed again
+    with the hashes the remote offers, and compared with the local file.
+    """
+    again = rclone.listing(hashes=True, only=checked) if checked else {}
+    listed = {**there, **again}
+    for path in checked:
+        if path not in again:
+            listed.pop(path, None)  # not there after all
     for path, size in sorted(needed.items()):
         entry = listed.get(path)
         if entry is None or entry.size != size:
@@ -170,10 +181,8 @@ def _verify(repo: Repository, rclone: Rclone, needed: dict[str, int], sent: list
                 f"copy to {rclone.label} did not complete: {path} is {found} there, "
                 f"expected {plural(size, 'byte')}; no backup was marked copied"
             )
-    if not sent:
-        return 0
     hashed = 0
-    for path, entry in sorted(rclone.listing(hashes=True, only=sent).items()):
+    for path, entry in sorted(again.items()):
         kinds = {k: v for k, v in entry.hashes.items() if k in HASHES and v}
         if not kinds:
             continue

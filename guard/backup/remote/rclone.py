@@ -109,8 +109,8 @@ class Rclone:
     def listing(self, *, hashes: bool = False, only: Iterable[str] | None = None) -> dict[str, Entry]:
         """Every file under the remote root (or just `only`), with its size (and hashes); {} if none."""
         args = ["lsjson", "-R", "--files-only", "--no-mimetype", "--no-modtime"]
-        if hashes:
-            args.append("--hash")
+        if hashes:  # the two guard can compare; without --hash-type a local remote computes seven
+            args += ["--hash-type", "md5", "--hash-type", "sha1"]
         with _file_list(only) as listed:
             if listed is not None:
                 args += ["--files-from-raw", listed]
