@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from backup_support import World, drop_database, make_world, table_checksums
 from offsite_support import Remotes, remotes
 
 from guard.backup.repo.repository import Repository
+from tests.acceptance.cli import read_pty
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_VARS = {"GUARD_CONFIG", "DATABASE_URL", "UPLOADS_ROOT", "SCAN_DIRS", "BACKUP_DIR", "BACKUP_REMOTES"}
@@ -278,3 +281,26 @@ def test_a_file_the_remote_lost_is_found_by_verify_and_sent_again_by_the_next_co
     assert again["sent_files"] == [str(lost.relative_to(target))]
     code, deep = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
     assert code == 0, deep
+
+
+def test_copy_draws_a_progress_bar_on_a_terminal(world: World, remote: Remotes, tmp_path: Path) -> None:
+    env = env_of(world, remote, tmp_path)
+    (world.root / "uploads" / "ads" / "big.bin").write_bytes(os.urandom(BIG))
+    backup(env)
+    leader, follower = pty.openpty()
+    target = remote.local_root.parent / f"bar-{uuid.uuid4().hex[:6]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guard", "backup", "copy", "--to", str(target)],
+        env={**env, "RCLONE_BWLIMIT": "1M"},  # slow enough for rclone to report progress
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    drawn = read_pty(leader)
+    out = process.communicate(timeout=120)[0]
+    os.close(leader)
+    assert process.returncode == 0 and b"copied 1 backup" in out, out
+    bars = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", drawn).decode(errors="replace")
+    assert "copy" in bars and re.search(r"\d+/\d+", bars), bars
