@@ -74,13 +74,17 @@ def backup(env: dict[str, str]) -> str:
     return str(document["id"])
 
 
-def restored_matches(env: dict[str, str], world: World, backup_id: str, remote_path: str) -> None:
+def restored_matches(
+    env: dict[str, str], world: World, backup_id: str, remote_path: str, *, no_backup_dir: bool = False
+) -> None:
     """Restore from the remote into scratch: the same rows and byte-identical files as the live pair."""
     before = table_checksums(world.url)
     entries = Repository(Path(env["BACKUP_DIR"])).load(backup_id).files
     files = {e.path: (world.root / e.path).read_bytes() for e in entries}
     assert len(files) > 30
-    code, document = guard_json(env, "restore", backup_id, "--from", remote_path)
+    # no_backup_dir: the restore runs as on a new machine, with nothing but the remote
+    restore_env = {k: v for k, v in env.items() if not (no_backup_dir and k == "BACKUP_DIR")}
+    code, document = guard_json(restore_env, "restore", backup_id, "--from", remote_path)
     restore = document.get("restore", {})
     try:
         assert code in (0, 1), document
@@ -133,7 +137,7 @@ def test_a_crypt_remote_holds_no_plaintext_and_restores_the_same(
         data = path.read_bytes()
         assert canary not in data and b"guard-backup" not in data and b"checksum" not in data, path
         assert "packs" not in str(path) and "backups" not in str(path) and "manifest" not in str(path)
-    restored_matches(env, world, backup_id, remote.crypt)
+    restored_matches(env, world, backup_id, remote.crypt, no_backup_dir=True)
 
 
 def test_a_copy_killed_mid_way_never_looks_complete_and_resuming_sends_only_the_rest(

@@ -139,11 +139,14 @@ def restore_from_remote(
 ) -> RestoreResult:
     """Fetch a backup from a remote into the local cache, then restore it from there as `guard restore`."""
     cache = fetch_backup(settings, remote, backup_id, progress)
+    # A --force safety backup goes to BACKUP_DIR; with none set (a new machine), to the cache.
+    own = settings if settings.backup_dir is not None else settings.replace(backup_dir=cache)
     return restore_backup(
-        settings.replace(backup_dir=cache),
+        own,
         backup_id,
         target_db=target_db,
         uploads_dir=uploads_dir,
         force=force,
         progress=progress,
+        repository=cache,
     )
