@@ -88,9 +88,8 @@ class Settings(BaseSettings):
     shadow_database_url: SecretStr | None = None
     backup_dir: Folder | None = None
     backup_remotes: Remotes = ()  # rclone remote paths the nightly copy sends backups to
-    backup_cache_dir: Folder | None = (
-        None  # what restores from a remote fetch (default ~/.cache/guard/remotes)
-    )
+    # where `restore --from` fetches a remote's backup to (default ~/.cache/guard/remotes)
+    backup_cache_dir: Folder | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     sentry_dsn: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
