@@ -21,6 +21,7 @@ from guard.backup.repo import permissions
 from guard.backup.repo.manifest import Manifest, ManifestError, parse
 from guard.backup.repo.repository import BACKUP_ID, Repository
 from guard.errors import GuardError, UnreachableError
+from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
 
 
@@ -93,7 +94,7 @@ class Mirror:
             if entry is None:
                 out.append(f"{path} is missing on the remote")
             elif entry.size != size:
-                out.append(f"{path} is {entry.size:,} bytes on the remote, expected {size:,}")
+                out.append(f"{path} is {plural(entry.size, 'byte')} on the remote, expected {size:,}")
         return out
 
     def fetch_into(
