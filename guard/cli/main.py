@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.backup",
     "guard.cli.repair",
     "guard.cli.constraints",
+    "guard.cli.serve",
 )
 
 

@@ -1,0 +1,1 @@
+"""guard serve: the status page and Prometheus metrics (Starlette, uvicorn, prometheus_client)."""
