@@ -23,6 +23,20 @@ $(PRISMA_STAMP): $(PRISMA_CLI)/package.json $(PRISMA_CLI)/package-lock.json
 		cd $(PRISMA_CLI) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: install Node.js >= 18.18 and npm (apt-get install nodejs npm), then run make test again; the Prisma-judged tests fail until then"; fi
 
+# The browser tests (tests/acceptance/test_serve_browser.py) drive Debian's chromium with Playwright
+# (executable_path; Playwright never downloads a browser). Installed with apt-get when root; otherwise
+# one line says what to do and the browser tests fail with the same message.
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@if command -v chromium >/dev/null 2>&1; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium && touch $@; } \
+		|| echo "apt-get could not install chromium: run apt-get update, then make test again; the browser tests fail until then"; \
+	else echo "chromium not found: install Debian's chromium package (apt-get install chromium), then run make test again; the browser tests fail until then"; fi
+
+test: $(CHROMIUM_STAMP)
+
 services:
 	@scripts/services.sh
 
@@ -53,6 +67,7 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.repair_slugs --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift_repair --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.metrics_scrape --ads 500000 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
 # index), FUZZ_SECONDS each; not part of `make test`. Findings go in bench/RESULTS.md and tests/unit.
