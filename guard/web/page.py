@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from html import escape
 
+from guard.plural import plural
 from guard.web.chart import open_findings_svg
 from guard.web.readings import Example, Reading
 
@@ -190,9 +191,9 @@ def _backups(r: Reading) -> str:
 def _pipeline(r: Reading) -> str:
     items: list[tuple[str, str]] = []
     if r.outbox is not None:
-        items.append(("backlog", f"{r.outbox.backlog:,} changes not yet checked"))
+        items.append(("backlog", f"{plural(r.outbox.backlog, 'change')} not yet checked"))
         items.append(("lag", f"{r.outbox.oldest_age_s:.1f} s (oldest unchecked change)"))
-        items.append(("dead", f"{r.outbox.dead:,} parked changes"))
+        items.append(("dead", f"{plural(r.outbox.dead, 'parked change')}"))
     if r.queues is not None:
         items.append(("queues", ", ".join(f"{q} {n}" for q, n in r.queues.items())))
     else:
