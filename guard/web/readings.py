@@ -152,17 +152,19 @@ def _with_ms(reading: Reading, ms: float) -> Reading:
 def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
     row = db.fetch_one(load_query("web_tables"))
     assert row is not None
-    has_findings, has_heartbeats, has_canary, has_history = (bool(v) for v in row[:4])
-    now = float(row[4])
+    has_findings, has_heartbeats, has_canary, has_history, has_runs = (bool(v) for v in row[:5])
+    now = float(row[5])
     if not has_findings:
         return Reading(taken_at=now, up=True, installed=False, notes=("guard is not installed",))
     findings = tuple(
         FindingCount(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]))
         for r in db.fetch_all(load_query("web_findings"))
     )
-    checks = tuple(
-        CheckRun(str(r[0]), _f(r[1]), _f(r[2]), _f(r[3])) for r in db.fetch_all(load_query("web_checks"))
-    )
+    checks: tuple[CheckRun, ...] = ()
+    if has_runs:  # since version 5
+        checks = tuple(
+            CheckRun(str(r[0]), _f(r[1]), _f(r[2]), _f(r[3])) for r in db.fetch_all(load_query("web_checks"))
+        )
     o = db.fetch_one(load_query("web_outbox"))
     assert o is not None
     outbox = Outbox(int(o[0]), max(0.0, float(o[1])), int(o[2]))
