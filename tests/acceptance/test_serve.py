@@ -231,3 +231,19 @@ def test_an_unreachable_database_is_up_0_and_healthz_503(world: World, tmp_path:
         assert m == {"incident_guard_up": {(): 0.0}}
         assert server.get("/healthz")[0] == 503
         assert "database unreachable" in server.get("/")[1]
+
+
+def test_a_reading_is_reused_for_web_cache_seconds(world: World) -> None:
+    with running_serve({**world.env, "WEB_CACHE_SECONDS": "3600"}) as server:
+        first = scrape(server)
+        rows(
+            world.plain_url,
+            "INSERT INTO guard.findings (check_name, kind, subject, message) "
+            "VALUES ('integrity', 'cache_probe', 'ads:0', 'probe') RETURNING id",
+        )
+        try:
+            assert scrape(server) == first  # the kept reading: the new row is not read again
+            taken = {json.loads(server.get("/api/status")[1])["taken_at"] for _ in range(3)}
+            assert len(taken) == 1
+        finally:
+            rows(world.plain_url, "DELETE FROM guard.findings WHERE kind = 'cache_probe' RETURNING id")
