@@ -1,11 +1,25 @@
 # One image for every incident-guard process (see Procfile and docker-compose.yml).
-FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# Two stages: the wheel is built where a C compiler is, so it holds the backup walk's compiled page
+# stat (guard/backup/walk/_statpage.c, through setup.py), as `make` builds it; the image installs that
+# wheel and carries no compiler and no source tree (run from /app, `python -m watchers...` imports the
+# installed package, not a copy of the sources). tests/unit/test_dockerfile.py builds the wheel from
+# exactly what the COPY lines below copy (minus .dockerignore) and checks the extension is in it.
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
 COPY guard ./guard
 COPY workers ./workers
 COPY watchers ./watchers
 COPY examples ./examples
-RUN pip install --no-cache-dir .
+# setup.py marks the extension optional (an install without gcc still succeeds); the image must have it.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/*.whl')[0]).namelist(); sys.exit(0 if any(n.startswith('guard/backup/walk/_statpage.') and n.endswith('.so') for n in names) else 'the wheel has no compiled guard/backup/walk/_statpage')"
+
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client && rm -rf /var/lib/apt/lists/*
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && python -c "from guard.backup.walk import statpage; assert statpage.implementation() == 'compiled'"
+WORKDIR /app
 USER nobody

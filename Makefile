@@ -23,6 +23,17 @@ $(PRISMA_STAMP): $(PRISMA_CLI)/package.json $(PRISMA_CLI)/package-lock.json
 		cd $(PRISMA_CLI) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: install Node.js >= 18.18 and npm (apt-get install nodejs npm), then run make test again; the Prisma-judged tests fail until then"; fi
 
+# promtool (Debian's prometheus package) checks deploy/prometheus/alerts.yml and runs its unit tests
+# (tests/unit/test_deploy_monitoring.py). Installed with apt-get when run as root; otherwise one line says
+# what to do and those tests fail with the same line.
+PROMTOOL_STAMP := $(VENV)/.promtool
+PROMTOOL_MISSING := promtool not found: install Debian's prometheus package (apt-get install prometheus), then run make test again; the alert rule tests fail until then
+
+$(PROMTOOL_STAMP): $(STAMP)
+	@if command -v promtool >/dev/null 2>&1; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; } && command -v promtool >/dev/null 2>&1; then touch $@; \
+	else echo "$(PROMTOOL_MISSING)"; fi
+
 # The browser tests (tests/acceptance/test_serve_browser.py) drive Debian's chromium with Playwright
 # (executable_path; Playwright never downloads a browser). Installed with apt-get when root; otherwise
 # one line says what to do and the browser tests fail with the same message.
@@ -46,7 +57,7 @@ run: $(STAMP) services
 # Two pytest workers (pytest-xdist; a file stays on one worker), then the few tests that look at the
 # whole server's databases on their own. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-test: lint $(PRISMA_STAMP) services
+test: lint $(PRISMA_STAMP) $(PROMTOOL_STAMP) services
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 

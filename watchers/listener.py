@@ -23,10 +23,11 @@ import psycopg.errors
 
 from guard.config.redact import redact
 from guard.config.settings import Settings
-from guard.continuous import outbox
+from guard.continuous import liveness, outbox
 from guard.db.database import Database
 from watchers.lifecycle import FIRST_DELAY_S, StopFlag, retrying, run_process
 from watchers.publish import Publisher, producer
+from watchers.pulse import Pulse
 from watchers.restores import RestoreWatch, SendSweep
 from watchers.transient import TRANSIENT
 
@@ -154,7 +155,8 @@ def serve(settings: Settings, stop: StopFlag) -> None:
     def send_sweep(name: str) -> None:
         publisher.sweep(name, f"guard-schema-{name}-{uuid.uuid4().hex}")
 
-    Listener(settings, publish, stop, send_sweep).run()
+    with Pulse(settings, liveness.LISTENER):
+        Listener(settings, publish, stop, send_sweep).run()
 
 
 def main() -> int:

@@ -18,9 +18,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from guard.config.settings import Settings
+from guard.continuous import liveness
 from guard.fs.root import UploadsRoot
 from watchers.lifecycle import StopFlag, retrying, run_process
 from watchers.publish import Publisher, producer
+from watchers.pulse import Pulse
 
 log = logging.getLogger("guard.fs.root")
 
@@ -188,7 +190,8 @@ class UploadsWatcher:
 def serve(settings: Settings, stop: StopFlag) -> None:
     """Run one uploads watcher that hands settled paths to Celery."""
     publisher = Publisher(producer(settings))
-    UploadsWatcher(settings, publisher.check_files, stop, publisher.sweep_files).run()
+    with Pulse(settings, liveness.WATCHER):
+        UploadsWatcher(settings, publisher.check_files, stop, publisher.sweep_files).run()
 
 
 def main() -> int:

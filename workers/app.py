@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
@@ -9,7 +10,9 @@ from celery import Celery, signals
 from kombu import Queue
 
 from guard.config.settings import Settings, load_settings
+from guard.continuous import liveness
 from guard.continuous.queues import ALERTS, EVENTS, SWEEPS
+from watchers.pulse import CanaryDuty, Pulse
 from workers.schedule import beat_schedule
 
 settings: Settings = load_settings()
@@ -65,6 +68,8 @@ app.conf.update(
     task_queues=[Queue(EVENTS), Queue(SWEEPS), Queue(ALERTS)],
     task_routes={
         "guard.sweep": {"queue": SWEEPS},
+        "guard.history_snapshot": {"queue": SWEEPS},
+        "guard.weekly_report": {"queue": ALERTS},
         "guard.maintenance": {"queue": SWEEPS},
         "guard.deliver_alerts": {"queue": ALERTS},
     },
@@ -103,3 +108,30 @@ def start_sentry(**_: Any) -> None:
         [CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=["^deliver-alerts$"])],
         secrets=settings.secret_values(),
     )
+
+
+# Heartbeats (watchers/pulse.py): each worker records one under its node name (celery@host, unique per
+# worker) from the moment it consumes until it shuts down; beat records its own and runs the canary.
+pulses: list[Pulse] = []
+
+
+@signals.worker_ready.connect
+def start_worker_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Record this worker's heartbeat while it runs."""
+    instance = getattr(sender, "hostname", None)
+    pulses.append(Pulse(settings, liveness.WORKER, instance=instance).start())
+
+
+@signals.worker_shutdown.connect
+def stop_heartbeats(**_: Any) -> None:
+    """A clean stop deletes the row: `guard status` says missing rather than stale."""
+    while pulses:
+        pulses.pop().stop()
+
+
+@signals.beat_init.connect
+def start_beat_heartbeat(**_: Any) -> None:
+    """Record beat's heartbeat and, on the same loop, send the canary and judge the stall."""
+    duty = CanaryDuty(settings)
+    pulses.append(Pulse(settings, liveness.BEAT, duty=duty, interval=duty.interval).start())
+    atexit.register(stop_heartbeats)

@@ -38,6 +38,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         daily = cron(settings.daily_cron, "daily_cron")
         for name in ("migrations", "drift"):
             entries[f"sweep-{name}"] = {"task": "guard.sweep", "schedule": daily, "args": [name]}
+    entries["history-snapshot"] = {
+        "task": "guard.history_snapshot",
+        "schedule": cron(settings.snapshot_cron, "snapshot_cron"),
+    }
+    if settings.slack_webhook_url:
+        entries["weekly-report"] = {
+            "task": "guard.weekly_report",
+            "schedule": cron(settings.report_cron, "report_cron"),
+        }
     if settings.backup_dir is not None:
         for action in ("backup", "prune", "drill"):
             entries[action] = {

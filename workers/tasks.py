@@ -108,6 +108,23 @@ def maintenance(self: CountingTask, action: str) -> dict[str, int]:
     return {"opened": outcome.changes.opened, "resolved": outcome.changes.resolved}
 
 
+@app.task(name="guard.history_snapshot", **RETRY)
+def history_snapshot() -> dict[str, int]:
+    """Take today's snapshot of the weekly ratios' counts and forget history past HISTORY_DAYS."""
+    from guard.history import daily
+
+    snapshot, events_gone, days_gone = daily.upkeep(settings)
+    return {"ads": snapshot.ads or 0, "events_forgotten": events_gone, "days_forgotten": days_gone}
+
+
+@app.task(name="guard.weekly_report")
+def weekly_report() -> dict[str, int]:
+    """Post the weekly numbers to Slack (no retry: a failed post is logged, scrubbed, and next week comes)."""
+    from guard.history.weekly_post import post_weekly
+
+    return {"lines": len(post_weekly(settings).splitlines())}
+
+
 @app.task(name="guard.deliver_alerts", **RETRY)
 def deliver_alerts() -> dict[str, int]:
     """Send queued notices to Sentry and Slack; an unreachable channel keeps them for later."""

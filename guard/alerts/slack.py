@@ -70,8 +70,12 @@ class SlackTransport:
         return f"SlackTransport(min_interval={self.min_interval})"  # never the webhook
 
     def notify(self, notices: Sequence[Notice]) -> None:
+        self.post(digest(notices))
+
+    def post(self, text: str) -> None:
+        """Send one message (a digest, the weekly report); TransportError, scrubbed, when Slack refuses."""
         try:
-            response = self._client.send(text=digest(notices))
+            response = self._client.send(text=text)
         except Exception as exc:  # urllib and the SDK raise many kinds; each becomes one scrubbed line
             raise TransportError(f"slack webhook: {type(exc).__name__}: {self._scrub(str(exc))}") from None
         if response.status_code != 200:
@@ -79,11 +83,14 @@ class SlackTransport:
             raise TransportError(f"slack webhook: HTTP {response.status_code}: {body}")
 
     def _scrub(self, text: str) -> str:
-        """Remove the webhook URL (and its path, the secret part) from a message."""
+        """Remove the webhook URL and its path (the secret part, with or without `services/`) from a text."""
         url = self._client.url
         path = url.split("://", 1)[-1].partition("/")[2]
         text = text.replace(url, "<webhook>")
-        return text.replace(path, "<webhook>") if path else text
+        for secret in (path, path.partition("/")[2]):
+            if secret:
+                text = text.replace(secret, "<webhook>")
+        return text
 
 
 def digest(notices: Sequence[Notice]) -> str:

@@ -31,6 +31,7 @@ from guard.backup.repo.objects import ObjectStore, StatKey, hash_file
 from guard.backup.repo.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.selection import ANY_PURPOSE, newest_first, readable
 from guard.backup.source import BACKUP, Source, Wanted, read_source
+from guard.backup.walk import statpage
 from guard.backup.walk.walk import Previous, Walked, walk
 from guard.config.settings import Settings
 from guard.db.database import Database, describe_target
@@ -40,6 +41,7 @@ from guard.fs import paths
 from guard.fs.beneath import open_beneath, open_root, unreadable
 from guard.fs.gcpause import no_cyclic_gc
 from guard.fs.root import UploadsRoot
+from guard.history import events
 from guard.progress import ProgressFactory, no_progress
 
 GONE = ("no regular file at the stored path at backup time", ABSENT)
@@ -58,6 +60,8 @@ class BackupResult:
     missing: list[tuple[str, str]]
     manifest: Manifest = field(repr=False)
     damage: tuple[str, ...] = ()  # what the store had lost or held damaged, and what was stored again
+    # the page stat the walk called: "compiled" (_statpage.c) or "python" (its slower twin)
+    walk: str = field(default_factory=statpage.implementation)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +81,19 @@ def require_backup_dir(settings: Settings) -> Path:
     return settings.backup_dir
 
 
+def _judged(result: BackupResult) -> tuple[str, dict[str, object]]:
+    """A published backup is a success; the referenced files it could not include are counted."""
+    counts = result.manifest.counts
+    return events.OK, {
+        "id": result.id,
+        "purpose": result.manifest.purpose,
+        "files": counts.get("files", 0),
+        "bytes": counts.get("bytes", 0),
+        "missing": len(result.missing),
+    }
+
+
+@events.recorded(events.BACKUP, _judged)
 def run_backup(
     settings: Settings,
     progress: ProgressFactory = no_progress,

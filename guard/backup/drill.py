@@ -26,6 +26,7 @@ from guard.backup.source import Wanted, configured_source
 from guard.config.settings import Settings
 from guard.db.scratch import ScratchClaim
 from guard.findings.finding import CheckResult
+from guard.history import events
 from guard.plural import plural
 
 
@@ -49,6 +50,16 @@ class DrillResult:
         }
 
 
+def _judged(result: DrillResult) -> tuple[str, dict[str, object]]:
+    outcome = events.OK if result.ok else events.FAILED
+    return outcome, {
+        "backup": result.backup_id,
+        "restore_s": round(result.duration_s, 3),
+        "detail": result.detail[:500],
+    }
+
+
+@events.recorded(events.DRILL, _judged)
 def run_drill(settings: Settings, source: Wanted | None = None) -> DrillResult:
     """Drill the newest backup of a source (default: the configured database's).
 
@@ -56,8 +67,9 @@ def run_drill(settings: Settings, source: Wanted | None = None) -> DrillResult:
     cannot be read, which is named rather than stepped over for an older one.
     """
     started = time.perf_counter()
-    db_name = scratch_name("guard_drill")
-    claim = ScratchClaim(settings.require_database_url() if settings.database_url else None, db_name)
+    db_name = scratch_name(settings.drill_database_prefix)
+    url = settings.require_database_url() if settings.database_url else None
+    claim = ScratchClaim(url, db_name, settings.swept_prefixes())
     folder: Path | None = None
     try:
         repo = Repository.open(require_backup_dir(settings), create=False)

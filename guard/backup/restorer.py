@@ -152,7 +152,7 @@ def restore_backup(
     """Verify a backup, restore it into a new (or, with force, replaced) database and folder, check it."""
     check_backup_id(backup_id)
     repo = Repository.open(require_backup_dir(settings), create=False)
-    db_name = target_db or scratch_name("guard_restore")
+    db_name = target_db or scratch_name(settings.restore_database_prefix)
     url = target_url(settings, db_name)
     folder = uploads_dir or repo.restores / db_name
     scratch_db = None if target_db else db_name

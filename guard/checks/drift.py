@@ -118,8 +118,8 @@ def read_schemas(
         wanted = files if replay_all else applied_migrations(files, read_history(live))
         actual = read_snapshot(live)
         target = _target_schema(live)
-        swept = tuple(drop_stale(live))
-    with shadow_database(url, settings.shadow_url()) as shadow:
+        swept = tuple(drop_stale(live, settings.swept_prefixes()))
+    with shadow_database(url, settings.shadow_url(), settings.shadow_database_prefix) as shadow:
         if target is not None:
             create_schema(shadow, target)
         failure = _replay(shadow, wanted, progress)

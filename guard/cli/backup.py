@@ -15,6 +15,7 @@ from guard.fs.paths import printable
 from guard.plural import plural
 
 if TYPE_CHECKING:  # the class is not subscriptable at run time on Python 3.11
+    from guard.backup.prune import PruneResult
     from guard.backup.restorer import Replacement
     from guard.backup.source import Wanted
 
@@ -45,6 +46,7 @@ def _add_backup(commands: Subparsers) -> None:
         description="Take one backup: a pg_dump of one REPEATABLE READ snapshot, the uploads its rows "
         "refer to (plus every file under SCAN_DIRS), the migration state and a checksummed manifest.",
         epilog="examples:\n  guard backup\n  guard backup list\n  guard backup verify --read-data\n"
+        "  guard backup prune --dry-run\n"
         "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
         formatter_class=FORMATTER,
     )
@@ -56,15 +58,33 @@ def _add_backup(commands: Subparsers) -> None:
     verify.add_argument("id", nargs="?", help="one backup (default: all)")
     verify.add_argument("--read-data", action="store_true", help="also re-hash every object")
     _json_flag(verify, nested=True)
-    prune = actions.add_parser("prune", help="forget old backups with restic's keep-* meaning")
-    for unit, default in (("daily", 7), ("weekly", 4), ("monthly", 6)):
+    prune = actions.add_parser(
+        "prune",
+        help="forget old backups with restic's keep-* meaning",
+        description="Keep the newest backup of each of the last N days, ISO weeks and months that have "
+        "backups (and always each source's newest verified backup and any backup that cannot be read), "
+        "remove the rest, then delete the objects no remaining backup names. --dry-run says what it "
+        "would keep and remove, and why, and changes nothing.",
+        formatter_class=FORMATTER,
+    )
+    for unit, setting, default in (
+        ("daily", "KEEP_DAILY", 7),
+        ("weekly", "KEEP_WEEKLY", 4),
+        ("monthly", "KEEP_MONTHLY", 6),
+    ):
         prune.add_argument(
             f"--keep-{unit}",
             type=int,
-            default=default,
+            default=None,
             metavar="N",
-            help=f"keep the newest backup of each of the last N {unit} periods (default {default})",
+            help=f"keep the newest backup of each of the last N {unit} periods "
+            f"(default: the {setting} setting, {default} unless set)",
         )
+    prune.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be kept and removed, and why; remove nothing",
+    )
     sources = prune.add_mutually_exclusive_group()
     _source_flag(sources, "prune that database's backups (default: DATABASE_URL's)")
     sources.add_argument(
@@ -149,6 +169,7 @@ def _backup(settings: Settings, json_mode: bool) -> int:
         "consistent": result.ok,
         "findings": [f.to_json() for f in findings],
         "damage": list(result.damage),
+        "walk": result.walk,
     }
     human = (
         f"backup {result.id}: {plural(counts['files'], 'file')} ({plural(counts['bytes'], 'byte')}), "
@@ -156,6 +177,8 @@ def _backup(settings: Settings, json_mode: bool) -> int:
         f"manifest {result.manifest_path}\n"
     )
     human += "".join(f"store damage: {note}\n" for note in result.damage)
+    if result.walk != "compiled":
+        human += "note: the walk took its pure-Python page stat (guard was installed without a C compiler)\n"
     if findings:
         human += f"NOT CONSISTENT: not in the backup: {plural(len(findings), 'referenced path')}:\n"
         human += "".join(
@@ -267,16 +290,31 @@ def _prune(settings: Settings, args: argparse.Namespace, json_mode: bool) -> int
         args.keep_monthly,
         source=_wanted(args.source),
         all_sources=args.all_sources,
+        dry_run=args.dry_run,
     )
-    human = "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
-    human += "".join(f"removed {i}\n" for i in result.removed)
-    human += (
-        f"{plural(result.objects_removed, 'object')} deleted, {plural(result.bytes_freed, 'byte')} freed\n"
-    )
+    emit(result.to_json(), _prune_text(result), json_mode)
+    return EXIT_OK if result.ok else EXIT_FINDINGS
+
+
+def _prune_text(result: PruneResult) -> str:
+    """Each backup kept (with its reasons) or removed, oldest first, then what was (or would be) freed."""
+    from guard.backup.prune import NO_RULE
+
+    policy = result.policy
+    rules = f"--keep-daily {policy.daily} --keep-weekly {policy.weekly} --keep-monthly {policy.monthly}"
+    human = f"dry run ({rules}): nothing is removed\n" if result.dry_run else ""
+    verdicts = {i: f"keep    {i}  ({', '.join(r)})" for i, r in result.kept.items()}
+    removing = "remove " if result.dry_run else "removed"
+    verdicts.update({i: f"{removing} {i}  ({NO_RULE})" for i in result.removed})
+    human += "".join(f"{verdicts[i]}\n" for i in sorted(verdicts))
+    objects, size = plural(result.objects_removed, "object"), plural(result.bytes_freed, "byte")
+    if result.dry_run:
+        human += f"would delete {objects}, freeing {size}\n"
+    else:
+        human += f"{objects} deleted, {size} freed\n"
     human += "".join(f"PROBLEM: {printable(p)}\n" for p in result.problems)
     human += "".join(f"note: {n}\n" for n in result.notes)
-    emit(result.to_json(), human, json_mode)
-    return EXIT_OK if result.ok else EXIT_FINDINGS
+    return human
 
 
 def handle_restore(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,15 +8,17 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
 from guard.continuous.capture import VERSION, install, installed_version, uninstall
 from guard.db.database import Database
-from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError
+from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, GuardError
 from guard.findings import acks as known
 from guard.findings import ledger as store
 from guard.fs.paths import printable
+from guard.plural import plural
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,13 +26,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inst = commands.add_parser(
         "install",
         help="create guard's schema, outbox and capture triggers (idempotent)",
-        description="Create the 'guard' schema (capture log, outbox, findings, notifications) and "
-        "row-level capture triggers on every table the rules name and on the file table. Safe to "
-        "run again; upgrades an older install in place.",
-        epilog="example:\n  guard install",
+        description="Create the 'guard' schema (capture log, outbox, findings, notifications, "
+        "heartbeats, canary) and row-level capture triggers on every table the rules name and on the "
+        "file table. Safe to run again; upgrades an older install in place. Then run a first full "
+        "sweep in this process (integrity, files when UPLOADS_ROOT is set, migrations and drift when "
+        "MIGRATIONS_DIR is set), so the problems already in the data are open findings at once "
+        "instead of at the first hourly sweep; --no-sweep skips it.",
+        epilog="examples:\n  guard install\n  guard install --no-sweep\n\n"
+        "exit codes: 0 installed (whatever the first sweep found: see 'guard status'), 2 usage or "
+        "configuration, 3 the database cannot be reached",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inst.add_argument("--json", action="store_true", help="print one JSON object")
+    inst.add_argument(
+        "--no-sweep", action="store_true", help="install only; leave the first sweep to beat's schedule"
+    )
     inst.set_defaults(handler=run_install)
     uninst = commands.add_parser(
         "uninstall",
@@ -136,11 +146,48 @@ def run_install(args: argparse.Namespace, settings: Settings) -> int:
     with Database(settings.require_database_url()) as db:
         tables = install(db, settings)
     names = [t.name for t in tables]
-    if args.json:
-        print(json.dumps({"ok": True, "version": VERSION, "tables": names}))
-    else:
+    if not args.json:
         print(f"guard: installed version {VERSION}; capturing changes to {', '.join(names)}")
+    swept = None if args.no_sweep else first_sweep(settings, quiet=args.json)
+    if args.json:
+        print(json.dumps({"ok": True, "version": VERSION, "tables": names, "first_sweep": swept}))
     return EXIT_OK
+
+
+def first_sweep(settings: Settings, *, quiet: bool) -> dict[str, Any]:
+    """Run every available sweep now, in this process; a sweep that cannot run is said, not fatal."""
+    from guard.cli.sweep import chosen
+    from guard.continuous.process import run_sweep
+
+    names, skipped = chosen("all", settings)
+    if settings.uploads_root is None and "files" in names:
+        names.remove("files")
+        skipped.append("files")
+    done: dict[str, Any] = {}
+    for name in names:
+        if not quiet:
+            sys.stdout.write(f"guard: first sweep: {name} ...")
+            sys.stdout.flush()
+        try:
+            changes = run_sweep(settings, name)
+        except GuardError as exc:
+            done[name] = {"error": str(exc)}
+            if not quiet:
+                sys.stdout.write(" could not run\n")
+            sys.stderr.write(f"guard: first sweep {name} could not run: {exc}\n")
+            continue
+        done[name] = {"opened": changes.opened, "resolved": changes.resolved}
+        if not quiet:
+            sys.stdout.write(f" opened {changes.opened}, resolved {changes.resolved}\n")
+    with Database(settings.require_database_url()) as db:
+        still_open = len(store.list_findings(db, open_only=True))
+    if not quiet:
+        left = f" (skipped {', '.join(skipped)}: not configured)" if skipped else ""
+        print(
+            f"guard: {plural(still_open, 'finding')} open after the first sweep{left};"
+            " 'guard status' shows them"
+        )
+    return {"sweeps": done, "skipped": skipped, "open": still_open}
 
 
 def run_uninstall(args: argparse.Namespace, settings: Settings) -> int:

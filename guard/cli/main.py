@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.backup",
     "guard.cli.repair",
     "guard.cli.constraints",
+    "guard.cli.weekly_report",
     "guard.cli.serve",
 )
 
@@ -285,6 +286,7 @@ def run_predeploy(
 ) -> int:
     from guard.cli.predeploy import acknowledgements, run_command, write_acknowledged
     from guard.findings.acks import capped, without_acknowledged
+    from guard.history.events import record_predeploy
 
     acks = acknowledgements(context.settings)
     # With acknowledgements, every finding is needed to match them; the listing is capped afterwards.
@@ -295,6 +297,7 @@ def run_predeploy(
     skipped = [n for n in registry() if n not in names]
     extra = {"skipped": skipped, "acknowledged": [k.to_json() for k in known]}
     code = report(results, json_mode, extra)  # the verdict: what is neither acknowledged nor skipped
+    record_predeploy(context.settings, results, names, code)
     if not json_mode:
         write_acknowledged(known, skipped, sys.stdout)
         # Warnings (a lint rule set to "warn") are shown above but never fail the gate.

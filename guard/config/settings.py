@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -58,7 +59,31 @@ def _slug_template(raw: str) -> str:
     return raw
 
 
+def _scratch_prefix(raw: str) -> str:
+    """Accept a prefix that leaves room in a 63-byte name for `_<UTC time>_<random>` and needs no quotes."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", raw):
+        raise ValueError("not a scratch database prefix")
+    return raw
+
+
+def _restore_prefix(raw: str, info: ValidationInfo) -> str:
+    """Refuse a restore prefix the stale-scratch sweep also drops: a restore is kept for the operator."""
+    if raw in (info.data.get("shadow_database_prefix"), info.data.get("drill_database_prefix")):
+        raise ValueError("the restore prefix is swept with the shadow's or drill's")
+    return raw
+
+
+def _regex(raw: str) -> str:
+    """Accept a regular expression Python compiles (the ad route `guard report` matches log paths with)."""
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return raw
+
+
 Count = Annotated[int, BeforeValidator(_count)]
+ScratchPrefix = Annotated[str, AfterValidator(_scratch_prefix)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
 Folder = Annotated[Path, AfterValidator(_expand)]
 
@@ -104,6 +129,32 @@ class Settings(BaseSettings):
     backup_cron: str = "0 2 * * *"
     prune_cron: str = "30 2 * * *"
     drill_cron: str = "0 4 * * 0"
+    # The keep counts of beat's prune and the defaults of `guard backup prune` (restic's keep-* meaning).
+    keep_daily: Count = 7
+    keep_weekly: Count = 4
+    keep_monthly: Count = 6
+    # Scratch databases are named <prefix>_<UTC time>_<random>. A stale shadow or drill copy (a killed
+    # run's) is swept by its prefix; a restore's new database is kept for the operator, so its prefix must
+    # differ from both (declared after them, and always validated: its check reads theirs).
+    shadow_database_prefix: ScratchPrefix = "guard_shadow"
+    drill_database_prefix: ScratchPrefix = "guard_drill"
+    restore_database_prefix: Annotated[
+        str, AfterValidator(_scratch_prefix), AfterValidator(_restore_prefix)
+    ] = Field(default="guard_restore", validate_default=True)
+    # Liveness (guard/continuous/liveness.py): every process records a heartbeat this often; one older
+    # than heartbeat_stale_seconds is stale in `guard status`. Beat sends a canary through the whole
+    # pipeline every canary_seconds; none through for canary_stall_seconds opens pipeline_stalled.
+    heartbeat_seconds: Count = 5
+    heartbeat_stale_seconds: Count = 15
+    canary_seconds: Count = 60
+    canary_stall_seconds: Count = 300
+    # History for the weekly numbers (guard/history/): kept this many days; beat's daily snapshot of
+    # the ratios' counts, its weekly Slack report, and the access log(s) and ad route `guard report` reads.
+    history_days: Count = 400
+    snapshot_cron: str = "45 23 * * *"
+    report_cron: str = "0 8 * * 1"
+    access_log: str | None = None
+    ad_route: Annotated[str, AfterValidator(_regex)] = r"^/ad/[^/]+/?$"
     slug_template: Annotated[str, AfterValidator(_slug_template)] = "{title}-{id}"  # guard repair slugs
     rules: tuple[Rule, ...] = tuple(default_rules())
     # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).
@@ -157,6 +208,10 @@ class Settings(BaseSettings):
         if self.migrations_dir is None:
             raise ConfigError("MIGRATIONS_DIR is not set (environment or 'migrations_dir' in GUARD_CONFIG)")
         return self.migrations_dir
+
+    def swept_prefixes(self) -> tuple[str, ...]:
+        """Return the prefixes of the scratch databases a killed run may leave for the sweep to drop."""
+        return (self.shadow_database_prefix, self.drill_database_prefix)
 
     def secret_values(self) -> tuple[str, ...]:
         """Return every secret's text and its password, for scrubbers that must never let them out."""
@@ -233,7 +288,8 @@ def _config_error(
     """Name the first bad key the way the user wrote it: NAME in the environment, 'name' in the file."""
     name = str(exc.errors()[0]["loc"][0])
     source = name.upper() if name in from_env else f"'{name}'"
-    shown = "" if name in SECRET_FIELDS else f" {values.get(name)!r}"  # a secret's value is never printed
+    given = values.get(name, exc.errors()[0].get("input"))  # a default checked against another setting
+    shown = "" if name in SECRET_FIELDS else f" {given!r}"  # a secret's value is never printed
     return ConfigError(f"{source}: invalid value{shown} (expected {_describe(name)})")
 
 
@@ -275,6 +331,13 @@ def _describe(name: str) -> str:
     annotation = str(Settings.model_fields[name].metadata) + str(Settings.model_fields[name].annotation)
     if name == "slug_template":
         return "a template naming {id} and at most {title}, such as {title}-{id}"
+    if name.endswith("_database_prefix"):
+        return (
+            "a lower-case letter, then up to 39 lower-case letters, digits or _; the restore prefix "
+            "differs from the shadow's and the drill's"
+        )
+    if name == "ad_route":
+        return "a regular expression over a request's path, such as ^/ad/[^/]+/?$"
     if name == "scan_dirs":
         return "relative folders under the uploads root, such as uploads/ads"
     if "int" in annotation:

@@ -19,13 +19,15 @@ from guard.checks import files_targeted as file_events
 from guard.config.redact import redact
 from guard.config.rules import Rule
 from guard.config.settings import Settings
+from guard.continuous import canary
 from guard.continuous.outbox import mark_processed, prune, record_error
 from guard.db.database import Database
 from guard.errors import GuardError, UnreachableError
 from guard.findings import ledger as store
-from guard.findings.finding import Finding
+from guard.findings.finding import CheckResult, Finding
 from guard.findings.ledger import Changes, Scope
 from guard.fs.root import UploadsRoot
+from guard.history import daily, events
 
 log = logging.getLogger("guard.continuous.process")
 OUTBOX_KEEP_SECONDS = 3600
@@ -57,6 +59,8 @@ def process_rows(
     outbox_ids: Sequence[int] = (),
 ) -> Outcome:
     """Check these rows (and the file paths they touched) and mark their outbox entries processed."""
+    if table == canary.TABLE:
+        return _canaries(settings, keys, outbox_ids)
     keys = sorted(set(keys))
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
     with _database(settings) as db, db.transaction():
@@ -79,6 +83,14 @@ def process_rows(
             recheck = path_outcome.recheck
         mark_processed(db, outbox_ids)
     return Outcome(changes, recheck)
+
+
+def _canaries(settings: Settings, keys: Sequence[str], outbox_ids: Sequence[int]) -> Outcome:
+    """Beat's canaries reached a worker: record their latency, end a stall, mark them processed."""
+    with _database(settings) as db, db.transaction():
+        changes = canary.came_through(db, keys)
+        mark_processed(db, outbox_ids)
+    return Outcome(changes)
 
 
 def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
@@ -182,7 +194,25 @@ def _all_findings(findings: Sequence[Finding], counts: dict[str, int]) -> Sequen
 
 
 def run_sweep(settings: Settings, name: str) -> Changes:
-    """Run one whole check and reconcile its entire set of findings."""
+    """Run one whole check and reconcile its entire set of findings (and keep its history).
+
+    A sweep is one history event; an integrity or files sweep also fills today's half of the daily
+    snapshot when beat has not taken it yet (guard/history/daily.py).
+    """
+    try:
+        changes, result = _sweep(settings, name)
+    except Exception as exc:
+        events.record(
+            settings, events.SWEEP, events.FAILED, {"check": name, "error": events.failure(exc, settings)}
+        )
+        raise
+    details = {"check": name, "opened": changes.opened, "resolved": changes.resolved}
+    events.record(settings, events.SWEEP, events.OK, details)
+    daily.fill_from_sweep(settings, result)
+    return changes
+
+
+def _sweep(settings: Settings, name: str) -> tuple[Changes, CheckResult]:
     with _database(settings) as db:
         since = store.database_now(db)
     result = registry()[name](CheckContext(settings, limit=None))
@@ -193,7 +223,7 @@ def run_sweep(settings: Settings, name: str) -> Changes:
         changes = store.reconcile(db, Scope(result.name), findings, since)
         if name == "integrity":
             prune(db, OUTBOX_KEEP_SECONDS)
-    return changes
+    return changes, result
 
 
 def run_maintenance(settings: Settings, action: str) -> Outcome:

@@ -35,7 +35,9 @@ SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relname
 
 
 @contextmanager
-def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Database]:
+def shadow_database(
+    live_url: str, shadow_url: str | None = None, prefix: str = "guard_shadow"
+) -> Iterator[Database]:
     """Yield an empty database to replay migrations into: a temporary one, or SHADOW_DATABASE_URL's.
 
     The process's signal handlers are left alone: the `guard` command turns SIGTERM into an
@@ -46,14 +48,14 @@ def shadow_database(live_url: str, shadow_url: str | None = None) -> Iterator[Da
         with _given(shadow_url) as db:
             yield db
     else:
-        with _temporary(live_url) as db:
+        with _temporary(live_url, prefix) as db:
             yield db
 
 
 @contextmanager
-def _temporary(live_url: str) -> Iterator[Database]:
-    """Create `guard_shadow_<time>_<random>` next to the live database and always drop it."""
-    name = scratch_database_name("guard_shadow")
+def _temporary(live_url: str, prefix: str) -> Iterator[Database]:
+    """Create `<prefix>_<time>_<random>` (guard_shadow_...) next to the live database; always drop it."""
+    name = scratch_database_name(prefix)
     with Database(live_url, application_name="incident-guard shadow") as admin:
         claim(admin, name)
         try:

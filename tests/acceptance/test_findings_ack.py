@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from guard.config.settings import Settings
+from guard.continuous import liveness
 from guard.continuous.process import process_rows
 from guard.db.database import Database
 from tests.acceptance.cli import guard
@@ -18,9 +20,11 @@ pytestmark = pytest.mark.acceptance
 @pytest.fixture
 def env(db_url: str) -> dict[str, str]:
     """An installed database with one open finding: ads:1's slug 'Bad' fails ads.slug.format."""
-    settings = {"DATABASE_URL": db_url, "BROKER_PREFIX": "guardtest-ack:"}
+    settings = {"DATABASE_URL": db_url, "BROKER_PREFIX": "guardtest-ack:", "HEARTBEAT_STALE_SECONDS": "3600"}
     assert guard("install", env=settings).returncode == 0
     with Database(db_url) as db:
+        for process in ("listener", "worker", "beat"):  # as if they ran, so status judges only findings
+            liveness.record(db, process, "here", "localhost", os.getpid())
         db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
         db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (1, 't', 'Bad', 1, 1)")

@@ -19,6 +19,7 @@ import pytest
 from examples.thulobazaar.app_sim import App
 from guard.db.database import Database
 from tests.acceptance.replay import (
+    DETECT_S,
     Key,
     Replay,
     World,
@@ -103,7 +104,10 @@ def test_incident_1_an_old_dump_restored_is_drift_within_seconds_and_drift_repai
     assert ("capture", "capture_missing", "categories") in blind
     replay.wait_open(drift | history | blind, "the findings of the restore")
     assert drift | history | blind <= replay.listed_open().keys()
-    code, status = replay.guard_json("status")
+    # the re-created database lost every heartbeat row: the processes record theirs again at once
+    code, status = wait_for(
+        lambda: (r := replay.guard_json("status"))[0] != 3 and r, "the heartbeats to come back", DETECT_S
+    )
     assert code == 1 and {table for _, _, table in blind} <= set(status["capture_missing"]), status
     assert_predeploy_names(replay, drift | history)
 

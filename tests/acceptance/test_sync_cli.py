@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from guard.config.settings import Settings
+from guard.continuous import liveness
 from guard.continuous.process import process_rows
 from guard.db.database import Database
 
@@ -45,9 +46,23 @@ def test_install_findings_and_uninstall(db_url: str) -> None:
 
 
 def test_status_reports_the_outbox_the_queues_and_open_findings(db_url: str) -> None:
-    prefix = {"BROKER_PREFIX": f"guardtest-status-{os.getpid()}:"}
+    prefix = {"BROKER_PREFIX": f"guardtest-status-{os.getpid()}:", "HEARTBEAT_STALE_SECONDS": "3600"}
     assert guard(db_url, "status", env=prefix).returncode == 2  # not installed: one line, exit 2
     assert guard(db_url, "install").returncode == 0
+    nothing_runs = guard(db_url, "status", "--json", env=prefix)
+    assert nothing_runs.returncode == 3  # installed, but no process of guard's has a heartbeat
+    missing = ["listener missing", "worker missing", "beat missing"]
+    assert json.loads(nothing_runs.stdout)["problems"] == missing
+    with Database(db_url) as db:  # an install older than this guard: one line, run install
+        db.execute("INSERT INTO guard.version (version) VALUES (6)")
+        db.execute("DELETE FROM guard.version WHERE version > 6")
+    older = guard(db_url, "status", env=prefix)
+    assert older.returncode == 2 and "version 6" in older.stderr and "guard install" in older.stderr
+    assert older.stderr.count("\n") == 1
+    assert guard(db_url, "install", "--no-sweep").returncode == 0
+    with Database(db_url) as db:  # as the running listener, worker and beat record them
+        for process in ("listener", "worker", "beat"):
+            liveness.record(db, process, "here", "localhost", os.getpid())
     clean = guard(db_url, "status", "--json", env=prefix)
     assert clean.returncode == 0, clean.stderr
     assert json.loads(clean.stdout)["broker"] == {

@@ -207,6 +207,13 @@ class Stack:
     def watcher(self, name: str = "watcher") -> subprocess.Popen[bytes]:
         return self.start(name, [str(BIN / "python"), "-m", "watchers.uploads"])
 
+    def beat(self, name: str = "beat") -> subprocess.Popen[bytes]:
+        """Start celery beat with its schedule file in this stack's log folder."""
+        schedule = str(self.logdir / f"{name}-schedule")
+        return self.start(
+            name, [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO", "--schedule", schedule]
+        )
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send a signal to a process and, for SIGKILL, its whole group (a worker's children too)."""
         proc = self.procs.pop(name)

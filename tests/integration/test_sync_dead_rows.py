@@ -65,7 +65,8 @@ def test_a_row_that_always_fails_is_parked_shown_and_requeued(db_url: str, tmp_p
         )
         row = db.fetch_one("SELECT attempts, dead_at FROM guard.outbox WHERE row_key = 'not-a-number'")
     assert "ads" in message and "not-a-number" in message and "invalid" in message.lower()
-    assert status.returncode == 1, status.stderr
+    assert status.returncode == 3, status.stderr  # no beat runs in this stack, and status says so
+    assert "beat missing" in json.loads(status.stdout)["problems"]
     [dead] = json.loads(status.stdout)["outbox_dead"]
     assert (dead["table"], dead["key"], dead["attempts"]) == ("ads", "not-a-number", 2)
     assert "not-a-number" in human.stdout and "guard outbox requeue" in human.stdout

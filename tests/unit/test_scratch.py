@@ -28,3 +28,14 @@ def test_only_our_stale_names_are_stale() -> None:
         "guard_shadow_20260101000000_a1b2c3; DROP",
     ]
     assert stale(names, NOW) == ["guard_shadow_20260102105959_a1b2c3", "guard_drill_20260102100000_a1b2c3"]
+
+
+def test_the_sweep_follows_configured_prefixes_and_never_a_restores() -> None:
+    names = [
+        "shop_drill_20260102100000_a1b2c3",
+        "guard_drill_20260102100000_a1b2c3",  # the default prefix is no longer ours once one is set
+        "shop_restore_20260101000000_a1b2c3",
+        "ops2_shadow_20260102100000_a1b2c3",
+    ]
+    swept = stale(names, NOW, prefixes=("ops2_shadow", "shop_drill"))
+    assert swept == ["shop_drill_20260102100000_a1b2c3", "ops2_shadow_20260102100000_a1b2c3"]

@@ -172,3 +172,38 @@ def test_a_wrong_typed_secret_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'database_url'") as caught:
         load_settings(environ={}, path=path)
     assert "pw-in-a-list" not in str(caught.value)
+
+
+def test_keep_counts_and_scratch_prefixes_read_the_environment_and_the_file(tmp_path: Path) -> None:
+    defaults = load_settings(environ={})
+    assert (defaults.keep_daily, defaults.keep_weekly, defaults.keep_monthly) == (7, 4, 6)
+    assert defaults.swept_prefixes() == ("guard_shadow", "guard_drill")
+    assert defaults.restore_database_prefix == "guard_restore"
+    path = write(tmp_path, 'keep_weekly = 2\ndrill_database_prefix = "shop_drill"\n')
+    settings = load_settings(
+        environ={"GUARD_CONFIG": str(path), "KEEP_DAILY": "3", "RESTORE_DATABASE_PREFIX": "shop_restore"}
+    )
+    assert (settings.keep_daily, settings.keep_weekly, settings.keep_monthly) == (3, 2, 6)
+    assert settings.swept_prefixes() == ("guard_shadow", "shop_drill")
+    assert settings.restore_database_prefix == "shop_restore"
+
+
+@pytest.mark.parametrize(
+    "environ, named",
+    [
+        ({"DRILL_DATABASE_PREFIX": "Shop"}, "DRILL_DATABASE_PREFIX: invalid value 'Shop'"),
+        ({"SHADOW_DATABASE_PREFIX": "a" * 41}, "SHADOW_DATABASE_PREFIX: invalid value"),
+        ({"RESTORE_DATABASE_PREFIX": "x; DROP"}, "RESTORE_DATABASE_PREFIX: invalid value 'x; DROP'"),
+        # a restore is kept for the operator: a prefix the sweep also drops is refused, either way round
+        ({"RESTORE_DATABASE_PREFIX": "guard_drill"}, "RESTORE_DATABASE_PREFIX: invalid value 'guard_drill'"),
+        (
+            {"SHADOW_DATABASE_PREFIX": "guard_restore"},
+            "'restore_database_prefix': invalid value 'guard_restore'",
+        ),
+        ({"KEEP_MONTHLY": "-1"}, "KEEP_MONTHLY: invalid value '-1' (expected a non-negative integer)"),
+    ],
+)
+def test_a_bad_prefix_or_keep_count_is_one_line_naming_it(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    assert str(caught.value).startswith(named) and "\n" not in str(caught.value)

@@ -75,6 +75,11 @@ stat_blob: Callable[[int, bytes], bytes | None] = _module.stat_blob if _module e
 group: Callable[[list[str], int], list[list[str]]] = _module.group if _module else group_py
 
 
+def implementation() -> str:
+    """Name the page stat the walk calls now: "compiled" (_statpage.c) or "python" (its twin)."""
+    return "python" if stat_blob is stat_blob_py else "compiled"
+
+
 def digest(blob: bytes, packed: bytes) -> str:
     """The stat digest of a page from its names blob and its packed stat entries."""
     head = struct.pack("<QQ", len(blob), len(packed))

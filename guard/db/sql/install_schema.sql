@@ -137,3 +137,63 @@ CREATE INDEX IF NOT EXISTS acks_kind ON guard.acks (kind);
 ALTER TABLE guard.listener_state
     ADD COLUMN IF NOT EXISTS schema_fingerprint text,
     ADD COLUMN IF NOT EXISTS fingerprint_at timestamptz;
+
+-- Since version 7: liveness. Every long-running process (listener, watcher, each Celery worker, beat)
+-- upserts its row every HEARTBEAT_SECONDS (guard/continuous/liveness.py); `guard status` reads them.
+CREATE TABLE IF NOT EXISTS guard.heartbeats (
+    process  text NOT NULL,
+    instance text NOT NULL,
+    host     text,
+    pid      integer,
+    seen_at  timestamptz NOT NULL,
+    PRIMARY KEY (process, instance)
+);
+
+-- Since version 7: the canary (guard/continuous/canary.py). Beat inserts a row every CANARY_SECONDS;
+-- its capture trigger sends it the way the app's changes go (capture -> outbox -> listener -> Redis
+-- -> worker), and the worker that handles it fills seen_at and latency_seconds.
+CREATE TABLE IF NOT EXISTS guard.canary (
+    id              bigserial PRIMARY KEY,
+    sent_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    seen_at         timestamptz,
+    latency_seconds double precision
+);
+CREATE INDEX IF NOT EXISTS canary_unseen ON guard.canary (sent_at) WHERE seen_at IS NULL;
+
+-- The canary's capture function: the same body as an app table's (install_trigger.sql), with the
+-- table named 'guard.canary' in guard.capture (no app table's name holds a dot in the public schema
+-- the rules name, so it never collides with one). Names are qualified for the same reason as there.
+CREATE OR REPLACE FUNCTION guard.capture_canary() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $guard$
+BEGIN
+    INSERT INTO guard.capture (tbl, row_key) VALUES ('guard.canary', NEW.id::pg_catalog.text);
+    IF EXISTS (SELECT FROM guard.listener_state WHERE idle) THEN
+        PERFORM pg_catalog.pg_notify('guard_outbox', '');
+    END IF;
+    RETURN NULL;
+END
+$guard$;
+DROP TRIGGER IF EXISTS guard_canary_capture ON guard.canary;
+CREATE TRIGGER guard_canary_capture AFTER INSERT ON guard.canary
+    FOR EACH ROW EXECUTE FUNCTION guard.capture_canary();
+-- Since version 7: history for the weekly numbers (`guard report`, guard/history/). One row per
+-- predeploy run (outcome pass, warn or fail), backup, prune, drill, copy and sweep (ok or failed), and
+-- one row per day of the counts the ratios need (a NULL column: that half was not taken that day).
+-- Both are pruned after HISTORY_DAYS.
+CREATE TABLE IF NOT EXISTS guard.history_events (
+    id      bigserial PRIMARY KEY,
+    at      timestamptz NOT NULL DEFAULT now(),
+    kind    text NOT NULL,
+    outcome text NOT NULL,
+    details jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS history_events_at ON guard.history_events (at);
+CREATE TABLE IF NOT EXISTS guard.history_daily (
+    day                date PRIMARY KEY,
+    ads                bigint,
+    ads_unresolvable   bigint,
+    image_rows         bigint,
+    image_rows_missing bigint,
+    taken_at           timestamptz
+);
+CREATE INDEX IF NOT EXISTS findings_first_seen ON guard.findings (check_name, first_seen);
