@@ -41,6 +41,10 @@ READING_QUERIES = (
     "web_findings",
     "web_checks",
     "web_outbox",
+    "web_capture_age",
+    "web_heartbeats",
+    "web_canary",
+    "web_predeploy",
     "web_examples",
     "web_open_daily",
 )

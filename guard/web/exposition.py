@@ -55,7 +55,7 @@ def families(r: Reading) -> Iterator[Metric]:
         yield from gauge("outbox_backlog", "captured and outbox changes not yet checked", r.outbox.backlog)
         yield from gauge(
             "outbox_oldest_age_seconds",
-            "age of the oldest unchecked outbox row (0 when none)",
+            "age of the oldest unchecked change (0 when none)",
             r.outbox.oldest_age_s,
         )
         yield from gauge("outbox_dead", "changes parked after failing every check", r.outbox.dead)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
+from guard.continuous.liveness import PROCESSES
 from guard.plural import plural
 from guard.web.chart import open_findings_svg
 from guard.web.readings import Example, Reading
@@ -136,26 +138,35 @@ def _example(e: Example) -> str:
 def _weekly(r: Reading) -> str:
     if not r.weekly:
         return (
-            '<section id="weekly"><h2>Weekly numbers</h2><p class="muted">not recorded yet: '
-            "guard keeps the history these are computed from once it runs.</p></section>"
+            '<section id="weekly"><h2>Weekly numbers</h2><p class="muted">not recorded yet: this '
+            "database has no history (run <code>guard install</code> to add it).</p></section>"
         )
+    weeks = r.weekly
+    head = "".join(f"<th>{escape(str(w['week']))}{'' if w['complete'] else ' (so far)'}</th>" for w in weeks)
     lines = []
-    for item in r.weekly:
-        met = item.get("met")
-        mark = '<span class="badge ok">met</span>' if met else '<span class="badge bad">missed</span>'
-        if met is None:
-            mark = '<span class="muted">no data</span>'
+    for name, first in weeks[-1]["numbers"].items():
+        cells = "".join(_number_cell(w["numbers"][name]) for w in weeks)
+        how = " (access log)" if first.get("method") == "access_log" else ""
         lines.append(
-            f'<tr><td>{escape(str(item["name"]))}</td><td class="n">{escape(str(item["value"]))}</td>'
-            f'<td class="muted">{escape(str(item["target"]))}</td><td>{mark}</td></tr>'
+            f'<tr data-number="{escape(name)}"><td>{escape(str(first["label"]))}{how}</td>{cells}'
+            f'<td class="muted">{escape(str(first["target"]))}</td></tr>'
         )
-    week = escape(str(r.weekly[0].get("week", "this week")))
     return (
-        f'<section id="weekly"><h2>Weekly numbers: {week}</h2><table>'
-        "<tr><th>number</th><th>this week</th><th>target</th><th></th></tr>"
-        + "".join(lines)
-        + "</table></section>"
+        '<section id="weekly"><h2>Weekly numbers against their targets</h2><table>'
+        f"<tr><th>number</th>{head}<th>target</th></tr>" + "".join(lines) + "</table></section>"
     )
+
+
+def _number_cell(number: dict[str, Any]) -> str:
+    status = str(number["status"])
+    style = {"met": "ok", "missed": "bad"}.get(status)
+    mark = (
+        f' <span class="badge {style}">{escape(status)}</span>'
+        if style
+        else ' <span class="muted">no data</span>'
+    )
+    value = "" if number["value"] is None else escape(str(number["shown"]))
+    return f'<td class="n">{value}{mark}</td>'
 
 
 def _backups(r: Reading) -> str:
@@ -206,10 +217,9 @@ def _pipeline(r: Reading) -> str:
     if r.pipeline_stalled:
         items.append(("pipeline", "STALLED: no canary came through"))
     if r.heartbeats is None:
-        items.append(("processes", "not recorded yet"))
+        items.append(("processes", "not recorded yet (run guard install to upgrade)"))
     else:
-        for h in r.heartbeats:
-            items.append((h.process, f"{h.instances} alive; last heartbeat {_ago(r.taken_at, h.last_seen)}"))
+        items.extend(_processes(r))
     checks = _check_rows(r)
     return (
         '<section id="pipeline"><h2>Continuous path</h2><table>'
@@ -218,6 +228,21 @@ def _pipeline(r: Reading) -> str:
         + checks
         + "</section>"
     )
+
+
+def _processes(r: Reading) -> list[tuple[str, str]]:
+    """Each process kind alive, STALE or MISSING, judged as `guard status` judges it."""
+    seen = {h.process: h for h in r.heartbeats or ()}
+    shown = []
+    for process in [*PROCESSES, *sorted(set(seen) - set(PROCESSES))]:
+        beat = seen.get(process)
+        if beat is None:
+            shown.append((process, "MISSING: no heartbeat"))
+            continue
+        age = _ago(r.taken_at, beat.last_seen)
+        state = "alive" if r.taken_at - beat.last_seen <= r.stale_seconds else "STALE"
+        shown.append((process, f"{state}: {plural(beat.instances, 'instance')}, last heartbeat {age}"))
+    return shown
 
 
 def _check_rows(r: Reading) -> str:

@@ -21,6 +21,7 @@ from guard.web.backlist import BackupSeen, DrillSeen, read_backups, read_drill
 
 EXAMPLES_PER_KIND = 3
 CHART_DAYS = 56
+WEEKS_SHOWN = 2  # last week against this week
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Outbox:
 
 
 @dataclass(frozen=True)
-class Heartbeat:
+class ProcessBeat:
     """A process kind's newest heartbeat and how many instances have one."""
 
     process: str
@@ -102,10 +103,11 @@ class Reading:
     drill: DrillSeen | None = None
     predeploy: dict[str, int] | None = None  # None: no history recorded yet
     canary: Canary | None = None
-    heartbeats: tuple[Heartbeat, ...] | None = None  # None: no heartbeats table yet
+    heartbeats: tuple[ProcessBeat, ...] | None = None  # None: no heartbeats table yet
+    stale_seconds: float = 15.0  # a heartbeat older than this is stale (HEARTBEAT_STALE_SECONDS)
     examples: tuple[Example, ...] = ()
     open_daily: tuple[DayCount, ...] = ()
-    weekly: list[dict[str, Any]] | None = None
+    weekly: list[dict[str, Any]] | None = None  # None: no history table yet; oldest week first
     read_ms: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -168,10 +170,14 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
     o = db.fetch_one(load_query("web_outbox"))
     assert o is not None
     outbox = Outbox(int(o[0]), max(0.0, float(o[1])), int(o[2]))
+    if has_canary:  # changes a stopped listener never collected are as old as the oldest canary among them
+        age = db.fetch_one(load_query("web_capture_age"))
+        if age is not None and float(age[0]) > outbox.oldest_age_s:
+            outbox = replace(outbox, oldest_age_s=float(age[0]))
     heartbeats = None
     if has_heartbeats:
         heartbeats = tuple(
-            Heartbeat(str(r[0]), float(r[1]), int(r[2])) for r in db.fetch_all(load_query("web_heartbeats"))
+            ProcessBeat(str(r[0]), float(r[1]), int(r[2])) for r in db.fetch_all(load_query("web_heartbeats"))
         )
     canary = None
     if has_canary:
@@ -196,6 +202,7 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         predeploy=predeploy,
         canary=canary,
         heartbeats=heartbeats,
+        stale_seconds=float(settings.heartbeat_stale_seconds),
     )
     if not full:
         return reading
@@ -203,7 +210,21 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         reading,
         examples=_examples(db, settings),
         open_daily=_open_daily(db, now),
+        weekly=_weekly(db) if has_history else None,
     )
+
+
+def _weekly(db: Database) -> list[dict[str, Any]]:
+    """Last week and this week's five numbers (guard.history.weekly, as `guard report` computes them)."""
+    from guard.history.weekly import weekly_numbers
+
+    shown = []
+    for week in weekly_numbers(db, WEEKS_SHOWN):
+        document = week.to_json()
+        for number in week.numbers:
+            document["numbers"][number.name]["shown"] = number.shown()
+        shown.append(document)
+    return shown
 
 
 def _f(value: Any) -> float | None:

@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 import redis
 
+from guard.continuous import canary, liveness
+from guard.db.database import Database
 from tests.acceptance.cli import MIGRATIONS_DIR, ROOT, guard
 from tests.conftest import drop_database, unique_name
 
@@ -70,6 +72,14 @@ def serve_world(tmp: Path, *, drill: bool = True) -> Iterator[World]:
         for step in (["sweep", "files", "--here"], ["backup"], *([["restore", "drill"]] if drill else [])):
             ran = guard(*step, env=env)
             assert ran.returncode in (0, 1), ran.stderr
+        ran = guard("predeploy", "--only", "integrity", env=env)  # fails: one 'fail' in the history
+        assert ran.returncode == 1, ran.stderr
+        with Database(plain) as db:  # two processes' heartbeats and a canary that came through
+            liveness.record(db, liveness.WORKER, "w1@test", "test-host", 101)
+            liveness.record(db, liveness.WORKER, "w2@test", "test-host", 102)
+            liveness.record(db, liveness.LISTENER, "l1@test", "test-host", 103)
+            canary.arrived(db, [str(canary.send(db))])
+            canary.send(db)  # one still on its way
         for queue, n in QUEUED.items():
             client.rpush(prefix + queue, *[b"{}"] * n)
         yield World(name, plain, env, tmp / "backups")

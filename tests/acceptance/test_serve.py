@@ -111,7 +111,15 @@ def test_check_outbox_and_queue_metrics_equal_their_sources(world: World, server
     assert m["incident_guard_outbox_backlog"] == {(): float(backlog)}
     assert backlog > 0  # the hostile row's insert was captured and no listener runs here
     assert m["incident_guard_outbox_dead"] == {(): 0.0}
-    assert m["incident_guard_outbox_oldest_age_seconds"][()] >= 0
+    # no listener runs here, so the canaries wait in guard.capture: the oldest one's age is the lag
+    age = m["incident_guard_outbox_oldest_age_seconds"][()]
+    waited = rows(
+        world.plain_url,
+        "SELECT extract(epoch FROM now() - min(c.sent_at))::float8 FROM guard.capture k "
+        "JOIN guard.canary c ON c.id::text = k.row_key WHERE k.tbl = 'guard.canary'",
+    )[0][0]
+    assert 0 < age <= waited
+    assert age == pytest.approx(waited, abs=30)  # the scrape came first, by the few seconds above
     prefix = world.env["BROKER_PREFIX"]
     for queue in ("events", "sweeps", "alerts"):
         expected = float(queue_length(prefix, queue))
@@ -247,3 +255,44 @@ def test_a_reading_is_reused_for_web_cache_seconds(world: World) -> None:
             assert len(taken) == 1
         finally:
             rows(world.plain_url, "DELETE FROM guard.findings WHERE kind = 'cache_probe' RETURNING id")
+
+
+def test_history_heartbeat_and_canary_metrics_equal_their_tables(world: World, server: Server) -> None:
+    m = scrape(server)
+    verdicts = dict(
+        rows(
+            world.plain_url,
+            "SELECT outcome, count(*) FROM guard.history_events WHERE kind = 'predeploy' GROUP BY 1",
+        )
+    )
+    assert verdicts == {"fail": 1}
+    assert m["incident_guard_predeploy_runs_total"] == {
+        (("verdict", v),): float(verdicts.get(v, 0)) for v in ("pass", "warn", "fail")
+    }
+    beats = rows(
+        world.plain_url,
+        "SELECT process, extract(epoch FROM max(seen_at))::float8 FROM guard.heartbeats GROUP BY 1",
+    )
+    assert {p for p, _ in beats} == {"worker", "listener"}
+    shown = m["incident_guard_process_last_heartbeat_timestamp_seconds"]
+    assert shown == pytest.approx({(("process", p),): t for p, t in beats})
+    ((seen, latency),) = rows(
+        world.plain_url,
+        "SELECT extract(epoch FROM seen_at)::float8, latency_seconds FROM guard.canary "
+        "WHERE seen_at IS NOT NULL ORDER BY seen_at DESC LIMIT 1",
+    )
+    assert m["incident_guard_canary_last_seen_timestamp_seconds"][()] == pytest.approx(seen)
+    assert m["incident_guard_canary_latency_seconds"][()] == pytest.approx(latency)
+
+
+def test_the_weekly_numbers_are_on_the_page_and_in_json(server: Server) -> None:
+    from guard.history.weekly import LABELS, NAMES
+
+    document = json.loads(server.get("/api/status")[1])
+    this_week = document["weekly"][-1]
+    assert list(this_week["numbers"]) == list(NAMES)
+    assert this_week["numbers"]["predeploy_pass_rate"]["numerator"] == 0  # the one run failed
+    assert this_week["numbers"]["predeploy_pass_rate"]["status"] == "missed"
+    html = server.get("/")[1]
+    for label in LABELS.values():
+        assert label in html

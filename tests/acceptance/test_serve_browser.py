@@ -86,6 +86,8 @@ def test_the_page_loads_clean_and_shows_the_api_counts(world: World, page: Any) 
         assert page.locator("#open-total").inner_text() == f"{document['open_total']} open"
         assert page.locator("svg.chart").count() == 1
         assert "verified (drill passed)" in page.locator("#backups").inner_text()
+        assert page.locator("#weekly tr[data-number]").count() == len(document["weekly"][-1]["numbers"]) == 5
+        assert "alive: 2 instances" in page.locator("#pipeline").inner_text()
         if os.environ.get("GUARD_SCREENSHOT"):
             page.screenshot(path=str(Path(os.environ["GUARD_SCREENSHOT"])), full_page=True)
         assert page.problems == []

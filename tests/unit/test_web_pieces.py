@@ -11,7 +11,7 @@ from guard.web import access
 from guard.web.chart import open_findings_svg
 from guard.web.exposition import families, names
 from guard.web.page import status_page
-from guard.web.readings import Canary, CheckRun, DayCount, Example, FindingCount, Heartbeat, Outbox, Reading
+from guard.web.readings import Canary, CheckRun, DayCount, Example, FindingCount, Outbox, ProcessBeat, Reading
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
@@ -56,7 +56,7 @@ def reading() -> Reading:
         backups=(),
         predeploy={"pass": 3},
         canary=Canary(10.0, 0.4, 11.0),
-        heartbeats=(Heartbeat("worker", 9.0, 2),),
+        heartbeats=(ProcessBeat("worker", 9.0, 2),),
         examples=(
             Example("files", "missing_file", "ad_images:1", "uploads/<script>x</script>.webp", "m&m", 1.0),
         ),
