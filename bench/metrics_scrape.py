@@ -39,7 +39,7 @@ WORLD = "guard_bench_metrics"
 READING_QUERIES = (
     "web_tables",
     "web_findings",
-    "web_checks",
+    "web_checks_history",
     "web_outbox",
     "web_capture_age",
     "web_heartbeats",

@@ -98,10 +98,7 @@ def here(settings: Settings, names: Sequence[str]) -> dict[str, dict[str, int]]:
 
     done = {}
     for name in names:
-        # Recorded in guard.task_runs as a worker's sweep is, so `guard serve` shows when it last ran.
-        key = f"here-{uuid.uuid4().hex}"
-        with runs.single_run(settings.require_database_url(), key, f"sweep {name}", wait_s=0):
-            changes = run_sweep(settings, name)
+        changes = run_sweep(settings, name)
         done[name] = {"opened": changes.opened, "resolved": changes.resolved}
     return done
 

@@ -90,12 +90,15 @@ def _findings(r: Reading) -> Iterator[Metric]:
 
 def _checks(r: Reading) -> Iterator[Metric]:
     what: dict[str, tuple[str, Callable[[CheckRun], float | None]]] = {
-        "last_run_timestamp_seconds": ("when the check's newest sweep started", lambda c: c.last_run),
+        "last_run_timestamp_seconds": (
+            "when the check's last sweep ended (either way)",
+            lambda c: c.last_run,
+        ),
         "last_success_timestamp_seconds": (
-            "when a sweep of the check last finished",
+            "when the check's last successful sweep ended",
             lambda c: c.last_success,
         ),
-        "duration_seconds": ("how long the check's last finished sweep took", lambda c: c.duration_s),
+        "duration_seconds": ("how long the check's last successful sweep took", lambda c: c.duration_s),
     }
     for suffix, (doc, value) in what.items():
         family = GaugeMetricFamily(f"{P}check_{suffix}", doc, labels=["check"])

@@ -163,10 +163,9 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         for r in db.fetch_all(load_query("web_findings"))
     )
     checks: tuple[CheckRun, ...] = ()
-    if has_runs:  # since version 5
-        checks = tuple(
-            CheckRun(str(r[0]), _f(r[1]), _f(r[2]), _f(r[3])) for r in db.fetch_all(load_query("web_checks"))
-        )
+    if has_history or has_runs:  # history since version 7 (every sweep); before it, the workers' task runs
+        query = load_query("web_checks_history" if has_history else "web_checks")
+        checks = tuple(CheckRun(str(r[0]), _f(r[1]), _f(r[2]), _f(r[3])) for r in db.fetch_all(query))
     o = db.fetch_one(load_query("web_outbox"))
     assert o is not None
     outbox = Outbox(int(o[0]), max(0.0, float(o[1])), int(o[2]))
