@@ -10,7 +10,7 @@ from guard.errors import EXIT_OK
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add serve to the guard command."""
-    from guard.web.serving import DEFAULT_HOST, DEFAULT_PORT
+    from guard.web import DEFAULT_HOST, DEFAULT_PORT
 
     serve = commands.add_parser(
         "serve",

@@ -9,9 +9,6 @@ from guard.config.settings import Settings
 from guard.errors import UnreachableError
 from guard.web.access import require_token_for
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8077
-
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so a port in use is one line (exit 3), not uvicorn's traceback."""
