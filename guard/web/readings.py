@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import psycopg
+
 from guard.config.redact import redact
 from guard.config.settings import Settings
 from guard.db.database import Database, load_query
@@ -22,6 +24,7 @@ from guard.web.backlist import BackupSeen, DrillSeen, read_backups, read_drill
 EXAMPLES_PER_KIND = 3
 CHART_DAYS = 56
 WEEKS_SHOWN = 2  # last week against this week
+TRY_FOLD = "SELECT pg_try_advisory_xact_lock(hashtext('guard.finding_tally'))"
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,15 @@ def _with_ms(reading: Reading, ms: float) -> Reading:
 def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
     row = db.fetch_one(load_query("web_tables"))
     assert row is not None
-    has_findings, has_heartbeats, has_canary, has_history, has_runs = (bool(v) for v in row[:5])
-    now = float(row[5])
+    has_findings, has_heartbeats, has_canary, has_history, has_runs, has_tally = (bool(v) for v in row[:6])
+    now = float(row[6])
     if not has_findings:
         return Reading(taken_at=now, up=True, installed=False, notes=("guard is not installed",))
+    if has_tally:  # since version 8; before it, the ledger itself is counted
+        _fold_tally(db)
     findings = tuple(
         FindingCount(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]))
-        for r in db.fetch_all(load_query("web_findings"))
+        for r in db.fetch_all(load_query("web_tally" if has_tally else "web_findings"))
     )
     checks: tuple[CheckRun, ...] = ()
     if has_history or has_runs:  # history since version 7 (every sweep); before it, the workers' task runs
@@ -211,6 +216,17 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         open_daily=_open_daily(db, now),
         weekly=_weekly(db) if has_history else None,
     )
+
+
+def _fold_tally(db: Database) -> None:
+    """Fold the tally's appended rows into it (one server at a time); reading works either way."""
+    try:
+        with db.transaction():
+            row = db.fetch_one(TRY_FOLD)
+            if row is not None and row[0]:
+                db.execute(load_query("web_tally_fold"))
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # a read-only role: the log is added up at each reading instead
 
 
 def _weekly(db: Database) -> list[dict[str, Any]]:

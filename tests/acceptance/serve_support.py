@@ -69,7 +69,10 @@ def serve_world(tmp: Path, *, drill: bool = True) -> Iterator[World]:
                 "INSERT INTO ad_images (ad_id, filename, file_path) SELECT min(id), %s, %s FROM ads",
                 (HOSTILE, f"uploads/ads/{HOSTILE}"),
             )
-        for step in (["sweep", "files", "--here"], ["backup"], *([["restore", "drill"]] if drill else [])):
+            # the app fixes its blank titles: the next integrity sweep resolves their findings
+            conn.execute("UPDATE ads SET title = 'fixed' WHERE title IS NULL OR btrim(title) = ''")
+        sweeps = (["sweep", "integrity", "--here"], ["sweep", "files", "--here"])
+        for step in (*sweeps, ["backup"], *([["restore", "drill"]] if drill else [])):
             ran = guard(*step, env=env)
             assert ran.returncode in (0, 1), ran.stderr
         ran = guard("predeploy", "--only", "integrity", env=env)  # fails: one 'fail' in the history

@@ -78,12 +78,21 @@ def test_findings_metrics_equal_the_ledger(world: World, server: Server) -> None
         "SELECT check_name, kind, count(*) FILTER (WHERE resolved_at IS NOT NULL) FROM guard.findings"
         " GROUP BY 1, 2",
     )
-    assert m["incident_guard_findings_open"] == by_check_kind(open_rows)
+    # every kind ever opened has a series; a kind with nothing open now reads 0 (it does not vanish)
+    zeros = {labels: 0.0 for labels in by_check_kind(ever)}
+    assert m["incident_guard_findings_open"] == {**zeros, **by_check_kind(open_rows)}
     assert m["incident_guard_findings_opened_total"] == by_check_kind(ever)
     assert m["incident_guard_findings_resolved_total"] == by_check_kind(resolved)
     total = rows(world.plain_url, "SELECT count(*) FROM guard.findings WHERE resolved_at IS NULL")[0][0]
     assert sum(m["incident_guard_findings_open"].values()) == total > 0
     assert m["incident_guard_pipeline_stalled"] == {(): 0.0}
+    fixed = (("check", "integrity"), ("kind", "ads.title.required"))
+    assert (
+        m["incident_guard_findings_resolved_total"][fixed]
+        == m["incident_guard_findings_opened_total"][fixed]
+        > 0
+    )
+    assert m["incident_guard_findings_open"][fixed] == 0
 
 
 def test_check_outbox_and_queue_metrics_equal_their_sources(world: World, server: Server) -> None:
