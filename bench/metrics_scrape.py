@@ -7,8 +7,9 @@ and sweeps it once (so guard.findings holds every planted finding), puts a few t
 queues, then starts the real `guard serve` twice: with WEB_CACHE_SECONDS=0 (every scrape reads the
 database and Redis: the cost of one reading) and with the default cache (what a scrape every 15 s
 mostly costs). Each scrape is timed over HTTP from this process. Side by side, in the same run: the
-page (/), /api/status, and `guard status --json` (the command an operator had before), as a whole
-process. Then it shows that no query scans a table of the app's two ways: the seq_scan and idx_scan
+page (/), /api/status, `guard status --json` (the command an operator had before) as a whole
+process, and the findings tally a scrape reads against counting the findings ledger itself.
+Then it shows that no query scans a table of the app's two ways: the seq_scan and idx_scan
 counters of pg_stat_user_tables before and after the uncached scrapes (every app table's delta is
 0), and EXPLAIN of every query the reading runs (every relation it names is in the guard schema).
 Prints one JSON object.
@@ -38,7 +39,7 @@ from guard.db.database import load_query
 WORLD = "guard_bench_metrics"
 READING_QUERIES = (
     "web_tables",
-    "web_findings",
+    "web_tally",
     "web_checks_history",
     "web_outbox",
     "web_capture_age",
@@ -55,16 +56,15 @@ FROM pg_stat_user_tables ORDER BY 1
 
 
 def prepare(url: str, env: dict[str, str]) -> int:
-    """Install guard and sweep once, unless a reused world already has its findings."""
+    """Install (or upgrade) guard; sweep once unless a reused world already has its findings."""
+    steps = [["install", "--no-sweep"], ["sweep", "integrity", "--here"], ["sweep", "files", "--here"]]
     with psycopg.connect(url, autocommit=True) as conn:
         installed = conn.execute("SELECT to_regclass('guard.findings')").fetchone()
         if installed and installed[0]:
-            (n,) = conn.execute(
-                "SELECT count(*) FROM guard.findings WHERE resolved_at IS NULL"
-            ).fetchone() or (0,)
-            if n:
-                return int(n)
-    for step in (["install"], ["sweep", "integrity", "--here"], ["sweep", "files", "--here"]):
+            row = conn.execute("SELECT count(*) FROM guard.findings WHERE resolved_at IS NULL").fetchone()
+            if row and row[0]:
+                steps = steps[:1]
+    for step in steps:
         run = timed([sys.executable, "-m", "guard", *step], env=env)
         if run.returncode not in (0, 1):
             raise SystemExit(f"guard {' '.join(step)} failed with {run.returncode}")
@@ -119,7 +119,7 @@ def stats(url: str) -> dict[str, tuple[int, int]]:
 
 
 def scans_after(url: str, before: dict[str, tuple[int, int]], scrapes: int) -> dict[str, dict[str, int]]:
-    """Wait until the server's backend has flushed its counters (guard.findings shows the scrapes)."""
+    """Wait until the server's backend has flushed its counters (the tally shows the scrapes)."""
     deadline = time.monotonic() + 30
     while True:
         after = stats(url)
@@ -130,11 +130,27 @@ def scans_after(url: str, before: dict[str, tuple[int, int]], scrapes: int) -> d
             }
             for name, a in after.items()
         }
-        if delta.get("guard.findings", {}).get("seq_scan", 0) >= scrapes or time.monotonic() > deadline:
+        if delta.get("guard.finding_tally", {}).get("seq_scan", 0) >= scrapes or time.monotonic() > deadline:
             return {
                 k: v for k, v in delta.items() if v["seq_scan"] or v["idx_scan"] or not k.startswith("guard.")
             }
         time.sleep(0.5)
+
+
+def query_ms(url: str, names: tuple[str, ...], repeat: int = 20) -> dict[str, dict[str, float]]:
+    """Each query's own time, in this process, on one connection: the tally against counting the ledger."""
+    found = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            text = load_query(name)
+            conn.execute(text).fetchall()
+            ms = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                conn.execute(text).fetchall()
+                ms.append((time.perf_counter() - started) * 1000)
+            found[name] = summary(ms)
+    return found
 
 
 def relations(plan: Any) -> Iterator[str]:
@@ -204,6 +220,8 @@ def main() -> None:
             )
         status_runs = [timed([sys.executable, "-m", "guard", "status", "--json"], env=env) for _ in range(5)]
         result["guard_status_json_process"] = summary([r.wall_s * 1000 for r in status_runs])
+        # side by side: the tally guard serve reads, and counting the ledger (what it read before)
+        result["query_tally_vs_ledger"] = query_ms(url, ("web_tally", "web_findings"))
         result["explain_relations"] = explained(url)
         app_scans = {
             k: v for k, v in result["scans_during_uncached_scrapes"].items() if not k.startswith("guard.")
