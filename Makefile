@@ -33,6 +33,15 @@ $(PROMTOOL_STAMP): $(STAMP)
 	@if command -v promtool >/dev/null 2>&1; then touch $@; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; } && command -v promtool >/dev/null 2>&1; then touch $@; \
 	else echo "$(PROMTOOL_MISSING)"; fi
+# The off-site tests drive the real rclone and start OpenSSH's sftp server on 127.0.0.1 (Debian's
+# packages). Installed with apt-get when root can; otherwise one line says what to do, and the
+# off-site tests fail with the same message.
+OFFSITE_STAMP := $(VENV)/.offsite-tools
+
+$(OFFSITE_STAMP):
+	@if command -v rclone >/dev/null 2>&1 && test -x /usr/sbin/sshd; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q rclone openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q rclone openssh-server >/dev/null 2>&1; }; }; then touch $@; \
+	else echo "rclone or sshd not found: apt-get install rclone openssh-server (as root), then run make test again; the off-site tests fail until then"; fi
 
 # The browser tests (tests/acceptance/test_serve_browser.py) drive Debian's chromium with Playwright
 # (executable_path; Playwright never downloads a browser). Installed with apt-get when root; otherwise
@@ -57,7 +66,7 @@ run: $(STAMP) services
 # Two pytest workers (pytest-xdist; a file stays on one worker), then the few tests that look at the
 # whole server's databases on their own. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-test: lint $(PRISMA_STAMP) $(PROMTOOL_STAMP) services
+test: lint $(PRISMA_STAMP) $(PROMTOOL_STAMP) $(OFFSITE_STAMP) services
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
@@ -78,6 +87,7 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.repair_slugs --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift_repair --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.offsite --ads 20000 --runs 3 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.metrics_scrape --ads 500000 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack

@@ -10,6 +10,8 @@ export DATABASE_URL UPLOADS_ROOT MIGRATIONS_DIR
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export BROKER_PREFIX="guard-demo-$$:" ORPHAN_GRACE=${ORPHAN_GRACE:-5} LEASE_SECONDS=10
 export WATCH_RECONCILE_SECONDS=15 PYTHONUNBUFFERED=1
+# The nightly chain (backup -> copy -> prune, weekly drill) against a local-path rclone remote under var/.
+export BACKUP_DIR=${BACKUP_DIR:-$RUN/backups} BACKUP_REMOTES=${BACKUP_REMOTES:-$PWD/$RUN/offsite}
 PIDS=()
 
 stop_all() {
@@ -75,4 +77,16 @@ echo "== guard check integrity after the repair: the three slug rules find nothi
 $BIN/guard check integrity --limit 0 | grep -E '^(CHECK|integrity|  ads\.slug)'
 sleep 3
 summary
+if command -v rclone >/dev/null 2>&1; then
+  echo "== the nightly chain now (beat runs it at BACKUP_CRON): backup -> copy to $BACKUP_REMOTES -> prune"
+  $BIN/python -c 'from workers.app import app, SWEEPS; app.send_task("guard.nightly", queue=SWEEPS)'
+  for _ in $(seq 1 60); do
+    [ "$(grep -c 'guard.maintenance\[.*\] \(succeeded\|raised\)' "$RUN/worker.log")" -ge 4 ] && break
+    grep -q 'MaintenanceFailed' "$RUN/worker.log" && break
+    sleep 2
+  done
+  $BIN/guard backup list --remote "$BACKUP_REMOTES"
+else
+  echo "== rclone is not installed (apt-get install rclone): the nightly chain's copy step would fail"
+fi
 echo "== stopping the stack"

@@ -114,6 +114,8 @@ class CanaryDuty:
         self.every = max(1, settings.canary_seconds)
         self.next_send = self.next_prune = clock()
         self.channels = transports(settings)
+        self.stalled = False
+        self.sender: threading.Thread | None = None
 
     @property
     def interval(self) -> float:
@@ -130,9 +132,30 @@ class CanaryDuty:
             log.error("pipeline stalled: no canary came through for %d s", self.settings.canary_stall_seconds)
         elif changes.resolved:
             log.info("pipeline flows again: a canary came through")
-        if (changes.opened or changes.resolved) and self.channels:
-            deliver(db, self.channels)  # not a task: the broker may be what is down
+        self.stalled = canary.stall(db, self.settings.canary_stall_seconds).stalled
+        # Every turn while stalled (Slack may refuse, or be rate-limited, on the turn the stall opens)
+        # and once when it resolves: delivery sends only what is unsent, so a turn with nothing is cheap.
+        if self.channels and (self.stalled or changes.resolved):
+            self.deliver_aside()
         if now >= self.next_prune:
             canary.prune(db)
             liveness.prune(db)
             self.next_prune = now + PRUNE_EVERY_S
+
+    def deliver_aside(self) -> None:
+        """Deliver unsent alerts on a thread of its own, with its own connection, one at a time.
+
+        Not a task (the broker may be what is down), and not on this loop: Slack's timeouts, a 429's
+        wait and the retries would hold beat's heartbeat past its stale threshold.
+        """
+        if self.sender is not None and self.sender.is_alive():
+            return
+        self.sender = threading.Thread(target=self._deliver, name="guard-beat-alerts", daemon=True)
+        self.sender.start()
+
+    def _deliver(self) -> None:
+        try:
+            with Database(self.settings.require_database_url(), application_name="guard-beat-alerts") as db:
+                deliver(db, self.channels)
+        except Exception as exc:  # a thread's failure must not go unseen, nor stop the next turn's try
+            log.warning("beat could not deliver alerts, will retry: %s", redact(str(exc)))

@@ -71,6 +71,7 @@ app.conf.update(
         "guard.history_snapshot": {"queue": SWEEPS},
         "guard.weekly_report": {"queue": ALERTS},
         "guard.maintenance": {"queue": SWEEPS},
+        "guard.nightly": {"queue": SWEEPS},
         "guard.deliver_alerts": {"queue": ALERTS},
     },
     broker_transport_options=broker_options(settings),

@@ -54,4 +54,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "schedule": cron(getattr(settings, f"{action}_cron"), f"{action}_cron"),
                 "args": [action],
             }
+        if settings.backup_remotes:  # backup -> copy -> prune as one chain (workers/tasks.py: nightly)
+            entries["backup"] = {"task": "guard.nightly", "schedule": entries.pop("backup")["schedule"]}
+            del entries["prune"]
     return entries

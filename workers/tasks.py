@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypedDict
 
-from celery import Task
+from celery import Task, chain
 
 from guard.alerts import transports
 from guard.alerts.delivery import deliver
@@ -123,6 +123,18 @@ def weekly_report() -> dict[str, int]:
     from guard.history.weekly_post import post_weekly
 
     return {"lines": len(post_weekly(settings).splitlines())}
+
+
+# With BACKUP_REMOTES the beat runs this instead of separate backup and prune entries: each step is its
+# own maintenance task (its own finding, its own failure), and a step runs only once the one before it
+# succeeded, so no copy is taken of a failed backup and no prune runs while a copy is unfinished.
+NIGHTLY = ("backup", "copy", "prune", "prune_remote")
+
+
+@app.task(name="guard.nightly")
+def nightly() -> str:
+    """Start the nightly chain: backup, its off-site copy, then the local and the remotes' prune."""
+    return str(chain(*(maintenance.si(step) for step in NIGHTLY)).apply_async().id)
 
 
 @app.task(name="guard.deliver_alerts", **RETRY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from guard.backup.builder import MISSING_AT_BACKUP, BackupResult, run_backup
 from guard.backup.drill import DrillResult, run_drill
 from guard.backup.prune import PruneResult, run_prune
+from guard.backup.remote.offsite import run_copy, run_prune_remote
 
 __all__ = [
     "MISSING_AT_BACKUP",
@@ -13,5 +14,7 @@ __all__ = [
     "PruneResult",
     "run_backup",
     "run_drill",
+    "run_copy",
     "run_prune",
+    "run_prune_remote",
 ]

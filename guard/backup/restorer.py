@@ -148,10 +148,15 @@ def restore_backup(
     uploads_dir: Path | None = None,
     force: bool = False,
     progress: ProgressFactory = no_progress,
+    repository: Path | None = None,
 ) -> RestoreResult:
-    """Verify a backup, restore it into a new (or, with force, replaced) database and folder, check it."""
+    """Verify a backup, restore it into a new (or, with force, replaced) database and folder, check it.
+
+    repository: read the backup from there (a remote's local cache) instead of BACKUP_DIR; a safety
+    backup still goes to BACKUP_DIR.
+    """
     check_backup_id(backup_id)
-    repo = Repository.open(require_backup_dir(settings), create=False)
+    repo = Repository.open(repository or require_backup_dir(settings), create=False)
     db_name = target_db or scratch_name(settings.restore_database_prefix)
     url = target_url(settings, db_name)
     folder = uploads_dir or repo.restores / db_name

@@ -47,14 +47,18 @@ def _add_backup(commands: Subparsers) -> None:
         "refer to (plus every file under SCAN_DIRS), the migration state and a checksummed manifest.",
         epilog="examples:\n  guard backup\n  guard backup list\n  guard backup verify --read-data\n"
         "  guard backup prune --dry-run\n"
-        "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6",
+        "  guard backup prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6\n"
+        "  guard backup copy --to offsite:guard\n  guard backup verify --remote offsite:guard --read-data",
         formatter_class=FORMATTER,
     )
     _json_flag(backup)
     backup.set_defaults(handler=handle_backup, action=None)
     actions = backup.add_subparsers(dest="action", metavar="ACTION")
-    _json_flag(actions.add_parser("list", help="the complete backups, oldest first"), nested=True)
+    listing = actions.add_parser("list", help="the complete backups, oldest first")
+    _remote_flag(listing, "list the backups on this rclone remote instead")
+    _json_flag(listing, nested=True)
     verify = actions.add_parser("verify", help="check manifests, dumps and objects")
+    _remote_flag(verify, "verify the copy on this rclone remote (--read-data: fetch and re-hash it all)")
     verify.add_argument("id", nargs="?", help="one backup (default: all)")
     verify.add_argument("--read-data", action="store_true", help="also re-hash every object")
     _json_flag(verify, nested=True)
@@ -90,7 +94,15 @@ def _add_backup(commands: Subparsers) -> None:
     sources.add_argument(
         "--all-sources", action="store_true", help="prune every database's backups, each on its own"
     )
+    _remote_flag(prune, "prune the backups on this rclone remote instead (same keep rules)")
     _json_flag(prune, nested=True)
+    from guard.cli.remotes import add_copy
+
+    add_copy(actions, _json_flag)
+
+
+def _remote_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--remote", metavar="REMOTE", help=f"{what}; an rclone path such as offsite:guard")
 
 
 def _source_flag(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str) -> None:
@@ -111,7 +123,8 @@ def _add_restore(commands: Subparsers) -> None:
         "unless --source names another.",
         epilog="examples:\n  guard restore 20250101T020000Z-1a2b3c\n"
         "  guard restore 20250101T020000Z-1a2b3c --target-db shop_copy --uploads-dir /srv/copy\n"
-        "  guard restore files --missing\n  guard restore drill --json",
+        "  guard restore files --missing\n  guard restore drill --json\n"
+        "  guard restore 20250101T020000Z-1a2b3c --from offsite:guard",
         formatter_class=FORMATTER,
     )
     restore.add_argument("what", metavar="ID|files|drill")
@@ -133,6 +146,12 @@ def _add_restore(commands: Subparsers) -> None:
         help="with `files --missing`: list the rows whose file no backup has in FILE (.csv or .json) "
         "for the app team; those rows are never deleted",
     )
+    restore.add_argument(
+        "--from",
+        dest="from_remote",
+        metavar="REMOTE",
+        help="fetch the backup from this rclone remote first (only what it needs, into a private cache)",
+    )
     _source_flag(restore, "with `files` or `drill`: use that database's backups (default: DATABASE_URL's)")
     _json_flag(restore)
     restore.set_defaults(handler=handle_restore)
@@ -146,6 +165,10 @@ def emit(document: dict[str, Any], human: str, json_mode: bool) -> None:
 
 
 def handle_backup(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "copy" or getattr(args, "remote", None) is not None:
+        from guard.cli.remotes import handle_remote
+
+        return handle_remote(args, settings)
     if args.action == "list":
         return _list(settings, args.json)
     if args.action == "verify":
@@ -318,6 +341,8 @@ def _prune_text(result: PruneResult) -> str:
 
 
 def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
+    if args.from_remote is not None and args.what in ("files", "drill"):
+        raise UsageError("--from goes with `guard restore ID`")
     if args.what == "files":
         if not args.missing:
             raise UsageError("`guard restore files` needs --missing")
@@ -333,21 +358,39 @@ def handle_restore(args: argparse.Namespace, settings: Settings) -> int:
     return _restore(settings, args)
 
 
-def _restore(settings: Settings, args: argparse.Namespace) -> int:
-    from guard.backup.restorer import restore_backup
-    from guard.cli.tables import write_human
-    from guard.findings.report import as_json, exit_code
+def _restore_call(settings: Settings, args: argparse.Namespace) -> Any:
+    """Restore from BACKUP_DIR, or (--from) from a remote through the local cache."""
+    if args.from_remote is None:
+        from guard.backup.restorer import restore_backup
 
-    if args.target_db is not None and not args.yes:
-        _confirm_replacement(settings, args.target_db, args.force)
-    result = restore_backup(
+        return restore_backup(
+            settings,
+            args.what,
+            target_db=args.target_db,
+            uploads_dir=args.uploads_dir,
+            force=args.force,
+            progress=terminal_progress(),
+        )
+    from guard.backup.remote.offsite import restore_from_remote
+
+    return restore_from_remote(
         settings,
+        args.from_remote,
         args.what,
         target_db=args.target_db,
         uploads_dir=args.uploads_dir,
         force=args.force,
         progress=terminal_progress(),
     )
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from guard.cli.tables import write_human
+    from guard.findings.report import as_json, exit_code
+
+    if args.target_db is not None and not args.yes:
+        _confirm_replacement(settings, args.target_db, args.force)
+    result = _restore_call(settings, args)
     if args.json:
         sys.stdout.write(as_json(result.checks, {"restore": result.to_json()}) + "\n")
     else:

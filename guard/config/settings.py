@@ -82,10 +82,19 @@ def _regex(raw: str) -> str:
     return raw
 
 
+def _remotes(raw: Any) -> Any:
+    """Split BACKUP_REMOTES at whitespace (rclone connection strings hold commas); a TOML list as is."""
+    items = raw.split() if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise ValueError("not a list of rclone remote paths")
+    return tuple(i.strip() for i in items)
+
+
 Count = Annotated[int, BeforeValidator(_count)]
 ScratchPrefix = Annotated[str, AfterValidator(_scratch_prefix)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_folders)]
 Folder = Annotated[Path, AfterValidator(_expand)]
+Remotes = Annotated[tuple[str, ...], BeforeValidator(_remotes)]
 
 
 class Settings(BaseSettings):
@@ -103,6 +112,9 @@ class Settings(BaseSettings):
     migrations_dir: Folder | None = None
     shadow_database_url: SecretStr | None = None
     backup_dir: Folder | None = None
+    backup_remotes: Remotes = ()  # rclone remote paths the nightly copy sends backups to
+    # where `restore --from` fetches a remote's backup to (default ~/.cache/guard/remotes)
+    backup_cache_dir: Folder | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     sentry_dsn: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None

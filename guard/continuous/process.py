@@ -40,6 +40,7 @@ WHERE c.resolved_at IS NULL AND o.resolved_at IS NULL AND c.check_name = 'integr
   AND c.kind = ANY(%s) AND c.subject = ANY(%s) AND starts_with(o.subject, %s)
 """
 MAINTENANCE = {"backup": "backup_failed", "prune": "prune_failed", "drill": "drill_failed"}
+MAINTENANCE.update(copy="backup_copy_failed", prune_remote="prune_failed")  # off-site (BACKUP_REMOTES)
 
 
 @dataclass(frozen=True)

@@ -148,15 +148,21 @@ def test_a_stopped_worker_is_not_alive_and_the_stalled_pipeline_opens_then_resol
 
 
 class Webhook:
-    """A Slack incoming webhook on localhost that keeps every message's text."""
+    """A Slack incoming webhook on localhost that keeps every message's text (refusing the first few)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: int = 0) -> None:
         self.texts: list[str] = []
-        texts = self.texts
+        self.refused = 0
+        texts, hook = self.texts, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if hook.refused < refuse:
+                    hook.refused += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
                 texts.append(json.loads(body)["text"])
                 self.send_response(200)
                 self.end_headers()
@@ -194,6 +200,33 @@ def test_with_redis_down_beat_itself_opens_pipeline_stalled_and_alerts_slack(
         assert stalled_open(db_url)
         redis_server.start()  # an empty Redis: the outbox lease sends the waiting canaries again
         wait_for(lambda: not stalled_open(db_url), "pipeline_stalled to resolve", 90)
+    finally:
+        stack.close()
+        redis_server.stop()
+        slack.close()
+
+
+def test_beat_sends_the_stall_alert_again_when_slack_refused_it_the_first_time(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Slack answers 500 to the first three posts: the whole retried delivery on the turn the stall
+    # opens fails, and only a later turn's delivery can bring the alert (the workers cannot: Redis is down).
+    with Database(db_url) as db:
+        seed_owner(db)
+        install(db, Settings(database_url=db_url))
+    redis_server, slack = PrivateRedis(tmp_path), Webhook(refuse=3)
+    redis_server.start()
+    settings = {**FAST, "slack_webhook_url": slack.url, "slack_digest_seconds": "0"}
+    stack = Stack(db_url, tmp_path / "none", tmp_path, redis_url=redis_server.url, **settings)
+    try:
+        stack.worker()
+        stack.listener()
+        stack.beat()
+        wait_for(lambda: canary_through(stack), "a canary through")
+        redis_server.stop()
+        wait_for(lambda: stalled_open(db_url), "pipeline_stalled to open", 60)
+        wait_for(lambda: any("pipeline_stalled" in t for t in slack.texts), "the alert after a refusal", 60)
+        assert slack.refused == 3
     finally:
         stack.close()
         redis_server.stop()

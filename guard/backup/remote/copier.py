@@ -1,0 +1,217 @@
+"""`guard backup copy`: send backups to an rclone remote, content first and each manifest last.
+
+The remote is listed once and only what it lacks (or holds at another size: a killed transfer) is
+sent. Before a backup's manifest goes, the remote is listed again: every file the backup needs must
+be there at its size, and each file sent now must match its hashes wherever the remote offers one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
+from guard.backup.remote.rclone import Entry, Rclone, RemoteError
+from guard.backup.repo import permissions
+from guard.backup.repo.repository import BACKUP_ID, LOCK_WAIT_S, MANIFEST, MARKER, Repository, check_backup_id
+from guard.errors import GuardError, UsageError
+from guard.plural import plural
+from guard.progress import ProgressFactory, no_progress
+
+HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What one copy sent to one remote: the backups it completed, those already there, the files."""
+
+    remote: str
+    copied: list[str]
+    already: list[str]
+    sent_files: list[str]
+    sent_bytes: int
+    hashed: int  # files sent whose remote hash was compared with the local one
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "copied": self.copied,
+            "already_there": self.already,
+            "sent_files": self.sent_files,
+            "sent_bytes": self.sent_bytes,
+            "hash_checked": self.hashed,
+            "notes": self.notes,
+        }
+
+
+def copy_backups(
+    repo: Repository, remote: str, ids: list[str] | None = None, progress: ProgressFactory = no_progress
+) -> CopyResult:
+    """Copy these backups (default: every published one) to the remote; RemoteError if it fails."""
+    rclone = Rclone(remote)
+    with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):  # a prune may not repack what is being sent
+        chosen = [check_backup_id(i) for i in ids] if ids else repo.ids()
+        local = set(repo.ids())
+        for backup_id in chosen:
+            if backup_id not in local:
+                raise UsageError(f"backup {backup_id} not found in {repo.root}")
+        there = rclone.listing()
+        if there and MARKER not in there:
+            raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
+        complete = _complete(rclone, there)
+        already, todo = _split(repo, chosen, there, complete)
+        contents = [content_of(repo, repo.load(i)) for i in todo]
+        confirmed = {p for c in complete.values() for p in c.files}
+        return _send(repo, rclone, there, already, contents, confirmed, progress)
+
+
+def _split(
+    repo: Repository, chosen: list[str], there: dict[str, Entry], complete: dict[str, Content]
+) -> tuple[list[str], list[str]]:
+    """Backups complete on the remote (the same manifest, all their content there) are done.
+
+    The rest are copied: new ones, and any whose content the remote lost since (sent again).
+    """
+    done: list[str] = []
+    todo: list[str] = []
+    for backup_id in chosen:
+        local = (repo.root / manifest_path(backup_id)).stat().st_size
+        entry = there.get(manifest_path(backup_id))
+        whole = entry is not None and entry.size == local and backup_id in complete
+        (done if whole else todo).append(backup_id)
+    return done, todo
+
+
+def _send(
+    repo: Repository,
+    rclone: Rclone,
+    there: dict[str, Entry],
+    already: list[str],
+    contents: list[Content],
+    confirmed: set[str],
+    progress: ProgressFactory,
+) -> CopyResult:
+    needed: dict[str, int] = {MARKER: (repo.root / MARKER).stat().st_size}
+    for content in contents:
+        needed.update(content.files)
+    missing = sorted(
+        p for p, size in needed.items() if p != MARKER and (p not in there or there[p].size != size)
+    )
+    # Files on the remote that no complete backup there vouches for (what a killed copy sent) are
+    # hash-checked like the ones sent now.
+    unconfirmed = sorted(set(needed) - confirmed)
+    with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
+        lists = _stage_lists(Path(staging), contents)
+        if MARKER not in there:
+            permissions.write_file(Path(staging) / MARKER, (repo.root / MARKER).read_bytes())
+            lists.insert(0, MARKER)
+        rclone.send(Path(staging), lists)  # first: a prune of the remote keeps what they name
+        bar = progress("copy", sum(needed[p] for p in missing))
+        try:
+            rclone.send(repo.root, missing, bar)
+        finally:
+            bar.close()
+    hashed = _verify(repo, rclone, needed, there, sorted(set(unconfirmed) | set(missing)))
+    rclone.send(repo.root, [manifest_path(c.backup_id) for c in contents])
+    copied = [c.backup_id for c in contents]
+    _confirm(rclone, repo, copied)
+    return CopyResult(rclone.label, copied, already, missing, sum(needed[p] for p in missing), hashed)
+
+
+def _complete(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
+    """The content lists of the remote's complete backups: a manifest there, every file at its size.
+
+    Their files were verified when they were sent; any other file there (what a killed copy sent) is
+    hash-checked like the ones sent now.
+    """
+    ids = [p.split("/")[1] for p in there if p.startswith("backups/") and p.endswith(f"/{MANIFEST}")]
+    lists = [content_path(i) for i in ids if BACKUP_ID.fullmatch(i) and content_path(i) in there]
+    if not lists:
+        return {}
+    complete: dict[str, Content] = {}
+    with tempfile.TemporaryDirectory(prefix="guard-copy-") as folder:
+        rclone.fetch(lists, Path(folder))
+        for path in lists:
+            backup_id = path.split("/")[1]
+            try:
+                content = Content.parse((Path(folder) / path).read_bytes(), backup_id)
+            except (GuardError, OSError):
+                continue
+            if all(p in there and there[p].size == size for p, size in content.files.items()):
+                complete[backup_id] = content
+    return complete
+
+
+def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
+    """Write each backup's content list under a private staging folder, as it goes on the remote."""
+    paths = []
+    for content in contents:
+        path = content_path(content.backup_id)
+        target = staging / path
+        for folder in (target.parent.parent, target.parent):
+            permissions.make_folder(folder, exist_ok=True)
+        permissions.write_file(target, content.to_bytes())
+        paths.append(path)
+    return paths
+
+
+def _verify(
+    repo: Repository, rclone: Rclone, needed: dict[str, int], there: dict[str, Entry], checked: list[str]
+) -> int:
+    """Check every needed file is on the remote at its size, and the unconfirmed ones against hashes.
+
+    The files the first listing found at their size and a complete backup vouches for keep that
+    listing's word; every other one (sent now, or by a copy that never finished) is listed again
+    with the hashes the remote offers, and compared with the local file.
+    """
+    again = rclone.listing(hashes=True, only=checked) if checked else {}
+    listed = {**there, **again}
+    for path in checked:
+        if path not in again:
+            listed.pop(path, None)  # not there after all
+    for path, size in sorted(needed.items()):
+        entry = listed.get(path)
+        if entry is None or entry.size != size:
+            found = "missing" if entry is None else plural(entry.size, "byte")
+            raise RemoteError(
+                f"copy to {rclone.label} did not complete: {path} is {found} there, "
+                f"expected {plural(size, 'byte')}; no backup was marked copied"
+            )
+    hashed = 0
+    for path, entry in sorted(again.items()):
+        kinds = {k: v for k, v in entry.hashes.items() if k in HASHES and v}
+        if not kinds:
+            continue
+        local = _hashes(repo.root / path, kinds)
+        for kind, value in kinds.items():
+            if local[kind] != value.lower():
+                raise RemoteError(
+                    f"copy to {rclone.label}: {path} differs there ({kind} mismatch); "
+                    "no backup was marked copied"
+                )
+        hashed += 1
+    return hashed
+
+
+def _hashes(path: Path, kinds: dict[str, str]) -> dict[str, str]:
+    digests = {k: HASHES[k]() for k in kinds}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            for digest in digests.values():
+                digest.update(chunk)
+    return {k: d.hexdigest() for k, d in digests.items()}
+
+
+def _confirm(rclone: Rclone, repo: Repository, copied: list[str]) -> None:
+    """Check each manifest just sent arrived whole."""
+    if not copied:
+        return
+    listed = rclone.listing(only=[manifest_path(i) for i in copied])
+    for backup_id in copied:
+        entry = listed.get(manifest_path(backup_id))
+        if entry is None or entry.size != (repo.root / manifest_path(backup_id)).stat().st_size:
+            raise RemoteError(f"copy to {rclone.label}: the manifest of {backup_id} did not arrive whole")
