@@ -43,6 +43,20 @@ $(OFFSITE_STAMP):
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q rclone openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q rclone openssh-server >/dev/null 2>&1; }; }; then touch $@; \
 	else echo "rclone or sshd not found: apt-get install rclone openssh-server (as root), then run make test again; the off-site tests fail until then"; fi
 
+# The browser tests (tests/acceptance/test_serve_browser.py) drive Debian's chromium with Playwright
+# (executable_path; Playwright never downloads a browser). Installed with apt-get when root; otherwise
+# one line says what to do and the browser tests fail with the same message.
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@if command -v chromium >/dev/null 2>&1; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium && touch $@; } \
+		|| echo "apt-get could not install chromium: run apt-get update, then make test again; the browser tests fail until then"; \
+	else echo "chromium not found: install Debian's chromium package (apt-get install chromium), then run make test again; the browser tests fail until then"; fi
+
+test: $(CHROMIUM_STAMP)
+
 services:
 	@scripts/services.sh
 
@@ -74,6 +88,7 @@ bench: $(STAMP) services
 	flock bench/work/.machine.lock $(BIN)/python -m bench.drift_repair --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.constraints_rollout --ads 500000 --reuse
 	flock bench/work/.machine.lock $(BIN)/python -m bench.offsite --ads 20000 --runs 3 --reuse
+	flock bench/work/.machine.lock $(BIN)/python -m bench.metrics_scrape --ads 500000 --reuse
 
 # Hypothesis against the readers of hostile input (paths, DATABASE_URL, settings, manifest, pack
 # index), FUZZ_SECONDS each; not part of `make test`. Findings go in bench/RESULTS.md and tests/unit.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The live half of `make run`: guard install, the four Procfile processes on the demo world, the
+# The live half of `make run`: guard install, the Procfile processes (and guard serve) on the demo world, the
 # simulated app for SIM_SECONDS, a findings summary every few seconds, then everything stopped.
 set -u
 BIN=.venv/bin
@@ -52,6 +52,8 @@ start worker $BIN/celery -A workers worker -Q events,alerts,sweeps --concurrency
 start beat $BIN/celery -A workers beat --schedule "$RUN/celerybeat-schedule" --loglevel INFO
 start listener $BIN/python -m watchers.listener
 start watcher $BIN/python -m watchers.uploads
+start web $BIN/guard serve --port "${GUARD_WEB_PORT:-8077}"
+echo "== status page: http://127.0.0.1:${GUARD_WEB_PORT:-8077}/ (metrics at /metrics, JSON at /api/status; log $RUN/web.log)"
 $BIN/python -c 'from workers.app import app, SWEEPS; app.send_task("guard.sweep", args=["integrity"], queue=SWEEPS)'
 echo "== the initial sweep opens the planted findings; the watcher asked for a files sweep"
 for _ in $(seq 1 6); do sleep 2; summary; done

@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.repair",
     "guard.cli.constraints",
     "guard.cli.weekly_report",
+    "guard.cli.serve",
 )
 
 

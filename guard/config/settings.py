@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     rules: tuple[Rule, ...] = tuple(default_rules())
     # The migration lint's level per rule id (the `[migration_lint]` table; guard/config/severities.py).
     migration_lint: dict[str, Level] = Field(default_factory=lambda: dict(LINT_RULES))
+    # `guard serve` (guard/web/): the token every page but /healthz asks for (required to bind an
+    # address other than loopback), how long one reading of the numbers is reused, the page's refresh.
+    guard_web_token: SecretStr | None = None
+    web_cache_seconds: Count = 5
+    web_refresh_seconds: Count = 30
 
     @classmethod
     def settings_customise_sources(
@@ -230,7 +235,7 @@ class Settings(BaseSettings):
         return tuple(dict.fromkeys(found))
 
 
-SECRET_FIELDS = ("database_url", "shadow_database_url", "sentry_dsn", "slack_webhook_url")
+SECRET_FIELDS = ("database_url", "shadow_database_url", "sentry_dsn", "slack_webhook_url", "guard_web_token")
 _TABLES = ("rules", "migration_lint")
 _SCALARS = tuple(name for name in Settings.model_fields if name not in _TABLES)
 _TABLE_KEYS = {*_TABLES, "use_default_rules"}

@@ -200,6 +200,7 @@ def run_sweep(settings: Settings, name: str) -> Changes:
     A sweep is one history event; an integrity or files sweep also fills today's half of the daily
     snapshot when beat has not taken it yet (guard/history/daily.py).
     """
+    started = time.monotonic()
     try:
         changes, result = _sweep(settings, name)
     except Exception as exc:
@@ -207,7 +208,8 @@ def run_sweep(settings: Settings, name: str) -> Changes:
             settings, events.SWEEP, events.FAILED, {"check": name, "error": events.failure(exc, settings)}
         )
         raise
-    details = {"check": name, "opened": changes.opened, "resolved": changes.resolved}
+    seconds = round(time.monotonic() - started, 3)  # `guard serve`'s check duration
+    details = {"check": name, "opened": changes.opened, "resolved": changes.resolved, "seconds": seconds}
     events.record(settings, events.SWEEP, events.OK, details)
     daily.fill_from_sweep(settings, result)
     return changes

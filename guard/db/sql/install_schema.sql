@@ -197,3 +197,75 @@ CREATE TABLE IF NOT EXISTS guard.history_daily (
     taken_at           timestamptz
 );
 CREATE INDEX IF NOT EXISTS findings_first_seen ON guard.findings (check_name, first_seen);
+
+-- Since version 8: findings opened and resolved per check and kind, kept as they happen, so `guard serve`
+-- reads a handful of rows instead of counting a ledger that grows forever. Writers only append to
+-- finding_tally_log (statement-level triggers with transition tables: one row per check and kind a
+-- statement touched, never an UPDATE of a shared row, so no writer waits for another and no lock order
+-- changes); the reader adds the log to finding_tally and may fold it in (guard/db/sql/web_tally_fold.sql).
+CREATE TABLE IF NOT EXISTS guard.finding_tally (
+    check_name text NOT NULL,
+    kind       text NOT NULL,
+    opened     bigint NOT NULL DEFAULT 0,
+    resolved   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (check_name, kind)
+);
+CREATE TABLE IF NOT EXISTS guard.finding_tally_log (
+    id         bigserial PRIMARY KEY,
+    check_name text NOT NULL,
+    kind       text NOT NULL,
+    opened     bigint NOT NULL DEFAULT 0,
+    resolved   bigint NOT NULL DEFAULT 0
+);
+CREATE OR REPLACE FUNCTION guard.tally_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $guard$
+BEGIN
+    INSERT INTO guard.finding_tally_log (check_name, kind, opened, resolved)
+    SELECT check_name, kind, count(*), count(*) FILTER (WHERE resolved_at IS NOT NULL)
+    FROM added GROUP BY check_name, kind;
+    RETURN NULL;
+END
+$guard$;
+CREATE OR REPLACE FUNCTION guard.tally_updated() RETURNS trigger
+LANGUAGE plpgsql AS $guard$
+BEGIN
+    INSERT INTO guard.finding_tally_log (check_name, kind, opened, resolved)
+    SELECT n.check_name, n.kind, 0,
+           sum(CASE WHEN o.resolved_at IS NULL THEN 1 ELSE -1 END)
+    FROM before o JOIN after n USING (id)
+    WHERE (o.resolved_at IS NULL) <> (n.resolved_at IS NULL)
+    GROUP BY n.check_name, n.kind;
+    RETURN NULL;
+END
+$guard$;
+CREATE OR REPLACE FUNCTION guard.tally_deleted() RETURNS trigger
+LANGUAGE plpgsql AS $guard$
+BEGIN
+    INSERT INTO guard.finding_tally_log (check_name, kind, opened, resolved)
+    SELECT check_name, kind, -count(*), -count(*) FILTER (WHERE resolved_at IS NOT NULL)
+    FROM removed GROUP BY check_name, kind;
+    RETURN NULL;
+END
+$guard$;
+-- First install of the tally (or an upgrade to it): the triggers and the tally of the findings already
+-- there, in install's transaction (CREATE TRIGGER holds off every writer of guard.findings until it
+-- commits, so nothing is counted twice or missed).
+DO $guard$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgname = 'findings_tally_insert'
+                   AND tgrelid = 'guard.findings'::regclass) THEN
+        CREATE TRIGGER findings_tally_insert AFTER INSERT ON guard.findings
+            REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION guard.tally_inserted();
+        CREATE TRIGGER findings_tally_update AFTER UPDATE ON guard.findings
+            REFERENCING OLD TABLE AS before NEW TABLE AS after
+            FOR EACH STATEMENT EXECUTE FUNCTION guard.tally_updated();
+        CREATE TRIGGER findings_tally_delete AFTER DELETE ON guard.findings
+            REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION guard.tally_deleted();
+        DELETE FROM guard.finding_tally;
+        DELETE FROM guard.finding_tally_log;
+        INSERT INTO guard.finding_tally (check_name, kind, opened, resolved)
+        SELECT check_name, kind, count(*), count(*) FILTER (WHERE resolved_at IS NOT NULL)
+        FROM guard.findings GROUP BY check_name, kind;
+    END IF;
+END
+$guard$;
