@@ -102,14 +102,19 @@ def take(settings: Settings) -> Snapshot:
     if rules:
         ctx = CheckContext(settings.replace(rules=tuple(rules)), limit=None)
         bad = unresolvable(integrity.run(ctx).findings, rules)
-    images = files.run(CheckContext(settings, limit=0))
-    if images.error is not None:
-        raise GuardError(images.error)
-    rows, missing = image_counts(images)
     with Database(settings.require_database_url(), application_name="guard-history") as db:
         if bad is not None:
             record_ads(db, count_ads(db), bad, overwrite=True)
-        record_images(db, rows, missing, overwrite=True)
+    # Without UPLOADS_ROOT there is no files check, so no image half (no data, never a fake zero); the
+    # ad half is stored first so an uploads problem never loses it.
+    if settings.uploads_root is not None:
+        images = files.run(CheckContext(settings, limit=0))
+        if images.error is not None:
+            raise GuardError(images.error)
+        rows, missing = image_counts(images)
+        with Database(settings.require_database_url(), application_name="guard-history") as db:
+            record_images(db, rows, missing, overwrite=True)
+    with Database(settings.require_database_url(), application_name="guard-history") as db:
         today = db.fetch_one(TODAY)
     if today is None:
         raise GuardError("today's snapshot was not stored")
@@ -148,7 +153,9 @@ def upkeep(settings: Settings) -> tuple[Snapshot, int, int]:
     """
     from guard.history.events import forget  # events is imported by the backups; keep this one light
 
-    snapshot = take(settings)
-    with Database(settings.require_database_url(), application_name="guard-history") as db:
-        events_gone, days_gone = forget(db, settings.history_days)
+    try:
+        snapshot = take(settings)
+    finally:  # history is forgotten on time even on a day the snapshot fails
+        with Database(settings.require_database_url(), application_name="guard-history") as db:
+            events_gone, days_gone = forget(db, settings.history_days)
     return snapshot, events_gone, days_gone

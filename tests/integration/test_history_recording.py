@@ -16,7 +16,7 @@ from cli import guard  # noqa: E402
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.config.settings import Settings
-from guard.continuous.capture import install, installed_version
+from guard.continuous.capture import VERSION, install, installed_version
 from guard.continuous.process import run_maintenance, run_sweep
 from guard.db.database import Database
 from guard.errors import UnreachableError
@@ -192,5 +192,20 @@ def test_install_upgrades_a_version_6_install_with_the_history_tables(
         db.execute("DELETE FROM guard.version")
         db.execute("INSERT INTO guard.version (version) VALUES (6)")
         install(db, settings)
-        assert installed_version(db) == 7
+        assert installed_version(db) == VERSION
         assert db.fetch_one("SELECT count(*) FROM guard.history_events, guard.history_daily") == (0,)
+
+
+def test_without_uploads_root_the_snapshot_keeps_its_ad_half_and_history_is_still_forgotten(
+    settings: Settings, db_url: str
+) -> None:
+    # No UPLOADS_ROOT is a supported set-up: the daily task stores the ads' half, leaves the images'
+    # half empty (no data, not zero) and still forgets old history.
+    with Database(db_url) as db:
+        db.execute(
+            "INSERT INTO guard.history_events (at, kind, outcome) VALUES (now() - interval '500 days', 'backup', 'ok')"
+        )
+    snapshot, events_gone, _ = daily.upkeep(settings.replace(uploads_root=None))
+    assert (snapshot.ads, snapshot.ads_unresolvable) == (5, 4)
+    assert (snapshot.image_rows, snapshot.image_rows_missing) == (None, None)
+    assert events_gone == 1
