@@ -82,7 +82,9 @@ def backup_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone()
 
 
-def _judged(result: PruneResult) -> tuple[str, dict[str, object]]:
+def _judged(result: PruneResult) -> tuple[str | None, dict[str, object]]:
+    if result.dry_run:  # removed nothing: not a prune in the history
+        return None, {}
     return (events.OK if result.ok else events.FAILED), {
         "removed": len(result.removed),
         "bytes_freed": result.bytes_freed,

@@ -85,6 +85,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     problems = [f"{p.process} {p.state}" for p in processes if not p.ok]
     if flow.stalled:
         problems.append("pipeline stalled")
+    if not broker["reachable"]:
+        problems.append("broker unreachable")
     report = {
         "installed_version": version,
         "healthy": not problems,

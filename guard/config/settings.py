@@ -73,6 +73,14 @@ def _restore_prefix(raw: str, info: ValidationInfo) -> str:
     return raw
 
 
+def _stale_after(raw: int, info: ValidationInfo) -> int:
+    """Refuse a stale threshold a living process would cross between two heartbeats."""
+    every = info.data.get("heartbeat_seconds")
+    if isinstance(every, int) and raw <= 2 * every:
+        raise ValueError("must be more than twice HEARTBEAT_SECONDS")
+    return raw
+
+
 def _regex(raw: str) -> str:
     """Accept a regular expression Python compiles (the ad route `guard report` matches log paths with)."""
     try:
@@ -157,7 +165,9 @@ class Settings(BaseSettings):
     # than heartbeat_stale_seconds is stale in `guard status`. Beat sends a canary through the whole
     # pipeline every canary_seconds; none through for canary_stall_seconds opens pipeline_stalled.
     heartbeat_seconds: Count = 5
-    heartbeat_stale_seconds: Count = 15
+    heartbeat_stale_seconds: Annotated[Count, AfterValidator(_stale_after)] = Field(
+        default=15, validate_default=True
+    )
     canary_seconds: Count = 60
     canary_stall_seconds: Count = 300
     # History for the weekly numbers (guard/history/): kept this many days; beat's daily snapshot of
@@ -348,6 +358,8 @@ def _describe(name: str) -> str:
             "a lower-case letter, then up to 39 lower-case letters, digits or _; the restore prefix "
             "differs from the shadow's and the drill's"
         )
+    if name == "heartbeat_stale_seconds":
+        return "a number of seconds more than twice HEARTBEAT_SECONDS"
     if name == "ad_route":
         return "a regular expression over a request's path, such as ^/ad/[^/]+/?$"
     if name == "scan_dirs":

@@ -36,7 +36,7 @@ FORGET_DAYS = "DELETE FROM guard.history_daily WHERE day < (now() AT TIME ZONE '
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Judge = Callable[[R], tuple[str, dict[str, Any]]]
+Judge = Callable[[R], tuple[str | None, dict[str, Any]]]  # outcome None: not recorded
 
 
 def record(settings: Settings, kind: str, outcome: str, details: dict[str, Any] | None = None) -> bool:
@@ -87,7 +87,8 @@ def recorded(
                 record(settings, kind, FAILED, {"error": why, "seconds": _since(started)})
                 raise
             outcome, details = judge(result)
-            record(settings, kind, outcome, {**details, "seconds": _since(started)})
+            if outcome is not None:  # None: nothing happened worth a history row (a dry run)
+                record(settings, kind, outcome, {**details, "seconds": _since(started)})
             return result
 
         return recording

@@ -84,6 +84,10 @@ def test_status_reports_the_outbox_the_queues_and_open_findings(db_url: str) -> 
     assert down.returncode == 3
     assert "queues     unknown (cannot reach Redis at 127.0.0.1:1" in down.stdout
     assert "pw-123" not in down.stdout + down.stderr
+    down_json = guard(db_url, "status", "--json", env={**prefix, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    report = json.loads(down_json.stdout)
+    assert down_json.returncode == 3
+    assert (report["healthy"], "broker unreachable" in report["problems"]) == (False, True)
 
 
 def test_findings_print_whole_subjects_first_seen_resolved_and_true_counts(db_url: str) -> None:

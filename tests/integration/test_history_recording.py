@@ -203,9 +203,17 @@ def test_without_uploads_root_the_snapshot_keeps_its_ad_half_and_history_is_stil
     # half empty (no data, not zero) and still forgets old history.
     with Database(db_url) as db:
         db.execute(
-            "INSERT INTO guard.history_events (at, kind, outcome) VALUES (now() - interval '500 days', 'backup', 'ok')"
+            "INSERT INTO guard.history_events (at, kind, outcome) "
+            "VALUES (now() - interval '500 days', 'backup', 'ok')"
         )
     snapshot, events_gone, _ = daily.upkeep(settings.replace(uploads_root=None))
     assert (snapshot.ads, snapshot.ads_unresolvable) == (5, 4)
     assert (snapshot.image_rows, snapshot.image_rows_missing) == (None, None)
     assert events_gone == 1
+
+
+def test_a_prune_dry_run_is_not_recorded_as_a_prune(settings: Settings, db_url: str) -> None:
+    run_backup(settings)
+    run_prune(settings, 1, 0, 0, dry_run=True)
+    with Database(db_url) as db:
+        assert [kind for kind, _, _ in _events(db)] == ["backup"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from guard.config.rules import default_rules
-from guard.config.settings import load_settings
+from guard.config.settings import Settings, load_settings
 from guard.errors import ConfigError
 
 
@@ -207,3 +208,9 @@ def test_a_bad_prefix_or_keep_count_is_one_line_naming_it(environ: dict[str, str
     with pytest.raises(ConfigError) as caught:
         load_settings(environ=environ)
     assert str(caught.value).startswith(named) and "\n" not in str(caught.value)
+
+
+def test_a_stale_threshold_a_living_process_crosses_between_heartbeats_is_refused() -> None:
+    with pytest.raises(ValidationError, match="more than twice HEARTBEAT_SECONDS"):
+        Settings(heartbeat_seconds=30)
+    assert Settings(heartbeat_seconds=30, heartbeat_stale_seconds=90).heartbeat_stale_seconds == 90
