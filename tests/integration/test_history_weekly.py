@@ -225,3 +225,19 @@ def test_the_command_reads_access_logs_and_says_which_method_it_used(
         MET,
         "access_log",
     )
+
+
+def test_a_drift_left_unfixed_is_an_incident_every_week_it_stays_open(db: Database) -> None:
+    # Opened on W46's Tuesday, resolved on W48's Monday: open during all three weeks, never a quiet week.
+    db.execute(
+        "INSERT INTO guard.findings (check_name, kind, subject, message, first_seen, last_seen, resolved_at) "
+        "VALUES ('drift', 'column_missing', 'column:ads.custom_fields', 'm', %s, %s, %s)",
+        (W46 + timedelta(days=1), W48, W48 + timedelta(hours=2)),
+    )
+    weeks = weekly_numbers(db, 4, now=NOW + timedelta(days=7))
+    assert [(w.label, w.number(DRIFT).numerator) for w in weeks] == [
+        ("2026-W46", 1),
+        ("2026-W47", 1),
+        ("2026-W48", 1),
+        ("2026-W49", None),
+    ]
