@@ -54,26 +54,35 @@ def make_plan(store: ObjectStore, entries: Iterable[FileEntry]) -> Plan:
             plan.users[entry.sha256] = [entry]
         else:
             users.append(entry)
+    plan.spans, plan.loose = spans_of(store, plan.users)
+    return plan
+
+
+def spans_of(store: ObjectStore, objects: Iterable[str]) -> tuple[list[Span], list[str]]:
+    """The spans that read these objects, pack by pack (each pack once, by offset), and the objects
+    that are in no pack (loose, or absent)."""
     index = store.index
     by_pack: dict[str, list[tuple[str, int, int]]] = {}
-    for sha in plan.users:
+    loose: list[str] = []
+    for sha in objects:
         where = index.get(sha)
         if where is None:
-            plan.loose.append(sha)
+            loose.append(sha)
         else:
             by_pack.setdefault(where.file, []).append((sha, where.offset, where.size))
+    spans: list[Span] = []
     for file in sorted(by_pack):
-        objects = sorted(by_pack[file], key=lambda o: o[1])
-        group = [objects[0]]
-        end = objects[0][1] + objects[0][2]
-        for obj in objects[1:]:
+        ordered = sorted(by_pack[file], key=lambda o: o[1])
+        group = [ordered[0]]
+        end = ordered[0][1] + ordered[0][2]
+        for obj in ordered[1:]:
             if obj[1] - end > GAP:
-                plan.spans.append(Span(file, group[0][1], end, tuple(group)))
+                spans.append(Span(file, group[0][1], end, tuple(group)))
                 group = []
             group.append(obj)
             end = max(end, obj[1] + obj[2])
-        plan.spans.append(Span(file, group[0][1], end, tuple(group)))
-    return plan
+        spans.append(Span(file, group[0][1], end, tuple(group)))
+    return spans, loose
 
 
 def read_span(span: Span) -> list[tuple[str, bytes | None]]:
