@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
+from guard.backup.repo import packs
 from guard.backup.repo.manifest import FileEntry
 from guard.backup.repo.objects import ObjectStore
 
@@ -28,12 +29,12 @@ AHEAD = 4  # spans read ahead of the writer (each at most a pack: TARGET bytes p
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """One read: bytes start..end of a pack file, holding objects (sha256, offset, size) by offset."""
+    """One read: bytes start..end of a pack file, holding objects (sha256, offset, stored, size)."""
 
     file: str
     start: int
     end: int
-    objects: tuple[tuple[str, int, int], ...]
+    objects: tuple[tuple[str, int, int, int], ...]
 
 
 @dataclass
@@ -62,14 +63,14 @@ def spans_of(store: ObjectStore, objects: Iterable[str]) -> tuple[list[Span], li
     """The spans that read these objects, pack by pack (each pack once, by offset), and the objects
     that are in no pack (loose, or absent)."""
     index = store.index
-    by_pack: dict[str, list[tuple[str, int, int]]] = {}
+    by_pack: dict[str, list[tuple[str, int, int, int]]] = {}
     loose: list[str] = []
     for sha in objects:
         where = index.get(sha)
         if where is None:
             loose.append(sha)
         else:
-            by_pack.setdefault(where.file, []).append((sha, where.offset, where.size))
+            by_pack.setdefault(where.file, []).append((sha, where.offset, where.stored, where.size))
     spans: list[Span] = []
     for file in sorted(by_pack):
         ordered = sorted(by_pack[file], key=lambda o: o[1])
@@ -94,10 +95,11 @@ def read_span(span: Span) -> list[tuple[str, bytes | None]]:
     finally:
         os.close(fd)
     out: list[tuple[str, bytes | None]] = []
-    for sha, offset, size in span.objects:
-        chunk = data[offset - span.start : offset - span.start + size]
-        ok = len(chunk) == size and hashlib.sha256(chunk).hexdigest() == sha
-        out.append((sha, chunk if ok else None))
+    for sha, offset, stored, size in span.objects:
+        chunk = data[offset - span.start : offset - span.start + stored]
+        blob = packs.unpack(chunk, stored, size) if len(chunk) == stored else None
+        ok = blob is not None and hashlib.sha256(blob).hexdigest() == sha
+        out.append((sha, blob if ok else None))
     return out
 
 
