@@ -47,7 +47,8 @@ SERVER_URL = os.environ.get("GUARD_SERVER_URL", "postgresql://postgres@127.0.0.1
 DB_NAME = os.environ.get("GUARD_BENCH_BACKUP_DB", "guard_bench_restore")
 PEER_DB = "guard_bench_peer_restore"
 SETTLE_S = 361
-SCRATCH = ("repo", "rsync", "restored", "restic", "restic-restored", "dumps")
+SCRATCH = ("repo", "rsync", "restored", "restic", "restic-restored", "dumps", "runs")
+RUN = WORK / "runs" / "first"  # this round's copies (repositories, snapshots, restores); set per round
 RESTIC_ENV = {"RESTIC_PASSWORD": "bench-only-password", "RESTIC_CACHE_DIR": str(WORK / "restic-cache")}
 NO_RESTIC = "restic not found: install Debian's package (apt-get install restic) or pass --no-restic"
 
@@ -82,10 +83,14 @@ def settle() -> None:
     time.sleep(SETTLE_S)
 
 
-def clean_up(settings: Settings | None) -> None:
-    """Remove what earlier runs left (copies, the peer's database) and settle when files went."""
+def clean_up(settings: Settings | None, remove: bool = True) -> None:
+    """Remove what earlier runs left (copies, the peer's database) and settle when files went.
+
+    remove False (--no-clean): earlier rounds' copies stay (each round has its own folder), so no
+    settle is needed; remove them later with a run without it.
+    """
     removed = False
-    for scratch in SCRATCH:
+    for scratch in SCRATCH if remove else ():
         removed = (WORK / scratch).exists() or removed
         shutil.rmtree(WORK / scratch, ignore_errors=True)
     if settings is not None:  # only the peer's database: guard's scratch ones are dropped as made
@@ -127,11 +132,11 @@ def rsync_backup(database_url: str, uploads: Path, dest: Path, link_dest: Path |
 
 
 def restic(*args: str) -> str:
-    return run(["restic", "--repo", str(WORK / "restic"), "--quiet", *args], RESTIC_ENV)
+    return run(["restic", "--repo", str(RUN / "restic"), "--quiet", *args], RESTIC_ENV)
 
 
 def restic_backup(database_url: str, uploads: Path) -> None:
-    dump = WORK / "dumps" / "db.dump"
+    dump = RUN / "dumps" / "db.dump"
     pg_dump(database_url, dump)
     restic("backup", str(dump), str(uploads))
 
@@ -139,7 +144,7 @@ def restic_backup(database_url: str, uploads: Path) -> None:
 def restic_restore(database_url: str, target: Path) -> None:
     """`restic restore latest` into a new folder, then the dump into a new database (`pg_restore`)."""
     restic("restore", "latest", "--target", str(target))
-    dump = target / str(WORK / "dumps" / "db.dump").lstrip("/")
+    dump = target / str(RUN / "dumps" / "db.dump").lstrip("/")
     server = url_with_database(database_url, "postgres")
     run(["createdb", f"--maintenance-db={server}", PEER_DB])
     # Not --exit-on-error: the world plants rows that violate a foreign key, so one ALTER fails (as in
@@ -177,7 +182,7 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
     uploads = Path(truth["uploads_root"])
     url = truth["database_url"]
     peers = not args.no_restic
-    (WORK / "rsync").mkdir()
+    (RUN / "rsync").mkdir()
     if peers:
         restic("init")
     out: dict[str, Any] = {"full": {}, "second": {}, "size_mb": {}, "verify": {}, "restore": {}}
@@ -187,7 +192,7 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
             "pg_dump + restic backup (full)", lambda: restic_backup(url, uploads)
         )
     out["full"]["rsync"], _ = timed(
-        "pg_dump + rsync -a (full)", lambda: rsync_backup(url, uploads, WORK / "rsync" / "snap1", None)
+        "pg_dump + rsync -a (full)", lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap1", None)
     )
     out["counts"] = full.manifest.counts
     out["changed_files"] = change_one_percent(uploads / "uploads" / "ads")
@@ -198,13 +203,13 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
         )
     out["second"]["rsync"], _ = timed(
         "pg_dump + rsync -a --link-dest",
-        lambda: rsync_backup(url, uploads, WORK / "rsync" / "snap2", WORK / "rsync" / "snap1"),
+        lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap2", RUN / "rsync" / "snap1"),
     )
-    out["size_mb"]["guard"] = du(WORK / "repo", exclude="restores") / 1e6
+    out["size_mb"]["guard"] = du(RUN / "repo", exclude="restores") / 1e6
     if peers:
-        out["size_mb"]["restic"] = du(WORK / "restic") / 1e6
-    out["size_mb"]["rsync"] = du(WORK / "rsync") / 1e6
-    repo = Repository.open(WORK / "repo", create=False)
+        out["size_mb"]["restic"] = du(RUN / "restic") / 1e6
+    out["size_mb"]["rsync"] = du(RUN / "rsync") / 1e6
+    repo = Repository.open(RUN / "repo", create=False)
     out["verify"]["guard"], verdicts = timed(
         "guard backup verify --read-data", lambda: verify_all(repo, read_data=True)
     )
@@ -217,7 +222,7 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
     for turn in range(args.restores):
         restore_s, restored = timed(
             "guard restore (into a new database and folder, with every check)",
-            lambda t=turn: restore_backup(settings, second.id, uploads_dir=WORK / "restored" / str(t)),
+            lambda t=turn: restore_backup(settings, second.id, uploads_dir=RUN / "restored" / str(t)),
         )
         out["restore"].setdefault("guard", []).append(restore_s)
         out["restore"].setdefault("guard_detail", []).append(
@@ -230,7 +235,7 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
         with Database(maintenance_url(settings)) as server:
             server.execute(drop_database(restored.target_db))
         if peers:
-            target = WORK / "restic-restored" / str(turn)
+            target = RUN / "restic-restored" / str(turn)
             restic_s, _ = timed("restic restore + pg_restore", lambda t=target: restic_restore(url, t))
             out["restore"].setdefault("restic", []).append(restic_s)
             with Database(maintenance_url(settings)) as server:
@@ -278,6 +283,7 @@ def _as_list(value: Any) -> list[float]:
 
 
 def main() -> None:
+    global RUN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ads", type=int, default=500_000)
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work/backup's world")
@@ -289,16 +295,24 @@ def main() -> None:
     )
     parser.add_argument("--no-restic", action="store_true", help="compare with rsync only")
     parser.add_argument("--skip-restore", action="store_true", help="stop after the verify step")
+    parser.add_argument(
+        "--no-clean", action="store_true", help="leave earlier runs' copies (no 361 s settle; they take disk)"
+    )
     args = parser.parse_args()
     if not args.no_restic and shutil.which("restic") is None:
         print(NO_RESTIC, file=sys.stderr)
         raise SystemExit(2)
     truth = world(args.ads, args.reuse)
     uploads = Path(truth["uploads_root"])
-    settings = Settings(database_url=truth["database_url"], uploads_root=uploads, backup_dir=WORK / "repo")
+    settings = Settings(database_url=truth["database_url"], uploads_root=uploads, backup_dir=RUN / "repo")
     report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}, "runs": []}
+    clean_up(settings, remove=not args.no_clean)
     for number in range(args.runs):
-        clean_up(settings)
+        RUN = WORK / "runs" / time.strftime("%Y%m%dT%H%M%S")
+        RUN.mkdir(parents=True)
+        settings = settings.replace(backup_dir=RUN / "repo")
+        if number:
+            clean_up(settings, remove=False)
         print(f"round {number + 1} of {args.runs}", file=sys.stderr, flush=True)
         report["runs"].append(one_run(settings, truth, args))
         print(json.dumps(report["runs"][-1]), file=sys.stderr, flush=True)  # kept if a later round fails
