@@ -191,9 +191,10 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
         out["full"]["restic"], _ = timed(
             "pg_dump + restic backup (full)", lambda: restic_backup(url, uploads)
         )
-    out["full"]["rsync"], _ = timed(
-        "pg_dump + rsync -a (full)", lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap1", None)
-    )
+    if not args.no_rsync:
+        out["full"]["rsync"], _ = timed(
+            "pg_dump + rsync -a (full)", lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap1", None)
+        )
     out["counts"] = full.manifest.counts
     out["changed_files"] = change_one_percent(uploads / "uploads" / "ads")
     out["second"]["guard"], second = timed("guard backup (after 1% changed)", lambda: run_backup(settings))
@@ -201,14 +202,16 @@ def one_run(settings: Settings, truth: dict[str, Any], args: argparse.Namespace)
         out["second"]["restic"], _ = timed(
             "pg_dump + restic backup (second)", lambda: restic_backup(url, uploads)
         )
-    out["second"]["rsync"], _ = timed(
-        "pg_dump + rsync -a --link-dest",
-        lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap2", RUN / "rsync" / "snap1"),
-    )
+    if not args.no_rsync:
+        out["second"]["rsync"], _ = timed(
+            "pg_dump + rsync -a --link-dest",
+            lambda: rsync_backup(url, uploads, RUN / "rsync" / "snap2", RUN / "rsync" / "snap1"),
+        )
     out["size_mb"]["guard"] = du(RUN / "repo", exclude="restores") / 1e6
     if peers:
         out["size_mb"]["restic"] = du(RUN / "restic") / 1e6
-    out["size_mb"]["rsync"] = du(RUN / "rsync") / 1e6
+    if not args.no_rsync:
+        out["size_mb"]["rsync"] = du(RUN / "rsync") / 1e6
     repo = Repository.open(RUN / "repo", create=False)
     out["verify"]["guard"], verdicts = timed(
         "guard backup verify --read-data", lambda: verify_all(repo, read_data=True)
@@ -294,6 +297,7 @@ def main() -> None:
         "--restores", type=int, default=1, help="restores per round, guard and restic in turn"
     )
     parser.add_argument("--no-restic", action="store_true", help="compare with rsync only")
+    parser.add_argument("--no-rsync", action="store_true", help="compare with restic only (saves ~5 min)")
     parser.add_argument("--skip-restore", action="store_true", help="stop after the verify step")
     parser.add_argument(
         "--no-clean", action="store_true", help="leave earlier runs' copies (no 361 s settle; they take disk)"
