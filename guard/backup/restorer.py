@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Any
 
 from psycopg import sql
 
-from guard.backup import pgtools
+from guard.backup import pgtools, restoreplan
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.dbproperties import DatabaseProperties, apply_properties, count_sessions, read_properties
 from guard.backup.placement import PLACED, Placer
@@ -176,9 +177,17 @@ def restore_backup(
         # scratch name, given the old one's properties, then swapped in.
         build = scratch_name("guard_incoming") if exists else db_name
         _recreate(settings, build, drop=False)
+        # The dump goes in (pg_restore and the server's work) while the files are written here.
+        database = _Background(
+            pgtools.restore_archive, repo.dump_path(backup_id), target_url(settings, build)
+        )
         try:
-            notes = pgtools.restore_archive(repo.dump_path(backup_id), target_url(settings, build))
-            files, size = _place_all(repo, backup_id, folder, progress)
+            try:
+                files, size = _place_all(repo, backup_id, folder, progress, fresh=made)
+            except BaseException:
+                database.wait()  # then dropped whole with the folder; the placing error is the one told
+                raise
+            notes = database.result()
             if made:
                 hand_over(settings.uploads_root, folder)
             replaced = _swap(settings, build, db_name) if exists else None
@@ -272,18 +281,71 @@ def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
         server.execute(create_database(db_name))
 
 
-def _place_all(repo: Repository, backup_id: str, folder: Path, progress: ProgressFactory) -> tuple[int, int]:
+class _Background:
+    """A call run in a thread (a subprocess's wait, mostly): result() joins it and raises its error."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(fn, *args), name="restore-database", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, fn: Any, *args: Any) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # raised again in the caller's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _place_all(
+    repo: Repository, backup_id: str, folder: Path, progress: ProgressFactory, *, fresh: bool = False
+) -> tuple[int, int]:
+    """Write every file of a backup under folder, pack by pack (restoreplan); fresh: folder is new.
+
+    Each object is read once and checked against its hash before any file is written from it; a
+    big upload kept in its own file is streamed and checked per file, as before.
+    """
     manifest = repo.load(backup_id)
+    entries = manifest.files
     folder.mkdir(parents=True, exist_ok=True)
     placer = Placer(repo.store, folder)
-    bar = progress("restore", len(manifest.files))
-    for entry in manifest.files:
-        bar.advance()
-        outcome = placer.place(entry, overwrite=True)
-        if outcome != PLACED:
-            raise GuardError(f"cannot restore {entry.path!r}: {outcome}")
+    plan = restoreplan.make_plan(repo.store, entries)
+    bar = progress("restore", len(entries))
+    try:
+        for objects in restoreplan.fetch(plan.spans):
+            for sha, data in objects:
+                users = plan.users[sha]
+                if data is None:
+                    raise GuardError(
+                        f"cannot restore {users[0].path!r}: object {sha} is corrupt "
+                        "(its content does not match its hash)"
+                    )
+                for entry in users:
+                    outcome = placer.put(entry, data, fresh=fresh)
+                    if outcome != PLACED:
+                        raise GuardError(f"cannot restore {entry.path!r}: {outcome}")
+                bar.advance(len(users))
+        for sha in plan.loose:
+            for entry in plan.users[sha]:
+                outcome = placer.place(entry, overwrite=True)
+                if outcome != PLACED:
+                    raise GuardError(f"cannot restore {entry.path!r}: {outcome}")
+                bar.advance()
+    finally:
+        placer.close()
     bar.close()
-    return len(manifest.files), sum(f.size for f in manifest.files)
+    return len(entries), sum(f.size for f in entries)
 
 
 def check_pair(settings: Settings, url: str, folder: Path) -> tuple[list[CheckResult], list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guard.backup import pgtools
+from guard.backup import pgtools, restoreplan
 from guard.backup.repo import permissions
 from guard.backup.repo.manifest import Manifest, ManifestError, stat_digest_matches
 from guard.backup.repo.objects import ObjectStore, hash_file
@@ -60,9 +60,18 @@ class _Problems:
 
 
 def verify_backup(
-    repo: Repository, backup_id: str, *, read_data: bool, progress: ProgressFactory = no_progress
+    repo: Repository,
+    backup_id: str,
+    *,
+    read_data: bool,
+    progress: ProgressFactory = no_progress,
+    read: dict[str, str | None] | None = None,
 ) -> VerifyResult:
-    """Check the manifest's checksum, the dump (hash and `pg_restore --list`) and every object."""
+    """Check the manifest's checksum, the dump (hash and `pg_restore --list`) and every object.
+
+    read: objects already re-hashed in this run and their verdicts (verify_all shares it, so an
+    object many backups hold is read once).
+    """
     problems = _Problems()
     try:
         manifest = repo.load(backup_id)
@@ -70,7 +79,9 @@ def verify_backup(
         problems.add(str(exc))
         return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
     _check_dump(repo, manifest, problems)
-    objects = _check_objects(repo.store, manifest, read_data, problems, progress)
+    objects = _check_objects(
+        repo.store, manifest, read_data, problems, progress, {} if read is None else read
+    )
     if problems.count:  # a damaged pack index explains what this backup lacks: say so first
         problems.explain(repo.store.damage_found())
     return VerifyResult(backup_id, problems.count, tuple(problems.examples), objects, read_data)
@@ -94,7 +105,12 @@ def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> No
 
 
 def _check_objects(
-    store: ObjectStore, manifest: Manifest, read_data: bool, problems: _Problems, progress: ProgressFactory
+    store: ObjectStore,
+    manifest: Manifest,
+    read_data: bool,
+    problems: _Problems,
+    progress: ProgressFactory,
+    read: dict[str, str | None],
 ) -> int:
     """Check every folder list (always re-hashed: it is read to learn its files) and every file object."""
     distinct: dict[str, tuple[int, str]] = {f.sha256: (f.size, f.path) for f in manifest.inline_files}
@@ -115,13 +131,46 @@ def _check_objects(
                 if r[1] not in distinct:
                     distinct[r[1]] = (r[2], f"{folder.path}/{r[0]}")
     bar = progress("objects", len(distinct))
+    if read_data:
+        _read_packed(store, distinct, read, bar)
     for sha, (size, path) in distinct.items():
-        bar.advance()
-        wrong = store.check(sha, size, read_data=read_data)
+        if sha in read:
+            wrong = read[sha]
+        else:
+            bar.advance()
+            wrong = store.check(sha, size, read_data=read_data)
         if wrong is not None:
             problems.add(f"object {sha} ({printable(path)}): {wrong}")
     bar.close()
     return len(distinct) + lists
+
+
+def _read_packed(
+    store: ObjectStore, distinct: dict[str, tuple[int, str]], read: dict[str, str | None], bar: Any
+) -> None:
+    """Re-hash the packed objects not read yet, pack by pack (each pack's span in one read), noting
+    each verdict in read. A pack gone meanwhile (a prune) leaves its objects to the one-by-one check."""
+    index = store.index
+    wanted = []
+    for sha, (size, _) in distinct.items():
+        where = index.get(sha)
+        if sha in read or where is None:
+            continue
+        if where.size != size:
+            read[sha] = f"size {where.size}, expected {size}"
+            bar.advance()
+        else:
+            wanted.append(sha)
+    spans, _ = restoreplan.spans_of(store, wanted)
+    try:
+        for objects in restoreplan.fetch(spans):
+            for sha, data in objects:
+                if data is None:
+                    store.note_damaged(sha)
+                read[sha] = None if data is not None else "content does not match its hash"
+            bar.advance(len(objects))
+    except FileNotFoundError:
+        return
 
 
 def exposure(repo: Repository) -> str | None:
@@ -139,5 +188,6 @@ def exposure(repo: Repository) -> str | None:
 def verify_all(
     repo: Repository, *, read_data: bool, progress: ProgressFactory = no_progress
 ) -> list[VerifyResult]:
-    """Verify every published backup, oldest first."""
-    return [verify_backup(repo, i, read_data=read_data, progress=progress) for i in repo.ids()]
+    """Verify every published backup, oldest first; with read_data each object is read once."""
+    read: dict[str, str | None] = {}
+    return [verify_backup(repo, i, read_data=read_data, progress=progress, read=read) for i in repo.ids()]

@@ -78,7 +78,7 @@ def _located(repo: Repository, sha: str) -> tuple[Path, int, int]:
     repo.store.reload()
     where = repo.store.index.get(sha)
     if where is not None:
-        return Path(where.file), where.offset, where.size
+        return Path(where.file), where.offset, where.stored  # the bytes the pack holds
     path = repo.objects / sha[:2] / sha
     return path, 0, path.stat().st_size
 

@@ -148,3 +148,29 @@ def test_a_damaged_folder_list_found_during_the_backup_is_stored_again_not_reuse
     verdict = verify_backup(repo_of(world), third.id, read_data=True)
     assert verdict.ok, verdict.examples
     assert_restores_byte_identical(world, third.id)
+
+
+def test_verify_all_reads_each_pack_once_and_still_finds_a_corrupt_object(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guard.backup import restoreplan
+    from guard.backup.verify import verify_all
+
+    first = run_backup(world.settings)
+    run_backup(world.settings)  # shares every object with the first
+    repo = repo_of(world)
+    victim = next(f for f in first.manifest.files if f.path.startswith("uploads/ads/ad-"))
+    read: list[str] = []
+    real = restoreplan.read_span
+
+    def counted(span: restoreplan.Span) -> list[tuple[str, bytes | None]]:
+        read.append(span.file)
+        return real(span)
+
+    monkeypatch.setattr(restoreplan, "read_span", counted)
+    assert all(v.ok for v in verify_all(repo, read_data=True))
+    assert len(read) == len(set(read)), "a pack was read twice"
+    corrupt_object(repo, victim.sha256)
+    verdicts = verify_all(repo_of(world), read_data=True)
+    assert all(not v.ok for v in verdicts)
+    assert all(any(victim.sha256 in e and "does not match" in e for e in v.examples) for v in verdicts)

@@ -31,7 +31,9 @@ def database_exists(name: str) -> bool:
 
 
 def fail_placing_after_one_file(monkeypatch: pytest.MonkeyPatch, seen: dict[str, Path]) -> None:
-    def full_disk(_repo: object, _backup_id: str, folder: Path, _progress: object) -> tuple[int, int]:
+    def full_disk(
+        _repo: object, _backup_id: str, folder: Path, _progress: object, **_options: object
+    ) -> tuple[int, int]:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "first.webp").write_bytes(b"placed before the disk filled")
         seen["folder"] = folder

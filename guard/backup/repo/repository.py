@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -19,8 +20,16 @@ from guard.backup.repo.manifest import Manifest, ManifestError, parse
 from guard.backup.repo.objects import ObjectStore, fsync_path
 from guard.errors import GuardError, UnreachableError, UsageError
 
-MARKER = "guard-backup.json"
-MARKER_TEXT = '{"format": "guard-backup/1"}\n'
+# The marker says which repository format a folder holds. Format 2 may hold zlib-compressed objects
+# (folder lists) in packs with format-2 indexes; versions before it would take those indexes for
+# damage and drop them, so a format-2 repository has a marker under a name they do not know: they
+# refuse it ("no guard backup repository", "not a guard backup folder") instead of misreading it.
+# A format-1 repository is read as it is, and upgraded by the first backup or prune that writes.
+OLD_MARKER = "guard-backup.json"  # format 1
+MARKER = "guard-repository.json"
+FORMAT = "guard-backup/2"
+MARKER_TEXT = f'{{"format": "{FORMAT}"}}\n'
+KNOWN_FORMATS = ("guard-backup/1", FORMAT)
 MANIFEST = "manifest.json"
 UNSYNCED = "objects-unsynced"  # present while objects may have been written but not yet synced
 UNSYNCED_SLACK_NS = 2_000_000_000  # timestamp granularity and clock steps between marker and objects
@@ -28,6 +37,19 @@ DUMP = "database.dump"
 BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 # How long a restore, a prune or a put-back waits for a backup holding the repository before it gives up.
 LOCK_WAIT_S = 600.0
+
+
+def _check_format(marker: Path) -> None:
+    """Refuse a repository in a format this version does not know (a newer guard wrote it)."""
+    try:
+        stated = json.loads(marker.read_text(encoding="utf-8")).get("format")
+    except (ValueError, AttributeError):
+        stated = None
+    if stated not in KNOWN_FORMATS:
+        raise UsageError(
+            f"backup repository {marker.parent} is in format {stated!r}, which this guard does not know "
+            f"(it reads {', '.join(KNOWN_FORMATS)}); use the guard version that wrote it or a newer one"
+        )
 
 
 class RepositoryBusy(GuardError):
@@ -81,13 +103,23 @@ class Repository:
             if create:
                 root.parent.mkdir(parents=True, exist_ok=True)  # above the repository: not ours
                 permissions.make_folder(root, exist_ok=True)
-                if not (root / MARKER).exists():
+                if (root / MARKER).exists():
+                    _check_format(root / MARKER)
+                elif (root / OLD_MARKER).exists():  # format 1: every earlier version's; upgraded here
+                    temp = root / f"{MARKER}.{secrets.token_hex(4)}"
+                    permissions.write_file(temp, MARKER_TEXT.encode("utf-8"))
+                    os.replace(temp, root / MARKER)  # whole or absent, even when two upgrade at once
+                    fsync_path(root)
+                    (root / OLD_MARKER).unlink(missing_ok=True)
+                else:
                     if any(p.name != "lock" for p in root.iterdir()):
                         raise UsageError(f"BACKUP_DIR {root} is not empty and not a guard backup folder")
                     permissions.write_file(root / MARKER, MARKER_TEXT.encode("utf-8"))
                 for folder in (repo.objects, repo.packs, repo.backups, repo.tmp):
                     permissions.make_folder(folder, exist_ok=True)
-            elif not (root / MARKER).is_file():
+            elif (root / MARKER).is_file():
+                _check_format(root / MARKER)
+            elif not (root / OLD_MARKER).is_file():
                 raise UnreachableError(f"no guard backup repository at {root}")
         except OSError as exc:
             raise unwritable(root, exc) from None
