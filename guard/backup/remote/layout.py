@@ -1,6 +1,6 @@
 """What a backup is made of on a remote: the repository's own layout, plus one content list a backup.
 
-A remote holds the repository as it is on disk (guard-backup.json, packs/, objects/, backups/<id>/),
+A remote holds the repository as it is on disk (guard-repository.json, packs/, objects/, backups/<id>/),
 each file immutable once written. backups/<id>/content.json names every file the backup needs there
 (packs with their indexes, loose objects, the dump) with its size; it is sent before the content,
 and the manifest after the content is verified, so a backup whose manifest is on the remote has
