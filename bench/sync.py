@@ -70,8 +70,10 @@ def drop_database(name: str) -> None:
 class Stack:
     """The Procfile's listener and `instances` workers of `concurrency` processes each; always stopped."""
 
-    def __init__(self, url: str, uploads: Path, concurrency: int = 2, instances: int = 1) -> None:
-        self.concurrency, self.instances = concurrency, instances
+    def __init__(
+        self, url: str, uploads: Path, concurrency: int = 2, instances: int = 1, code: Path = ROOT
+    ) -> None:
+        self.concurrency, self.instances, self.code = concurrency, instances, code
         self.prefix = f"guard-bench-{uuid.uuid4().hex[:8]}:"
         self.env = {
             **os.environ,
@@ -79,6 +81,7 @@ class Stack:
             "UPLOADS_ROOT": str(uploads),
             "BROKER_PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(code),  # before the editable install: --baseline runs an older tree
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -115,7 +118,12 @@ class Stack:
     def spawn(self, argv: list[str], log: BinaryIO) -> None:
         self.procs.append(
             subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                cwd=self.code,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
 
@@ -242,8 +250,23 @@ def breakdown(url: str, commits: dict[str, float], seen: dict[str, float]) -> li
     return lines
 
 
-def bench_latency(url: str, uploads: Path, seconds: float, rate: int = 200, concurrency: int = 2) -> None:
-    stack = Stack(url, uploads, concurrency)
+def baseline_tree(ref: str) -> Path:
+    """Export commit `ref` (only what it tracks) next to the scratch data, to run its processes."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tree = WORK / f"baseline-{commit}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def bench_latency(
+    url: str, uploads: Path, seconds: float, rate: int = 200, concurrency: int = 2, code: Path = ROOT
+) -> None:
+    stack = Stack(url, uploads, concurrency, code=code)
     stack.start()
     commits: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -260,8 +283,9 @@ def bench_latency(url: str, uploads: Path, seconds: float, rate: int = 200, conc
         watcher.join(5)
         stack.stop()
     lat = [(seen[s] - t) * 1000 for s, t in commits.items() if s in seen]
+    which = "this tree" if code == ROOT else code.name
     print(
-        f"latency @{rate} writes/s for {seconds:.0f}s ({stack.describe()}, findings polled every "
+        f"[{which}] latency @{rate} writes/s for {seconds:.0f}s ({stack.describe()}, findings polled every "
         f"{POLL_S * 1000:.0f} ms): {written} writes, {len(commits)} bad rows, "
         f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.1f} ms, "
         f"p99 {percentile(lat, 99):.1f} ms, max {max(lat):.0f} ms; "
@@ -392,6 +416,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
     parser.add_argument("--instances", type=int, default=1, help="worker instances (Procfile worker lines)")
     parser.add_argument("--rows", type=int, default=50000, help="changes the throughput bench drains")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="latency: alternate runs of this commit's processes with this tree's",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="latency: rounds (with --baseline, of each)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     uploads = WORK / "uploads"
@@ -409,7 +439,14 @@ def main() -> int:
             with Database(url) as db:
                 install(db, Settings(database_url=url))
             if which == "latency":
-                bench_latency(url, uploads, args.seconds, args.rate or 200, args.concurrency)
+                trees = [ROOT] if args.baseline is None else [baseline_tree(args.baseline), ROOT]
+                for round_ in range(args.repeat):
+                    for code in trees:
+                        if round_ or code != trees[0]:
+                            url = fresh_database(name)
+                            with Database(url) as db:
+                                install(db, Settings(database_url=url))
+                        bench_latency(url, uploads, args.seconds, args.rate or 200, args.concurrency, code)
             elif which == "backlog":
                 bench_backlog(url, uploads, args.seconds, args.rate or 2000, args.concurrency, args.instances)
             else:

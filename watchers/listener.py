@@ -15,6 +15,7 @@ Every few seconds, and at once after each reconnect, it also reads the schema fi
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -32,8 +33,13 @@ from watchers.transient import TRANSIENT
 
 log = logging.getLogger("guard.listener")
 
-GATHER_S = 0.03
 WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
+PARK_EVERY_S = 1.0  # how often rows whose check kept failing are looked for (not on every drain)
+# A drain that moved this many changes means a stream of writes: stop the triggers' notifies (they
+# serialize the writers' commits) and drain back to back until a drain finds nothing. Fewer, as under
+# a trickle of writes, and the listener stays idle: each write's notify wakes it at once.
+STREAM_CHANGES = 16
+LOG_EVERY_S = 1.0
 
 Publish = Callable[[outbox.Batch], None]
 
@@ -46,7 +52,9 @@ class Listener:
     ) -> None:
         self.settings, self.publish, self.stop = settings, publish, stop
         self.url = settings.require_database_url()
-        self.dispatched = 0
+        self.dispatched = self.logged = 0
+        self.park_at = self.log_at = 0.0
+        self.idle_flag: bool | None = None  # what this listener last set the flag to; None: set it again
         self.watch = RestoreWatch(settings, send_sweep or (lambda name: None))
 
     def run(self) -> None:
@@ -71,18 +79,24 @@ class Listener:
         with conn, Database(self.url, application_name="guard-listener-claim") as db:
             log.info("listening on %s", outbox.CHANNEL)
             self.watch.look_now()  # after every (re)connect: this may be a restored or re-created database
+            self.idle_flag = None  # after a reconnect, nothing is known about the flag
             while not self.stop:
                 if self.watch.due():
                     self.watch.look(db)
                 if not self.watch.guard_present:  # nothing to drain until the watch has put it back
                     self.wait_for_wakeup(conn)
                     continue
-                if self.drain(db) == 0:
+                moved = self.drain(db)
+                if moved == 0:
                     self.idle(conn, db)
-                else:
-                    # Under a stream of writes, let a few more changes gather so each task checks a
-                    # batch instead of one row; this bounds tasks per second, not latency.
-                    self.stop.wait(GATHER_S)
+                elif moved >= STREAM_CHANGES and self.idle_flag is not False:
+                    outbox.set_listener_idle(db, False)  # a stream: drain back to back, no notifies
+                    self.idle_flag = False
+                elif self.idle_flag:
+                    # A trickle while idle: every write since the flag went up notifies at its commit,
+                    # so wait for the next one instead of draining again to find nothing.
+                    self.wait_for_wakeup(conn)
+                # Busy: drain again at once; what came in meanwhile is the next batch (no batch window).
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]] | None:
         """Open the listening connection and LISTEN; None once stopping (the claiming one is lazy)."""
@@ -100,11 +114,13 @@ class Listener:
         """Collect, claim and publish batches until nothing is left to claim; return how many."""
         total = 0
         while not self.stop:
-            # the triggers only log changes; coalesce them into the outbox first (its own transaction)
-            collected = outbox.collect(db)
-            self.park(db)
+            if time.monotonic() >= self.park_at:
+                self.park(db)
+                self.park_at = time.monotonic() + PARK_EVERY_S
+            # the triggers only log changes: coalesce them into the outbox and claim a batch, in one
+            # transaction that commits only once the batch is handed to Celery
             limits = (self.settings.outbox_batch, self.settings.lease_seconds, self.max_attempts)
-            with outbox.claim(db, *limits) as changes:
+            with outbox.collect_and_claim(db, *limits) as (collected, changes):
                 for batch in outbox.group(changes):
                     self.publish(batch)
             total += len(changes)
@@ -112,8 +128,15 @@ class Listener:
                 break
         if total:
             self.dispatched += total
-            log.info("dispatched %d changes (%d in all)", total, self.dispatched)
+            self.log_progress()
         return total
+
+    def log_progress(self) -> None:
+        """One line a second at most: under a stream of writes there are hundreds of drains a second."""
+        now = time.monotonic()
+        if now >= self.log_at:
+            log.info("dispatched %d changes (%d in all)", self.dispatched - self.logged, self.dispatched)
+            self.logged, self.log_at = self.dispatched, now + LOG_EVERY_S
 
     @property
     def max_attempts(self) -> int:
@@ -132,15 +155,29 @@ class Listener:
         While busy, writers skip pg_notify (it serializes their commits). A write whose trigger saw
         "busy" and that committed before the re-check is drained here; one still uncommitted at the
         re-check (a long transaction) is found by the poll when the wait times out.
+
+        The flag stays up after the wake-up: a trickle of writes keeps notifying, and the listener
+        keeps waking at once, without two flag updates per write. Only a stream takes it down (serve).
         """
-        outbox.set_listener_idle(db, True)
-        if self.drain(db) == 0:
-            self.wait_for_wakeup(conn)
-        outbox.set_listener_idle(db, False)
+        if not self.idle_flag:
+            outbox.set_listener_idle(db, True)
+            self.idle_flag = True
+            if self.drain(db):
+                return
+        self.wait_for_wakeup(conn)
 
     def wait_for_wakeup(self, conn: psycopg.Connection[object]) -> None:
+        """Wait up to WAIT_S for a notify, then take every one already queued (one drain answers them)."""
+        woken = False
         for _ in conn.notifies(timeout=WAIT_S, stop_after=1):
-            pass
+            woken = True
+        if woken:
+            for _ in conn.notifies(timeout=0):
+                pass
+            return
+        # Polled, not woken: put the flag up again next time (another listener may have taken it down
+        # and died); the update writes nothing when it is up already.
+        self.idle_flag = None
         conn.execute("SELECT 1")  # liveness: a dead connection raises here, not silently
 
 
