@@ -283,7 +283,7 @@ def bench_latency(
         watcher.join(5)
         stack.stop()
     lat = [(seen[s] - t) * 1000 for s, t in commits.items() if s in seen]
-    which = "this tree" if code == ROOT else code.name
+    which = "this tree" if code == ROOT else code.name.replace("baseline-", "commit ")
     print(
         f"[{which}] latency @{rate} writes/s for {seconds:.0f}s ({stack.describe()}, findings polled every "
         f"{POLL_S * 1000:.0f} ms): {written} writes, {len(commits)} bad rows, "
@@ -439,7 +439,10 @@ def main() -> int:
             with Database(url) as db:
                 install(db, Settings(database_url=url))
             if which == "latency":
-                trees = [ROOT] if args.baseline is None else [baseline_tree(args.baseline), ROOT]
+                # with --baseline this side runs HEAD (committed code): edits during a run stay out
+                trees = (
+                    [ROOT] if args.baseline is None else [baseline_tree(args.baseline), baseline_tree("HEAD")]
+                )
                 for round_ in range(args.repeat):
                     for code in trees:
                         if round_ or code != trees[0]:
