@@ -374,13 +374,21 @@ def pgbench(url: str, seconds: int, wrapped: bool) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def bench_triggers(url: str, seconds: int, wrapped: bool, rounds: int) -> None:
-    """pgbench without triggers, with them (listener busy: no notify) and with a listener idle.
+VARIANTS = ("without", "busy", "idle", "alongside")
 
-    The variants alternate, round after round, so drift in the machine's load hits them alike.
+
+def bench_triggers(
+    url: str, uploads: Path, seconds: int, wrapped: bool, rounds: int, variants: list[str]
+) -> None:
+    """pgbench without triggers and with them: "busy" and "idle" with no listener (the flag forced
+    down or up), "alongside" with the Procfile's listener and worker running and checking.
+
+    "without" runs with the same listener and worker started (idle: no guard schema to drain), so
+    the two differ only by the triggers and the work they cause. The variants alternate, round after
+    round, so drift in the machine's load hits them alike.
     """
     settings = Settings(database_url=url)
-    runs: dict[str, list[float]] = {"without": [], "busy": [], "idle": []}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
     with Database(url) as db:
         for _ in range(rounds):
             for variant in runs:
@@ -391,7 +399,14 @@ def bench_triggers(url: str, seconds: int, wrapped: bool, rounds: int) -> None:
                     # "idle" run is the worst case, every write sending pg_notify
                     set_listener_idle(db, variant == "idle")
                 db.execute("CHECKPOINT")
-                runs[variant].append(round(pgbench(url, seconds, wrapped)))
+                stack = Stack(url, uploads) if variant in ("without", "alongside") else None
+                try:
+                    if stack is not None:
+                        stack.start()
+                    runs[variant].append(round(pgbench(url, seconds, wrapped)))
+                finally:
+                    if stack is not None:
+                        stack.stop()
     best, median = max(runs["without"]), statistics.median(runs["without"])
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
     shown = "; ".join(
@@ -411,6 +426,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2, help="pgbench runs of each trigger variant")
+    parser.add_argument(
+        "--variants", default="without,alongside", help=f"triggers: which of {', '.join(VARIANTS)} to run"
+    )
     parser.add_argument("--only", choices=["latency", "backlog", "triggers", "throughput"])
     parser.add_argument("--rate", type=int, help="writes per second (latency 200, backlog 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
@@ -431,7 +449,10 @@ def main() -> int:
     try:
         if args.only in (None, "triggers"):
             for wrapped in (False, True):
-                bench_triggers(fresh_database(name), args.pgbench_seconds, wrapped, args.rounds)
+                variants = ["without", *(v for v in args.variants.split(",") if v in VARIANTS[1:])]
+                bench_triggers(
+                    fresh_database(name), uploads, args.pgbench_seconds, wrapped, args.rounds, variants
+                )
         for which in ("latency", "backlog", "throughput"):
             if args.only not in (None, which):
                 continue

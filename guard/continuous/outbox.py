@@ -139,28 +139,6 @@ def claim(
         yield [Change.from_row(r) for r in rows]
 
 
-@contextmanager
-def collect_and_claim(
-    db: Database,
-    limit: int,
-    lease_seconds: int,
-    max_attempts: int | None = None,
-    collect_limit: int = COLLECT_LIMIT,
-) -> Iterator[tuple[int, list[Change]]]:
-    """Collect captured changes and claim a batch in one transaction: (how many were collected, the batch).
-
-    One transaction instead of two (collect's commit, then the claim's): the moved capture rows and
-    the claims commit together only if the block exits cleanly (the batch was handed on); otherwise
-    both roll back and the changes wait in guard.capture as before, nothing lost.
-    """
-    max_sends = None if max_attempts is None else max_attempts * SENDS_PER_ATTEMPT
-    params = {"limit": limit, "lease": lease_seconds, "max_attempts": max_attempts, "max_sends": max_sends}
-    with db.transaction():
-        row = db.fetch_one(load_query("outbox_collect"), {"limit": collect_limit})
-        rows = db.fetch_all(load_query("outbox_claim"), params)
-        yield (int(row[0]) if row else 0), [Change.from_row(r) for r in rows]
-
-
 def park(db: Database, max_attempts: int) -> list[DeadRow]:
     """Park the rows whose check failed `max_attempts` times (or whose worker kept dying), with findings."""
     params = {"max_attempts": max_attempts, "max_sends": max_attempts * SENDS_PER_ATTEMPT}
