@@ -1,7 +1,10 @@
 """The listener: LISTEN for the wake-up, drain the outbox in batches, hand each batch to Celery.
 
 Draining first collects what the capture triggers logged into the coalesced outbox
-(guard/continuous/outbox.py).
+(guard/continuous/outbox.py). There is no batch window: a notify is answered at once with whatever
+has accumulated, a stream of writes is drained back to back (the triggers stop notifying), and a
+claim is held back only while a task already waits for a worker, so that under load the next claim
+is one bigger batch instead of many small tasks.
 
 Run as `python -m watchers.listener`. Several may run at once (claims use SKIP LOCKED). Rows are
 marked dispatched in the same transaction that publishes them, so a crash before commit re-sends

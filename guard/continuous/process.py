@@ -32,7 +32,7 @@ OUTBOX_KEEP_SECONDS = 3600
 SAME_VALUE = "SELECT {pk}::text FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE {pk} = ANY(%s))"
 # A unique finding's message names the shared value, so equal messages mean rows that collided.
 SHARED_FINDING = """
-SELECT DISTINCT o.subject FROM guard.findings c
+SELECT substr(o.subject, %s) FROM guard.findings c
 JOIN guard.findings o ON o.check_name = c.check_name AND o.kind = c.kind AND o.message = c.message
 WHERE c.resolved_at IS NULL AND o.resolved_at IS NULL AND c.check_name = 'integrity'
   AND c.kind = ANY(%s) AND c.subject = ANY(%s) AND starts_with(o.subject, %s)
@@ -123,15 +123,21 @@ def _related_keys(db: Database, settings: Settings, table: str, keys: list[str])
         return keys
     found = set(keys)
     pk = _plans(db, [r for r in settings.rules if r.table == table], table)[0].pk
+    queries: list[sql.Composable] = []
+    params: list[Any] = []
     for rule in unique:
-        query = sql.SQL(SAME_VALUE).format(
-            pk=sql.Identifier(pk.column), c=sql.Identifier(rule.column), t=sql.Identifier(table)
+        queries.append(
+            sql.SQL(SAME_VALUE).format(
+                pk=sql.Identifier(pk.column), c=sql.Identifier(rule.column), t=sql.Identifier(table)
+            )
         )
-        found.update(str(r[0]) for r in db.fetch_all(query, (pk.bind(keys),)))
+        params.append(pk.bind(keys))
     subjects = [file_events.row_subject(table, k) for k in keys]
     prefix = file_events.row_subject(table, "")
-    for (subject,) in db.fetch_all(SHARED_FINDING, ([r.id for r in unique], subjects, prefix)):
-        found.add(str(subject)[len(prefix) :])
+    queries.append(sql.SQL(SHARED_FINDING))
+    params += [len(prefix) + 1, [r.id for r in unique], subjects, prefix]
+    # one round trip for all of them (the worker's transaction is a chain of them)
+    found.update(str(r[0]) for r in db.fetch_all(sql.SQL(" UNION ").join(queries), params))
     return sorted(found)
 
 
