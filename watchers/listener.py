@@ -140,8 +140,8 @@ class Listener:
                 self.park_at = time.monotonic() + PARK_EVERY_S
             # the triggers only log changes: coalesce them into the outbox first (its own transaction:
             # a worker marks the rows processed, so they must be committed before it gets them)
+            self.hold_while_workers_are_busy()  # first: what comes while held is in the next collect
             collected = outbox.collect(db)
-            self.hold_while_workers_are_busy()
             limits = (self.settings.outbox_batch, self.settings.lease_seconds, self.max_attempts)
             with outbox.claim(db, *limits) as changes:
                 for batch in outbox.group(changes):
