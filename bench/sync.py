@@ -296,9 +296,15 @@ def bench_latency(
 
 
 def bench_backlog(
-    url: str, uploads: Path, seconds: float, rate: int = 2000, concurrency: int = 2, instances: int = 1
+    url: str,
+    uploads: Path,
+    seconds: float,
+    rate: int = 2000,
+    concurrency: int = 2,
+    instances: int = 1,
+    code: Path = ROOT,
 ) -> None:
-    stack = Stack(url, uploads, concurrency, instances)
+    stack = Stack(url, uploads, concurrency, instances, code)
     stack.start()
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -323,14 +329,16 @@ def bench_backlog(
         stack.stop()
     shown = ", ".join(f"{t:.0f}s:{n}" for t, n in samples)
     print(
-        f"backlog @{rate} writes/s for {seconds:.0f}s ({stack.describe()}; {written} writes, "
+        f"[{code.name}] backlog @{rate} writes/s for {seconds:.0f}s ({stack.describe()}; {written} writes, "
         f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}], max "
         f"{max(n for _, n in samples)}; drained {drained:.2f}s after writes stopped",
         flush=True,
     )
 
 
-def bench_throughput(url: str, uploads: Path, rows: int, concurrency: int, instances: int) -> float:
+def bench_throughput(
+    url: str, uploads: Path, rows: int, concurrency: int, instances: int, code: Path = ROOT
+) -> float:
     """Checking capacity: `rows` changes captured while nothing runs, then drained by the stack.
 
     The workers start first; the clock runs from the listener's start to an empty backlog.
@@ -342,7 +350,7 @@ def bench_throughput(url: str, uploads: Path, rows: int, concurrency: int, insta
             " FROM generate_series(1, %s) i",
             (rows,),
         )
-    stack = Stack(url, uploads, concurrency, instances)
+    stack = Stack(url, uploads, concurrency, instances, code)
     try:
         stack.start(listener=False)
         started = time.time()
@@ -353,7 +361,7 @@ def bench_throughput(url: str, uploads: Path, rows: int, concurrency: int, insta
     finally:
         stack.stop()
     print(
-        f"throughput ({stack.describe()}): {rows} captured changes checked in {took:.2f} s "
+        f"[{code.name}] throughput ({stack.describe()}): {rows} captured changes checked in {took:.2f} s "
         f"= {rows / took:.0f} changes/s (from the listener's start, its own start-up included)",
         flush=True,
     )
@@ -439,6 +447,7 @@ def main() -> int:
         metavar="REF",
         help="latency: alternate runs of this commit's processes with this tree's",
     )
+    parser.add_argument("--tree", metavar="REF", help="backlog, throughput: run this commit's processes")
     parser.add_argument("--repeat", type=int, default=1, help="latency: rounds (with --baseline, of each)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -472,9 +481,12 @@ def main() -> int:
                                 install(db, Settings(database_url=url))
                         bench_latency(url, uploads, args.seconds, args.rate or 200, args.concurrency, code)
             elif which == "backlog":
-                bench_backlog(url, uploads, args.seconds, args.rate or 2000, args.concurrency, args.instances)
+                code = ROOT if args.tree is None else baseline_tree(args.tree)
+                rate = args.rate or 2000
+                bench_backlog(url, uploads, args.seconds, rate, args.concurrency, args.instances, code)
             else:
-                bench_throughput(url, uploads, args.rows, args.concurrency, args.instances)
+                code = ROOT if args.tree is None else baseline_tree(args.tree)
+                bench_throughput(url, uploads, args.rows, args.concurrency, args.instances, code)
     finally:
         drop_database(name)
     return 0
