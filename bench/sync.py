@@ -163,7 +163,7 @@ def paced_writes(
         start = time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             due = int(elapsed * rate) + 1
-            while written < due:
+            while written < due and time.perf_counter() - start < seconds:  # behind: never past the end
                 written += 1
                 bad = written % bad_every == 0
                 slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
@@ -318,7 +318,7 @@ def bench_backlog(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        written = paced_writes(url, rate, seconds, 10, {}, writers=max(1, rate // 700))
+        written = paced_writes(url, rate, seconds, 10, {}, writers=min(16, max(1, rate // 100)))
         stop.set()
         sampler.join(10)
         drain_start = time.time()
@@ -346,7 +346,7 @@ def bench_throughput(
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO ads (title, slug, category_id, user_id)"
-            " SELECT 't', CASE WHEN i % 10 = 0 THEN 'Bad ' || i ELSE 'ad-' || i END, 1, 1"
+            " SELECT 't', CASE WHEN i %% 10 = 0 THEN 'Bad ' || i ELSE 'ad-' || i END, 1, 1"
             " FROM generate_series(1, %s) i",
             (rows,),
         )
