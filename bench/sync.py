@@ -447,9 +447,12 @@ def main() -> int:
         metavar="REF",
         help="latency: alternate runs of this commit's processes with this tree's",
     )
+    parser.add_argument("--poll-ms", type=float, default=2, help="latency: how often findings are looked for")
     parser.add_argument("--tree", metavar="REF", help="backlog, throughput: run this commit's processes")
     parser.add_argument("--repeat", type=int, default=1, help="latency: rounds (with --baseline, of each)")
     args = parser.parse_args()
+    global POLL_S
+    POLL_S = args.poll_ms / 1000
     WORK.mkdir(parents=True, exist_ok=True)
     uploads = WORK / "uploads"
     shutil.rmtree(uploads, ignore_errors=True)
