@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
@@ -67,9 +68,12 @@ def drop_database(name: str) -> None:
 
 
 class Stack:
-    """One worker (2 processes) and one listener on the bench database; always stopped."""
+    """The Procfile's listener and `instances` workers of `concurrency` processes each; always stopped."""
 
-    def __init__(self, url: str, uploads: Path) -> None:
+    def __init__(
+        self, url: str, uploads: Path, concurrency: int = 2, instances: int = 1, code: Path = ROOT
+    ) -> None:
+        self.concurrency, self.instances, self.code = concurrency, instances, code
         self.prefix = f"guard-bench-{uuid.uuid4().hex[:8]}:"
         self.env = {
             **os.environ,
@@ -77,12 +81,13 @@ class Stack:
             "UPLOADS_ROOT": str(uploads),
             "BROKER_PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(code),  # before the editable install: --baseline runs an older tree
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> None:
+    def start(self, listener: bool = True) -> None:
         log = (WORK / "stack.log").open("ab")
-        for argv in (
+        workers = [
             [
                 str(BIN / "celery"),
                 "-A",
@@ -91,22 +96,39 @@ class Stack:
                 "-Q",
                 "events,sweeps,alerts",
                 "-c",
-                "2",
+                str(self.concurrency),
                 "-n",
-                f"bench-{self.prefix[:-1]}@%h",
+                f"bench-{self.prefix[:-1]}-{i}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",
                 "WARNING",
-            ],
-            [str(BIN / "python"), "-m", "watchers.listener"],
-        ):
-            self.procs.append(
-                subprocess.Popen(
-                    argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+            ]
+            for i in range(self.instances)
+        ]
+        for argv in workers:
+            self.spawn(argv, log)
+        if listener:
+            self.start_listener()
+        time.sleep(4 + self.instances)
+
+    def start_listener(self) -> None:
+        self.spawn([str(BIN / "python"), "-m", "watchers.listener"], (WORK / "stack.log").open("ab"))
+
+    def spawn(self, argv: list[str], log: BinaryIO) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=self.code,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        time.sleep(4)
+        )
+
+    def describe(self) -> str:
+        return f"{self.instances} worker{'s' if self.instances > 1 else ''} x -c {self.concurrency}"
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -120,14 +142,28 @@ class Stack:
                 proc.wait(5)
 
 
-def paced_writes(url: str, rate: int, seconds: float, bad_every: int, commits: dict[str, float]) -> int:
-    """Insert ads at `rate` per second; every bad_every-th has a bad slug; record commit times."""
+def paced_writes(
+    url: str, rate: int, seconds: float, bad_every: int, commits: dict[str, float], writers: int = 1
+) -> int:
+    """Insert ads at `rate` per second from `writers` connections; every bad_every-th has a bad slug."""
+    if writers > 1:
+        counts = [0] * writers
+
+        def one(i: int) -> None:
+            counts[i] = paced_writes(url, rate // writers, seconds, bad_every, commits)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts)
     written = 0
     with psycopg.connect(url, autocommit=True) as conn:
         start = time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             due = int(elapsed * rate) + 1
-            while written < due:
+            while written < due and time.perf_counter() - start < seconds:  # behind: never past the end
                 written += 1
                 bad = written % bad_every == 0
                 slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
@@ -141,20 +177,33 @@ def paced_writes(url: str, rate: int, seconds: float, bad_every: int, commits: d
     return written
 
 
+POLL_S = 0.002  # how often the bench looks for new findings: up to this much is in every latency figure
+STAGES = (
+    ("commit -> collected (listener wake-up, waiting, collect)", "changed_at", None),
+    ("collected -> claim begins (collect commit, park)", "dispatched_at", "changed_at"),
+    (
+        "claim begins -> worker's transaction begins (claim, publish, commit, Celery)",
+        "processed_at",
+        "dispatched_at",
+    ),
+    ("worker's transaction begins -> finding visible (check, findings, commit, poll)", None, "processed_at"),
+)
+
+
 def watch_findings(url: str, seen: dict[str, float], stop: threading.Event) -> None:
-    """Record when each finding is first visible (polled every 10 ms)."""
+    """Record when each finding is first visible (polled every POLL_S)."""
     last = 0
     with psycopg.connect(url, autocommit=True) as conn:
         while not stop.is_set():
             # ids commit out of order across workers: look back a window, dedupe by subject
             rows = conn.execute(
-                "SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id", (last - 500,)
+                "SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id", (last - 100,)
             ).fetchall()
             now = time.time()
             for fid, subject in rows:
                 seen.setdefault(subject, now)
                 last = max(last, fid)
-            time.sleep(0.01)
+            time.sleep(POLL_S)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -168,8 +217,56 @@ def backlog(url: str) -> int:
         return outbox.backlog(db)
 
 
-def bench_latency(url: str, uploads: Path, seconds: float) -> None:
-    stack = Stack(url, uploads)
+BREAKDOWN = """
+SELECT row_key, extract(epoch FROM changed_at)::float8, extract(epoch FROM dispatched_at)::float8,
+       extract(epoch FROM processed_at)::float8
+FROM guard.outbox WHERE tbl = 'ads' AND row_key = ANY(%s)
+"""
+
+
+def breakdown(url: str, commits: dict[str, float], seen: dict[str, float]) -> list[str]:
+    """Where each bad row's time went, from the outbox's own timestamps (same clock as the writer).
+
+    changed_at is when collect wrote the outbox row (clock_timestamp), dispatched_at when the claiming
+    transaction began, processed_at when the worker's transaction began (now()).
+    """
+    keys = [s.split(":", 1)[1] for s in commits if s in seen]
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(BREAKDOWN, (keys,)).fetchall()
+    lines = []
+    for name, end, begin in STAGES:
+        spans = []
+        for key, changed, dispatched, processed in rows:
+            marks = {"changed_at": changed, "dispatched_at": dispatched, "processed_at": processed}
+            t0 = commits[f"ads:{key}"] if begin is None else marks[begin]
+            t1 = seen[f"ads:{key}"] if end is None else marks[end]
+            if t0 is not None and t1 is not None:
+                spans.append((t1 - t0) * 1000)
+        if spans:
+            lines.append(
+                f"  {name}: p50 {percentile(spans, 50):.1f} ms, p99 {percentile(spans, 99):.1f} ms, "
+                f"mean {statistics.mean(spans):.1f} ms"
+            )
+    return lines
+
+
+def baseline_tree(ref: str) -> Path:
+    """Export commit `ref` (only what it tracks) next to the scratch data, to run its processes."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tree = WORK / f"baseline-{commit}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def bench_latency(
+    url: str, uploads: Path, seconds: float, rate: int = 200, concurrency: int = 2, code: Path = ROOT
+) -> None:
+    stack = Stack(url, uploads, concurrency, code=code)
     stack.start()
     commits: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -177,7 +274,7 @@ def bench_latency(url: str, uploads: Path, seconds: float) -> None:
     watcher = threading.Thread(target=watch_findings, args=(url, seen, stop), daemon=True)
     watcher.start()
     try:
-        written = paced_writes(url, 200, seconds, 2, commits)
+        written = paced_writes(url, rate, seconds, 2, commits)
         deadline = time.time() + 30
         while time.time() < deadline and not all(s in seen for s in commits):
             time.sleep(0.1)
@@ -186,17 +283,28 @@ def bench_latency(url: str, uploads: Path, seconds: float) -> None:
         watcher.join(5)
         stack.stop()
     lat = [(seen[s] - t) * 1000 for s, t in commits.items() if s in seen]
+    which = "this tree" if code == ROOT else code.name.replace("baseline-", "commit ")
     print(
-        f"latency @200 writes/s for {seconds:.0f}s: {written} writes, {len(commits)} bad rows, "
-        f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.0f} ms, "
-        f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms; "
+        f"[{which}] latency @{rate} writes/s for {seconds:.0f}s ({stack.describe()}, findings polled every "
+        f"{POLL_S * 1000:.0f} ms): {written} writes, {len(commits)} bad rows, "
+        f"{len(lat)} findings opened; commit->open finding p50 {percentile(lat, 50):.1f} ms, "
+        f"p99 {percentile(lat, 99):.1f} ms, max {max(lat):.0f} ms; "
         f"missing {len(commits) - len(lat)}",
         flush=True,
     )
+    print("\n".join(breakdown(url, commits, seen)), flush=True)
 
 
-def bench_backlog(url: str, uploads: Path, seconds: float) -> None:
-    stack = Stack(url, uploads)
+def bench_backlog(
+    url: str,
+    uploads: Path,
+    seconds: float,
+    rate: int = 2000,
+    concurrency: int = 2,
+    instances: int = 1,
+    code: Path = ROOT,
+) -> None:
+    stack = Stack(url, uploads, concurrency, instances, code)
     stack.start()
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -205,27 +313,59 @@ def bench_backlog(url: str, uploads: Path, seconds: float) -> None:
         t0 = time.time()
         while not stop.is_set():
             samples.append((time.time() - t0, backlog(url)))
-            stop.wait(5)
+            stop.wait(2)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        written = paced_writes(url, 1000, seconds, 10, {})
+        written = paced_writes(url, rate, seconds, 10, {}, writers=min(16, max(1, rate // 100)))
         stop.set()
         sampler.join(10)
         drain_start = time.time()
         while backlog(url) and time.time() - drain_start < 120:
-            time.sleep(0.5)
+            time.sleep(0.05)
         drained = time.time() - drain_start
     finally:
         stack.stop()
     shown = ", ".join(f"{t:.0f}s:{n}" for t, n in samples)
     print(
-        f"backlog @1000 writes/s for {seconds:.0f}s ({written} writes, "
-        f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}]; "
-        f"drained {drained:.1f}s after writes stopped",
+        f"[{code.name}] backlog @{rate} writes/s for {seconds:.0f}s ({stack.describe()}; {written} writes, "
+        f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}], max "
+        f"{max(n for _, n in samples)}; drained {drained:.2f}s after writes stopped",
         flush=True,
     )
+
+
+def bench_throughput(
+    url: str, uploads: Path, rows: int, concurrency: int, instances: int, code: Path = ROOT
+) -> float:
+    """Checking capacity: `rows` changes captured while nothing runs, then drained by the stack.
+
+    The workers start first; the clock runs from the listener's start to an empty backlog.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ads (title, slug, category_id, user_id)"
+            " SELECT 't', CASE WHEN i %% 10 = 0 THEN 'Bad ' || i ELSE 'ad-' || i END, 1, 1"
+            " FROM generate_series(1, %s) i",
+            (rows,),
+        )
+    stack = Stack(url, uploads, concurrency, instances, code)
+    try:
+        stack.start(listener=False)
+        started = time.time()
+        stack.start_listener()
+        while backlog(url) and time.time() - started < 600:
+            time.sleep(0.05)
+        took = time.time() - started
+    finally:
+        stack.stop()
+    print(
+        f"[{code.name}] throughput ({stack.describe()}): {rows} captured changes checked in {took:.2f} s "
+        f"= {rows / took:.0f} changes/s (from the listener's start, its own start-up included)",
+        flush=True,
+    )
+    return rows / took
 
 
 def pgbench(url: str, seconds: int, wrapped: bool) -> float:
@@ -242,13 +382,21 @@ def pgbench(url: str, seconds: int, wrapped: bool) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def bench_triggers(url: str, seconds: int, wrapped: bool, rounds: int) -> None:
-    """pgbench without triggers, with them (listener busy: no notify) and with a listener idle.
+VARIANTS = ("without", "busy", "idle", "alongside")
 
-    The variants alternate, round after round, so drift in the machine's load hits them alike.
+
+def bench_triggers(
+    url: str, uploads: Path, seconds: int, wrapped: bool, rounds: int, variants: list[str]
+) -> None:
+    """pgbench without triggers and with them: "busy" and "idle" with no listener (the flag forced
+    down or up), "alongside" with the Procfile's listener and worker running and checking.
+
+    "without" runs with the same listener and worker started (idle: no guard schema to drain), so
+    the two differ only by the triggers and the work they cause. The variants alternate, round after
+    round, so drift in the machine's load hits them alike.
     """
     settings = Settings(database_url=url)
-    runs: dict[str, list[float]] = {"without": [], "busy": [], "idle": []}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
     with Database(url) as db:
         for _ in range(rounds):
             for variant in runs:
@@ -259,7 +407,14 @@ def bench_triggers(url: str, seconds: int, wrapped: bool, rounds: int) -> None:
                     # "idle" run is the worst case, every write sending pg_notify
                     set_listener_idle(db, variant == "idle")
                 db.execute("CHECKPOINT")
-                runs[variant].append(round(pgbench(url, seconds, wrapped)))
+                stack = Stack(url, uploads) if variant in ("without", "alongside") else None
+                try:
+                    if stack is not None:
+                        stack.start()
+                    runs[variant].append(round(pgbench(url, seconds, wrapped)))
+                finally:
+                    if stack is not None:
+                        stack.stop()
     best, median = max(runs["without"]), statistics.median(runs["without"])
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
     shown = "; ".join(
@@ -279,8 +434,25 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2, help="pgbench runs of each trigger variant")
-    parser.add_argument("--only", choices=["latency", "backlog", "triggers"])
+    parser.add_argument(
+        "--variants", default="without,alongside", help=f"triggers: which of {', '.join(VARIANTS)} to run"
+    )
+    parser.add_argument("--only", choices=["latency", "backlog", "triggers", "throughput"])
+    parser.add_argument("--rate", type=int, help="writes per second (latency 200, backlog 2000)")
+    parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
+    parser.add_argument("--instances", type=int, default=1, help="worker instances (Procfile worker lines)")
+    parser.add_argument("--rows", type=int, default=50000, help="changes the throughput bench drains")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="latency: alternate runs of this commit's processes with this tree's",
+    )
+    parser.add_argument("--poll-ms", type=float, default=2, help="latency: how often findings are looked for")
+    parser.add_argument("--tree", metavar="REF", help="backlog, throughput: run this commit's processes")
+    parser.add_argument("--repeat", type=int, default=1, help="latency: rounds (with --baseline, of each)")
     args = parser.parse_args()
+    global POLL_S
+    POLL_S = args.poll_ms / 1000
     WORK.mkdir(parents=True, exist_ok=True)
     uploads = WORK / "uploads"
     shutil.rmtree(uploads, ignore_errors=True)
@@ -289,13 +461,35 @@ def main() -> int:
     try:
         if args.only in (None, "triggers"):
             for wrapped in (False, True):
-                bench_triggers(fresh_database(name), args.pgbench_seconds, wrapped, args.rounds)
-        for which, fn in (("latency", bench_latency), ("backlog", bench_backlog)):
-            if args.only in (None, which):
-                url = fresh_database(name)
-                with Database(url) as db:
-                    install(db, Settings(database_url=url))
-                fn(url, uploads, args.seconds)
+                variants = ["without", *(v for v in args.variants.split(",") if v in VARIANTS[1:])]
+                bench_triggers(
+                    fresh_database(name), uploads, args.pgbench_seconds, wrapped, args.rounds, variants
+                )
+        for which in ("latency", "backlog", "throughput"):
+            if args.only not in (None, which):
+                continue
+            url = fresh_database(name)
+            with Database(url) as db:
+                install(db, Settings(database_url=url))
+            if which == "latency":
+                # with --baseline this side runs HEAD (committed code): edits during a run stay out
+                trees = (
+                    [ROOT] if args.baseline is None else [baseline_tree(args.baseline), baseline_tree("HEAD")]
+                )
+                for round_ in range(args.repeat):
+                    for code in trees:
+                        if round_ or code != trees[0]:
+                            url = fresh_database(name)
+                            with Database(url) as db:
+                                install(db, Settings(database_url=url))
+                        bench_latency(url, uploads, args.seconds, args.rate or 200, args.concurrency, code)
+            elif which == "backlog":
+                code = ROOT if args.tree is None else baseline_tree(args.tree)
+                rate = args.rate or 2000
+                bench_backlog(url, uploads, args.seconds, rate, args.concurrency, args.instances, code)
+            else:
+                code = ROOT if args.tree is None else baseline_tree(args.tree)
+                bench_throughput(url, uploads, args.rows, args.concurrency, args.instances, code)
     finally:
         drop_database(name)
     return 0

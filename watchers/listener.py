@@ -1,7 +1,10 @@
 """The listener: LISTEN for the wake-up, drain the outbox in batches, hand each batch to Celery.
 
 Draining first collects what the capture triggers logged into the coalesced outbox
-(guard/continuous/outbox.py).
+(guard/continuous/outbox.py). There is no batch window: a notify is answered at once with whatever
+has accumulated, a stream of writes is drained back to back (the triggers stop notifying), and a
+claim is held back only while a task already waits for a worker, so that under load the next claim
+is one bigger batch instead of many small tasks.
 
 Run as `python -m watchers.listener`. Several may run at once (claims use SKIP LOCKED). Rows are
 marked dispatched in the same transaction that publishes them, so a crash before commit re-sends
@@ -15,6 +18,7 @@ Every few seconds, and at once after each reconnect, it also reads the schema fi
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -23,8 +27,9 @@ import psycopg.errors
 
 from guard.config.redact import redact
 from guard.config.settings import Settings
-from guard.continuous import liveness, outbox
+from guard.continuous import liveness, outbox, queues
 from guard.db.database import Database
+from guard.errors import UnreachableError
 from watchers.lifecycle import FIRST_DELAY_S, StopFlag, retrying, run_process
 from watchers.publish import Publisher, producer
 from watchers.pulse import Pulse
@@ -33,21 +38,44 @@ from watchers.transient import TRANSIENT
 
 log = logging.getLogger("guard.listener")
 
-GATHER_S = 0.03
 WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
+PARK_EVERY_S = 1.0  # how often rows whose check kept failing are looked for (not on every drain)
+# A drain that moved this many changes means a stream of writes: stop the triggers' notifies (they
+# serialize the writers' commits) and drain back to back until a drain finds nothing. Fewer, as under
+# a trickle of writes, and the listener stays idle: each write's notify wakes it at once.
+STREAM_CHANGES = 16
+LOG_EVERY_S = 1.0
+# While a task already waits in the events queue (every worker is busy), the next claim is held back
+# up to HOLD_S so that the changes arriving meanwhile go out as one batch, not as many small tasks.
+HOLD_S = 0.2
+HOLD_STEP_S = 0.002
+
+# The claiming connection's commits do not wait for the disk (one fdatasync each, 5-7 ms here: the
+# largest part of the listener's time). Safe for what it commits: a collect, a claim or the idle flag
+# lost in a database crash is undone whole (the changes wait in guard.capture, or undispatched in the
+# outbox, and are sent again), and a worker's commit, which does wait, flushes every earlier one.
+ASYNC_COMMIT = "SET synchronous_commit = off"
 
 Publish = Callable[[outbox.Batch], None]
+Waiting = Callable[[], int]
 
 
 class Listener:
     """One connection listening, one claiming; reconnects with backoff until stopped."""
 
     def __init__(
-        self, settings: Settings, publish: Publish, stop: StopFlag, send_sweep: SendSweep | None = None
+        self,
+        settings: Settings,
+        publish: Publish,
+        stop: StopFlag,
+        send_sweep: SendSweep | None = None,
+        waiting: Waiting | None = None,
     ) -> None:
-        self.settings, self.publish, self.stop = settings, publish, stop
+        self.settings, self.publish, self.stop, self.waiting = settings, publish, stop, waiting
         self.url = settings.require_database_url()
-        self.dispatched = 0
+        self.dispatched = self.logged = 0
+        self.park_at = self.log_at = 0.0
+        self.idle_flag: bool | None = None  # what this listener last set the flag to; None: set it again
         self.watch = RestoreWatch(settings, send_sweep or (lambda name: None))
 
     def run(self) -> None:
@@ -70,20 +98,27 @@ class Listener:
         if conn is None:
             return  # stopped while waiting to reconnect
         with conn, Database(self.url, application_name="guard-listener-claim") as db:
+            db.execute(ASYNC_COMMIT)
             log.info("listening on %s", outbox.CHANNEL)
             self.watch.look_now()  # after every (re)connect: this may be a restored or re-created database
+            self.idle_flag = None  # after a reconnect, nothing is known about the flag
             while not self.stop:
                 if self.watch.due():
                     self.watch.look(db)
                 if not self.watch.guard_present:  # nothing to drain until the watch has put it back
                     self.wait_for_wakeup(conn)
                     continue
-                if self.drain(db) == 0:
+                moved = self.drain(db)
+                if moved == 0:
                     self.idle(conn, db)
-                else:
-                    # Under a stream of writes, let a few more changes gather so each task checks a
-                    # batch instead of one row; this bounds tasks per second, not latency.
-                    self.stop.wait(GATHER_S)
+                elif moved >= STREAM_CHANGES and self.idle_flag is not False:
+                    outbox.set_listener_idle(db, False)  # a stream: drain back to back, no notifies
+                    self.idle_flag = False
+                elif self.idle_flag:
+                    # A trickle while idle: every write since the flag went up notifies at its commit,
+                    # so wait for the next one instead of draining again to find nothing.
+                    self.wait_for_wakeup(conn)
+                # Busy: drain again at once; what came in meanwhile is the next batch (no batch window).
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]] | None:
         """Open the listening connection and LISTEN; None once stopping (the claiming one is lazy)."""
@@ -101,9 +136,13 @@ class Listener:
         """Collect, claim and publish batches until nothing is left to claim; return how many."""
         total = 0
         while not self.stop:
-            # the triggers only log changes; coalesce them into the outbox first (its own transaction)
+            if time.monotonic() >= self.park_at:
+                self.park(db)
+                self.park_at = time.monotonic() + PARK_EVERY_S
+            # the triggers only log changes: coalesce them into the outbox first (its own transaction:
+            # a worker marks the rows processed, so they must be committed before it gets them)
+            self.hold_while_workers_are_busy()  # first: what comes while held is in the next collect
             collected = outbox.collect(db)
-            self.park(db)
             limits = (self.settings.outbox_batch, self.settings.lease_seconds, self.max_attempts)
             with outbox.claim(db, *limits) as changes:
                 for batch in outbox.group(changes):
@@ -113,8 +152,30 @@ class Listener:
                 break
         if total:
             self.dispatched += total
-            log.info("dispatched %d changes (%d in all)", total, self.dispatched)
+            self.log_progress()
         return total
+
+    def hold_while_workers_are_busy(self) -> None:
+        """Let changes gather in the outbox while a task already waits for a worker (up to HOLD_S).
+
+        No batch window otherwise: with a worker free, a change is claimed and sent at once. Once
+        every worker is busy, claiming now would only queue one more small task behind the waiting
+        one; holding back makes the next claim one batch of all that came meanwhile, so the number
+        of tasks follows what the workers take, not how fast this loop turns. The rows wait in the
+        durable outbox instead of the broker.
+        """
+        if self.waiting is None:
+            return
+        deadline = time.monotonic() + HOLD_S
+        while not self.stop and time.monotonic() < deadline and self.waiting() > 0:
+            self.stop.wait(HOLD_STEP_S)
+
+    def log_progress(self) -> None:
+        """One line a second at most: under a stream of writes there are hundreds of drains a second."""
+        now = time.monotonic()
+        if now >= self.log_at:
+            log.info("dispatched %d changes (%d in all)", self.dispatched - self.logged, self.dispatched)
+            self.logged, self.log_at = self.dispatched, now + LOG_EVERY_S
 
     @property
     def max_attempts(self) -> int:
@@ -133,15 +194,29 @@ class Listener:
         While busy, writers skip pg_notify (it serializes their commits). A write whose trigger saw
         "busy" and that committed before the re-check is drained here; one still uncommitted at the
         re-check (a long transaction) is found by the poll when the wait times out.
+
+        The flag stays up after the wake-up: a trickle of writes keeps notifying, and the listener
+        keeps waking at once, without two flag updates per write. Only a stream takes it down (serve).
         """
-        outbox.set_listener_idle(db, True)
-        if self.drain(db) == 0:
-            self.wait_for_wakeup(conn)
-        outbox.set_listener_idle(db, False)
+        if not self.idle_flag:
+            outbox.set_listener_idle(db, True)
+            self.idle_flag = True
+            if self.drain(db):
+                return
+        self.wait_for_wakeup(conn)
 
     def wait_for_wakeup(self, conn: psycopg.Connection[object]) -> None:
+        """Wait up to WAIT_S for a notify, then take every one already queued (one drain answers them)."""
+        woken = False
         for _ in conn.notifies(timeout=WAIT_S, stop_after=1):
-            pass
+            woken = True
+        if woken:
+            for _ in conn.notifies(timeout=0):
+                pass
+            return
+        # Polled, not woken: put the flag up again next time (another listener may have taken it down
+        # and died); the update writes nothing when it is up already.
+        self.idle_flag = None
         conn.execute("SELECT 1")  # liveness: a dead connection raises here, not silently
 
 
@@ -155,8 +230,17 @@ def serve(settings: Settings, stop: StopFlag) -> None:
     def send_sweep(name: str) -> None:
         publisher.sweep(name, f"guard-schema-{name}-{uuid.uuid4().hex}")
 
+    broker = queues.connect(settings.redis_url)
+
+    def waiting() -> int:
+        """Tasks in the events queue that no worker has taken yet (0 if Redis does not answer)."""
+        try:
+            return queues.depths(broker, settings.broker_prefix, (queues.EVENTS,)).waiting[queues.EVENTS]
+        except UnreachableError:
+            return 0  # the publish that follows says what is wrong with the broker
+
     with Pulse(settings, liveness.LISTENER):
-        Listener(settings, publish, stop, send_sweep).run()
+        Listener(settings, publish, stop, send_sweep, waiting).run()
 
 
 def main() -> int:

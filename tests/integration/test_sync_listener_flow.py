@@ -1,0 +1,146 @@
+"""The listener's pace: no batch window when idle, a stream drained back to back, held claims."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from guard.config.settings import Settings
+from guard.continuous import outbox
+from guard.continuous.capture import install
+from guard.db.database import Database
+from watchers import listener as listener_module
+from watchers.lifecycle import StopFlag
+from watchers.listener import STREAM_CHANGES, Listener
+
+pytestmark = pytest.mark.integration
+
+NO_POLL_S = 3600.0  # a poll this slow never fires during a test: what is found came some other way
+INSERT_AD = "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', %s, 1, 1) RETURNING id"
+IDLE = "SELECT idle FROM guard.listener_state"
+
+
+def _installed(db_url: str) -> None:
+    with Database(db_url) as db:
+        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        install(db, Settings(database_url=db_url))
+
+
+class _Recorder:
+    """A publish function that keeps every batch and can wait for a key."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, ...]] = []
+        self.seen = threading.Condition()
+
+    def __call__(self, batch: outbox.Batch) -> None:
+        with self.seen:
+            self.batches.append(batch.keys)
+            self.seen.notify_all()
+
+    def wait_for(self, keys: set[str], timeout: float = 30) -> bool:
+        with self.seen:
+            return self.seen.wait_for(lambda: keys <= {k for b in self.batches for k in b}, timeout=timeout)
+
+
+def _run(listener: Listener) -> threading.Thread:
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(thread: threading.Thread, stop: StopFlag, db_url: str) -> None:
+    stop.set()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("NOTIFY " + outbox.CHANNEL)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def _write(db_url: str, slugs: list[str]) -> set[str]:
+    with Database(db_url) as db:
+        return {str(row[0]) for s in slugs if (row := db.fetch_one(INSERT_AD, (s,))) is not None}
+
+
+def test_a_trickle_of_writes_is_sent_one_by_one_and_the_listener_stays_idle(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no poll, only notifies can wake it: each write is sent on its own, and the flag stays up
+    between them (the triggers keep notifying without two flag updates per write)."""
+    _installed(db_url)
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
+    stop, record = StopFlag(), _Recorder()
+    thread = _run(Listener(Settings(database_url=db_url), record, stop))
+    try:
+        for n in range(3):
+            keys = _write(db_url, [f"trickle-{n}-1"])
+            assert record.wait_for(keys), f"write {n} did not wake the listener"
+            with Database(db_url) as db:
+                row = db.fetch_one(IDLE)
+                assert row is not None and row[0] is True
+        assert len(record.batches) == 3
+    finally:
+        _stop(thread, stop, db_url)
+
+
+def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain that finds a stream's worth of changes stops the notifies; the listener drains back to
+    back until it finds nothing, then puts the flag up again."""
+    _installed(db_url)
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
+    stop, record = StopFlag(), _Recorder()
+    listener = Listener(Settings(database_url=db_url), record, stop)
+    flags: list[bool] = []
+    real_set_idle = outbox.set_listener_idle
+
+    def set_idle(db: Database, idle: bool) -> None:
+        flags.append(idle)
+        real_set_idle(db, idle)
+
+    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    with Database(db_url) as writer, writer.transaction():  # one commit: the stream arrives at once
+        keys = {
+            str(r[0]) for s in range(STREAM_CHANGES * 2) if (r := writer.fetch_one(INSERT_AD, (f"s-{s}-1",)))
+        }
+    thread = _run(listener)
+    try:
+        assert record.wait_for(keys)
+        more = _write(db_url, ["after-the-stream-1"])  # only a notify can bring this one: flag back up
+        assert record.wait_for(more), "the listener did not put the flag up again after the stream"
+        assert False in flags and flags[-1] is True
+    finally:
+        _stop(thread, stop, db_url)
+
+
+def test_claims_wait_while_every_worker_is_busy_and_go_out_as_one_batch(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a task waits in the queue, nothing new is claimed; what came meanwhile goes out together."""
+    _installed(db_url)
+    stop, record = StopFlag(), _Recorder()
+    busy = threading.Event()
+    busy.set()
+    holding = threading.Event()
+
+    def waiting() -> int:
+        if busy.is_set():
+            holding.set()
+            return 1
+        return 0
+
+    listener = Listener(Settings(database_url=db_url), record, stop, waiting=waiting)
+    monkeypatch.setattr(listener_module, "HOLD_S", NO_POLL_S)  # hold as long as the queue says busy
+    thread = _run(listener)
+    try:
+        keys = _write(db_url, [f"held-{n}-1" for n in range(5)])
+        assert holding.wait(30)
+        assert not record.wait_for(keys, timeout=1), "a claim went out while every worker was busy"
+        busy.clear()
+        assert record.wait_for(keys)
+        assert any(set(b) == keys for b in record.batches), f"not one batch: {record.batches}"
+    finally:
+        busy.clear()
+        _stop(thread, stop, db_url)
