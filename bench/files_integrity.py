@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work's world if it matches")
     parser.add_argument("--sample", type=int, default=2000, help="files for the seed script's run")
     args = parser.parse_args()
-    truth = world("guard_bench", args.ads, 0.01, args.reuse)
+    truth = world(world_name(args.ads), args.ads, 0.01, args.reuse)
     env = {"DATABASE_URL": truth["database_url"], "UPLOADS_ROOT": truth["uploads_root"]}
     report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}}
     report["world"].update(
@@ -79,6 +79,11 @@ def main() -> None:
     report["integrity"] = compare_integrity(env, truth, args.runs)
     report["seed_script"] = seed_script(env, truth, args.sample)
     print(json.dumps(report, indent=2))
+
+
+def world_name(ads: int) -> str:
+    """One world per size, so the scaling runs can reuse each of them."""
+    return f"guard_bench_files_{ads}"
 
 
 def warm(env: dict[str, str]) -> None:
@@ -100,7 +105,7 @@ def compare_files(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict
 def expected_files(truth: dict[str, Any]) -> dict[str, int]:
     """The planted counts; the world's fresh uploads become orphans once its grace period is over."""
     expected = dict(truth["files_check"])
-    built = (WORK / "guard_bench.truth.json").stat().st_mtime
+    built = (WORK / f"{world_name(truth['ads'])}.truth.json").stat().st_mtime
     if time.time() - built > 600:
         expected["orphan_file"] += truth["not_counted"]["fresh_upload"]
     return expected

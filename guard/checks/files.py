@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import NamedTuple
 
 from psycopg import sql
@@ -12,6 +14,7 @@ from psycopg import sql
 from guard.checks import CheckContext
 from guard.db.catalog import primary_key, require_column
 from guard.db.database import Database
+from guard.db.psqlcopy import copy_values, psql_environment
 from guard.findings.finding import CheckResult, Finding, FindingSink
 from guard.fs import paths
 from guard.fs.gcpause import no_cyclic_gc
@@ -39,21 +42,27 @@ def run(ctx: CheckContext) -> CheckResult:
     root = UploadsRoot(settings.require_uploads_root())
     root.require_folders(settings.scan_dirs)
     sink = FindingSink(CHECK, ctx.limit, KINDS)
+    url = settings.require_database_url()
     # The walk forks, so it starts before any connection is open; the child walks on the second core
     # while this process reads the stored paths.
     with (
         no_cyclic_gc(),
         BackgroundWalk(root, settings.scan_dirs) as walk,
-        Database(settings.require_database_url()) as db,
+        Database(url) as db,
+        ThreadPoolExecutor(max_workers=1) as lookup,
     ):
         table, column = settings.file_table, settings.file_column
         require_column(db, table, column, owner="file_table/file_column")
         target = PathColumn(table, column, primary_key(db, table, owner="file_table").column)
-        stored = StoredPaths.read(db, target)
+        stored = StoredPaths.read(db, url, target)
         matched = match_walk(walk, stored.distinct, ctx)
+        # The rows behind the unmatched paths are looked up on the server while they are judged here.
+        rows = lookup.submit(rows_naming, db, target, matched.unmatched)
         verdicts = judge_unmatched(root, matched.unmatched, matched.unreferenced, walk.record)
-        report_bad_rows(db, target, verdicts.bad, sink)
-    candidates, young = old_unreferenced(root, matched.unreferenced, verdicts.claimed, settings.orphan_grace)
+        candidates, young = old_unreferenced(
+            root, matched.unreferenced, verdicts.claimed, settings.orphan_grace
+        )
+        report_bad_rows(rows.result(), target, verdicts.bad, sink)
     report_orphans(candidates, verdicts.needed, sink)
     stats = {"files_scanned": matched.scanned, "unreferenced_within_grace": young, "rows": stored.rows}
     return sink.result(time.perf_counter() - started, info=stats)
@@ -81,9 +90,19 @@ class StoredPaths:
     rows: int
 
     @classmethod
-    def read(cls, db: Database, target: PathColumn) -> StoredPaths:
-        values = list(db.stream_column(target.format(STORED_PATHS)))
-        return cls(set(values), len(values))
+    def read(cls, db: Database, url: str, target: PathColumn) -> StoredPaths:
+        """Read every stored path in one scan, through psql's COPY where it can be used."""
+        query = target.format(STORED_PATHS)
+        env = psql_environment(url)
+        if env is None:
+            values = list(db.stream_column(query))
+            return cls(set(values), len(values))
+        distinct: set[str] = set()
+        rows = 0
+        for chunk in copy_values(env, query.as_string(db.connection)):
+            rows += len(chunk)
+            distinct.update(chunk)
+        return cls(distinct, rows)
 
 
 class Flaw(NamedTuple):
@@ -113,30 +132,27 @@ class WalkMatch:
 
 
 def match_walk(walk: BackgroundWalk, stored: set[str], ctx: CheckContext) -> WalkMatch:
-    """Match every walked file against the distinct stored paths exactly, in set operations.
+    """Match every walked file against the distinct stored paths exactly; `stored` keeps the unmatched.
 
     A walked path has a normal spelling (SCAN_DIRS are validated normal and safe, and a folder never
     lists '.' or '..'), so an exact match is a safe reference, except a name with a backslash: such a
     stored path is unsafe and is never a reference, so those names skip the matching.
     """
     bar = ctx.progress("files", None)
-    walked: set[str] = set()
-    odd: list[str] = []
+    unreferenced: set[str] = set()
+    scanned = 0
     for batch in walk.batches():
         bar.advance(len(batch))
+        scanned += len(batch)
         if "\\" in SEP.join(batch):  # one C-level search instead of a test per name
-            odd += [p for p in batch if "\\" in p]
+            unreferenced.update(p for p in batch if "\\" in p)
             batch = [p for p in batch if "\\" not in p]
-        walked.update(batch)
+        # One probe per walked file, then one removal per walked file: no second million-entry set.
+        # Walked paths are distinct, so removing this batch's leaves the next batch's probes alone.
+        unreferenced.update(filterfalse(stored.__contains__, batch))
+        stored.difference_update(batch)
     bar.close()
-    scanned = len(walked) + len(odd)
-    # One probe of the stored set per walked file (each a cache miss or two on a million entries) and
-    # no million-entry result: afterwards `walked` holds only what one side has and the other lacks.
-    walked ^= stored
-    unmatched = walked & stored  # iterates the small side
-    walked -= unmatched
-    walked.update(odd)
-    return WalkMatch(unmatched, walked, scanned)
+    return WalkMatch(stored, unreferenced, scanned)
 
 
 def judge_unmatched(
@@ -166,13 +182,22 @@ def judge_unmatched(
     return verdicts
 
 
-def report_bad_rows(db: Database, target: PathColumn, bad: dict[str, Flaw], sink: FindingSink) -> None:
-    """Report every row holding a bad stored path, in key order, found by one scan."""
-    if not bad:
-        return
-    for row_id, stored in db.fetch_all(target.format(ROWS_NAMING), (list(bad),)):
-        kind, message, path = bad[stored]
-        sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
+def rows_naming(db: Database, target: PathColumn, unmatched: set[str]) -> list[tuple[str, str]]:
+    """Return (key, stored path) of every row holding one of these paths, in key order, in one scan."""
+    asked = [p for p in unmatched if not paths.is_blank(p)]  # blank ones are never judged bad
+    if not asked:
+        return []
+    return [(str(key), str(path)) for key, path in db.fetch_all(target.format(ROWS_NAMING), (asked,))]
+
+
+def report_bad_rows(
+    rows: list[tuple[str, str]], target: PathColumn, bad: dict[str, Flaw], sink: FindingSink
+) -> None:
+    """Report every row holding a bad stored path, in key order."""
+    for row_id, stored in rows:
+        if stored in bad:
+            kind, message, path = bad[stored]
+            sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
 
 
 def old_unreferenced(
