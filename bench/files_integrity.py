@@ -1,6 +1,9 @@
 """Issue 2's benchmark: `guard check files` and `guard check integrity` against their standard-tools floors.
 
-Usage: .venv/bin/python -m bench.files_integrity [--ads 500000] [--runs 3] [--reuse]
+Usage: .venv/bin/python -m bench.files_integrity [--ads 500000 [...]] [--runs 3] [--reuse] [--sample 0]
+
+With several --ads it also prints the scaling table: each world's time and peak memory against the
+smallest world's, next to how much the data grew.
 """
 
 from __future__ import annotations
@@ -76,21 +79,59 @@ echo "File sync check passed"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ads", type=int, default=500_000)
+    parser.add_argument(
+        "--ads", type=int, nargs="+", default=[500_000], help="one world per size (the scaling table)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work's world if it matches")
-    parser.add_argument("--sample", type=int, default=2000, help="files for the seed script's run")
+    parser.add_argument(
+        "--sample", type=int, default=2000, help="files for the seed script's run (0: skip it)"
+    )
     args = parser.parse_args()
-    truth = world(world_name(args.ads), args.ads, 0.01, args.reuse)
+    reports = [measure(ads, args) for ads in args.ads]
+    if len(reports) > 1:
+        print(json.dumps({"worlds": reports, "scaling": scaling(reports)}, indent=2))
+    else:
+        print(json.dumps(reports[0], indent=2))
+
+
+def measure(ads: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Both checks against their floors on the world of this size, side by side."""
+    truth = world(world_name(ads), ads, 0.01, args.reuse)
     env = {"DATABASE_URL": truth["database_url"], "UPLOADS_ROOT": truth["uploads_root"]}
     report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}}
     report["world"].update(
         build_wall_s=truth.get("build_wall_s"), build_max_rss_mb=truth.get("build_max_rss_mb")
     )
+    started_load = os.getloadavg()[0]
     report["files"] = compare_files(env, truth, args.runs)
     report["integrity"] = compare_integrity(env, truth, args.runs)
-    report["seed_script"] = seed_script(env, truth, args.sample)
-    print(json.dumps(report, indent=2))
+    # Other work on the machine shows here: 2 cores, so anything over ~2 means the tools took turns.
+    report["load_avg_1m"] = {"start": round(started_load, 2), "end": round(os.getloadavg()[0], 2)}
+    if args.sample and ads == args.ads[0]:
+        report["seed_script"] = seed_script(env, truth, args.sample)
+    return report
+
+
+def scaling(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each world's medians against the smallest's: time and memory per million files (or rows)."""
+    rows = []
+    base = reports[0]
+    for r in reports:
+        grown = r["world"]["files"] / base["world"]["files"]
+        row: dict[str, Any] = {
+            "ads": r["world"]["ads"],
+            "files": r["world"]["files"],
+            "data_x": round(grown, 2),
+        }
+        for check in ("files", "integrity"):
+            row[f"{check}_guard_s"] = r[check]["guard_median_s"]
+            row[f"{check}_floor_s"] = r[check]["baseline_median_s"]
+            row[f"{check}_time_x"] = round(r[check]["guard_median_s"] / base[check]["guard_median_s"], 2)
+            row[f"{check}_rss_mb"] = r[check]["guard_max_rss_mb"]
+            row[f"{check}_rss_x"] = round(r[check]["guard_max_rss_mb"] / base[check]["guard_max_rss_mb"], 2)
+        rows.append(row)
+    return rows
 
 
 def world_name(ads: int) -> str:
@@ -148,6 +189,8 @@ def _ratio(base: list[Run], ours: list[Run], base_name: str, our_name: str) -> d
         "guard_wall": spread(ours),
         "guard_max_rss_mb": round(o.max_rss_mb),
         "ratio": round(o.wall_s / b.wall_s, 2),
+        "baseline_median_s": round(b.wall_s, 3),
+        "guard_median_s": round(o.wall_s, 3),
     }
 
 
