@@ -20,6 +20,7 @@ from typing import Any
 from bench.common import ROOT, WORK, Run, median_of, spread, timed, world
 
 GUARD = [sys.executable, "-m", "guard"]
+BEFORE: Path | None = None  # --before: an older checkout timed alongside
 
 FLOOR_FILES = r"""
 LC_ALL=C comm -3 \
@@ -83,11 +84,18 @@ def main() -> None:
         "--ads", type=int, nargs="+", default=[500_000], help="one world per size (the scaling table)"
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of guard (with its .venv) to time in the same runs: before/after",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work's world if it matches")
     parser.add_argument(
         "--sample", type=int, default=2000, help="files for the seed script's run (0: skip it)"
     )
     args = parser.parse_args()
+    global BEFORE
+    BEFORE = args.before
     reports = [measure(ads, args) for ads in args.ads]
     if len(reports) > 1:
         print(json.dumps({"worlds": reports, "scaling": scaling(reports)}, indent=2))
@@ -147,12 +155,17 @@ def compare_files(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict
     warm(env)
     floor: list[Run] = []
     ours: list[Run] = []
+    before: list[Run] = []
+    command = ["check", "files", "--json", "--limit", "5"]
     for _ in range(runs):  # interleaved so both see the same machine state
         floor.append(timed(["bash", "-c", FLOOR_FILES], env))
-        ours.append(timed([*GUARD, "check", "files", "--json", "--limit", "5"], env))
+        ours.append(timed([*GUARD, *command], env))
+        if BEFORE is not None:
+            before.append(timed([str(BEFORE / ".venv/bin/python"), "-m", "guard", *command], env, BEFORE))
     counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
     assert counts == expected_files(truth), (counts, truth["files_check"])
-    return _ratio(floor, ours, "floor (psql \\copy | sort, find | sort, comm)", "guard check files")
+    result = _ratio(floor, ours, "floor (psql \\copy | sort, find | sort, comm)", "guard check files")
+    return _with_before(result, floor, before)
 
 
 def expected_files(truth: dict[str, Any]) -> dict[str, int]:
@@ -167,16 +180,32 @@ def expected_files(truth: dict[str, Any]) -> dict[str, int]:
 def compare_integrity(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict[str, Any]:
     hand: list[Run] = []
     ours: list[Run] = []
+    before: list[Run] = []
+    command = ["check", "integrity", "--json", "--limit", "5"]
     for _ in range(runs):
         hand.append(
             timed(["psql", "-X", "-At", "-d", env["DATABASE_URL"], "-c", HAND_SQL], {**env, **HAND_ENV})
         )
-        ours.append(timed([*GUARD, "check", "integrity", "--json", "--limit", "5"], env))
+        ours.append(timed([*GUARD, *command], env))
+        if BEFORE is not None:
+            before.append(timed([str(BEFORE / ".venv/bin/python"), "-m", "guard", *command], env, BEFORE))
     counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
     assert counts == truth["integrity"], (counts, truth["integrity"])
     hand_counts = [int(v) for v in median_of(hand).stdout.strip().split("|")]
     assert hand_counts == list(truth["integrity"].values()), hand_counts
-    return _ratio(hand, ours, "one hand-written one-pass SQL statement (psql)", "guard check integrity")
+    result = _ratio(hand, ours, "one hand-written one-pass SQL statement (psql)", "guard check integrity")
+    return _with_before(result, hand, before)
+
+
+def _with_before(result: dict[str, Any], base: list[Run], before: list[Run]) -> dict[str, Any]:
+    if before:
+        b = median_of(before)
+        result.update(
+            before_wall=spread(before),
+            before_max_rss_mb=round(b.max_rss_mb),
+            before_ratio=round(b.wall_s / median_of(base).wall_s, 2),
+        )
+    return result
 
 
 def _ratio(base: list[Run], ours: list[Run], base_name: str, our_name: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import filterfalse
 from typing import NamedTuple
 
 from psycopg import sql
@@ -132,27 +131,32 @@ class WalkMatch:
 
 
 def match_walk(walk: BackgroundWalk, stored: set[str], ctx: CheckContext) -> WalkMatch:
-    """Match every walked file against the distinct stored paths exactly; `stored` keeps the unmatched.
+    """Match every walked file against the distinct stored paths exactly, in set operations.
 
     A walked path has a normal spelling (SCAN_DIRS are validated normal and safe, and a folder never
     lists '.' or '..'), so an exact match is a safe reference, except a name with a backslash: such a
     stored path is unsafe and is never a reference, so those names skip the matching.
     """
     bar = ctx.progress("files", None)
-    unreferenced: set[str] = set()
-    scanned = 0
+    walked: set[str] = set()
+    odd: list[str] = []
     for batch in walk.batches():
         bar.advance(len(batch))
-        scanned += len(batch)
         if "\\" in SEP.join(batch):  # one C-level search instead of a test per name
-            unreferenced.update(p for p in batch if "\\" in p)
+            odd += [p for p in batch if "\\" in p]
             batch = [p for p in batch if "\\" not in p]
-        # One probe per walked file, then one removal per walked file: no second million-entry set.
-        # Walked paths are distinct, so removing this batch's leaves the next batch's probes alone.
-        unreferenced.update(filterfalse(stored.__contains__, batch))
-        stored.difference_update(batch)
+        walked.update(batch)
     bar.close()
-    return WalkMatch(stored, unreferenced, scanned)
+    scanned = len(walked) + len(odd)
+    # One probe of the walked set per stored path and no million-entry result: afterwards `walked`
+    # holds only what one side has and the other lacks. (Probing the stored set once per walked file
+    # and removing the matches instead holds one million-entry set, not two, but measured 0.25 s of
+    # CPU slower on the 1M-file world: a method call per probe.)
+    walked ^= stored
+    unmatched = walked & stored  # iterates the small side
+    walked -= unmatched
+    walked.update(odd)
+    return WalkMatch(unmatched, walked, scanned)
 
 
 def judge_unmatched(
