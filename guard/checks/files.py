@@ -201,7 +201,10 @@ def report_bad_rows(
     for row_id, stored in rows:
         if stored in bad:
             kind, message, path = bad[stored]
-            sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
+            if sink.keeps(kind):
+                sink.add(Finding(CHECK, kind, f"{target.table}:{row_id}", message, path=path))
+            else:
+                sink.tally(kind)
 
 
 def old_unreferenced(
@@ -229,6 +232,9 @@ def report_orphans(candidates: list[str], needed: set[str], sink: FindingSink) -
     """Report unreferenced files, except those a row reaches through a symlink inside the root."""
     for relpath in candidates:
         if relpath in needed:
+            continue
+        if not sink.keeps("orphan_file"):
+            sink.tally("orphan_file")
             continue
         shown = paths.json_safe(relpath)
         sink.add(Finding(CHECK, "orphan_file", f"file:{shown}", "no row refers to this file", path=shown))
