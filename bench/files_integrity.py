@@ -1,6 +1,9 @@
 """Issue 2's benchmark: `guard check files` and `guard check integrity` against their standard-tools floors.
 
-Usage: .venv/bin/python -m bench.files_integrity [--ads 500000] [--runs 3] [--reuse]
+Usage: .venv/bin/python -m bench.files_integrity [--ads 500000 [...]] [--runs 3] [--reuse] [--sample 0]
+
+With several --ads it also prints the scaling table: each world's time and peak memory against the
+smallest world's, next to how much the data grew.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from bench.common import ROOT, WORK, Run, median_of, spread, timed, world
 
 GUARD = [sys.executable, "-m", "guard"]
+BEFORE: Path | None = None  # --before: an older checkout timed alongside
 
 FLOOR_FILES = r"""
 LC_ALL=C comm -3 \
@@ -24,23 +28,35 @@ LC_ALL=C comm -3 \
   <(cd "$UPLOADS_ROOT" && find uploads/ads -type f | LC_ALL=C sort) | wc -l
 """
 
-# One hand-written statement computing the same counts as the default rules.
+# The integrity floor: one hand-written statement computing the seven default rules' counts in one
+# pass over each table. ads is read once, grouped by slug (blank, format and uniqueness are properties
+# of the slug, so each is decided once per distinct slug; the title count rides along); ad_images is
+# read once, joined to the ads' keys. It runs with the work_mem guard's sweeps set (so neither spills)
+# and PostgreSQL's defaults otherwise, parallel workers and JIT included.
 HAND_SQL = r"""
-WITH a AS MATERIALIZED (
-  SELECT slug, title, (slug IS NULL OR btrim(slug, E' \t\r\n\f\v') = '') AS blank FROM ads
+WITH s AS (
+  SELECT slug IS NULL OR btrim(slug, E' \t\r\n\f\v') = '' AS blank,
+         slug !~ '^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$' AS bad_format,
+         count(*) AS n,
+         count(*) FILTER (WHERE title IS NULL OR btrim(title, E' \t\r\n\f\v') = '') AS no_title
+  FROM ads GROUP BY slug
+), i AS (
+  SELECT count(*) FILTER (WHERE i.file_path IS NULL OR btrim(i.file_path, E' \t\r\n\f\v') = '') AS no_path,
+         count(*) FILTER (WHERE i.ad_id IS NOT NULL AND a.id IS NULL) AS no_ad
+  FROM ad_images i LEFT JOIN ads a ON a.id = i.ad_id
 )
 SELECT
-  (SELECT count(*) FROM a WHERE blank) AS slug_required,
-  (SELECT count(*) FROM a WHERE NOT blank AND slug !~ '^[a-z0-9]+(-[a-z0-9]+)*-[0-9]+$') AS slug_format,
-  (SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM a WHERE NOT blank
-     GROUP BY slug HAVING count(*) > 1) d) AS slug_unique,
-  (SELECT count(*) FROM a WHERE btrim(title, E' \t\r\n\f\v') = '') AS title_required,
-  (SELECT count(*) FROM categories WHERE btrim(name, E' \t\r\n\f\v') = '') AS category_name,
-  (SELECT count(*) FROM ad_images WHERE file_path IS NULL OR btrim(file_path, E' \t\r\n\f\v') = '')
-    AS file_path_required,
-  (SELECT count(*) FROM ad_images i WHERE NOT EXISTS (SELECT 1 FROM ads x WHERE x.id = i.ad_id))
-    AS ad_id_references
+  coalesce(sum(n) FILTER (WHERE blank), 0) AS slug_required,
+  coalesce(sum(n) FILTER (WHERE NOT blank AND bad_format), 0) AS slug_format,
+  coalesce(sum(n) FILTER (WHERE NOT blank AND n > 1), 0) AS slug_unique,
+  coalesce(sum(no_title), 0) AS title_required,
+  (SELECT count(*) FROM categories WHERE name IS NULL OR btrim(name, E' \t\r\n\f\v') = '')
+    AS category_name,
+  (SELECT no_path FROM i) AS file_path_required,
+  (SELECT no_ad FROM i) AS ad_id_references
+FROM s
 """
+HAND_ENV = {"PGOPTIONS": "-c work_mem=64MB"}
 
 SEED_FS_TO_DB = r"""
 # The seed's check-file-sync.sh, filesystem -> database direction, verbatim but for paths:
@@ -64,21 +80,71 @@ echo "File sync check passed"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ads", type=int, default=500_000)
+    parser.add_argument(
+        "--ads", type=int, nargs="+", default=[500_000], help="one world per size (the scaling table)"
+    )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of guard (with its .venv) to time in the same runs: before/after",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse bench/work's world if it matches")
-    parser.add_argument("--sample", type=int, default=2000, help="files for the seed script's run")
+    parser.add_argument(
+        "--sample", type=int, default=2000, help="files for the seed script's run (0: skip it)"
+    )
     args = parser.parse_args()
-    truth = world("guard_bench", args.ads, 0.01, args.reuse)
+    global BEFORE
+    BEFORE = args.before
+    reports = [measure(ads, args) for ads in args.ads]
+    if len(reports) > 1:
+        print(json.dumps({"worlds": reports, "scaling": scaling(reports)}, indent=2))
+    else:
+        print(json.dumps(reports[0], indent=2))
+
+
+def measure(ads: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Both checks against their floors on the world of this size, side by side."""
+    truth = world(world_name(ads), ads, 0.01, args.reuse)
     env = {"DATABASE_URL": truth["database_url"], "UPLOADS_ROOT": truth["uploads_root"]}
     report: dict[str, Any] = {"world": {k: truth[k] for k in ("ads", "image_rows", "files")}}
     report["world"].update(
         build_wall_s=truth.get("build_wall_s"), build_max_rss_mb=truth.get("build_max_rss_mb")
     )
+    started_load = os.getloadavg()[0]
     report["files"] = compare_files(env, truth, args.runs)
     report["integrity"] = compare_integrity(env, truth, args.runs)
-    report["seed_script"] = seed_script(env, truth, args.sample)
-    print(json.dumps(report, indent=2))
+    # Other work on the machine shows here: 2 cores, so anything over ~2 means the tools took turns.
+    report["load_avg_1m"] = {"start": round(started_load, 2), "end": round(os.getloadavg()[0], 2)}
+    if args.sample and ads == args.ads[0]:
+        report["seed_script"] = seed_script(env, truth, args.sample)
+    return report
+
+
+def scaling(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each world's medians against the smallest's: time and memory per million files (or rows)."""
+    rows = []
+    base = reports[0]
+    for r in reports:
+        grown = r["world"]["files"] / base["world"]["files"]
+        row: dict[str, Any] = {
+            "ads": r["world"]["ads"],
+            "files": r["world"]["files"],
+            "data_x": round(grown, 2),
+        }
+        for check in ("files", "integrity"):
+            row[f"{check}_guard_s"] = r[check]["guard_median_s"]
+            row[f"{check}_floor_s"] = r[check]["baseline_median_s"]
+            row[f"{check}_time_x"] = round(r[check]["guard_median_s"] / base[check]["guard_median_s"], 2)
+            row[f"{check}_rss_mb"] = r[check]["guard_max_rss_mb"]
+            row[f"{check}_rss_x"] = round(r[check]["guard_max_rss_mb"] / base[check]["guard_max_rss_mb"], 2)
+        rows.append(row)
+    return rows
+
+
+def world_name(ads: int) -> str:
+    """One world per size, so the scaling runs can reuse each of them."""
+    return f"guard_bench_files_{ads}"
 
 
 def warm(env: dict[str, str]) -> None:
@@ -89,18 +155,23 @@ def compare_files(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict
     warm(env)
     floor: list[Run] = []
     ours: list[Run] = []
+    before: list[Run] = []
+    command = ["check", "files", "--json", "--limit", "5"]
     for _ in range(runs):  # interleaved so both see the same machine state
         floor.append(timed(["bash", "-c", FLOOR_FILES], env))
-        ours.append(timed([*GUARD, "check", "files", "--json", "--limit", "5"], env))
+        ours.append(timed([*GUARD, *command], env))
+        if BEFORE is not None:
+            before.append(timed([str(BEFORE / ".venv/bin/python"), "-m", "guard", *command], env, BEFORE))
     counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
     assert counts == expected_files(truth), (counts, truth["files_check"])
-    return _ratio(floor, ours, "floor (psql \\copy | sort, find | sort, comm)", "guard check files")
+    result = _ratio(floor, ours, "floor (psql \\copy | sort, find | sort, comm)", "guard check files")
+    return _with_before(result, floor, before)
 
 
 def expected_files(truth: dict[str, Any]) -> dict[str, int]:
     """The planted counts; the world's fresh uploads become orphans once its grace period is over."""
     expected = dict(truth["files_check"])
-    built = (WORK / "guard_bench.truth.json").stat().st_mtime
+    built = (WORK / f"{world_name(truth['ads'])}.truth.json").stat().st_mtime
     if time.time() - built > 600:
         expected["orphan_file"] += truth["not_counted"]["fresh_upload"]
     return expected
@@ -109,14 +180,32 @@ def expected_files(truth: dict[str, Any]) -> dict[str, int]:
 def compare_integrity(env: dict[str, str], truth: dict[str, Any], runs: int) -> dict[str, Any]:
     hand: list[Run] = []
     ours: list[Run] = []
+    before: list[Run] = []
+    command = ["check", "integrity", "--json", "--limit", "5"]
     for _ in range(runs):
-        hand.append(timed(["psql", "-X", "-At", "-d", env["DATABASE_URL"], "-c", HAND_SQL], env))
-        ours.append(timed([*GUARD, "check", "integrity", "--json", "--limit", "5"], env))
+        hand.append(
+            timed(["psql", "-X", "-At", "-d", env["DATABASE_URL"], "-c", HAND_SQL], {**env, **HAND_ENV})
+        )
+        ours.append(timed([*GUARD, *command], env))
+        if BEFORE is not None:
+            before.append(timed([str(BEFORE / ".venv/bin/python"), "-m", "guard", *command], env, BEFORE))
     counts = json.loads(median_of(ours).stdout)["checks"][0]["counts"]
     assert counts == truth["integrity"], (counts, truth["integrity"])
     hand_counts = [int(v) for v in median_of(hand).stdout.strip().split("|")]
     assert hand_counts == list(truth["integrity"].values()), hand_counts
-    return _ratio(hand, ours, "one hand-written SQL statement (psql)", "guard check integrity")
+    result = _ratio(hand, ours, "one hand-written one-pass SQL statement (psql)", "guard check integrity")
+    return _with_before(result, hand, before)
+
+
+def _with_before(result: dict[str, Any], base: list[Run], before: list[Run]) -> dict[str, Any]:
+    if before:
+        b = median_of(before)
+        result.update(
+            before_wall=spread(before),
+            before_max_rss_mb=round(b.max_rss_mb),
+            before_ratio=round(b.wall_s / median_of(base).wall_s, 2),
+        )
+    return result
 
 
 def _ratio(base: list[Run], ours: list[Run], base_name: str, our_name: str) -> dict[str, Any]:
@@ -129,6 +218,8 @@ def _ratio(base: list[Run], ours: list[Run], base_name: str, our_name: str) -> d
         "guard_wall": spread(ours),
         "guard_max_rss_mb": round(o.max_rss_mb),
         "ratio": round(o.wall_s / b.wall_s, 2),
+        "baseline_median_s": round(b.wall_s, 3),
+        "guard_median_s": round(o.wall_s, 3),
     }
 
 

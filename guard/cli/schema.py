@@ -10,22 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from guard.checks.drift import detect
-from guard.checks.migrations import missing_scripts
 from guard.cli.bars import terminal_progress
 from guard.config.settings import Settings
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK
 from guard.findings.finding import Finding
 from guard.plural import plural
-from guard.schema.adoption import AdoptionPlan, adopt, plan_adoption
 from guard.schema.applier import LockPolicy
 from guard.schema.history import baseline, folders_without_script, read_migrations
 from guard.schema.remedy import DEFAULT_LOCK_TIMEOUT, script
-from guard.schema.rescue import RepairPlan, RepairRefused, RepairResult, plan_repair, run_repair
 from guard.schema.steps import Step
 
+# The drift detector, the migrations reader (pglast) and the repairs (the backup's snapshot) are
+# imported by the handlers that use them: every other command line registers these subcommands too.
 if TYPE_CHECKING:
+    from guard.schema.adoption import AdoptionPlan
+    from guard.schema.rescue import RepairPlan, RepairRefused, RepairResult
+
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -165,6 +166,8 @@ def _add_migrations(commands: Commands) -> None:
 
 def print_repair_script(args: argparse.Namespace, settings: Settings) -> int:
     """Print the whole repair script; exit 1 when there is drift to repair."""
+    from guard.checks.drift import detect
+
     report = detect(settings, progress=terminal_progress())
     if report.failure is not None:
         sys.stdout.write(
@@ -178,6 +181,9 @@ def print_repair_script(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     """Record every folder as applied unless the live schema drifts from what they build."""
+    from guard.checks.drift import detect
+    from guard.checks.migrations import missing_scripts
+
     folder = settings.require_migrations_dir()
     incomplete = missing_scripts(folders_without_script(folder))
     if incomplete:  # not even --force: Prisma itself would stop at these folders (P3015)
@@ -228,6 +234,8 @@ def _refuse(shown: list[Finding], json_mode: bool, why: str) -> int:
 
 def run_drift_repair(args: argparse.Namespace, settings: Settings) -> int:
     """Print the repair plan, or with --apply back up, apply it online and check drift again."""
+    from guard.schema.rescue import RepairRefused, plan_repair, run_repair
+
     try:
         plan = plan_repair(
             settings, script_file=args.script, backup=not args.no_backup, progress=terminal_progress()
@@ -346,6 +354,9 @@ def _print_aftercare(result: RepairResult, out: TextIO) -> None:
 
 def run_drift_adopt(args: argparse.Namespace, settings: Settings) -> int:
     """Print the migration adopt would write, or with --apply write it and record it as applied."""
+    from guard.schema.adoption import adopt, plan_adoption
+    from guard.schema.rescue import RepairRefused
+
     try:
         plan = plan_adoption(settings, name=args.name)
         if not plan.differences:

@@ -99,6 +99,14 @@ class FindingSink:
         if self.limit is None or self.counts[finding.kind] <= self.limit:
             self.kept.append(finding)
 
+    def keeps(self, kind: str) -> bool:
+        """Tell whether the next finding of this kind is kept as an example (else only counted)."""
+        return self.limit is None or self.counts[kind] < self.limit
+
+    def tally(self, kind: str) -> None:
+        """Count a finding of no severity that would not be kept, without building it."""
+        self.counts[kind] += 1
+
     def merge(self, other: FindingSink) -> None:
         """Take in another sink's counts and kept findings (kinds the two do not share)."""
         self.counts.update(other.counts)

@@ -8,6 +8,7 @@ import pytest
 
 from guard.checks import CheckContext, files
 from guard.config.settings import load_settings
+from guard.db import psqlcopy
 from guard.db.database import Database
 from guard.errors import UnreachableError
 
@@ -173,3 +174,41 @@ def test_examples_are_the_first_rows_in_key_order_and_counts_stay_exact(db_url: 
     assert result.counts == {"missing_file": 3, "orphan_file": 2, "unsafe_path": 4}
     missing = [f.subject for f in result.findings if f.kind == "missing_file"]
     assert missing == ["ad_images:9"]  # rows 9, 10 and 19: by key, not by its text ('10' < '9')
+
+
+def test_read_through_psycopg_when_psql_is_missing_finds_the_same(
+    db_url: str, world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through_psql = run(db_url, world)
+    monkeypatch.setattr(psqlcopy.shutil, "which", lambda _: None)
+    through_psycopg = run(db_url, world)
+    assert through_psycopg.counts == through_psql.counts  # type: ignore[attr-defined]
+    assert through_psycopg.findings == through_psql.findings  # type: ignore[attr-defined]
+
+
+def test_every_stored_spelling_comes_back_from_psql_exactly(db: Database, db_url: str) -> None:
+    values = [
+        "plain",
+        "back\\slash",
+        "new\nline",
+        "tab\there",
+        "cr\rhere",
+        "\\N",
+        "ñandú-🚗",
+        "\b\f\v",
+        "\\\\n",
+    ]
+    db.execute("CREATE TABLE spellings (v text)")
+    for value in values:
+        db.execute("INSERT INTO spellings (v) VALUES (%s)", (value,))
+    env = psqlcopy.psql_environment(db_url)
+    assert env is not None
+    read = [v for chunk in psqlcopy.copy_values(env, "SELECT v FROM spellings") for v in chunk]
+    assert sorted(read) == sorted(values)
+
+
+def test_a_failing_psql_read_is_an_error_not_a_short_list(db_url: str) -> None:
+    env = psqlcopy.psql_environment(db_url)
+    assert env is not None
+    with pytest.raises(UnreachableError, match="psql could not read"):
+        list(psqlcopy.copy_values(env, "SELECT no_such_column FROM ad_images"))

@@ -101,3 +101,16 @@ def test_warnings_survive_a_limit_of_zero_and_merging() -> None:
     total.merge(part)
     result = total.result(0.0)
     assert result.findings == () and result.ok and result.warnings == 1
+
+
+def test_tallying_past_the_examples_equals_adding() -> None:
+    added, tallied = FindingSink("c", 2, ["a", "b"]), FindingSink("c", 2, ["a", "b"])
+    for n in range(5):
+        finding = Finding("c", "a", f"t:{n}", "m")
+        added.add(finding)
+        if tallied.keeps("a"):
+            tallied.add(finding)
+        else:
+            tallied.tally("a")
+    assert tallied.result(0).to_json() == added.result(0).to_json()
+    assert FindingSink("c", None).keeps("a") and not FindingSink("c", 0).keeps("a")
