@@ -26,6 +26,7 @@ from guard.backup.source import Wanted, configured_source
 from guard.config.settings import Settings
 from guard.db.scratch import ScratchClaim
 from guard.findings.finding import CheckResult
+from guard.config.redact import redact
 from guard.history import events
 from guard.plural import plural
 
@@ -55,7 +56,7 @@ def _judged(result: DrillResult) -> tuple[str, dict[str, object]]:
     return outcome, {
         "backup": result.backup_id,
         "restore_s": round(result.duration_s, 3),
-        "detail": result.detail[:500],
+        "detail": redact(result.detail)[:500],
     }
 
 

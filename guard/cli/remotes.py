@@ -55,12 +55,9 @@ def handle_remote(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _copy(settings: Settings, remote: str, ids: list[str], json_mode: bool) -> int:
-    from guard.backup.builder import require_backup_dir
-    from guard.backup.remote.copier import copy_backups
-    from guard.backup.repo.repository import Repository
+    from guard.backup.remote.offsite import copy_one
 
-    repo = Repository.open(require_backup_dir(settings), create=False)
-    result = copy_backups(repo, remote, ids or None, terminal_progress())
+    result = copy_one(settings, remote, ids or None, terminal_progress())
     human = (
         f"copied {plural(len(result.copied), 'backup')} to {result.remote} "
         f"({plural(len(result.sent_files), 'file')}, {plural(result.sent_bytes, 'byte')} sent; "

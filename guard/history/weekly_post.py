@@ -12,7 +12,7 @@ from datetime import timedelta
 from guard.alerts.slack import SlackTransport, webhook_url
 from guard.config.settings import Settings
 from guard.db.database import Database
-from guard.errors import ConfigError
+from guard.errors import ConfigError, UsageError
 from guard.history import accesslog
 from guard.history.accesslog import AccessTally
 from guard.history.weekly import LABELS, MET, MISSED, NAMES, TARGETS, Week, weekly_numbers
@@ -49,11 +49,14 @@ def post_weekly(settings: Settings) -> str:
     """Compute the report and post it to Slack; return the text sent."""
     if not settings.slack_webhook_url:
         raise ConfigError("SLACK_WEBHOOK_URL is not set: nowhere to post the weekly report")
-    access = None
+    access, unread = None, ""
     if settings.access_log:
-        access = accesslog.tally(accesslog.expand([settings.access_log]), settings.ad_route)
+        try:
+            access = accesslog.tally(accesslog.expand([settings.access_log]), settings.ad_route)
+        except UsageError as exc:  # a rotated-away or torn log must not cost the week its report
+            unread = f"\nACCESS_LOG not read ({exc}); 404s measured from slugs instead."
     with Database(settings.require_database_url(), application_name="guard-report") as db:
         weeks = weekly_numbers(db, WEEKS, access=access)
-    text = summary(weeks, access)
+    text = summary(weeks, access) + unread
     SlackTransport(webhook_url(settings)).post(text)
     return text

@@ -60,6 +60,12 @@ def test_a_failed_copy_is_a_finding_and_the_next_good_copy_resolves_it(
     assert outcome.failure is None and outcome.changes.resolved == 1
     assert _open_copy_findings(settings) == []
     assert list((remote.local_root / "backups").glob("*/manifest.json"))
+    with Database(settings.require_database_url()) as db:  # the weekly numbers' history has each copy
+        assert db.fetch_all("SELECT kind, outcome FROM guard.history_events ORDER BY id") == [
+            ("backup", "ok"),
+            ("copy", "failed"),
+            ("copy", "ok"),
+        ]
 
 
 def test_the_beat_runs_backup_copy_and_prune_as_one_chain_in_real_workers(

@@ -93,6 +93,17 @@ def test_the_weekly_post_says_last_weeks_numbers_against_their_targets(
     assert SECRET not in text
 
 
+def test_an_access_log_that_cannot_be_read_still_posts_the_week_from_slugs_and_says_so(
+    installed: Database, db_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=db_url, slack_webhook_url=slack.url, access_log=str(tmp_path / "rotated-away*.log")
+    )
+    text = post_weekly(settings)
+    assert slack.messages == [text]
+    assert "ACCESS_LOG not read" in text and "404s measured from slugs instead" in text
+
+
 def test_a_refusing_slack_is_an_error_without_the_webhook(installed: Database, db_url: str) -> None:
     refusing = FakeSlack(status=404)
     try:

@@ -17,6 +17,7 @@ from guard.backup.restorer import RestoreResult, restore_backup
 from guard.backup.verify import VerifyResult, verify_backup
 from guard.config.settings import Settings
 from guard.errors import ConfigError, GuardError, UnreachableError
+from guard.history import events
 from guard.progress import ProgressFactory, no_progress
 
 
@@ -41,6 +42,27 @@ def remotes(settings: Settings) -> tuple[str, ...]:
     return settings.backup_remotes
 
 
+def _judged_run(run: CopyRun) -> tuple[str, dict[str, object]]:
+    return (events.OK if run.ok else events.FAILED), {
+        "copied": sum(len(r.copied) for r in run.results),
+        "problems": [p[:300] for p in run.problems[:5]],
+    }
+
+
+def _judged_one(result: CopyResult) -> tuple[str, dict[str, object]]:
+    return events.OK, {"copied": len(result.copied), "bytes_sent": result.sent_bytes}
+
+
+@events.recorded(events.COPY, _judged_one)
+def copy_one(
+    settings: Settings, remote: str, ids: list[str] | None, progress: ProgressFactory = no_progress
+) -> CopyResult:
+    """`guard backup copy --to REMOTE [ID...]`: copy to one remote, recorded in the history."""
+    repo = Repository.open(require_backup_dir(settings), create=False)
+    return copy_backups(repo, remote, ids, progress)
+
+
+@events.recorded(events.COPY, _judged_run)
 def run_copy(settings: Settings, progress: ProgressFactory = no_progress) -> CopyRun:
     """Copy every local backup to each of BACKUP_REMOTES; one remote failing does not stop the others."""
     repo = Repository.open(require_backup_dir(settings), create=False)
