@@ -23,10 +23,10 @@ from guard.backup.restorer import (
 )
 from guard.backup.selection import Candidate, newest_first, others
 from guard.backup.source import Wanted, configured_source
+from guard.config.redact import redact
 from guard.config.settings import Settings
 from guard.db.scratch import ScratchClaim
 from guard.findings.finding import CheckResult
-from guard.config.redact import redact
 from guard.history import events
 from guard.plural import plural
 
