@@ -21,7 +21,16 @@ from guard.errors import EXIT_FINDINGS, EXIT_OK, ConfigError, UsageError
 from guard.fs.paths import printable
 from guard.history import accesslog, weekly_html
 from guard.history.accesslog import AccessTally
-from guard.history.weekly import LABELS, MISSED, NAMES, NO_DATA, TARGETS, Week, weekly_numbers
+from guard.history.weekly import (
+    LABELS,
+    MISSED,
+    NAMES,
+    NO_DATA,
+    TARGETS,
+    Week,
+    expects_daily_backups,
+    weekly_numbers,
+)
 
 MAX_WEEKS = 520
 EXIT_CODES = (
@@ -93,7 +102,9 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         if version is None:
             raise ConfigError("guard is not installed in this database: run 'guard install' first")
         try:
-            weeks = weekly_numbers(db, args.weeks, access=access)
+            weeks = weekly_numbers(
+                db, args.weeks, access=access, daily_backups=expects_daily_backups(settings)
+            )
         except psycopg.errors.UndefinedTable:
             raise ConfigError(
                 f"guard schema version {version} keeps no history: run 'guard install' (version {VERSION})"

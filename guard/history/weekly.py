@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from guard.config.settings import Settings
 from guard.db.database import Database, load_query
 from guard.history import events
 from guard.history.accesslog import AccessTally
@@ -125,13 +126,26 @@ def week_starts(weeks: int, now: datetime) -> list[datetime]:
     return [current - WEEK * n for n in range(weeks - 1, -1, -1)]
 
 
+def expects_daily_backups(settings: Settings) -> bool:
+    """Whether beat takes a backup every day (BACKUP_DIR set, BACKUP_CRON's day fields all `*`)."""
+    fields = settings.backup_cron.split()
+    return settings.backup_dir is not None and len(fields) == 5 and fields[2:] == ["*", "*", "*"]
+
+
 def weekly_numbers(
-    db: Database, weeks: int, *, now: datetime | None = None, access: AccessTally | None = None
+    db: Database,
+    weeks: int,
+    *,
+    now: datetime | None = None,
+    access: AccessTally | None = None,
+    daily_backups: bool = False,
 ) -> list[Week]:
     """Return the five numbers of each of the last `weeks` ISO weeks, oldest first (this week last).
 
     `access`: real requests counted from the app's access log; the 404s then come from it, not from
     the daily snapshots of slugs. `now` defaults to the database's clock, the one history is kept in.
+    `daily_backups`: a day (after the first backup, before today) with no backup event at all counts
+    as a failed backup, so backups that never ran cannot keep the rate at 100%.
     """
     if weeks < 1:
         raise ValueError("weeks must be 1 or more")
@@ -140,8 +154,14 @@ def weekly_numbers(
         now = row[0] if row else datetime.now(UTC)
     starts = week_starts(weeks, now)
     since, until = starts[0], starts[-1] + WEEK
-    window = {"since": since, "until": until, "since_day": since.date(), "until_day": until.date()}
-    facts = _Facts.read(db, window)
+    window = {
+        "since": since,
+        "until": until,
+        "since_day": since.date(),
+        "until_day": until.date(),
+        "today": now.date(),
+    }
+    facts = _Facts.read(db, window, daily_backups)
     return [Week(start, _numbers(facts, start, access), start + WEEK <= now) for start in starts]
 
 
@@ -152,10 +172,14 @@ class _Facts:
     events: dict[tuple[date, str, str], int]
     drift: dict[date, tuple[int, int]]
     daily: dict[date, tuple[int, int, int, int, int, int]]
+    missed_backups: dict[date, int]
 
     @classmethod
-    def read(cls, db: Database, window: dict[str, Any]) -> _Facts:
-        found = cls({}, {}, {})
+    def read(cls, db: Database, window: dict[str, Any], daily_backups: bool) -> _Facts:
+        found = cls({}, {}, {}, {})
+        if daily_backups:
+            for week, missed in db.fetch_all(load_query("history_weekly_backup_days"), window):
+                found.missed_backups[week.date()] = int(missed)
         for week, kind, outcome, count in db.fetch_all(load_query("history_weekly_events"), window):
             found.events[(week.date(), str(kind), str(outcome))] = int(count)
         for week, opened, ran in db.fetch_all(load_query("history_weekly_drift"), window):
@@ -180,7 +204,8 @@ def _numbers(facts: _Facts, start: datetime, access: AccessTally | None) -> tupl
         ad_404 = _ratio(AD_404, bad, ads if ad_days else 0, lambda n, d: 1000 * n < d, SLUGS)
     images_number = _ratio(MISSING_IMAGES, missing, images if image_days else 0, lambda n, d: 200 * n < d)
     backups = facts.outcomes(week, events.BACKUP)
-    backup_number = _ratio(BACKUPS, backups.get(events.OK, 0), sum(backups.values()), lambda n, d: n == d)
+    expected = sum(backups.values()) + facts.missed_backups.get(week, 0)
+    backup_number = _ratio(BACKUPS, backups.get(events.OK, 0), expected, lambda n, d: n == d)
     runs = facts.outcomes(week, events.PREDEPLOY)
     passed = runs.get(events.PASS, 0) + runs.get(events.WARN, 0)
     predeploy = _ratio(PREDEPLOY, passed, sum(runs.values()), lambda n, d: 100 * n > 95 * d)

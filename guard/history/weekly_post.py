@@ -15,7 +15,16 @@ from guard.db.database import Database
 from guard.errors import ConfigError, UsageError
 from guard.history import accesslog
 from guard.history.accesslog import AccessTally
-from guard.history.weekly import LABELS, MET, MISSED, NAMES, TARGETS, Week, weekly_numbers
+from guard.history.weekly import (
+    LABELS,
+    MET,
+    MISSED,
+    NAMES,
+    TARGETS,
+    Week,
+    expects_daily_backups,
+    weekly_numbers,
+)
 
 MARKS = {MET: ":white_check_mark:", MISSED: ":red_circle:"}
 NO_DATA_MARK = ":grey_question:"
@@ -56,7 +65,7 @@ def post_weekly(settings: Settings) -> str:
         except UsageError as exc:  # a rotated-away or torn log must not cost the week its report
             unread = f"\nACCESS_LOG not read ({exc}); 404s measured from slugs instead."
     with Database(settings.require_database_url(), application_name="guard-report") as db:
-        weeks = weekly_numbers(db, WEEKS, access=access)
+        weeks = weekly_numbers(db, WEEKS, access=access, daily_backups=expects_daily_backups(settings))
     text = summary(weeks, access) + unread
     SlackTransport(webhook_url(settings)).post(text)
     return text

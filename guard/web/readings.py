@@ -214,7 +214,7 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         reading,
         examples=_examples(db, settings),
         open_daily=_open_daily(db, now),
-        weekly=_weekly(db) if has_history else None,
+        weekly=_weekly(db, settings) if has_history else None,
     )
 
 
@@ -229,12 +229,12 @@ def _fold_tally(db: Database) -> None:
         pass  # a read-only role: the log is added up at each reading instead
 
 
-def _weekly(db: Database) -> list[dict[str, Any]]:
+def _weekly(db: Database, settings: Settings) -> list[dict[str, Any]]:
     """Last week and this week's five numbers (guard.history.weekly, as `guard report` computes them)."""
-    from guard.history.weekly import weekly_numbers
+    from guard.history.weekly import expects_daily_backups, weekly_numbers
 
     shown = []
-    for week in weekly_numbers(db, WEEKS_SHOWN):
+    for week in weekly_numbers(db, WEEKS_SHOWN, daily_backups=expects_daily_backups(settings)):
         document = week.to_json()
         for number in week.numbers:
             document["numbers"][number.name]["shown"] = number.shown()

@@ -26,6 +26,7 @@ from guard.history.weekly import (
     MISSING_IMAGES,
     NO_DATA,
     PREDEPLOY,
+    expects_daily_backups,
     weekly_numbers,
 )
 
@@ -241,3 +242,20 @@ def test_a_drift_left_unfixed_is_an_incident_every_week_it_stays_open(db: Databa
         ("2026-W48", 1),
         ("2026-W49", None),
     ]
+
+
+def test_with_daily_backups_a_day_without_any_backup_is_a_failed_one(db: Database) -> None:
+    # W47's backups ran Monday, Tuesday and Sunday only: Wednesday to Saturday left nothing, which is
+    # four backups that did not happen, not a 100% week. W48 (now Wednesday) had Monday and Tuesday.
+    made_up_history(db)
+    w46, w47, w48 = weekly_numbers(db, 3, now=NOW, daily_backups=True)
+    assert (w47.number(BACKUPS).numerator, w47.number(BACKUPS).denominator) == (7, 11)
+    assert w47.number(BACKUPS).status == MISSED
+    assert (w48.number(BACKUPS).numerator, w48.number(BACKUPS).denominator) == (2, 3)  # today not yet due
+    assert w46.number(BACKUPS).status == NO_DATA  # before the first backup ever: nothing was expected
+
+
+def test_daily_backups_are_expected_only_with_a_backup_dir_and_a_daily_cron(tmp_path: Path) -> None:
+    assert expects_daily_backups(Settings(backup_dir=tmp_path))
+    assert not expects_daily_backups(Settings(backup_dir=tmp_path, backup_cron="0 2 * * 0"))
+    assert not expects_daily_backups(Settings())
