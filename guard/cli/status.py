@@ -82,7 +82,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         broker = {"reachable": True, **depths.to_json()}
     except UnreachableError as exc:
         broker = {"reachable": False, "error": str(exc)}
-    problems = [f"{p.process} {p.state}" for p in processes if not p.ok]
+    problems = [f"{p.process} {p.state}" for p in processes if p.problem]
     if flow.stalled:
         problems.append("pipeline stalled")
     if not broker["reachable"]:

@@ -19,6 +19,11 @@ from guard.db.database import Database, Row
 LISTENER, WATCHER, WORKER, BEAT = "listener", "watcher", "worker", "beat"
 PROCESSES = (LISTENER, WATCHER, WORKER, BEAT)
 FORGET_SECONDS = 86400
+# A stale instance of a kind that has a living one is "replaced" (shown, not a problem) once it has been
+# stale this long: long enough for `guard status` and the stale alert to have said so, short of the
+# day a false exit 3 would last after every recreated container until the prune.
+REPLACED_AFTER_S = 600.0
+REPLACED_FACTOR = 10
 
 RECORD = """
 INSERT INTO guard.heartbeats (process, instance, host, pid, seen_at)
@@ -56,11 +61,16 @@ class ProcessState:
     host: str | None
     pid: int | None
     age_seconds: float | None
-    state: str  # alive | stale | missing
+    state: str  # alive | stale | replaced | missing
 
     @property
     def ok(self) -> bool:
         return self.state == "alive"
+
+    @property
+    def problem(self) -> bool:
+        """Stale or missing; a replaced instance (another of its kind alive for long) is shown, not one."""
+        return self.state in ("stale", "missing")
 
     def to_json(self) -> dict[str, Any]:
         age = None if self.age_seconds is None else round(self.age_seconds, 1)
@@ -100,9 +110,14 @@ def judge(
 ) -> list[ProcessState]:
     """Judge each heartbeat alive or stale, and add a missing entry per expected kind with no row."""
     states = []
+    beats = list(beats)
+    alive_kinds = {b.process for b in beats if (now - b.seen_at).total_seconds() <= stale_seconds}
+    replaced_after = max(REPLACED_AFTER_S, REPLACED_FACTOR * stale_seconds)
     for beat in beats:
         age = max(0.0, (now - beat.seen_at).total_seconds())
         state = "alive" if age <= stale_seconds else "stale"
+        if state == "stale" and age > replaced_after and beat.process in alive_kinds:
+            state = "replaced"  # a container recreated under a new name: its old row waits for the prune
         states.append(ProcessState(beat.process, beat.instance, beat.host, beat.pid, age, state))
     seen = {s.process for s in states}
     states += [ProcessState(p, None, None, None, None, "missing") for p in expected if p not in seen]

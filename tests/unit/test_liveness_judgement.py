@@ -62,3 +62,23 @@ def test_heartbeats_are_alive_stale_or_missing() -> None:
 def test_a_clock_ahead_of_the_server_is_age_zero() -> None:
     [state] = judge([beat("beat", "h", -3)], NOW, stale_seconds=15, expected=())
     assert state.age_seconds == 0 and state.ok
+
+
+def test_a_long_stale_instance_with_a_living_one_of_its_kind_is_replaced_not_a_problem() -> None:
+    # A worker container recreated under a new name: its old row stays until beat's prune a day later.
+    states = judge(
+        [beat("worker", "old@a", 601), beat("worker", "new@b", 1), beat("listener", "old", 601)],
+        NOW,
+        stale_seconds=15,
+        expected=("listener", "worker"),
+    )
+    assert [(s.process, s.instance, s.state, s.problem) for s in states] == [
+        ("listener", "old", "stale", True),  # no living listener: still a problem, however old
+        ("worker", "new@b", "alive", False),
+        ("worker", "old@a", "replaced", False),
+    ]
+    assert not [s for s in states if s.instance == "old@a"][0].ok  # never shown alive
+    [recent] = [
+        s for s in judge([beat("worker", "a", 100), beat("worker", "b", 1)], NOW, 15, ()) if s.instance == "a"
+    ]
+    assert recent.state == "stale" and recent.problem  # stale for less than ten minutes: still said
