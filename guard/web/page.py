@@ -146,7 +146,7 @@ def _weekly(r: Reading) -> str:
     lines = []
     for name, first in weeks[-1]["numbers"].items():
         cells = "".join(_number_cell(w["numbers"][name]) for w in weeks)
-        how = " (access log)" if first.get("method") == "access_log" else ""
+        how = {"access_log": " (access log)", "slugs": " (ad slugs)"}.get(str(first.get("method")), "")
         lines.append(
             f'<tr data-number="{escape(name)}"><td>{escape(str(first["label"]))}{how}</td>{cells}'
             f'<td class="muted">{escape(str(first["target"]))}</td></tr>'

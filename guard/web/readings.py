@@ -192,6 +192,10 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         predeploy = {str(r[0]): int(r[1]) for r in db.fetch_all(load_query("web_predeploy"))}
     queues, queues_error = _queues(settings)
     backups, drill = read_backups(settings), read_drill(settings)
+    # Text from files on disk (a drill's detail, why a manifest cannot be read) is scrubbed like errors.
+    if backups is not None:
+        backups = tuple(replace(b, problem=scrub(b.problem, settings)) if b.problem else b for b in backups)
+    drill = replace(drill, detail=scrub(drill.detail, settings)) if drill is not None else None
     reading = Reading(
         taken_at=now,
         up=True,
@@ -225,8 +229,8 @@ def _fold_tally(db: Database) -> None:
             row = db.fetch_one(TRY_FOLD)
             if row is not None and row[0]:
                 db.execute(load_query("web_tally_fold"))
-    except psycopg.errors.InsufficientPrivilege:
-        pass  # a read-only role: the log is added up at each reading instead
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction):
+        pass  # a read-only role or a standby: the log is added up at each reading instead
 
 
 def _weekly(db: Database, settings: Settings) -> list[dict[str, Any]]:

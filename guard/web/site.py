@@ -21,6 +21,7 @@ from guard.web.reader import Reader
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_FORM_BYTES = 4096
+SESSION_SECONDS = 12 * 3600  # a signed-in browser signs in again after this (the cookie is the token's HMAC)
 
 
 def build_app(settings: Settings, reader: Reader) -> Starlette:
@@ -55,7 +56,13 @@ def build_app(settings: Settings, reader: Reader) -> Starlette:
             return HTMLResponse(login_page("wrong token"), 401, headers=NO_STORE)
         response = RedirectResponse("/", 303)
         response.set_cookie(
-            access.COOKIE, access.session_value(token), httponly=True, samesite="strict", path="/"
+            access.COOKIE,
+            access.session_value(token),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            secure=request.url.scheme == "https",
+            samesite="strict",
+            path="/",
         )
         return response
 

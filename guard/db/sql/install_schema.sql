@@ -242,7 +242,9 @@ CREATE OR REPLACE FUNCTION guard.tally_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $guard$
 BEGIN
     INSERT INTO guard.finding_tally_log (check_name, kind, opened, resolved)
-    SELECT check_name, kind, -count(*), -count(*) FILTER (WHERE resolved_at IS NOT NULL)
+    -- Counters never go down (Prometheus reads a drop as a reset): a deleted open row counts as
+    -- resolved, a deleted resolved row changes nothing; opened - resolved stays the open count.
+    SELECT check_name, kind, 0, count(*) FILTER (WHERE resolved_at IS NULL)
     FROM removed GROUP BY check_name, kind;
     RETURN NULL;
 END
