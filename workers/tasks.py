@@ -133,8 +133,14 @@ NIGHTLY = ("backup", "copy", "prune", "prune_remote")
 
 @app.task(name="guard.nightly")
 def nightly() -> str:
-    """Start the nightly chain: backup, its off-site copy, then the local and the remotes' prune."""
-    return str(chain(*(maintenance.si(step) for step in NIGHTLY)).apply_async().id)
+    """Start the nightly chain: backup, its off-site copy, then the local and the remotes' prune.
+
+    A failed copy (a remote down for days) still runs the local prune, through its error callback:
+    otherwise the local disk would fill while the remote is away.
+    """
+    steps = [maintenance.si(step) for step in NIGHTLY]
+    steps[NIGHTLY.index("copy")].on_error(maintenance.si("prune"))
+    return str(chain(*steps).apply_async().id)
 
 
 @app.task(name="guard.deliver_alerts", **RETRY)

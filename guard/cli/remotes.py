@@ -125,14 +125,16 @@ def _prune(settings: Settings, remote: str, args: argparse.Namespace, json_mode:
 
     counts = (args.keep_daily, args.keep_weekly, args.keep_monthly)
     kept = (settings.keep_daily, settings.keep_weekly, settings.keep_monthly)  # a flag wins over its setting
-    result = prune_remote(
-        remote, Policy(*(k if k is not None else s for k, s in zip(counts, kept, strict=True)))
-    )
-    human = "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
-    human += "".join(f"removed {i}\n" for i in result.removed)
-    human += f"{plural(result.files_deleted, 'file')} deleted on {result.remote}, "
-    human += f"{plural(result.bytes_freed, 'byte')} freed\n"
+    dry_run = bool(getattr(args, "dry_run", False))
+    policy = Policy(*(k if k is not None else s for k, s in zip(counts, kept, strict=True)))
+    result = prune_remote(remote, policy, dry_run=dry_run)
+    human = f"dry run on {result.remote}: nothing is removed\n" if dry_run else ""
+    human += "".join(f"keep    {i}  ({', '.join(r)})\n" for i, r in sorted(result.kept.items()))
+    human += "".join(f"{'remove ' if dry_run else 'removed'} {i}\n" for i in result.removed)
+    verb = "would be deleted" if dry_run else "deleted"
+    human += f"{plural(result.files_deleted, 'file')} {verb} on {result.remote}, "
+    human += f"{plural(result.bytes_freed, 'byte')} {'would be freed' if dry_run else 'freed'}\n"
     human += "".join(f"PROBLEM: {p}\n" for p in result.problems)
     human += "".join(f"note: {n}\n" for n in result.notes)
-    emit(result.to_json(), human, json_mode)
+    emit({**result.to_json(), "dry_run": dry_run}, human, json_mode)
     return EXIT_OK if result.ok else EXIT_FINDINGS

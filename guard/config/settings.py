@@ -311,7 +311,8 @@ def _config_error(
     name = str(exc.errors()[0]["loc"][0])
     source = name.upper() if name in from_env else f"'{name}'"
     given = values.get(name, exc.errors()[0].get("input"))  # a default checked against another setting
-    shown = "" if name in SECRET_FIELDS else f" {given!r}"  # a secret's value is never printed
+    # A secret's value is never printed, nor BACKUP_REMOTES (an rclone connection string holds passwords).
+    shown = "" if name in (*SECRET_FIELDS, "backup_remotes") else f" {given!r}"
     return ConfigError(f"{source}: invalid value{shown} (expected {_describe(name)})")
 
 

@@ -23,7 +23,7 @@ import pytest
 from backup_support import World, drop_database, make_world, table_checksums
 from offsite_support import Remotes, remotes
 
-from guard.backup.repo.repository import Repository
+from guard.backup.repo.repository import MARKER, OLD_MARKER, Repository
 from tests.acceptance.cli import read_pty
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,6 +233,11 @@ def test_prune_remote_keeps_what_the_remaining_manifests_need(
         (world.root / "uploads" / "ads" / f"later-{i}.bin").write_bytes(os.urandom(BIG))
         ids.append(backup(env))
     assert guard(env, "backup", "copy", "--to", str(target)).returncode == 0
+    keep = ("--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0")
+    tree = {p: p.read_bytes() for p in sorted(target.rglob("*")) if p.is_file()}
+    code, dry = guard_json(env, "backup", "prune", "--remote", str(target), "--dry-run", *keep)
+    assert code == 0 and dry["dry_run"] and dry["removed"] == ids[:2], dry
+    assert {p: p.read_bytes() for p in sorted(target.rglob("*")) if p.is_file()} == tree  # nothing removed
     code, pruned = guard_json(
         env,
         "backup",
@@ -249,6 +254,7 @@ def test_prune_remote_keeps_what_the_remaining_manifests_need(
     assert code == 0, pruned
     assert pruned["removed"] == ids[:2] and list(pruned["kept"]) == [ids[2]]
     assert pruned["files_deleted"] >= 1  # the object only the first backup had
+    assert dry["removed"] == pruned["removed"] and dry["files_deleted"] == pruned["files_deleted"]
     assert not (target / "backups" / ids[0]).exists()
     code, deep = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
     assert code == 0 and [b["id"] for b in deep["backups"]] == [ids[2]], deep
@@ -308,3 +314,26 @@ def test_copy_draws_a_progress_bar_on_a_terminal(world: World, remote: Remotes, 
     assert process.returncode == 0 and b"copied 1 backup" in out, out
     bars = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", drawn).decode(errors="replace")
     assert "copy" in bars and re.search(r"\d+/\d+", bars), bars
+
+
+def test_a_repository_still_on_format_1_copies_and_its_upgrade_copies_over_it(
+    world: World, remote: Remotes, tmp_path: Path
+) -> None:
+    # A repository an earlier version wrote (its marker guard-backup.json, nothing written since the
+    # upgrade) is copied as it is; after the next backup upgrades it, the copy to the same remote goes on.
+    env = env_of(world, remote, tmp_path)
+    first = backup(env)
+    root = Path(env["BACKUP_DIR"])
+    (root / MARKER).unlink()
+    (root / OLD_MARKER).write_text('{"format": "guard-backup/1"}\n')
+    target = remote.local_root.parent / f"format1-{uuid.uuid4().hex[:6]}"
+    done = guard(env, "backup", "copy", "--to", str(target))
+    assert done.returncode == 0, done.stderr
+    assert (target / OLD_MARKER).exists() and not (target / MARKER).exists()
+    second = backup(env)  # upgrades the local repository to format 2
+    assert (root / MARKER).exists() and not (root / OLD_MARKER).exists()
+    done = guard(env, "backup", "copy", "--to", str(target))
+    assert done.returncode == 0, done.stderr
+    assert (target / MARKER).exists()
+    restored_matches(env, world, second, str(target))
+    assert first != second

@@ -101,3 +101,32 @@ def test_the_beat_runs_backup_copy_and_prune_as_one_chain_in_real_workers(
     finally:
         stack.close()
     assert os.listdir(settings.backup_dir / "backups")  # type: ignore[operator]
+
+
+def test_a_failed_copy_in_the_chain_still_prunes_the_local_repository(
+    settings: Settings, remote: Remotes, tmp_path: Path
+) -> None:
+    # The remote refuses writes: the chain stops at its copy, and the copy's error callback runs the
+    # local prune anyway, so a remote away for days does not fill the local disk.
+    stack = Stack(
+        settings.require_database_url(),
+        settings.uploads_root or Path(),
+        tmp_path,
+        backup_dir=str(settings.backup_dir),
+        backup_remotes=remote.readonly,
+        rclone_config=str(remote.config),
+    )
+    try:
+        stack.worker(loglevel="INFO")
+        stack.client().send_task("guard.nightly", queue="sweeps")
+        with Database(settings.require_database_url()) as db:
+            wait_for(
+                lambda: (
+                    db.fetch_all("SELECT kind, outcome FROM guard.history_events ORDER BY id")
+                    == [("backup", "ok"), ("copy", "failed"), ("prune", "ok")]
+                ),
+                "backup, the failed copy, then the local prune",
+                timeout=120,
+            )
+    finally:
+        stack.close()

@@ -187,3 +187,10 @@ def test_the_installed_wheel_walks_with_the_compiled_page_stat(wheel: Path, tmp_
     where, walk = done.stdout.split()
     assert where.startswith(str(target)), done.stdout + done.stderr  # the wheel's, not the worktree's
     assert walk == "compiled"
+
+
+def test_the_image_installs_the_tools_its_processes_run() -> None:
+    # pg_dump/pg_restore for backups and drills, rclone for the nightly copy to BACKUP_REMOTES
+    final = DOCKERFILE.read_text().split("\nFROM ")[-1]
+    installs = " ".join(line for line in final.splitlines() if "apt-get install" in line).split()
+    assert {"postgresql-client", "rclone"} <= set(installs)

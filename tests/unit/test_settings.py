@@ -214,3 +214,11 @@ def test_a_stale_threshold_a_living_process_crosses_between_heartbeats_is_refuse
     with pytest.raises(ValidationError, match="more than twice HEARTBEAT_SECONDS"):
         Settings(heartbeat_seconds=30)
     assert Settings(heartbeat_seconds=30, heartbeat_stale_seconds=90).heartbeat_stale_seconds == 90
+
+
+def test_an_invalid_backup_remotes_is_refused_without_printing_it(tmp_path: Path) -> None:
+    config = tmp_path / "guard.toml"
+    config.write_text('backup_remotes = [":sftp,host=h,pass=s3cr3t:guard", 7]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={}, path=config)
+    assert "backup_remotes" in str(caught.value) and "s3cr3t" not in str(caught.value)

@@ -16,7 +16,15 @@ from typing import Any
 from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
 from guard.backup.remote.rclone import Entry, Rclone, RemoteError
 from guard.backup.repo import permissions
-from guard.backup.repo.repository import BACKUP_ID, LOCK_WAIT_S, MANIFEST, MARKER, Repository, check_backup_id
+from guard.backup.repo.repository import (
+    BACKUP_ID,
+    LOCK_WAIT_S,
+    MANIFEST,
+    MARKER,
+    OLD_MARKER,
+    Repository,
+    check_backup_id,
+)
 from guard.errors import GuardError, UsageError
 from guard.plural import plural
 from guard.progress import ProgressFactory, no_progress
@@ -60,7 +68,7 @@ def copy_backups(
             if backup_id not in local:
                 raise UsageError(f"backup {backup_id} not found in {repo.root}")
         there = rclone.listing()
-        if there and MARKER not in there:
+        if there and MARKER not in there and OLD_MARKER not in there:  # a format 1 copy is ours too
             raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
         complete = _complete(rclone, there)
         already, todo = _split(repo, chosen, there, complete)
@@ -95,20 +103,24 @@ def _send(
     confirmed: set[str],
     progress: ProgressFactory,
 ) -> CopyResult:
-    needed: dict[str, int] = {MARKER: (repo.root / MARKER).stat().st_size}
+    # The local repository's marker under its own name: format 1 (not written since the upgrade) keeps
+    # the old name; once upgraded, the new marker goes to the remote too.
+    marker = MARKER if (repo.root / MARKER).exists() else OLD_MARKER
+    marker_bytes = (repo.root / marker).read_bytes()
+    needed: dict[str, int] = {marker: len(marker_bytes)}
     for content in contents:
         needed.update(content.files)
     missing = sorted(
-        p for p, size in needed.items() if p != MARKER and (p not in there or there[p].size != size)
+        p for p, size in needed.items() if p != marker and (p not in there or there[p].size != size)
     )
     # Files on the remote that no complete backup there vouches for (what a killed copy sent) are
     # hash-checked like the ones sent now.
     unconfirmed = sorted(set(needed) - confirmed)
     with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
         lists = _stage_lists(Path(staging), contents)
-        if MARKER not in there:
-            permissions.write_file(Path(staging) / MARKER, (repo.root / MARKER).read_bytes())
-            lists.insert(0, MARKER)
+        if marker not in there or there[marker].size != len(marker_bytes):
+            permissions.write_file(Path(staging) / marker, marker_bytes)
+            lists.insert(0, marker)
         rclone.send(Path(staging), lists)  # first: a prune of the remote keeps what they name
         bar = progress("copy", sum(needed[p] for p in missing))
         try:

@@ -48,8 +48,13 @@ class RemotePruneResult:
         }
 
 
-def prune_remote(remote: str, policy: Policy, now: datetime | None = None) -> RemotePruneResult:
-    """Forget the remote's backups the policy does not keep (each source on its own), then their content."""
+def prune_remote(
+    remote: str, policy: Policy, now: datetime | None = None, *, dry_run: bool = False
+) -> RemotePruneResult:
+    """Forget the remote's backups the policy does not keep (each source on its own), then their content.
+
+    dry_run: decide and count the same way, delete nothing.
+    """
     if policy.empty() or min(policy.daily, policy.weekly, policy.monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
     mirror = Mirror(remote)
@@ -57,10 +62,13 @@ def prune_remote(remote: str, policy: Policy, now: datetime | None = None) -> Re
     moment = now or datetime.now().astimezone()
     kept, problems = _decide(backups, policy, moment)
     removed = [b.backup_id for b in backups if b.backup_id not in kept]
+    remaining = [b for b in backups if b.backup_id not in removed]
+    if dry_run:
+        deleted, freed, notes = _collect(mirror, remaining, dry_run=True)
+        return RemotePruneResult(mirror.label, kept, removed, deleted, freed, problems, notes)
     # The manifests go first: a prune killed after this leaves content nothing names, never the reverse.
     mirror.rclone.delete([manifest_path(i) for i in removed])
     mirror.rclone.delete([p for i in removed for p in mirror.files if p.startswith(f"backups/{i}/")])
-    remaining = [b for b in backups if b.backup_id not in removed]
     deleted, freed, notes = _collect(mirror, remaining)
     mirror.rclone.rmdirs("backups")
     incomplete = mirror.incomplete()
@@ -99,8 +107,10 @@ def _decide(
     return kept, problems
 
 
-def _collect(mirror: Mirror, remaining: list[RemoteBackup]) -> tuple[int, int, list[str]]:
-    """Delete content files no remaining (or unfinished) backup's content list names."""
+def _collect(
+    mirror: Mirror, remaining: list[RemoteBackup], *, dry_run: bool = False
+) -> tuple[int, int, list[str]]:
+    """Delete content files no remaining (or unfinished) backup's content list names (dry_run: count)."""
     needed: set[str] = set()
     unfinished = mirror.incomplete()
     lists = remaining + mirror.backups(unfinished) if unfinished else remaining
@@ -110,5 +120,6 @@ def _collect(mirror: Mirror, remaining: list[RemoteBackup]) -> tuple[int, int, l
         needed.update(backup.content.files)
     doomed = sorted(p for p in mirror.files if CONTENT_PATH.fullmatch(p) and p not in needed)
     doomed = [p for p in doomed if not p.startswith("backups/")]  # dumps went with their backup
-    mirror.rclone.delete(doomed)
+    if not dry_run:
+        mirror.rclone.delete(doomed)
     return len(doomed), sum(mirror.files[p].size for p in doomed), []
