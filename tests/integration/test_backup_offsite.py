@@ -116,8 +116,9 @@ def test_copy_then_restore_from_sftp_gives_the_same_rows_and_files(
     assert code == 0 and [b["id"] for b in listed["backups"] if b["complete"]] == [backup_id]
     restored_matches(env, world, backup_id, remote.sftp)
     cache = tmp_path / "cache"
-    assert cache.stat().st_mode & 0o777 == 0o700 and cache.stat().st_uid == os.geteuid()
-    (fetched,) = cache.iterdir()  # one remote, one cache repository; its restores/ are the restore's own
+    assert cache.stat().st_mode & 0o777 == 0o700 and cache.stat().st_uid == os.geteuid()  # guard made it
+    (fetched,) = cache.iterdir()
+    assert fetched.stat().st_mode & 0o777 == 0o700  # one remote, one cache repository
     exposed = [p for p in fetched.rglob("*") if "restores" not in p.parts and p.lstat().st_mode & 0o077]
     assert exposed == []
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from guard.backup.remote.layout import Content
+from guard.backup.remote.mirror import cache_folder
 from guard.backup.remote.rclone import _clean, display
 from guard.config.settings import Settings
 from guard.errors import ConfigError, GuardError
@@ -53,3 +56,14 @@ def test_backup_remotes_split_at_whitespace_and_keep_commas() -> None:
     assert Settings(backup_remotes=["a:b"]).backup_remotes == ("a:b",)
     with pytest.raises(ConfigError):
         Settings().replace(backup_remotes=[3])
+
+
+def test_the_cache_keeps_the_operators_own_folder_mode_and_makes_its_own_private(tmp_path: Path) -> None:
+    shared = tmp_path / "var-cache"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    folder = cache_folder(shared, "offsite:guard")
+    assert shared.stat().st_mode & 0o777 == 0o755  # not guard's to change
+    assert folder.parent == shared and folder.stat().st_mode & 0o777 == 0o700
+    made = cache_folder(tmp_path / "new" / "cache", "offsite:guard")
+    assert made.parent.stat().st_mode & 0o777 == 0o700

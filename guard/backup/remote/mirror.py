@@ -159,8 +159,9 @@ def cache_folder(cache_root: Path | None, remote_label: str) -> Path:
     root = (
         cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guard" / "remotes"
     )
-    root.mkdir(parents=True, exist_ok=True, mode=permissions.FOLDER)
-    os.chmod(root, permissions.FOLDER)
+    if not root.exists():  # a folder guard makes is its owner's only; the operator's own keeps its mode
+        root.mkdir(parents=True, mode=permissions.FOLDER)
+        os.chmod(root, permissions.FOLDER)
     folder = root / hashlib.sha256(remote_label.encode()).hexdigest()[:16]
     permissions.make_folder(folder, exist_ok=True)
     os.chmod(folder, permissions.FOLDER)
