@@ -338,3 +338,24 @@ def test_a_repository_still_on_format_1_copies_and_its_upgrade_copies_over_it(
     assert (target / MARKER).exists()
     restored_matches(env, world, second, str(target))
     assert first != second
+
+
+def test_a_file_a_killed_copy_left_at_its_size_with_other_bytes_is_sent_again(
+    world: World, remote: Remotes, tmp_path: Path
+) -> None:
+    # What a killed copy can leave: a pack at its full size with torn bytes, and no manifest. The next
+    # copy chooses what to send by size, so only the hash check sees it; it sends that file again.
+    env = env_of(world, remote, tmp_path)
+    backup_id = backup(env)
+    target = remote.local_root.parent / f"torn-{uuid.uuid4().hex[:6]}"
+    assert guard(env, "backup", "copy", "--to", str(target)).returncode == 0
+    (target / "backups" / backup_id / "manifest.json").unlink()  # the copy never finished
+    pack = next(target.glob("packs/*.pack"))
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(data))
+    code, again = guard_json(env, "backup", "copy", "--to", str(target))
+    assert code == 0 and again["copied"] == [backup_id], again
+    code, deep = guard_json(env, "backup", "verify", "--remote", str(target), "--read-data")
+    assert code == 0, deep

@@ -172,7 +172,13 @@ def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
 
 
 def _verify(
-    repo: Repository, rclone: Rclone, needed: dict[str, int], there: dict[str, Entry], checked: list[str]
+    repo: Repository,
+    rclone: Rclone,
+    needed: dict[str, int],
+    there: dict[str, Entry],
+    checked: list[str],
+    *,
+    resend: bool = True,
 ) -> int:
     """Check every needed file is on the remote at its size, and the unconfirmed ones against hashes.
 
@@ -193,19 +199,26 @@ def _verify(
                 f"copy to {rclone.label} did not complete: {path} is {found} there, "
                 f"expected {plural(size, 'byte')}; no backup was marked copied"
             )
-    hashed = 0
+    hashed, differ = 0, []
     for path, entry in sorted(again.items()):
         kinds = {k: v for k, v in entry.hashes.items() if k in HASHES and v}
         if not kinds:
             continue
         local = _hashes(repo.root / path, kinds)
-        for kind, value in kinds.items():
-            if local[kind] != value.lower():
-                raise RemoteError(
-                    f"copy to {rclone.label}: {path} differs there ({kind} mismatch); "
-                    "no backup was marked copied"
-                )
+        mismatch = next((kind for kind, value in kinds.items() if local[kind] != value.lower()), None)
+        if mismatch is not None:
+            differ.append((path, mismatch))
         hashed += 1
+    if differ and resend:
+        # A file at its size with other bytes (a killed copy's torn write): the size-only choice of
+        # what to send never sends it again, so send it again now, whatever its time, and look once more.
+        rclone.send(repo.root, [p for p, _ in differ], force=True)
+        return _verify(repo, rclone, needed, there, checked, resend=False)
+    if differ:
+        path, kind = differ[0]
+        raise RemoteError(
+            f"copy to {rclone.label}: {path} differs there ({kind} mismatch); no backup was marked copied"
+        )
     return hashed
 
 

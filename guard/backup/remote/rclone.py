@@ -122,13 +122,19 @@ class Rclone:
             if not i.get("IsDir")
         }
 
-    def send(self, local_root: Path, paths: list[str], progress: Progress | None = None) -> None:
-        """Copy these files (relative to local_root) to the same paths under the remote root."""
+    def send(
+        self, local_root: Path, paths: list[str], progress: Progress | None = None, *, force: bool = False
+    ) -> None:
+        """Copy these files (relative to local_root) to the same paths under the remote root.
+
+        force: send even a file the remote holds at the same size and time (--ignore-times).
+        """
         if not paths:
             return
         with _file_list(paths) as listed:
             self._run(
-                ["copy", "--files-from-raw", str(listed), "--no-traverse", str(local_root), self.remote],
+                ["copy", *(["--ignore-times"] if force else []), "--files-from-raw", str(listed)]
+                + ["--no-traverse", str(local_root), self.remote],
                 "copy to",
                 progress=progress,
             )
