@@ -127,12 +127,12 @@ class CanaryDuty:
         if now >= self.next_send:
             canary.send(db)
             self.next_send = now + self.every
-        changes = canary.evaluate(db, self.settings.canary_stall_seconds)
+        changes, flow = canary.evaluate(db, self.settings.canary_stall_seconds)
         if changes.opened:
             log.error("pipeline stalled: no canary came through for %d s", self.settings.canary_stall_seconds)
         elif changes.resolved:
             log.info("pipeline flows again: a canary came through")
-        self.stalled = canary.stall(db, self.settings.canary_stall_seconds).stalled
+        self.stalled = flow.stalled
         # Every turn while stalled (Slack may refuse, or be rate-limited, on the turn the stall opens)
         # and once when it resolves: delivery sends only what is unsent, so a turn with nothing is cheap.
         if self.channels and (self.stalled or changes.resolved):

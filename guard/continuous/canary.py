@@ -148,13 +148,16 @@ def stall(db: Database, stall_seconds: float) -> Stall:
     return judge_stall(row[0], row[1], row[2], stall_seconds)
 
 
-def evaluate(db: Database, stall_seconds: int) -> Changes:
-    """Open pipeline_stalled when the canaries stopped, resolve it when they flow, in one transaction."""
+def evaluate(db: Database, stall_seconds: int) -> tuple[Changes, Stall]:
+    """Open pipeline_stalled when the canaries stopped, resolve it when they flow, in one transaction.
+
+    Returns what changed and the judgement itself (beat keeps delivering while it says stalled).
+    """
     with db.transaction():
         store.lock_subjects(db, [SUBJECT])
         now = stall(db, stall_seconds)
         found = [now.finding(stall_seconds)] if now.stalled else []
-        return store.reconcile(db, SCOPE, found)
+        return store.reconcile(db, SCOPE, found), now
 
 
 def came_through(db: Database, keys: Sequence[str]) -> Changes:

@@ -103,18 +103,14 @@ def take(settings: Settings) -> Snapshot:
         ctx = CheckContext(settings.replace(rules=tuple(rules)), limit=None)
         bad = unresolvable(integrity.run(ctx).findings, rules)
     with Database(settings.require_database_url(), application_name="guard-history") as db:
-        if bad is not None:
+        if bad is not None:  # stored first (autocommit): an uploads problem below never loses it
             record_ads(db, count_ads(db), bad, overwrite=True)
-    # Without UPLOADS_ROOT there is no files check, so no image half (no data, never a fake zero); the
-    # ad half is stored first so an uploads problem never loses it.
-    if settings.uploads_root is not None:
-        images = files.run(CheckContext(settings, limit=0))
-        if images.error is not None:
-            raise GuardError(images.error)
-        rows, missing = image_counts(images)
-        with Database(settings.require_database_url(), application_name="guard-history") as db:
-            record_images(db, rows, missing, overwrite=True)
-    with Database(settings.require_database_url(), application_name="guard-history") as db:
+        # Without UPLOADS_ROOT there is no files check, so no image half (no data, never a fake zero).
+        if settings.uploads_root is not None:
+            images = files.run(CheckContext(settings, limit=0))
+            if images.error is not None:
+                raise GuardError(images.error)
+            record_images(db, *image_counts(images), overwrite=True)
         today = db.fetch_one(TODAY)
     if today is None:
         raise GuardError("today's snapshot was not stored")
