@@ -20,9 +20,20 @@ from guard.findings.finding import Finding
 
 CHANNEL = "guard_outbox"
 
+# Only a row whose dispatch committed is marked: a task can outlive its claim (the listener died
+# between the publish and the commit), and its row, undispatched again, takes in later changes
+# (outbox_collect.sql merges into it); marked processed, it would hide them for good. Left as it is,
+# it is claimed and sent again, with them. The test is in SET, not WHERE, so that it is made on the
+# row as the claim left it: a claim still open holds the row's lock, and the UPDATE waits for it and
+# then re-reads the row; a WHERE condition would be judged on the undispatched row already committed
+# and skip it without waiting (the row then waits out its lease).
 MARK_PROCESSED = """
-UPDATE guard.outbox SET processed_at = now() WHERE id = ANY(%s) AND processed_at IS NULL
-RETURNING id, dead_at IS NOT NULL
+WITH marked AS (
+    UPDATE guard.outbox SET processed_at = CASE WHEN dispatched_at IS NOT NULL THEN now() END
+    WHERE id = ANY(%s) AND processed_at IS NULL
+    RETURNING id, dead_at IS NOT NULL AS dead, processed_at IS NOT NULL AS done
+)
+SELECT id, dead FROM marked WHERE done
 """
 # Changes still to check: coalesced ones in the outbox plus those not yet collected (one per write).
 BACKLOG = """
