@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from guard.db.database import Database, Row, load_query
+from guard.db.database import Database, Pending, Row, load_query
 from guard.findings.finding import Finding
 
 NOW = "SELECT now()"
@@ -109,7 +109,18 @@ def lock_subjects(db: Database, subjects: Iterable[str]) -> datetime:
     be much earlier when the locks were waited for, and a sweep started in between must not count
     the evidence as older than its own.
     """
-    row = db.fetch_one(LOCK_SUBJECTS, (sorted(set(subjects)),))  # one round trip, not two
+    return held_at(request_locks(db, subjects))
+
+
+def request_locks(db: Database, subjects: Iterable[str]) -> Pending:
+    """Send lock_subjects' call without waiting: in a pipeline, the statement after it (which the
+    server runs once every lock is held, on a snapshot taken then) shares its round trip."""
+    return db.submit(LOCK_SUBJECTS, (sorted(set(subjects)),))
+
+
+def held_at(locks: Pending) -> datetime:
+    """Return when the requested locks were all held (waits for them)."""
+    row = locks.one()
     assert row is not None
     return row[1]  # type: ignore[no-any-return]
 
@@ -136,16 +147,21 @@ def reconcile(
     seen = seen or since or clock_now(db)
     since = since or seen
     opened = refreshed = 0
+    opening = None
     if unique:
-        row = db.fetch_one(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
-        opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
+        opening = db.submit(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
     params = {
         "check": scope.check,
         "kinds": list(scope.kinds) if scope.kinds is not None else None,
         "subjects": list(scope.subjects) if scope.subjects is not None else None,
         "since": since,
     }
-    row = db.fetch_one(load_query("store_resolve"), params)
+    # both sent before either is read: one round trip in a pipeline (the resolve runs after the open)
+    resolving = db.submit(load_query("store_resolve"), params)
+    if opening is not None:
+        row = opening.one()
+        opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
+    row = resolving.one()
     return Changes(opened, refreshed, int(row[0]) if row else 0)
 
 
