@@ -72,10 +72,10 @@ def process_rows(
         return _canaries(settings, keys, outbox_ids)
     keys = sorted(set(keys))
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
-    # In a pipeline what is sent before a read shares its round trip: the transaction is four of them
+    # In a pipeline what is sent before a read shares its round trip: the transaction is five of them
     # (it was nine, each also a wake-up of this process and of the server on a busy machine): the
-    # related keys; the locks with the rules' query (the server runs it once the locks are held, on a
-    # snapshot taken then); the outbox mark with the findings' open and resolve; the commit.
+    # related keys; the locks; the rules' query; the outbox mark with the findings' open and resolve;
+    # the commit.
     with _database(settings) as db, db.pipelined_transaction():
         db.execute(NO_DISK_WAIT)
         # Everything this transaction locks is found first and locked in one sorted call: a second
@@ -84,9 +84,8 @@ def process_rows(
         related_subjects = tuple(file_events.row_subject(table, k) for k in related)
         path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
         subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
-        locks = store.request_locks(db, subjects)
+        read_at = store.lock_subjects(db, subjects)
         result = _rows_check(db, settings, table, related)
-        read_at = store.held_at(locks)
         marking = start_marking(db, outbox_ids)  # sent now, read after the findings' statements
         changes = _rows_reconcile(db, settings, table, related_subjects, result, read_at)
         recheck: dict[str, float] = {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from guard.db.database import Database, Pending, Row, load_query
+from guard.db.database import Database, Row, load_query
 from guard.findings.finding import Finding
 
 NOW = "SELECT now()"
@@ -109,18 +109,7 @@ def lock_subjects(db: Database, subjects: Iterable[str]) -> datetime:
     be much earlier when the locks were waited for, and a sweep started in between must not count
     the evidence as older than its own.
     """
-    return held_at(request_locks(db, subjects))
-
-
-def request_locks(db: Database, subjects: Iterable[str]) -> Pending:
-    """Send lock_subjects' call without waiting: in a pipeline, the statement after it (which the
-    server runs once every lock is held, on a snapshot taken then) shares its round trip."""
-    return db.submit(LOCK_SUBJECTS, (sorted(set(subjects)),))
-
-
-def held_at(locks: Pending) -> datetime:
-    """Return when the requested locks were all held (waits for them)."""
-    row = locks.one()
+    row = db.fetch_one(LOCK_SUBJECTS, (sorted(set(subjects)),))  # one round trip, not two
     assert row is not None
     return row[1]  # type: ignore[no-any-return]
 
