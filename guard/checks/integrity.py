@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -142,21 +143,28 @@ def describe(rule: Rule, value: object) -> str:
     return f"{rule.column} {value!r} has no matching {rule.target}"
 
 
-def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[sql.Composed, dict[str, object]]:
-    """Compose the table's single pass: one boolean flag per rule, rows with any flag set."""
+def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[str, dict[str, object]]:
+    """Return the table's single pass (one boolean flag per rule, rows with any flag set), its parameters."""
+    query, params = _composed(plan, keys is not None)
+    return query, {**params} if keys is None else {**params, "keys": plan.pk.bind(keys)}
+
+
+# A worker runs this query hundreds of times a second for one plan: composing it each time (psycopg's
+# sql objects, then their bytes) was the largest part of a keyed check's Python time, so it is composed
+# once per plan and kept as text. Only identifiers and placeholders are in it; values stay parameters.
+@functools.lru_cache(maxsize=256)
+def _composed(plan: TablePlan, by_keys: bool) -> tuple[str, dict[str, object]]:
     params: dict[str, object] = {"blank": BLANK_CHARS}
-    if keys is not None:
-        params["keys"] = plan.pk.bind(keys)
     flags: list[sql.Composable] = []
     joins: list[sql.Composable] = []
     for n, rule in enumerate(plan.rules):
-        flag, join = _rule_sql(plan, rule, n, params, keys is not None)
+        flag, join = _rule_sql(plan, rule, n, params, by_keys)
         flags.append(sql.SQL("coalesce({}, false)").format(flag))
         if join is not None:
             joins.append(join)
     values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
     where = sql.SQL(" OR ").join(flags)
-    if keys is not None:
+    if by_keys:
         where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(pk=sql.Identifier(plan.pk.column), w=where)
     query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}").format(
         pk=sql.Identifier(plan.pk.column),
@@ -166,7 +174,7 @@ def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[sql.Composed, 
         joins=sql.SQL(" ").join(joins),
         where=where,
     )
-    return query, params
+    return query.as_string(), params
 
 
 def _blank(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from guard.db.database import Database, Row, load_query
+from guard.db.database import Database, Pending, Row, load_query
 from guard.findings import ledger as store
 from guard.findings.finding import Finding
 
@@ -202,7 +202,17 @@ def group(changes: Sequence[Change], size: int = 200) -> list[Batch]:
 
 def mark_processed(db: Database, ids: Sequence[int]) -> int:
     """Mark these rows checked; a parked one a late delivery checked after all resolves its finding."""
-    rows = db.fetch_all(MARK_PROCESSED, (list(ids),))
+    return marked(db, start_marking(db, ids))
+
+
+def start_marking(db: Database, ids: Sequence[int]) -> Pending:
+    """Send mark_processed's update without waiting (a worker sends it with its findings' statements)."""
+    return db.submit(MARK_PROCESSED, (list(ids),))
+
+
+def marked(db: Database, marking: Pending) -> int:
+    """Finish start_marking: resolve the check_failed findings of parked rows checked after all."""
+    rows = marking.all()
     revived = tuple(subject(int(r[0])) for r in rows if r[1])
     if revived:
         store.reconcile(db, store.Scope(FAILED_CHECK, (FAILED_KIND,), revived), [])

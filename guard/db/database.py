@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ Query = str | sql.SQL | sql.Composed
 Row = tuple[Any, ...]
 
 
+@functools.cache  # a handful of files, read hundreds of times a second by a worker
 def load_query(name: str) -> str:
     """Return the text of guard/db/sql/<name>.sql."""
     return resources.files("guard.db.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
@@ -45,6 +47,22 @@ def connect_failure(exc: psycopg.Error) -> str:
         return "no answer"
     _, found, why = lines[0].rpartition(" failed: ")
     return redact(why.strip() if found and why.strip() else lines[0].removeprefix("connection failed: "))
+
+
+class Pending:
+    """A statement already sent whose rows are read later: in a pipeline, what is sent before a read
+    shares that read's round trip."""
+
+    def __init__(self, db: Database, cursor: psycopg.Cursor[Any]) -> None:
+        self._db, self._cursor = db, cursor
+
+    def all(self) -> list[Row]:
+        with self._db._mapped_errors(), self._cursor as cur:
+            return cur.fetchall()
+
+    def one(self) -> Row | None:
+        with self._db._mapped_errors(), self._cursor as cur:
+            return cur.fetchone()
 
 
 class Database:
@@ -107,6 +125,36 @@ class Database:
     def transaction(self) -> Iterator[None]:
         with self._mapped_errors(), self.connection.transaction():
             yield
+
+    @contextmanager
+    def pipelined_transaction(self) -> Iterator[None]:
+        """Run one transaction in psycopg's pipeline mode: statements go out without waiting for each
+        answer until one's rows are read, so a chain of small statements costs a round trip per read
+        (and one for the commit), not one per statement. Inside, execute() does not know its row count.
+
+        BEGIN and COMMIT are sent as statements (psycopg's transaction() waits for each on its own). On
+        any error the connection is closed, which rolls the transaction back on the server.
+        """
+        conn = self.connection
+        try:
+            with self._mapped_errors(), conn.pipeline():
+                conn.execute("BEGIN")
+                yield
+                conn.execute("COMMIT")  # its answer is read as the pipeline ends, which raises a failure
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> Pending:
+        """Send a statement now and read its rows later (outside a pipeline it has run by the return)."""
+        cur = self.connection.cursor()
+        try:
+            with self._mapped_errors():
+                cur.execute(query, params)
+        except BaseException:
+            cur.close()
+            raise
+        return Pending(self, cur)
 
     def execute(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> int:
         with self._mapped_errors(), self.connection.cursor() as cur:

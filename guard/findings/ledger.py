@@ -136,16 +136,21 @@ def reconcile(
     seen = seen or since or clock_now(db)
     since = since or seen
     opened = refreshed = 0
+    opening = None
     if unique:
-        row = db.fetch_one(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
-        opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
+        opening = db.submit(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
     params = {
         "check": scope.check,
         "kinds": list(scope.kinds) if scope.kinds is not None else None,
         "subjects": list(scope.subjects) if scope.subjects is not None else None,
         "since": since,
     }
-    row = db.fetch_one(load_query("store_resolve"), params)
+    # both sent before either is read: one round trip in a pipeline (the resolve runs after the open)
+    resolving = db.submit(load_query("store_resolve"), params)
+    if opening is not None:
+        row = opening.one()
+        opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
+    row = resolving.one()
     return Changes(opened, refreshed, int(row[0]) if row else 0)
 
 
