@@ -119,9 +119,10 @@ def validate_pattern(db: Database, rule: Rule) -> None:
 
 def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None) -> None:
     """Run one query over the table and turn each flagged row into findings."""
-    query, params = build_query(plan, keys)
-    # given keys (a continuous batch, a few hundred at most): one round trip, not a server-side cursor
-    for row in db.stream(query, params) if keys is None else db.fetch_all(query, params):
+    query, params = build_query(plan, keys, ordered=keys is None)
+    # given keys (a continuous batch, a few hundred at most): one round trip; the whole table: streamed
+    # as the server sends it (not through a server-side cursor, so it may have parallel workers)
+    for row in db.stream_rows(query, params) if keys is None else db.fetch_all(query, params):
         row_id, flags, values = row[0], row[1 : 1 + len(plan.rules)], row[1 + len(plan.rules) :]
         for rule, flagged, value in zip(plan.rules, flags, values, strict=True):
             if not flagged:
@@ -142,22 +143,123 @@ def describe(rule: Rule, value: object) -> str:
     return f"{rule.column} {value!r} has no matching {rule.target}"
 
 
-def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[sql.Composed, dict[str, object]]:
-    """Compose the table's single pass: one boolean flag per rule, rows with any flag set."""
-    params: dict[str, object] = {"blank": BLANK_CHARS}
+def build_query(
+    plan: TablePlan, keys: list[str] | None, ordered: bool = False
+) -> tuple[sql.Composed, dict[str, object]]:
+    """Compose the table's single pass: one boolean flag per rule, rows with any flag set.
+
+    `ordered` sorts the flagged rows by primary key, so a sweep keeps the same examples however
+    the server splits the work (parallel workers return rows in no set order).
+    """
     if keys is not None:
-        params["keys"] = plan.pk.bind(keys)
+        return _keyed_query(plan, keys)
+    params: dict[str, object] = {"blank": BLANK_CHARS}
+    flags: dict[int, sql.Composable] = {}  # by the rule's place in plan.rules
+    joins: list[sql.Composable] = []
+    where: list[sql.Composable] = []
+    judged = _judged_columns(plan)
+    for n, rule in enumerate(plan.rules):
+        if rule.column not in judged or rule.type == "references":
+            flags[n], join = _rule_sql(plan, rule, n, params, False)
+            where.append(flags[n])
+            if join is not None:
+                joins.append(join)
+    for k, column in enumerate(judged):
+        join, found, judged_flags = _verdicts_sql(plan, column, k, params)
+        joins.append(join)
+        where.insert(k, found)  # the cheap tests first: OR stops at the first true one
+        flags.update(judged_flags)
+    values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
+    pk = sql.Identifier(plan.pk.column)
+    # WHERE takes the flags as they are (NULL is not true there): wrapped in coalesce, the planner
+    # cannot estimate how few rows pass, and for a result it thinks is the whole table it picks no
+    # parallel workers.
+    query = sql.SQL(
+        "SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}{order}"
+    ).format(
+        pk=pk,
+        flags=sql.SQL(", ").join(
+            sql.SQL("coalesce({}, false)").format(flags[n]) for n in range(len(plan.rules))
+        ),
+        values=sql.SQL(", ").join(values),
+        table=sql.Identifier(plan.table),
+        joins=sql.SQL(" ").join(joins),
+        where=sql.SQL(" OR ").join(where),
+        order=sql.SQL(" ORDER BY t.{}").format(pk) if ordered else sql.SQL(""),
+    )
+    return query, params
+
+
+def _judged_columns(plan: TablePlan) -> list[str]:
+    """The columns a unique rule groups the table by: their other rules are judged once per value."""
+    return list(dict.fromkeys(r.column for r in plan.rules if r.type == "unique"))
+
+
+def _verdicts_sql(
+    plan: TablePlan, column: str, k: int, params: dict[str, object]
+) -> tuple[sql.Composable, sql.Composable, dict[int, sql.Composable]]:
+    """Group the table by one column and judge each distinct value once: blank, format, shared.
+
+    The table is grouped by this column for its unique rule anyway, and whether a value is blank or
+    matches a pattern depends on the value alone, so judging each distinct value in the grouping
+    leaves the rows only a join against the few values that break a rule. Returns the join, the
+    condition a row is flagged by any of them, and each rule's flag by its place in plan.rules.
+    """
+    alias = sql.Identifier(f"val{k}")
+    col = sql.Identifier(column)
+    u = sql.SQL("u.{}").format(col)
+    required = column in plan.required_columns()
+    blank = _blank(plan, column, "u")
+    present = sql.SQL("NOT {}").format(blank) if required else sql.SQL("true")
+    outputs: list[sql.Composable] = []
+    breaks: list[sql.Composable] = []  # what flags a present value
+    flags: dict[int, sql.Composable] = {}
+    for n, rule in enumerate(plan.rules):
+        if rule.column != column or rule.type == "references":
+            continue
+        name = sql.Identifier(f"r{n}")
+        if rule.type == "required":
+            verdict: sql.Composable = blank
+            flags[n] = sql.SQL("(t.{c} IS NULL OR {a}.{r})").format(c=col, a=alias, r=name)
+        else:
+            if rule.type == "format":
+                params[f"p{n}"] = rule.pattern
+                test: sql.Composable = sql.SQL("{}::text !~ %({})s").format(u, sql.SQL(f"p{n}"))
+            else:
+                test = sql.SQL("count(*) > 1")
+            breaks.append(test)
+            verdict = sql.SQL("({} AND {})").format(present, test)
+            flags[n] = sql.SQL("{}.{}").format(alias, name)
+        outputs.append(sql.SQL("{} AS {}").format(verdict, name))
+    # A blank value is flagged by the required rule and judged by nothing else: one btrim per value.
+    broken = sql.SQL(" OR ").join(breaks) if breaks else sql.SQL("false")
+    having = sql.SQL("CASE WHEN {} THEN true ELSE {} END").format(blank, broken) if required else broken
+    join = sql.SQL(
+        "LEFT JOIN (SELECT {u} AS v, {outputs} FROM {t} u WHERE {u} IS NOT NULL GROUP BY {u}"
+        " HAVING {having}) {a} ON {a}.v = t.{c}"
+    ).format(
+        u=u, outputs=sql.SQL(", ").join(outputs), t=sql.Identifier(plan.table), having=having, a=alias, c=col
+    )
+    found = sql.SQL("{}.v IS NOT NULL").format(alias)
+    if required:  # NULL joins nothing: the required rule flags it on the row
+        found = sql.SQL("(t.{} IS NULL OR {})").format(col, found)
+    return join, found, flags
+
+
+def _keyed_query(plan: TablePlan, keys: list[str]) -> tuple[sql.Composed, dict[str, object]]:
+    """The pass over given keys: every rule judged on the rows, uniqueness against the whole table."""
+    params: dict[str, object] = {"blank": BLANK_CHARS, "keys": plan.pk.bind(keys)}
     flags: list[sql.Composable] = []
     joins: list[sql.Composable] = []
     for n, rule in enumerate(plan.rules):
-        flag, join = _rule_sql(plan, rule, n, params, keys is not None)
+        flag, join = _rule_sql(plan, rule, n, params, True)
         flags.append(sql.SQL("coalesce({}, false)").format(flag))
         if join is not None:
             joins.append(join)
     values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
-    where = sql.SQL(" OR ").join(flags)
-    if keys is not None:
-        where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(pk=sql.Identifier(plan.pk.column), w=where)
+    where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(
+        pk=sql.Identifier(plan.pk.column), w=sql.SQL(" OR ").join(flags)
+    )
     query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}").format(
         pk=sql.Identifier(plan.pk.column),
         flags=sql.SQL(", ").join(flags),
