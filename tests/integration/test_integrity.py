@@ -235,3 +235,17 @@ def test_the_whole_table_pass_judges_each_row_as_the_keyed_pass_does(
     )
     assert {k: n for k, n in whole.counts.items() if k in ads_kinds} == keyed.counts
     assert sum(keyed.counts.values()) > 0
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2])
+def test_a_capped_check_counts_all_and_keeps_the_first_examples_of_the_whole(
+    db: Database, db_url: str, limit: int
+) -> None:
+    """Counted on the server, the capped check agrees with the sweep's complete set of findings."""
+    seed(db)
+    whole = integrity.run(replace(context(db_url), limit=None))
+    capped = integrity.run(replace(context(db_url), limit=limit))
+    assert capped.counts == whole.counts
+    firsts = {f for kind in whole.counts for f in [f for f in whole.findings if f.kind == kind][:limit]}
+    assert list(capped.findings) == [f for f in whole.findings if f in firsts]  # and in the same order
+    assert len(capped.findings) == sum(min(n, limit) for n in whole.counts.values())
