@@ -35,8 +35,7 @@ def run(ctx: CheckContext) -> CheckResult:
     # their own connections (and the server's cores); each rule belongs to one table, so per-table
     # sinks merged in plan order keep exactly the findings one sequential sweep would keep.
     with ThreadPoolExecutor(max_workers=max(1, min(len(plans), PARALLEL_TABLES))) as pool:
-        alone = len(plans) == 1
-        futures = [pool.submit(_sweep_table, url, plan, ctx.limit, alone) for plan in plans]
+        futures = [pool.submit(_sweep_table, url, plan, ctx.limit) for plan in plans]
         for _ in as_completed(futures):
             bar.advance()
         bar.close()
@@ -45,17 +44,16 @@ def run(ctx: CheckContext) -> CheckResult:
     return sink.result(time.perf_counter() - started)
 
 
-def _sweep_table(url: str, plan: TablePlan, limit: int | None, alone: bool) -> FindingSink:
+def _sweep_table(url: str, plan: TablePlan, limit: int | None) -> FindingSink:
     sink = FindingSink(CHECK, limit, (r.id for r in plan.rules))
     with Database(url) as db:
         # A sweep hashes whole tables; at the 4 MB default those hashes spill to disk. JIT compiles
         # the statement's expressions for each run (0.1-0.6 s measured) to save less than that here.
         db.execute("SET work_mem = '64MB'")
         db.execute("SET jit = off")
-        if judged_columns(plan) or not alone:
+        if judged_columns(plan):
             # Parallel workers share a hash only when they build it together, which a grouping cannot:
-            # each would group the whole table again (three groupings on three processes). And the
-            # passes already run side by side: workers of one would take cores from the others.
+            # each would group the whole table again (three groupings on three processes).
             db.execute("SET max_parallel_workers_per_gather = 0")
         check_table(db, plan, sink)
     return sink
