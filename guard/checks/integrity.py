@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
 from guard.checks import CheckContext
+from guard.checks.integrity_queries import BLANK_CHARS as BLANK_CHARS  # the names callers know it by
+from guard.checks.integrity_queries import TablePlan as TablePlan
+from guard.checks.integrity_queries import build_query as build_query
+from guard.checks.integrity_queries import capped_query, judged_columns
 from guard.config.rules import Rule
-from guard.db.catalog import PrimaryKey, is_unique, primary_key, require_column
+from guard.db.catalog import is_unique, primary_key, require_column
 from guard.db.database import Database
 from guard.errors import ConfigError
 from guard.findings.finding import CheckResult, Finding, FindingSink
 
 CHECK = "integrity"
-BLANK_CHARS = " \t\r\n\f\v"
 PARALLEL_TABLES = 4  # connections a whole-database sweep uses at most
-
-
-@dataclass(frozen=True)
-class TablePlan:
-    """The rules of one table, validated against the catalog."""
-
-    table: str
-    pk: PrimaryKey
-    rules: tuple[Rule, ...]
-    text_columns: frozenset[str]
-    unique_targets: frozenset[str] = frozenset()  # ids of references rules whose target is unique
-
-    def required_columns(self) -> frozenset[str]:
-        return frozenset(r.column for r in self.rules if r.type == "required")
 
 
 def run(ctx: CheckContext) -> CheckResult:
@@ -61,8 +47,14 @@ def run(ctx: CheckContext) -> CheckResult:
 def _sweep_table(url: str, plan: TablePlan, limit: int | None) -> FindingSink:
     sink = FindingSink(CHECK, limit, (r.id for r in plan.rules))
     with Database(url) as db:
-        # A sweep hashes whole tables; at the 4 MB default those hashes spill to disk.
+        # A sweep hashes whole tables; at the 4 MB default those hashes spill to disk. JIT compiles
+        # the statement's expressions for each run (0.1-0.6 s measured) to save less than that here.
         db.execute("SET work_mem = '64MB'")
+        db.execute("SET jit = off")
+        if judged_columns(plan):
+            # Parallel workers share a hash only when they build it together, which a grouping cannot:
+            # each would group the whole table again (three groupings on three processes).
+            db.execute("SET max_parallel_workers_per_gather = 0")
         check_table(db, plan, sink)
     return sink
 
@@ -120,9 +112,13 @@ def validate_pattern(db: Database, rule: Rule) -> None:
 
 def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None) -> None:
     """Run one query over the table and turn each flagged row into findings."""
-    query, params = build_query(plan, keys)
-    # given keys (a continuous batch, a few hundred at most): one round trip, not a server-side cursor
-    for row in db.stream(query, params) if keys is None else db.fetch_all(query, params):
+    if keys is None and sink.limit is not None:
+        _count_and_sample(db, plan, sink, sink.limit)
+        return
+    query, params = build_query(plan, keys, ordered=keys is None)
+    # given keys (a continuous batch, a few hundred at most): one round trip; the whole table: streamed
+    # as the server sends it (not through a server-side cursor, so it may have parallel workers)
+    for row in db.stream_rows(query, params) if keys is None else db.fetch_all(query, params):
         row_id, flags, values = row[0], row[1 : 1 + len(plan.rules)], row[1 + len(plan.rules) :]
         for rule, flagged, value in zip(plan.rules, flags, values, strict=True):
             if not flagged:
@@ -133,6 +129,27 @@ def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str
                 sink.tally(rule.id)
 
 
+def _count_and_sample(db: Database, plan: TablePlan, sink: FindingSink, limit: int) -> None:
+    """Count each rule's rows on the server and fetch only the first `limit` of each, by key.
+
+    What the sweep streams row by row (tens of thousands of flagged rows on a big table) is here
+    counted where it is found; only the rows that are some rule's example cross the wire.
+    """
+    query, params = capped_query(plan, limit)
+    rows = db.fetch_all(query, params)
+    width = len(plan.rules)
+    kept = dict.fromkeys((r.id for r in plan.rules), 0)
+    for row in rows:
+        row_id, flags, values = row[0], row[1 : 1 + width], row[1 + width : 1 + 2 * width]
+        for rule, flagged, value, rank in zip(plan.rules, flags, values, row[1 + 3 * width :], strict=True):
+            if flagged and rank <= limit:
+                sink.add(Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value)))
+                kept[rule.id] += 1
+    totals = rows[0][1 + 2 * width : 1 + 3 * width] if rows else (0,) * width
+    for rule, total in zip(plan.rules, totals, strict=True):
+        sink.tally(rule.id, int(total) - kept[rule.id])
+
+
 def describe(rule: Rule, value: object) -> str:
     if rule.type == "required":
         return f"{rule.column} is {'NULL' if value is None else 'blank'}"
@@ -141,111 +158,3 @@ def describe(rule: Rule, value: object) -> str:
     if rule.type == "unique":
         return f"{rule.column} {value!r} is shared with another row"
     return f"{rule.column} {value!r} has no matching {rule.target}"
-
-
-def build_query(plan: TablePlan, keys: list[str] | None) -> tuple[str, dict[str, object]]:
-    """Return the table's single pass (one boolean flag per rule, rows with any flag set), its parameters."""
-    query, params = _composed(plan, keys is not None)
-    return query, {**params} if keys is None else {**params, "keys": plan.pk.bind(keys)}
-
-
-# A worker runs this query hundreds of times a second for one plan: composing it each time (psycopg's
-# sql objects, then their bytes) was the largest part of a keyed check's Python time, so it is composed
-# once per plan and kept as text. Only identifiers and placeholders are in it; values stay parameters.
-@functools.lru_cache(maxsize=256)
-def _composed(plan: TablePlan, by_keys: bool) -> tuple[str, dict[str, object]]:
-    params: dict[str, object] = {"blank": BLANK_CHARS}
-    flags: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
-    for n, rule in enumerate(plan.rules):
-        flag, join = _rule_sql(plan, rule, n, params, by_keys)
-        flags.append(sql.SQL("coalesce({}, false)").format(flag))
-        if join is not None:
-            joins.append(join)
-    values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
-    where = sql.SQL(" OR ").join(flags)
-    if by_keys:
-        where = sql.SQL("t.{pk} = ANY(%(keys)s) AND ({w})").format(pk=sql.Identifier(plan.pk.column), w=where)
-    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} FROM {table} t {joins} WHERE {where}").format(
-        pk=sql.Identifier(plan.pk.column),
-        flags=sql.SQL(", ").join(flags),
-        values=sql.SQL(", ").join(values),
-        table=sql.Identifier(plan.table),
-        joins=sql.SQL(" ").join(joins),
-        where=where,
-    )
-    return query.as_string(), params
-
-
-def _blank(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
-    col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
-    if column in plan.text_columns:
-        return sql.SQL("({c} IS NULL OR btrim({c}::text, %(blank)s) = '')").format(c=col)
-    return sql.SQL("({c} IS NULL)").format(c=col)
-
-
-def _present(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
-    """A value other rules may judge: not NULL, and not blank when a required rule covers it."""
-    if column in plan.required_columns():
-        return sql.SQL("NOT {}").format(_blank(plan, column, alias))
-    return sql.SQL("{}.{} IS NOT NULL").format(sql.Identifier(alias), sql.Identifier(column))
-
-
-def _rule_sql(
-    plan: TablePlan, rule: Rule, n: int, params: dict[str, object], by_keys: bool
-) -> tuple[sql.Composable, sql.Composable | None]:
-    col = sql.SQL("t.{}").format(sql.Identifier(rule.column))
-    if rule.type == "required":
-        return _blank(plan, rule.column), None
-    if rule.type == "format":
-        params[f"p{n}"] = rule.pattern
-        return sql.SQL("({p} AND {c}::text !~ %({n})s)").format(
-            p=_present(plan, rule.column), c=col, n=sql.SQL(f"p{n}")
-        ), None
-    if rule.type == "unique":
-        return _unique_sql(plan, rule, n, by_keys)
-    if by_keys:  # a few rows: one index probe each beats reading the whole target
-        target = sql.SQL("NOT EXISTS (SELECT 1 FROM {tt} r WHERE r.{tc} = {c})").format(
-            tt=sql.Identifier(rule.target_table), tc=sql.Identifier(rule.target_column), c=col
-        )
-        return sql.SQL("({} IS NOT NULL AND {})").format(col, target), None
-    return _references_sql(plan, rule, n)
-
-
-def _references_sql(plan: TablePlan, rule: Rule, n: int) -> tuple[sql.Composable, sql.Composable]:
-    """Left-join the target's values: inside an OR, NOT EXISTS would probe the target once per row."""
-    alias = sql.Identifier(f"ref{n}")
-    column = sql.Identifier(rule.target_column)
-    source: sql.Composable = sql.Identifier(rule.target_table)
-    if rule.id not in plan.unique_targets:  # join distinct values so no row is repeated
-        source = sql.SQL("(SELECT DISTINCT {c} FROM {t})").format(c=column, t=source)
-    join = sql.SQL("LEFT JOIN {s} {a} ON {a}.{c} = t.{col}").format(
-        s=source, a=alias, c=column, col=sql.Identifier(rule.column)
-    )
-    flag = sql.SQL("(t.{col} IS NOT NULL AND {a}.{c} IS NULL)").format(
-        col=sql.Identifier(rule.column), a=alias, c=column
-    )
-    return flag, join
-
-
-def _unique_sql(plan: TablePlan, rule: Rule, n: int, by_keys: bool) -> tuple[sql.Composable, sql.Composable]:
-    """Join the values held by more than one row; with keys, only the values those rows hold."""
-    alias = sql.Identifier(f"dup{n}")
-    column = sql.Identifier(rule.column)
-    where = _present(plan, rule.column, "u")
-    if by_keys:
-        # Judge presence on the given rows (a few) rather than on every row of the table: a row equal
-        # to a present value is present, and the unindexed scan no longer trims each value (4x faster).
-        where = sql.SQL(
-            "u.{c} IN (SELECT k.{c} FROM {t} k WHERE k.{pk} = ANY(%(keys)s) AND {present})"
-        ).format(
-            c=column,
-            t=sql.Identifier(plan.table),
-            pk=sql.Identifier(plan.pk.column),
-            present=_present(plan, rule.column, "k"),
-        )
-    join = sql.SQL(
-        "LEFT JOIN (SELECT u.{c} AS v FROM {t} u WHERE {where}"
-        " GROUP BY u.{c} HAVING count(*) > 1) {a} ON {a}.v = t.{c}"
-    ).format(c=column, t=sql.Identifier(plan.table), where=where, a=alias)
-    return sql.SQL("({}.v IS NOT NULL)").format(alias), join

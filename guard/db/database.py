@@ -202,6 +202,17 @@ class Database:
         with self._mapped_errors(), self.connection.cursor(row_factory=scalar_row) as cur:
             yield from cur.stream(query, params, size=size)
 
+    def stream_rows(
+        self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None, size: int = 5000
+    ) -> Iterator[Row]:
+        """Yield rows while the server is still sending them, the query run in one go.
+
+        Memory stays flat as with stream(), but PostgreSQL never gives a server-side cursor's query
+        parallel workers: a statement run to completion may have them.
+        """
+        with self._mapped_errors(), self.connection.cursor() as cur:
+            yield from cur.stream(query, params, size=size)
+
     def ping(self) -> tuple[str, float]:
         """Return the server version and the best of three warm round trips, in seconds."""
         row = self.fetch_one("SELECT current_setting('server_version')")

@@ -103,9 +103,9 @@ class FindingSink:
         """Tell whether the next finding of this kind is kept as an example (else only counted)."""
         return self.limit is None or self.counts[kind] < self.limit
 
-    def tally(self, kind: str) -> None:
-        """Count a finding of no severity that would not be kept, without building it."""
-        self.counts[kind] += 1
+    def tally(self, kind: str, n: int = 1) -> None:
+        """Count findings of no severity that would not be kept, without building them."""
+        self.counts[kind] += n
 
     def merge(self, other: FindingSink) -> None:
         """Take in another sink's counts and kept findings (kinds the two do not share)."""

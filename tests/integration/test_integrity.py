@@ -164,3 +164,88 @@ def test_a_prisma_url_with_schema_checks_the_tables_in_that_schema(db: Database,
     result = integrity.run(context(prisma))
     assert result.error is None
     assert result.counts["ads.slug.required"] == 4 and result.counts["ad_images.ad_id.references"] == 1
+
+
+def test_examples_are_the_lowest_keys_whatever_the_storage_order(db: Database, db_url: str) -> None:
+    """The kept examples do not depend on where rows sit on disk (nor on how parallel workers split them)."""
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+    for ad in (9, 3, 7, 2, 5):  # stored in this order, so a plain scan meets ads:9 first
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, ' ', 'Bad Slug', 1, 1)",
+            (ad,),
+        )
+    result = integrity.run(replace(context(db_url), limit=2))
+    for kind in ("ads.slug.format", "ads.slug.unique", "ads.title.required"):
+        assert [f.subject for f in result.findings if f.kind == kind] == ["ads:2", "ads:3"], kind
+        assert result.counts[kind] == 5
+    # and in row order: each row's findings together, the rules in their configured order
+    assert [(f.subject, f.kind) for f in result.findings][:3] == [
+        ("ads:2", "ads.slug.format"),
+        ("ads:2", "ads.slug.unique"),
+        ("ads:2", "ads.title.required"),
+    ]
+
+
+SLUG_RULE_SETS = {
+    "defaults": None,
+    "unique without required": (
+        Rule("ads.slug.unique", "ads", "slug", "unique"),
+        Rule("ads.slug.format", "ads", "slug", "format", pattern="^[a-z0-9-]+$"),
+    ),
+    "two patterns, required after them": (
+        Rule("ads.slug.format", "ads", "slug", "format", pattern="^[a-z0-9-]+$"),
+        Rule("ads.slug.digits", "ads", "slug", "format", pattern="[0-9]$"),
+        Rule("ads.slug.unique", "ads", "slug", "unique"),
+        Rule("ads.slug.required", "ads", "slug", "required"),
+    ),
+    "unique on two columns": (
+        Rule("ads.title.unique", "ads", "title", "unique"),
+        Rule("ads.slug.unique", "ads", "slug", "unique"),
+        Rule("ads.title.required", "ads", "title", "required"),
+        Rule("ads.category_id.references", "ads", "category_id", "references", target="categories.id"),
+    ),
+    "unique on a number": (
+        Rule("ads.category_id.unique", "ads", "category_id", "unique"),
+        Rule("ads.category_id.required", "ads", "category_id", "required"),
+    ),
+}
+
+
+@pytest.mark.parametrize("rules", SLUG_RULE_SETS.values(), ids=SLUG_RULE_SETS.keys())
+def test_the_whole_table_pass_judges_each_row_as_the_keyed_pass_does(
+    db: Database, db_url: str, rules: tuple[Rule, ...] | None
+) -> None:
+    """Judging each distinct value once (the sweep) flags exactly the rows judging each row does."""
+    seed(db)
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (3, 'Bikes', 'bikes')")
+    db.execute(
+        "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES"
+        " (10, 'Honda', 'Honda City', 3, 1), (11, E' \\n', ' ', 3, 1), (12, 'dup-9', 'dup-slug-6', 1, 1),"
+        " (13, '', 'plain-13', 1, 1), (14, 'Honda', 'Plain 14', 1, 1)"
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url})
+    chosen = settings.rules if rules is None else rules
+    whole = integrity.run(CheckContext(settings.replace(rules=chosen), limit=None))
+    keys = [str(r[0]) for r in db.fetch_all("SELECT id FROM ads")]
+    keyed = integrity.check_keys(db, chosen, "ads", keys)
+    ads_kinds = {r.id for r in chosen if r.table == "ads"}
+    assert sorted((f.kind, f.subject, f.message) for f in whole.findings if f.kind in ads_kinds) == sorted(
+        (f.kind, f.subject, f.message) for f in keyed.findings
+    )
+    assert {k: n for k, n in whole.counts.items() if k in ads_kinds} == keyed.counts
+    assert sum(keyed.counts.values()) > 0
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2])
+def test_a_capped_check_counts_all_and_keeps_the_first_examples_of_the_whole(
+    db: Database, db_url: str, limit: int
+) -> None:
+    """Counted on the server, the capped check agrees with the sweep's complete set of findings."""
+    seed(db)
+    whole = integrity.run(replace(context(db_url), limit=None))
+    capped = integrity.run(replace(context(db_url), limit=limit))
+    assert capped.counts == whole.counts
+    firsts = {f for kind in whole.counts for f in [f for f in whole.findings if f.kind == kind][:limit]}
+    assert list(capped.findings) == [f for f in whole.findings if f in firsts]  # and in the same order
+    assert len(capped.findings) == sum(min(n, limit) for n in whole.counts.values())
