@@ -11,7 +11,7 @@ import pytest
 
 from guard.backup.repo import packs
 from guard.backup.repo.objects import ObjectStore
-from guard.backup.repo.repository import MARKER, OLD_MARKER, Repository
+from guard.backup.repo.repository import FORMAT, MARKER, OLD_MARKER, Repository
 from guard.errors import UnreachableError, UsageError
 
 
@@ -90,7 +90,7 @@ def test_a_format_1_repository_is_read_then_upgraded_by_the_next_writer(tmp_path
     assert old.store.read(entry.sha256) == source.read_bytes()
     assert (root / OLD_MARKER).exists() and not (root / MARKER).exists()  # reading changes nothing
     Repository.open(root, create=True)
-    assert json.loads((root / MARKER).read_text())["format"] == "guard-backup/2"
+    assert json.loads((root / MARKER).read_text())["format"] == FORMAT
     assert not (root / OLD_MARKER).exists()  # earlier versions now refuse it instead of misreading it
 
 
