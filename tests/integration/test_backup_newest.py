@@ -102,9 +102,7 @@ def test_the_nightly_drill_and_prune_judge_the_configured_database_only(world: W
         install(db, world.settings)
     mine = run_backup(world.settings)
     theirs = run_backup(other.settings.replace(backup_dir=world.settings.backup_dir))
-    dump = repo_of(world).dump_path(theirs.id)  # the other database's newest fails verify
-    dump.chmod(0o600)
-    dump.write_bytes(dump.read_bytes()[:100])
+    corrupt_object(repo_of(world), own_dump_chunk(mine, theirs))  # the other database's newest fails verify
     drill = run_maintenance(world.settings, "drill")
     assert drill.failure is None
     assert json.loads(repo_of(world).drill_log.read_text().splitlines()[-1])["backup"] == mine.id
