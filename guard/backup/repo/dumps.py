@@ -38,6 +38,8 @@ def store_dump(store: ObjectStore, path: Path) -> DumpInfo:
     for data in chunker.file_chunks(path):
         digest.update(data)
         chunks.append(Chunk(*store.add_chunk(data)))
+    if not chunks:  # pg_dump wrote nothing yet said it succeeded: no backup without its dump
+        raise GuardError(f"pg_dump wrote an empty archive to {path}")
     return DumpInfo(path.name, sum(c.size for c in chunks), digest.hexdigest(), tuple(chunks))
 
 
