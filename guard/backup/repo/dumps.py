@@ -81,11 +81,14 @@ def _write_out(store: ObjectStore, dump: DumpInfo, path: Path) -> None:
             try:
                 data = store.read(chunk.sha256)
             except FileNotFoundError:
-                raise DumpDamage(f"database dump chunk {number} of {len(dump.chunks)} is missing") from None
+                raise DumpDamage(
+                    f"database dump chunk {number} of {len(dump.chunks)} ({chunk.sha256}) is missing"
+                ) from None
             if len(data) != chunk.size or hashlib.sha256(data).hexdigest() != chunk.sha256:
                 store.note_damaged(chunk.sha256)
                 raise DumpDamage(
-                    f"database dump chunk {number} of {len(dump.chunks)} does not match its SHA-256"
+                    f"database dump chunk {number} of {len(dump.chunks)} ({chunk.sha256}): "
+                    "content does not match its hash"
                 )
             whole.update(data)
             write_all(fd, data)
