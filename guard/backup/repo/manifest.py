@@ -25,6 +25,7 @@ import zstandard
 from guard.backup.source import BACKUP, Source
 from guard.backup.walk import statpage
 from guard.errors import GuardError
+from guard.plural import plural
 
 FORMAT = "guard-backup/4"  # as format 3, and the dump as content-defined chunks in the store
 LISTS_FORMAT = "guard-backup/3"  # still read: files in folder lists, the dump a file next to the manifest
@@ -268,7 +269,7 @@ def inflated(data: bytes, source: str) -> bytes:
                 pieces.append(piece)
                 total += len(piece)
                 if total > MAX_BYTES:
-                    raise ManifestError(f"{source}: manifest is larger than {MAX_BYTES:,} bytes")
+                    raise ManifestError(f"{source}: manifest is larger than {plural(MAX_BYTES, 'byte')}")
     except zstandard.ZstdError:
         raise ManifestError(f"{source}: not a guard backup manifest") from None
     return b"".join(pieces)
