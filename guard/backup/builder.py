@@ -18,16 +18,16 @@ from guard.backup import pgtools
 from guard.backup.db_snapshot import SnapshotFacts, open_snapshot
 from guard.backup.faults import crash_point, pause_point
 from guard.backup.repo import inventory, permissions
+from guard.backup.repo.dumps import store_dump
 from guard.backup.repo.manifest import (
     ABSENT,
     ESCAPES,
     UNSAFE,
-    DumpInfo,
     FileEntry,
     Manifest,
     MissingRef,
 )
-from guard.backup.repo.objects import ObjectStore, StatKey, hash_file
+from guard.backup.repo.objects import ObjectStore, StatKey
 from guard.backup.repo.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
 from guard.backup.selection import ANY_PURPOSE, newest_first, readable
 from guard.backup.source import BACKUP, Source, Wanted, read_source
@@ -157,7 +157,7 @@ def _take(
             trust_previous,
             origin,
         )
-        permissions.write_file(staging / MANIFEST, manifest.to_bytes(), permissions.FROZEN)
+        permissions.write_file(staging / MANIFEST, manifest.to_file(), permissions.FROZEN)
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
     except BaseException:
@@ -209,15 +209,15 @@ def _capture(
             progress,
             absent_ok=allow_missing_table,  # the safety copy of a target with no such folder
         )
-        store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
     except BaseException:
         dump.process.kill()
         dump.process.wait()
         raise
     pgtools.finish_dump(dump.process)
-    os.chmod(dump_path, permissions.FROZEN)
+    dump_info = store_dump(store, dump_path)  # as chunks in packs: an unchanged one costs nothing
+    store.flush()  # the last pack's objects re-hashed on disk and named, before any manifest
+    dump_path.unlink()
     crash_point("dump")
-    dump_info = DumpInfo(DUMP, dump_path.stat().st_size, hash_file(dump_path))
     return Manifest(
         id=backup_id,
         started_at=started.isoformat(),
@@ -479,6 +479,7 @@ def _counts(
         "new_bytes": store.new_bytes,
         "folder_lists": sum(len(f.pages) for f in walked.folders),
         "folder_lists_written": store.lists_written,
+        "dump_chunks_written": store.chunks_written,
     }
 
 

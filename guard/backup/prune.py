@@ -214,6 +214,7 @@ def _needed(repo: Repository, remaining: list[str]) -> set[str] | str:
         try:
             manifest = repo.load(backup_id)
             needed.update(page.sha256 for folder in manifest.folders for page in folder.pages)
+            needed.update(chunk.sha256 for chunk in manifest.dump.chunks)
             needed.update(f.sha256 for f in manifest.files)  # reads every folder list: all must be whole
         except GuardError as exc:
             return f"kept every object: {exc}"

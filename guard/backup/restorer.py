@@ -18,6 +18,7 @@ from guard.backup import pgtools, restoreplan
 from guard.backup.builder import require_backup_dir, run_backup
 from guard.backup.dbproperties import DatabaseProperties, apply_properties, count_sessions, read_properties
 from guard.backup.placement import PLACED, Placer
+from guard.backup.repo import dumps
 from guard.backup.repo.repository import LOCK_WAIT_S, Repository, check_backup_id
 from guard.backup.restorefolder import hand_over, make_uploads_folder
 from guard.backup.source import SAFETY
@@ -168,7 +169,7 @@ def restore_backup(
     safety = _make_room(settings, url, folder, occupied, force)
     started = time.perf_counter()
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):
-        verdict = verify_backup(repo, backup_id, read_data=False)
+        verdict = verify_backup(repo, backup_id, read_data=False, whole_dump=False)
         if not verdict.ok:
             raise GuardError(f"backup {backup_id} failed verification: {verdict.examples[0]}")
         if made:
@@ -177,10 +178,9 @@ def restore_backup(
         # scratch name, given the old one's properties, then swapped in.
         build = scratch_name("guard_incoming") if exists else db_name
         _recreate(settings, build, drop=False)
-        # The dump goes in (pg_restore and the server's work) while the files are written here.
-        database = _Background(
-            pgtools.restore_archive, repo.dump_path(backup_id), target_url(settings, build)
-        )
+        # The dump goes in (put together, pg_restore and the server's work) while the files are
+        # written here.
+        database = _Background(_restore_dump, repo, backup_id, target_url(settings, build))
         try:
             try:
                 files, size = _place_all(repo, backup_id, folder, progress, fresh=made)
@@ -279,6 +279,12 @@ def _recreate(settings: Settings, db_name: str, *, drop: bool) -> None:
         if drop:
             server.execute(drop_database(db_name))
         server.execute(create_database(db_name))
+
+
+def _restore_dump(repo: Repository, backup_id: str, url: str) -> list[str]:
+    """Put the backup's dump together (every chunk and the whole checked), then pg_restore it."""
+    with dumps.assembled(repo, repo.load(backup_id)) as dump:
+        return pgtools.restore_archive(dump, url)
 
 
 class _Background:

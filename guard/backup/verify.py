@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.backup import pgtools, restoreplan
-from guard.backup.repo import permissions
+from guard.backup.repo import dumps, permissions
 from guard.backup.repo.manifest import Manifest, ManifestError, stat_digest_matches
 from guard.backup.repo.objects import ObjectStore, hash_file
 from guard.backup.repo.repository import Repository
@@ -66,11 +66,13 @@ def verify_backup(
     read_data: bool,
     progress: ProgressFactory = no_progress,
     read: dict[str, str | None] | None = None,
+    whole_dump: bool = True,
 ) -> VerifyResult:
     """Check the manifest's checksum, the dump (hash and `pg_restore --list`) and every object.
 
     read: objects already re-hashed in this run and their verdicts (verify_all shares it, so an
-    object many backups hold is read once).
+    object many backups hold is read once). whole_dump False: of a chunked dump, check only that
+    its chunks are there at their sizes (a restore puts it together, checking every hash, anyway).
     """
     problems = _Problems()
     try:
@@ -78,7 +80,11 @@ def verify_backup(
     except GuardError as exc:
         problems.add(str(exc))
         return VerifyResult(backup_id, problems.count, tuple(problems.examples), 0, read_data)
-    _check_dump(repo, manifest, problems)
+    if whole_dump or not manifest.dump.chunks:
+        _check_dump(repo, manifest, problems)
+    else:
+        for problem in dumps.chunk_problems(repo.store, manifest.dump, read_data=False):
+            problems.add(problem)
     objects = _check_objects(
         repo.store, manifest, read_data, problems, progress, {} if read is None else read
     )
@@ -88,6 +94,20 @@ def verify_backup(
 
 
 def _check_dump(repo: Repository, manifest: Manifest, problems: _Problems) -> None:
+    """Check the dump whole: its chunks put together and hashed (formats 1-3: its file), then listed."""
+    if not manifest.dump.chunks:
+        _check_dump_file(repo, manifest, problems)
+        return
+    try:
+        with dumps.assembled(repo, manifest) as dump:
+            pgtools.list_archive(dump)
+    except dumps.DumpDamage as exc:
+        problems.add(str(exc))
+    except GuardError as exc:
+        problems.add(f"database dump is not a readable archive: {exc}")
+
+
+def _check_dump_file(repo: Repository, manifest: Manifest, problems: _Problems) -> None:
     dump = repo.dump_path(manifest.id)
     try:
         size = dump.stat().st_size

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from guard.backup.repo.manifest import inflated
 from guard.demo.world import build_world, drop_world
 from tests.acceptance.cli import guard, guard_json
 
@@ -105,7 +106,8 @@ def test_backup_json_names_each_missing_file_as_a_finding(env: dict[str, str]) -
     kinds = {f["kind"] for f in document["findings"]}
     assert kinds == {"missing_at_backup"}
     assert document["counts"]["missing"] == len(document["findings"])
-    assert "password" not in Path(document["manifest"]).read_text()
+    stored = inflated(Path(document["manifest"]).read_bytes(), "test")  # one zstd frame of JSON
+    assert b"password" not in stored and stored.startswith(b'{"checksum":')
 
 
 def test_restore_drill_and_bad_id_from_the_command_line(env: dict[str, str]) -> None:

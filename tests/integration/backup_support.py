@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from guard.backup.repo import packs
-from guard.backup.repo.repository import Repository
+from guard.backup import BackupResult
+from guard.backup.repo import dumps, packs, permissions
+from guard.backup.repo.manifest import Manifest
+from guard.backup.repo.repository import DUMP, MANIFEST, Repository
 from guard.config.settings import Settings
 from guard.db import servers as server
 from guard.demo.world import build_world
@@ -93,6 +98,28 @@ def corrupt_object(repo: Repository, sha: str) -> None:
         handle.seek(offset)
         handle.write(flipped)
     repo.store.reload()
+
+
+def own_dump_chunk(older: BackupResult, newer: BackupResult) -> str:
+    """A chunk of newer's dump that older's does not share (the archive's header holds its time)."""
+    shared = {c.sha256 for c in older.manifest.dump.chunks}
+    return next(c.sha256 for c in newer.manifest.dump.chunks if c.sha256 not in shared)
+
+
+def write_older_format(repo: Repository, manifest: Manifest, fmt: str, **body: Any) -> None:
+    """Rewrite a backup as a version before format 4 left it: the dump a file next to a plain JSON
+    manifest (the body's other fields replaced by body's), its chunks no longer named."""
+    folder = repo.folder(manifest.id)
+    folder.chmod(0o700)
+    with dumps.assembled(repo, manifest) as dump:
+        permissions.write_file(folder / DUMP, dump.read_bytes(), permissions.FROZEN)
+    document = {**manifest.body(), **body, "format": fmt}
+    document["dump"] = {k: v for k, v in document["dump"].items() if k != "chunks"}
+    raw = json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    digest = hashlib.sha256(raw).hexdigest().encode()
+    (folder / MANIFEST).unlink()
+    (folder / MANIFEST).write_bytes(b'{"checksum":"sha256:' + digest + b'",' + raw[1:])
+    folder.chmod(0o700)
 
 
 def lose_object(repo: Repository, sha: str) -> None:

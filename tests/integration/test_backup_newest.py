@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_support import World, make_world
+from backup_support import World, corrupt_object, make_world, own_dump_chunk
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.backup.recovery import restore_missing
@@ -61,9 +61,7 @@ def test_a_drill_whose_newest_backup_is_unreadable_fails_and_names_it(world: Wor
 def test_prune_reports_a_newest_backup_that_fails_verify_though_an_older_one_passes(world: World) -> None:
     older = run_backup(world.settings)
     newer = run_backup(world.settings)
-    dump = repo_of(world).dump_path(newer.id)
-    dump.chmod(0o600)
-    dump.write_bytes(dump.read_bytes()[:100])
+    corrupt_object(repo_of(world), own_dump_chunk(older, newer))
     pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
     assert not pruned.ok
     assert any(f"newest backup {newer.id}" in p and "fails verification" in p for p in pruned.problems)
@@ -104,9 +102,7 @@ def test_the_nightly_drill_and_prune_judge_the_configured_database_only(world: W
         install(db, world.settings)
     mine = run_backup(world.settings)
     theirs = run_backup(other.settings.replace(backup_dir=world.settings.backup_dir))
-    dump = repo_of(world).dump_path(theirs.id)  # the other database's newest fails verify
-    dump.chmod(0o600)
-    dump.write_bytes(dump.read_bytes()[:100])
+    corrupt_object(repo_of(world), own_dump_chunk(mine, theirs))  # the other database's newest fails verify
     drill = run_maintenance(world.settings, "drill")
     assert drill.failure is None
     assert json.loads(repo_of(world).drill_log.read_text().splitlines()[-1])["backup"] == mine.id

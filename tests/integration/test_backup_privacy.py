@@ -23,7 +23,6 @@ IMMUTABLE = (
     "packs/*.pack",
     "packs/*.idx",
     "backups/*/manifest.json",
-    "backups/*/database.dump",
 )
 
 
@@ -75,7 +74,8 @@ def test_every_folder_and_file_of_the_repository_is_private_whatever_the_umask(
     assert repo is not None
     found = modes(repo)
     immutable = {str(p.relative_to(repo)) for pattern in IMMUTABLE for p in repo.glob(pattern)}
-    assert any(p.startswith("objects/") for p in immutable) and any(p.endswith(".dump") for p in immutable)
+    assert any(p.startswith("objects/") for p in immutable) and any(p.endswith(".pack") for p in immutable)
+    assert not list(repo.glob("backups/*/database.dump"))  # the dump is chunks in the packs
     for path, mode in found.items():
         if (repo / path).is_dir():
             assert mode == 0o700, f"folder {path} is {mode:03o}"
@@ -93,13 +93,13 @@ def test_verify_warns_about_a_repository_others_can_read(world: World) -> None:
     assert quiet.returncode == 0 and "readable by other users" not in quiet.stderr + quiet.stdout
     repo = world.settings.backup_dir
     assert repo is not None
-    dump = next(repo.glob("backups/*/database.dump"))
-    dump.chmod(0o644)
+    manifest = next(repo.glob("backups/*/manifest.json"))
+    manifest.chmod(0o644)
     repo.chmod(0o755)
     loud = guard_with_umask(world, 0o022, "backup", "verify")
     assert loud.returncode == 0, loud.stderr  # a warning, not a finding: the backup itself is whole
     assert "readable by other users" in loud.stderr
-    assert str(dump) in loud.stderr or "database.dump" in loud.stderr
+    assert str(manifest) in loud.stderr
 
 
 def test_a_restore_makes_its_uploads_folder_with_the_live_folders_owner_and_mode(world: World) -> None:

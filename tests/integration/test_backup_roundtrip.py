@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -22,12 +20,13 @@ from backup_support import (
     make_world,
     object_bytes,
     table_checksums,
+    write_older_format,
 )
 
 from guard.backup import run_backup, run_drill
 from guard.backup.recovery import restore_missing
 from guard.backup.repo import objects as store_module
-from guard.backup.repo.manifest import FLAT_FORMAT
+from guard.backup.repo.manifest import FLAT_FORMAT, LISTS_FORMAT
 from guard.backup.repo.repository import Repository
 from guard.backup.restorer import check_pair, restore_backup
 from guard.backup.verify import verify_backup
@@ -294,13 +293,8 @@ def test_a_format_2_backup_still_serves_as_stat_cache_and_restores(
     monkeypatch.setattr(store_module, "RACY_NS", 0)
     first = run_backup(world.settings)
     flat = replace(first.manifest, inline_files=first.manifest.files, folders=())
-    body = flat.body()
-    body.pop("folders")
-    body["format"] = FLAT_FORMAT
-    raw = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    digest = hashlib.sha256(raw).hexdigest().encode()
     repo = repo_of(world)
-    (repo.folder(first.id) / "manifest.json").write_bytes(b'{"checksum":"sha256:' + digest + b'",' + raw[1:])
+    write_older_format(repo, flat, FLAT_FORMAT)
     assert repo.load(first.id).folders == ()
     assert verify_backup(repo, first.id, read_data=True).ok
     second = run_backup(world.settings)
@@ -379,3 +373,52 @@ def test_a_worker_that_fails_fails_the_backup_and_publishes_nothing(
     with pytest.raises(UnreachableError, match="No space left"):
         run_backup(world.settings)
     assert repo_of(world).ids() == [first.id]
+
+
+def test_the_dump_is_chunks_in_the_store_and_an_unchanged_one_costs_one_chunk(world: World) -> None:
+    first = run_backup(world.settings)
+    second = run_backup(world.settings)
+    repo = repo_of(world)
+    assert not list(repo.backups.glob("*/database.dump"))
+    chunks = first.manifest.dump.chunks
+    assert chunks and sum(c.size for c in chunks) == first.manifest.dump.size
+    assert all(repo.store.index[c.sha256].stored < c.size for c in chunks)  # compressed in its pack
+    shared = {c.sha256 for c in chunks} & {c.sha256 for c in second.manifest.dump.chunks}
+    assert len(shared) == len(chunks) - 1  # only the archive's header, which holds its time, is new
+    assert second.manifest.counts["dump_chunks_written"] == 1
+    assert verify_backup(repo, second.id, read_data=True).ok
+
+
+def test_verify_and_restore_refuse_a_dump_whose_chunk_is_damaged_or_lost(world: World) -> None:
+    first = run_backup(world.settings)
+    repo = repo_of(world)
+    victim = first.manifest.dump.chunks[-1]
+    corrupt_object(repo, victim.sha256)
+    found = verify_backup(repo_of(world), first.id, read_data=False)  # the dump is always read whole
+    assert not found.ok and "does not match its hash" in found.examples[0], found.examples
+    with pytest.raises(GuardError, match="does not match its hash"):
+        restore_backup(world.settings, first.id)
+    lose_object(repo_of(world), victim.sha256)
+    found = verify_backup(repo_of(world), first.id, read_data=False)
+    assert not found.ok and "is missing" in found.examples[0], found.examples
+    with pytest.raises(GuardError, match="missing"):
+        restore_backup(world.settings, first.id)
+
+
+def test_a_format_3_backup_with_its_dump_beside_the_manifest_verifies_and_restores(world: World) -> None:
+    first = run_backup(world.settings)
+    repo = repo_of(world)
+    write_older_format(repo, first.manifest, LISTS_FORMAT)
+    loaded = repo_of(world).load(first.id)
+    assert loaded.dump.chunks == () and repo.dump_path(first.id).is_file()
+    assert verify_backup(repo_of(world), first.id, read_data=True).ok
+    before = table_checksums(world.url)
+    restored = restore_backup(world.settings, first.id)
+    try:
+        target = psycopg.conninfo.make_conninfo(world.url, dbname=restored.target_db)
+        assert table_checksums(target) == before
+    finally:
+        drop_database(restored.target_db)
+    repo.dump_path(first.id).chmod(0o600)
+    repo.dump_path(first.id).write_bytes(b"PGDMP damaged")
+    assert not verify_backup(repo_of(world), first.id, read_data=False).ok

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
 import pytest
 
 from guard.backup.repo import packs
 from guard.backup.repo.objects import ObjectStore
-from guard.backup.repo.repository import MARKER, OLD_MARKER, Repository
+from guard.backup.repo.repository import FORMAT, MARKER, OLD_MARKER, Repository
 from guard.errors import UnreachableError, UsageError
 
 
@@ -90,7 +91,7 @@ def test_a_format_1_repository_is_read_then_upgraded_by_the_next_writer(tmp_path
     assert old.store.read(entry.sha256) == source.read_bytes()
     assert (root / OLD_MARKER).exists() and not (root / MARKER).exists()  # reading changes nothing
     Repository.open(root, create=True)
-    assert json.loads((root / MARKER).read_text())["format"] == "guard-backup/2"
+    assert json.loads((root / MARKER).read_text())["format"] == FORMAT
     assert not (root / OLD_MARKER).exists()  # earlier versions now refuse it instead of misreading it
 
 
@@ -104,3 +105,33 @@ def test_a_repository_from_a_newer_guard_is_refused_with_one_clear_line(tmp_path
     (root / MARKER).unlink()
     with pytest.raises(UnreachableError, match="no guard backup repository"):
         Repository.open(root, create=False)
+
+
+def test_a_format_2_repository_keeps_its_zlib_lists_readable_and_is_upgraded_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repo"
+    repo = Repository.open(root, create=True)
+    data = a_list(32)
+    sha = hashlib.sha256(data).hexdigest()
+    repo.store._writer.append_stored(sha, zlib.compress(data, 6), len(data))  # as format 2 wrote it
+    repo.store.flush()
+    (root / MARKER).write_text('{"format": "guard-backup/2"}\n')
+    old = Repository.open(root, create=False)
+    assert old.store.read_list(sha, len(data)) == data
+    assert old.store.check(sha, len(data), read_data=True) is None
+    assert json.loads((root / MARKER).read_text())["format"] == "guard-backup/2"  # reading changes nothing
+    Repository.open(root, create=True)
+    assert json.loads((root / MARKER).read_text())["format"] == FORMAT == "guard-backup/3"
+
+
+def test_new_objects_are_zstd_frames(tmp_path: Path) -> None:
+    repo = Repository.open(tmp_path / "repo", create=True)
+    sha, size = repo.store.add_list(a_list(32))
+    chunk, chunk_size = repo.store.add_chunk(b"COPY public.ads (id) FROM stdin;\n" * 1000)
+    repo.store.flush()
+    for name, length in ((sha, size), (chunk, chunk_size)):
+        where = repo.store.index[name]
+        assert where.stored < length
+        assert Path(where.file).read_bytes()[where.offset : where.offset + 4] == packs.ZSTD_MAGIC
+        assert Repository.open(tmp_path / "repo", create=False).store.read(name) == repo.store.read(name)

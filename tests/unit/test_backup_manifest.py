@@ -8,8 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import zstandard
 
+from guard.backup.repo import manifest as manifest_module
 from guard.backup.repo.manifest import (
+    ZSTD_MAGIC,
+    Chunk,
     DumpInfo,
     FileEntry,
     FolderRef,
@@ -131,3 +135,26 @@ def test_the_stat_digest_covers_every_field_of_every_file() -> None:
         changed = list(rows[1])
         changed[i] = "c.webp" if i == 0 else changed[i] + 1
         assert stat_digest([rows[0], tuple(changed)]) != digest  # type: ignore[list-item]
+
+
+def test_a_manifest_file_is_a_zstd_frame_that_reads_back_with_its_dump_chunks() -> None:
+    chunks = (Chunk("a1" * 32, 6), Chunk("b2" * 32, 4))
+    original = replace(manifest(), dump=DumpInfo("database.dump", 10, "cd" * 32, chunks))
+    stored = original.to_file()
+    assert stored[:4] == ZSTD_MAGIC and len(stored) < len(original.to_bytes())
+    assert parse(stored, "test") == original
+    assert parse(original.to_bytes(), "test") == original  # plain JSON (every earlier version's) too
+
+
+def test_chunks_that_do_not_add_up_to_the_dump_are_refused() -> None:
+    bad = replace(manifest(), dump=DumpInfo("database.dump", 11, "cd" * 32, (Chunk("a1" * 32, 10),)))
+    with pytest.raises(ManifestError, match="missing a field or has a bad value"):
+        parse(bad.to_file(), "test")
+
+
+def test_a_manifest_frame_that_inflates_past_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifest_module, "MAX_BYTES", 100)
+    with pytest.raises(ManifestError, match="larger than"):
+        parse(zstandard.ZstdCompressor().compress(b" " * 10_000), "test")
+    with pytest.raises(ManifestError, match="not a guard backup manifest"):
+        parse(ZSTD_MAGIC + b"\0" * 20, "test")

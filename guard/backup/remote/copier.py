@@ -118,10 +118,12 @@ def _send(
     unconfirmed = sorted(set(needed) - confirmed)
     with tempfile.TemporaryDirectory(prefix="guard-copy-") as staging:
         lists = _stage_lists(Path(staging), contents)
-        if marker not in there or there[marker].size != len(marker_bytes):
+        stale = marker not in there or there[marker].size != len(marker_bytes)
+        if stale or _remote_bytes(rclone, marker) != marker_bytes:  # format 2's is format 3's size
             permissions.write_file(Path(staging) / marker, marker_bytes)
             lists.insert(0, marker)
-        rclone.send(Path(staging), lists)  # first: a prune of the remote keeps what they name
+        # first: a prune of the remote keeps what they name; force: a marker of the same size
+        rclone.send(Path(staging), lists, force=not stale)
         bar = progress("copy", sum(needed[p] for p in missing))
         try:
             rclone.send(repo.root, missing, bar)
@@ -169,6 +171,16 @@ def _stage_lists(staging: Path, contents: list[Content]) -> list[str]:
         permissions.write_file(target, content.to_bytes())
         paths.append(path)
     return paths
+
+
+def _remote_bytes(rclone: Rclone, path: str) -> bytes | None:
+    """A small file's bytes on the remote (None when they cannot be read)."""
+    with tempfile.TemporaryDirectory(prefix="guard-copy-") as folder:
+        try:
+            rclone.fetch([path], Path(folder))
+            return (Path(folder) / path).read_bytes()
+        except (GuardError, OSError):
+            return None
 
 
 def _verify(

@@ -2,7 +2,8 @@
 
 A remote holds the repository as it is on disk (guard-repository.json, packs/, objects/, backups/<id>/),
 each file immutable once written. backups/<id>/content.json names every file the backup needs there
-(packs with their indexes, loose objects, the dump) with its size; it is sent before the content,
+(packs with their indexes, loose objects; the dump's chunks are in packs, or before format 4 the
+dump is a file) with its size; it is sent before the content,
 and the manifest after the content is verified, so a backup whose manifest is on the remote has
 everything, and a copy killed at any moment left no manifest behind.
 """
@@ -71,6 +72,7 @@ def content_of(repo: Repository, manifest: Manifest) -> Content:
     """Name the local files a backup needs: the packs (and indexes) holding its objects, loose ones, dump."""
     wanted: dict[str, int] = {f.sha256: f.size for f in manifest.files}
     wanted.update({p.sha256: p.size for folder in manifest.folders for p in folder.pages})
+    wanted.update({c.sha256: c.size for c in manifest.dump.chunks})
     files: dict[str, int] = {}
     index = repo.store.index
     packs_seen: set[str] = set()
@@ -91,6 +93,7 @@ def content_of(repo: Repository, manifest: Manifest) -> Content:
         name = os.path.basename(pack)[: -len(".pack")]
         for suffix in (".pack", ".idx"):
             files[f"packs/{name}{suffix}"] = (repo.packs / f"{name}{suffix}").stat().st_size
-    dump = f"backups/{manifest.id}/{DUMP}"
-    files[dump] = (repo.root / dump).stat().st_size
+    if not manifest.dump.chunks:  # formats 1-3: the dump is a file next to the manifest
+        dump = f"backups/{manifest.id}/{DUMP}"
+        files[dump] = (repo.root / dump).stat().st_size
     return Content(manifest.id, files)

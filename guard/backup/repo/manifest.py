@@ -5,6 +5,10 @@ Format 3 lists the walked folders' files in folder lists: JSON objects in the co
 hash of the file name, so a page whose files are all unchanged keeps its object. The manifest names
 every page by SHA-256 (and its checksum covers those names), so every file is still listed in JSON
 and verified; referenced files outside the walk are listed in the manifest itself.
+
+Format 4 names the database dump's content-defined chunks in the store as well (see
+guard.backup.repo.dumps), and its file, manifest.json, is that JSON as one zstd frame; a manifest
+file of an earlier format is plain JSON, and both are read.
 """
 
 from __future__ import annotations
@@ -16,16 +20,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
+import zstandard
+
 from guard.backup.source import BACKUP, Source
 from guard.backup.walk import statpage
 from guard.errors import GuardError
+from guard.plural import plural
 
-FORMAT = "guard-backup/3"  # files in content-addressed folder lists, checksum over the body's bytes
+FORMAT = "guard-backup/4"  # as format 3, and the dump as content-defined chunks in the store
+LISTS_FORMAT = "guard-backup/3"  # still read: files in folder lists, the dump a file next to the manifest
 FLAT_FORMAT = "guard-backup/2"  # still read: every file inline, checksum over the body's exact bytes
 CANONICAL_FORMAT = "guard-backup/1"  # still read: checksum over the re-serialized, key-sorted body
 LIST_FORMAT = "guard-files/1"
 LIST_FIELDS = ("name", "sha256", "size", "mtime_ns", "ctime_ns", "inode")
 HEAD = b'{"checksum":"sha256:'
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_BYTES = 1 << 30  # what a manifest file may inflate to: a hostile frame cannot take all memory
 HEAD_LEN = len(HEAD) + 64 + 2  # the hex digest, then '",'
 FILE_FIELDS = ("path", "sha256", "size", "mtime_ns", "ctime_ns", "inode")
 
@@ -139,13 +149,22 @@ class MissingRef:
         return {"subject": self.subject, "path": self.path, "reason": self.reason, "kind": self.kind}
 
 
+class Chunk(NamedTuple):
+    """One content-defined piece of the dump: an object in the store."""
+
+    sha256: str
+    size: int
+
+
 @dataclass(frozen=True)
 class DumpInfo:
-    """The pg_dump archive stored next to the manifest."""
+    """The pg_dump archive: its chunks in the store, in order (format 4), or, when there are none,
+    a file of that name next to the manifest (formats 1-3)."""
 
     name: str
     size: int
     sha256: str
+    chunks: tuple[Chunk, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,7 +222,12 @@ class Manifest:
             "database": self.database,
             "source": None if self.source is None else self.source.to_json(),
             "purpose": self.purpose,
-            "dump": {"name": self.dump.name, "size": self.dump.size, "sha256": self.dump.sha256},
+            "dump": {
+                "name": self.dump.name,
+                "size": self.dump.size,
+                "sha256": self.dump.sha256,
+                "chunks": self.dump.chunks,  # [sha256, size] each
+            },
             "counts": self.counts,
             "migrations": self.migrations,
             "schema_sha256": self.schema_sha256,
@@ -228,6 +252,28 @@ class Manifest:
         digest = hashlib.sha256(body).hexdigest().encode("ascii")
         return HEAD + digest + b'",' + body[1:]
 
+    def to_file(self) -> bytes:
+        """The bytes of manifest.json: to_bytes() as one zstd frame (format 4's folder table of a
+        million-file folder is megabytes of JSON; its hashes are most of it, and they shrink 2.7x)."""
+        return zstandard.ZstdCompressor(level=3, write_content_size=True).compress(self.to_bytes())
+
+
+def inflated(data: bytes, source: str) -> bytes:
+    """A manifest file's JSON: a zstd frame (format 4) inflated, at most MAX_BYTES; JSON as it is."""
+    if data[:4] != ZSTD_MAGIC:
+        return data
+    try:
+        pieces, total = [], 0
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            while piece := reader.read(1 << 20):
+                pieces.append(piece)
+                total += len(piece)
+                if total > MAX_BYTES:
+                    raise ManifestError(f"{source}: manifest is larger than {plural(MAX_BYTES, 'byte')}")
+    except zstandard.ZstdError:
+        raise ManifestError(f"{source}: not a guard backup manifest") from None
+    return b"".join(pieces)
+
 
 def checksum(body: dict[str, Any]) -> str:
     """Return the SHA-256 of the canonical JSON of a body (sorted keys, no spaces, ASCII): format 1."""
@@ -240,6 +286,7 @@ def parse(data: bytes, source: str, read_object: Callable[[str, int], bytes] | N
 
     read_object(sha256, size) returns a folder list's verified bytes (or raises ManifestError).
     """
+    data = inflated(data, source)
     try:
         document = json.loads(data)
         stated = document.pop("checksum")
@@ -264,16 +311,19 @@ def _checksum_matches(data: bytes, document: dict[str, Any], stated: Any, fmt: A
 
 
 def _from_body(body: dict[str, Any], read_object: Callable[[str, int], bytes] | None) -> Manifest:
-    if body["format"] not in (FORMAT, FLAT_FORMAT, CANONICAL_FORMAT):
+    if body["format"] not in (FORMAT, LISTS_FORMAT, FLAT_FORMAT, CANONICAL_FORMAT):
         raise ValueError(body["format"])
     dump = body["dump"]
+    chunks = tuple(Chunk(str(c), int(n)) for c, n in dump.get("chunks", ()) if body["format"] == FORMAT)
+    if sum(c.size for c in chunks) != (int(dump["size"]) if chunks else 0):
+        raise ValueError("the dump's chunks do not add up to its size")
     return Manifest(
         id=str(body["id"]),
         started_at=str(body["started_at"]),
         finished_at=str(body["finished_at"]),
         versions=dict(body["versions"]),
         database=dict(body["database"]),
-        dump=DumpInfo(str(dump["name"]), int(dump["size"]), str(dump["sha256"])),
+        dump=DumpInfo(str(dump["name"]), int(dump["size"]), str(dump["sha256"]), chunks),
         inline_files=tuple(_file_entries(body["files"])),
         missing=tuple(
             MissingRef(m["subject"], m["path"], m["reason"], m["kind"])

@@ -77,6 +77,7 @@ class ObjectStore:
         self.new_objects = 0
         self.new_bytes = 0
         self.lists_written = 0
+        self.chunks_written = 0
         self.sealed: list[str] = []  # packs this store wrote, in order
         self._dirs: set[str] = set()
         self._objects = str(objects)  # the hot paths below use plain strings: no Path per object
@@ -130,9 +131,13 @@ class ObjectStore:
             self.index.update(where)
             self.sealed.append(name)
 
-    def _pack_in(self, sha: str, data: bytes, *, compress: bool = False) -> None:
+    def _pack_in(self, sha: str, data: bytes, *, compress: bool = False, stored: bytes | None = None) -> None:
+        """Append an object to the open pack: as it is, compressed, or as `stored` (already compressed)."""
         self.faults.before_write()
-        self.index[sha] = self._writer.append(sha, data, compress=compress)
+        if stored is not None:
+            self.index[sha] = self._writer.append_stored(sha, stored, len(data))
+        else:
+            self.index[sha] = self._writer.append(sha, data, compress=compress)
         self.damaged.discard(sha)
         if self._writer.full:
             self.flush()
@@ -237,6 +242,16 @@ class ObjectStore:
         self._pack_in(sha, data, compress=True)  # JSON: a page shrinks 3-5x
         self.lists_written += 1
         self.faults.after_write()
+        return sha, len(data)
+
+    def add_chunk(self, data: bytes) -> tuple[str, int]:
+        """Store a chunk of the database dump once under its SHA-256, compressed; return (sha256, size)."""
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.has(sha, len(data)):
+            packed = packs.compressed(data, fast=True)  # a plain pg_dump archive shrinks 5-6x
+            self._pack_in(sha, data, stored=packed if len(packed) < len(data) else data)
+            self.chunks_written += 1
+            self.faults.after_write()
         return sha, len(data)
 
     def _rename_in(self, temp: str, sha: str) -> None:

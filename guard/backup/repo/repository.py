@@ -25,11 +25,14 @@ from guard.errors import GuardError, UnreachableError, UsageError
 # damage and drop them, so a format-2 repository has a marker under a name they do not know: they
 # refuse it ("no guard backup repository", "not a guard backup folder") instead of misreading it.
 # A format-1 repository is read as it is, and upgraded by the first backup or prune that writes.
+# Format 3 compresses with zstd and keeps the database dump as chunks in packs (the manifest names
+# them); format 2 knows neither, and refuses a format-3 marker as it refused any it did not know.
+# A format-2 repository is read as it is, and upgraded (its marker rewritten) like a format-1 one.
 OLD_MARKER = "guard-backup.json"  # format 1
 MARKER = "guard-repository.json"
-FORMAT = "guard-backup/2"
+FORMAT = "guard-backup/3"
 MARKER_TEXT = f'{{"format": "{FORMAT}"}}\n'
-KNOWN_FORMATS = ("guard-backup/1", FORMAT)
+KNOWN_FORMATS = ("guard-backup/1", "guard-backup/2", FORMAT)
 MANIFEST = "manifest.json"
 UNSYNCED = "objects-unsynced"  # present while objects may have been written but not yet synced
 UNSYNCED_SLACK_NS = 2_000_000_000  # timestamp granularity and clock steps between marker and objects
@@ -39,8 +42,16 @@ BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 LOCK_WAIT_S = 600.0
 
 
-def _check_format(marker: Path) -> None:
-    """Refuse a repository in a format this version does not know (a newer guard wrote it)."""
+def _write_marker(root: Path) -> None:
+    """Mark the repository as in this format; whole or absent, even when two upgrade at once."""
+    temp = root / f"{MARKER}.{secrets.token_hex(4)}"
+    permissions.write_file(temp, MARKER_TEXT.encode("utf-8"))
+    os.replace(temp, root / MARKER)
+    fsync_path(root)
+
+
+def _check_format(marker: Path) -> str:
+    """Return the repository's format; refuse one this version does not know (a newer guard wrote it)."""
     try:
         stated = json.loads(marker.read_text(encoding="utf-8")).get("format")
     except (ValueError, AttributeError):
@@ -50,6 +61,7 @@ def _check_format(marker: Path) -> None:
             f"backup repository {marker.parent} is in format {stated!r}, which this guard does not know "
             f"(it reads {', '.join(KNOWN_FORMATS)}); use the guard version that wrote it or a newer one"
         )
+    return str(stated)
 
 
 class RepositoryBusy(GuardError):
@@ -104,12 +116,10 @@ class Repository:
                 root.parent.mkdir(parents=True, exist_ok=True)  # above the repository: not ours
                 permissions.make_folder(root, exist_ok=True)
                 if (root / MARKER).exists():
-                    _check_format(root / MARKER)
+                    if _check_format(root / MARKER) != FORMAT:  # format 2: upgraded here
+                        _write_marker(root)
                 elif (root / OLD_MARKER).exists():  # format 1: every earlier version's; upgraded here
-                    temp = root / f"{MARKER}.{secrets.token_hex(4)}"
-                    permissions.write_file(temp, MARKER_TEXT.encode("utf-8"))
-                    os.replace(temp, root / MARKER)  # whole or absent, even when two upgrade at once
-                    fsync_path(root)
+                    _write_marker(root)
                     (root / OLD_MARKER).unlink(missing_ok=True)
                 else:
                     if any(p.name != "lock" for p in root.iterdir()):
