@@ -1,6 +1,7 @@
 """Issue 2's benchmark: `guard check files` and `guard check integrity` against their standard-tools floors.
 
 Usage: .venv/bin/python -m bench.files_integrity [--ads 500000 [...]] [--runs 3] [--reuse] [--sample 0]
+       [--only files|integrity] [--tag NAME]
 
 With several --ads it also prints the scaling table: each world's time and peak memory against the
 smallest world's, next to how much the data grew.
@@ -21,6 +22,8 @@ from bench.common import ROOT, WORK, Run, median_of, spread, timed, world
 
 GUARD = [sys.executable, "-m", "guard"]
 BEFORE: Path | None = None  # --before: an older checkout timed alongside
+TAG = ""  # --tag: a suffix for the worlds' database names
+CHECKS = ("files", "integrity")
 
 FLOOR_FILES = r"""
 LC_ALL=C comm -3 \
@@ -93,9 +96,13 @@ def main() -> None:
     parser.add_argument(
         "--sample", type=int, default=2000, help="files for the seed script's run (0: skip it)"
     )
+    parser.add_argument("--only", choices=CHECKS, help="time one check (both by default)")
+    parser.add_argument(
+        "--tag", default="", help="appended to the worlds' database names, so helpers' worlds never collide"
+    )
     args = parser.parse_args()
-    global BEFORE
-    BEFORE = args.before
+    global BEFORE, TAG
+    BEFORE, TAG = args.before, args.tag
     reports = [measure(ads, args) for ads in args.ads]
     if len(reports) > 1:
         print(json.dumps({"worlds": reports, "scaling": scaling(reports)}, indent=2))
@@ -112,8 +119,10 @@ def measure(ads: int, args: argparse.Namespace) -> dict[str, Any]:
         build_wall_s=truth.get("build_wall_s"), build_max_rss_mb=truth.get("build_max_rss_mb")
     )
     started_load = os.getloadavg()[0]
-    report["files"] = compare_files(env, truth, args.runs)
-    report["integrity"] = compare_integrity(env, truth, args.runs)
+    if args.only in (None, "files"):
+        report["files"] = compare_files(env, truth, args.runs)
+    if args.only in (None, "integrity"):
+        report["integrity"] = compare_integrity(env, truth, args.runs)
     # Other work on the machine shows here: 2 cores, so anything over ~2 means the tools took turns.
     report["load_avg_1m"] = {"start": round(started_load, 2), "end": round(os.getloadavg()[0], 2)}
     if args.sample and ads == args.ads[0]:
@@ -132,7 +141,7 @@ def scaling(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "files": r["world"]["files"],
             "data_x": round(grown, 2),
         }
-        for check in ("files", "integrity"):
+        for check in (c for c in CHECKS if c in r):
             row[f"{check}_guard_s"] = r[check]["guard_median_s"]
             row[f"{check}_floor_s"] = r[check]["baseline_median_s"]
             row[f"{check}_time_x"] = round(r[check]["guard_median_s"] / base[check]["guard_median_s"], 2)
@@ -144,7 +153,7 @@ def scaling(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def world_name(ads: int) -> str:
     """One world per size, so the scaling runs can reuse each of them."""
-    return f"guard_bench_files_{ads}"
+    return f"guard_bench_files_{ads}{'_' + TAG if TAG else ''}"
 
 
 def warm(env: dict[str, str]) -> None:
