@@ -25,6 +25,7 @@ from guard.config.settings import Settings, load_settings
 from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
 from guard.findings.finding import CheckResult
 from guard.findings.report import as_json, exit_code
+from guard.fs.gcpause import no_cyclic_gc
 from guard.plural import plural
 
 EXIT_CODES = """exit codes:
@@ -209,7 +210,8 @@ class Terminated(SystemExit):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
+    with no_cyclic_gc():  # the command's module and its imports: nothing to collect yet
+        args = build_parser(argv).parse_args(argv)
     with _terminate_raises():
         return _run(args)
 

@@ -20,7 +20,7 @@ from guard.cli.main import build_parser, command_word
         ([], None),
     ],
 )
-def test_the_command_word_is_what_argparse_will_take_for_the_command(argv: list[str], word: str | None) -> None:
+def test_the_command_word_is_what_argparse_takes_for_the_command(argv: list[str], word: str | None) -> None:
     assert command_word(argv) == word
 
 
