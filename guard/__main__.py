@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from guard.cli.main import main
+from guard.cli.entry import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -20,12 +20,12 @@ import psycopg
 from guard import __version__
 from guard.checks import CheckContext, registry, run_checks
 from guard.cli.bars import StepBars, terminal_progress
-from guard.cli.tables import write_human
 from guard.config.redact import redact
 from guard.config.settings import Settings, load_settings
 from guard.errors import EXIT_UNREACHABLE, EXIT_USAGE, GuardError
 from guard.findings.finding import CheckResult
 from guard.findings.report import as_json, exit_code
+from guard.fs.gcpause import no_cyclic_gc
 from guard.plural import plural
 
 EXIT_CODES = """exit codes:
@@ -50,9 +50,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "guard.cli.weekly_report",
     "guard.cli.serve",
 )
+# The commands defined here. For these the modules above are not loaded: their parsers import what
+# their handlers need (pglast, tenacity, the backup store, ...), about a fifth of `guard check`'s start.
+OWN_COMMANDS = ("check", "predeploy", "demo")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the command line; only the command being run needs its module loaded."""
     parser = argparse.ArgumentParser(
         prog="guard",
         description="Find schema drift, broken rows and database/uploads mismatches before users do.",
@@ -66,9 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands)
     _add_predeploy(commands)
     _add_demo(commands)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(commands)
+    if command_word(sys.argv[1:] if argv is None else argv) not in OWN_COMMANDS:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module).register(commands)
     return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """Return the subcommand argparse will see, or None when it cannot tell (then all are loaded).
+
+    Before the command only --config (or a prefix argparse accepts for it) takes a value.
+    """
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word.startswith("-"):
+            if len(word) > 2 and "--config".startswith(word):
+                next(words, None)  # its value, whatever it looks like
+            continue
+        return word
+    return None
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +210,8 @@ class Terminated(SystemExit):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    with no_cyclic_gc():  # the command's module and its imports: nothing to collect yet
+        args = build_parser(argv).parse_args(argv)
     with _terminate_raises():
         return _run(args)
 
@@ -277,6 +300,8 @@ def report(results: Sequence[CheckResult], json_mode: bool, extra: dict[str, obj
     if json_mode:
         sys.stdout.write(as_json(results, extra) + "\n")
     elif not all(r.error is not None for r in results):
+        from guard.cli.tables import write_human  # rich: only for tables, not for --json
+
         write_human(results, sys.stdout, show_errors=False)
     return exit_code(results)
 

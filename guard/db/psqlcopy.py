@@ -2,7 +2,8 @@
 
 psycopg hands over a million values as a million Python calls (one per row, COPY or not); psql reads
 the same COPY stream in C and writes it to a pipe we read a megabyte at a time, so a million values
-cost one decode and one split per chunk. The connection goes to psql only in its environment
+cost one decode and one split per chunk, or nothing in Python at all where the chunks go straight to
+guard.fs.pathsets' compiled index. The connection goes to psql only in its environment
 (readable by its owner alone), never on its command line. Where psql is missing, or the connection
 needs a setting libpq reads from no environment variable, the caller reads through psycopg instead.
 """
@@ -72,6 +73,12 @@ def psql_environment(url: str) -> dict[str, str] | None:
 
 def copy_values(env: dict[str, str], query: str) -> Iterator[list[str]]:
     """Yield the values of a one-column query (no NULLs), a chunk's worth at a time, in text."""
+    for chunk in copy_chunks(env, query):
+        yield lines_of(chunk.decode("utf-8"))
+
+
+def copy_chunks(env: dict[str, str], query: str) -> Iterator[bytes]:
+    """Yield a one-column query's COPY text output (no NULLs) as it comes, in chunks of whole lines."""
     command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"COPY ({query}) TO STDOUT"]
     proc = subprocess.Popen(
         command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -82,11 +89,11 @@ def copy_values(env: dict[str, str], query: str) -> Iterator[list[str]]:
     try:
         rest = b""
         while data := os.read(out, CHUNK):
-            data = rest + data
+            data = rest + data if rest else data
             cut = data.rfind(b"\n") + 1
             rest = data[cut:]
             if cut:
-                yield lines_of(data[:cut].decode("utf-8"))
+                yield data[:cut] if rest else data
         error = proc.stderr.read().decode("utf-8", "replace").strip()
         if proc.wait() != 0 or rest:
             last = error.splitlines()[-1] if error else f"exit code {proc.returncode}"

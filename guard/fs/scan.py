@@ -1,9 +1,10 @@
 """A walk of the scanned folders in a forked child, so it runs on another core while we read the rows.
 
-Why a process and not a thread: the walk is mostly Python work (a DirEntry and a name per file), so a
-thread holds the GIL against the thread reading rows and the two take turns on one core. A forked child
-needs no imports and no re-configuration, and it sends each batch of paths as one NUL-joined bytes value
-(a file name cannot contain NUL), which costs a fraction of pickling a million str objects.
+Why a process and not a thread: without the compiled lister the walk is mostly Python work (a DirEntry
+and a name per file), and with it most of the time is the kernel's getdents; either way a thread would
+take turns with the thread reading rows. A forked child needs no imports and no re-configuration, and
+it sends each folder's paths as one bytes value, each path followed by a NUL (a file name cannot
+contain NUL; guard.fs.pathsets.list_folder builds it), which the parent matches without decoding.
 
 The child keeps its whole output until the walk is done and only then writes it: a pipe holds 64 KiB,
 so writing as it goes would stall the walk until the parent, busy with the database, starts reading.
@@ -16,23 +17,19 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import sys
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, NoReturn, Self
 
 from guard.errors import UnreachableError
+from guard.fs import pathsets
 from guard.fs.forking import fork_is_safe
 from guard.fs.root import UploadsRoot, WalkRecord
 
-SEP = "\0"
-# How os.fsencode and os.fsdecode spell names as bytes, applied to a whole batch at once.
-FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-
 
 class BackgroundWalk:
-    """The regular files under some folders, as batches of root-relative paths, walked in a child process."""
+    """The regular files under some folders, as blobs of root-relative paths, walked in a child process."""
 
     def __init__(self, root: UploadsRoot, folders: tuple[str, ...]) -> None:
         self.root, self.folders = root, folders
@@ -51,10 +48,10 @@ class BackgroundWalk:
         os.close(write_fd)
         self._pid, self._pipe = pid, os.fdopen(read_fd, "rb")
 
-    def batches(self) -> Iterator[list[str]]:
-        """Yield batches of root-relative file paths; afterwards self.record holds what else was seen."""
+    def blobs(self) -> Iterator[bytes]:
+        """Yield blobs of NUL-terminated root-relative file paths; then self.record has what else was seen."""
         if self._pipe is None:
-            yield from self._walk_here()
+            yield from walk_blobs(self.root, self.folders, self.record)
             return
         while True:
             try:
@@ -63,7 +60,7 @@ class BackgroundWalk:
                 self.close()
                 raise RuntimeError("the folder walk's child process ended without finishing") from None
             if kind == "files":
-                yield payload.decode(FS_ENCODING, FS_ERRORS).split(SEP)
+                yield payload
             elif kind == "done":
                 self.record = payload
                 self.close()
@@ -75,9 +72,10 @@ class BackgroundWalk:
                 self.close()
                 raise RuntimeError(f"the folder walk failed in its child process:\n{payload}")
 
-    def _walk_here(self) -> Iterator[list[str]]:
-        for prefix, entries in self.root.walk(self.folders, self.record):
-            yield [prefix + entry.name for entry in entries]
+    def batches(self) -> Iterator[list[str]]:
+        """Yield the walked paths as str, a folder at a time (for callers that want names, not bytes)."""
+        for blob in self.blobs():
+            yield pathsets.paths_of(blob)
 
     def close(self) -> None:
         """Stop the child if it is still running and reap it."""
@@ -117,13 +115,39 @@ def _walk_frames(root: UploadsRoot, folders: tuple[str, ...]) -> list[tuple[str,
     frames: list[tuple[str, Any]] = []
     record = WalkRecord()
     try:
-        for prefix, entries in root.walk(folders, record):
-            # One join with the prefix in the separator: no str per path is built here.
-            text = prefix + (SEP + prefix).join([entry.name for entry in entries])
-            frames.append(("files", text.encode(FS_ENCODING, FS_ERRORS)))
+        frames += [("files", blob) for blob in walk_blobs(root, folders, record)]
     except UnreachableError as exc:
         return [("unreachable", str(exc))]
     except BaseException:
         return [("failed", traceback.format_exc())]
     frames.append(("done", record))
     return frames
+
+
+def walk_blobs(root: UploadsRoot, folders: tuple[str, ...], record: WalkRecord) -> Iterator[bytes]:
+    """Yield each folder's regular files as one blob, as UploadsRoot.walk would list them.
+
+    Symlinks and symlinked folders are not followed; a folder removed while we walk is skipped and,
+    not read to the end, proves nothing absent; one we may not read makes the whole walk unreachable.
+    """
+    for folder in folders:
+        start = root.real / folder
+        if not start.is_dir() or os.path.realpath(start) != str(start):
+            continue  # absent, or reached through a symlink: never walked
+        stack = [(str(start), folder)]
+        while stack:
+            current, current_rel = stack.pop()
+            prefix = f"{current_rel}/"
+            try:
+                blob, others = pathsets.list_folder(current, prefix)
+            except PermissionError as exc:
+                raise UnreachableError(f"cannot read {current}: {exc.strerror}") from None
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name, is_folder in others:  # rare: folders, symlinks, sockets
+                if is_folder:
+                    stack.append((os.path.join(current, name), prefix + name))
+                record.others.add(prefix + name)
+            record.folders.add(current_rel)
+            if blob:
+                yield blob

@@ -59,3 +59,14 @@ def test_guard_check_loads_neither_celery_watchdog_nor_redis(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "guard.checks.health" in loaded(done.stderr)
     assert heavy(loaded(done.stderr)) == []
+
+
+def test_guard_check_files_loads_no_other_commands_modules(template_db: str, tmp_path: Path) -> None:
+    # the other commands' parsers pull in the backup store, tenacity and pglast: a third of the start
+    (tmp_path / "uploads" / "ads").mkdir(parents=True)
+    env = {"DATABASE_URL": url_for(template_db), "UPLOADS_ROOT": str(tmp_path)}
+    done = guard("check", "files", "--json", env={**env, **IMPORTTIME})
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = loaded(done.stderr)
+    assert "guard.checks.files" in modules
+    assert not [m for m in modules if m.startswith(("guard.cli.backup", "guard.backup", "pglast", "rich"))]

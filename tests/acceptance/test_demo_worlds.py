@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.acceptance.cli import MIGRATIONS_DIR, guard, guard_json
+from tests.acceptance.cli import MIGRATIONS_DIR, ROOT, guard, guard_json
 from tests.conftest import drop_database, unique_name
 
 pytestmark = pytest.mark.acceptance
@@ -94,6 +97,34 @@ def test_hostile_and_odd_paths_are_reported_as_planted(make_world: Any) -> None:
         if any(ch in f["path"] for ch in " '\"\n\t") or not f["path"].isascii()
     ]
     assert odd, "odd names appear among the planted missing and orphan files"
+
+
+# The real command on an install where the C extension was not built: its import fails, as it does
+# when setup.py's optional extension could not be compiled.
+WITHOUT_EXTENSION = (
+    "import sys; sys.modules['guard.fs._pathsets'] = None; "
+    "from guard.fs import pathsets; assert pathsets.implementation() == 'python'; "
+    "from guard.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_without_the_compiled_extension_the_files_check_finds_exactly_the_same(make_world: Any) -> None:
+    truth = make_world(600, 0.05, 11)
+    env = env_for(truth)
+    code, compiled = guard_json("check", "files", "--limit", "1000", env=env)
+    python = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTENSION, "check", "files", "--json", "--limit", "1000"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert python.returncode == code == 1, python.stderr
+    fallback = json.loads(python.stdout)["checks"][0]
+    assert fallback["counts"] == compiled["checks"][0]["counts"] == truth["files_check"]
+    assert fallback["findings"] == compiled["checks"][0]["findings"]
 
 
 def test_human_output_summarises_and_limits_examples(make_world: Any) -> None:

@@ -11,6 +11,7 @@ from guard.config.settings import load_settings
 from guard.db import psqlcopy
 from guard.db.database import Database
 from guard.errors import UnreachableError
+from guard.fs import pathsets
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +185,22 @@ def test_read_through_psycopg_when_psql_is_missing_finds_the_same(
     through_psycopg = run(db_url, world)
     assert through_psycopg.counts == through_psql.counts  # type: ignore[attr-defined]
     assert through_psycopg.findings == through_psql.findings  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("through", ["psql", "psycopg"])
+def test_the_pure_python_twins_find_exactly_what_the_compiled_ones_find(
+    db_url: str, world: Path, monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    if through == "psycopg":
+        monkeypatch.setattr(psqlcopy.shutil, "which", lambda _: None)
+    assert pathsets.implementation() == "compiled"
+    compiled = run(db_url, world)
+    monkeypatch.setattr(pathsets, "COMPILED", False)
+    monkeypatch.setattr(pathsets, "list_folder", pathsets.list_folder_py)
+    assert pathsets.implementation() == "python"
+    python = run(db_url, world)
+    assert python.counts == compiled.counts == {"missing_file": 3, "orphan_file": 2, "unsafe_path": 4}  # type: ignore[attr-defined]
+    assert python.findings == compiled.findings  # type: ignore[attr-defined]
 
 
 def test_every_stored_spelling_comes_back_from_psql_exactly(db: Database, db_url: str) -> None:

@@ -1,4 +1,4 @@
-"""The image runs the fast path: the wheel its Dockerfile builds holds the compiled backup walk.
+"""The image runs the fast path: the wheel its Dockerfile builds holds the compiled walk and files check.
 
 No Docker daemon is needed: the test reads the Dockerfile's COPY lines (and .dockerignore) to make a
 build context holding exactly what the build stage gets, then runs the Dockerfile's own `pip wheel`
@@ -20,7 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-EXTENSION = re.compile(r"guard/backup/walk/_statpage\.[^/]*\.so")
+EXTENSIONS = {
+    "statpage": re.compile(r"guard/backup/walk/_statpage\.[^/]*\.so"),
+    "pathsets": re.compile(r"guard/fs/_pathsets\.[^/]*\.so"),
+    "chunker": re.compile(r"guard/backup/repo/_chunker\.[^/]*\.so"),
+}
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -125,14 +129,18 @@ def test_the_build_stage_copies_setup_py_and_the_c_source() -> None:
 def test_the_context_rules_keep_local_builds_out() -> None:
     patterns = dockerignore()
     assert ignored("guard/backup/walk/_statpage.cpython-311-x86_64-linux-gnu.so", patterns)
+    assert ignored("guard/fs/_pathsets.cpython-311-x86_64-linux-gnu.so", patterns)
+    assert ignored("guard/backup/repo/_chunker.cpython-311-x86_64-linux-gnu.so", patterns)
     assert ignored("guard/cli/__pycache__/main.cpython-311.pyc", patterns)
     assert not ignored("guard/backup/walk/_statpage.c", patterns)
+    assert not ignored("guard/fs/_pathsets.c", patterns)
     assert not ignored("setup.py", patterns)
 
 
 def test_the_wheel_the_dockerfile_builds_holds_the_compiled_walk(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert [n for n in names if EXTENSION.fullmatch(n)], sorted(n for n in names if "walk" in n)
+    for extension in EXTENSIONS.values():
+        assert [n for n in names if extension.fullmatch(n)], sorted(n for n in names if n.endswith(".so"))
     assert any(n.startswith("guard/demo/prisma/migrations/") for n in names)  # the link resolved
 
 
@@ -150,16 +158,17 @@ def test_the_dockerfiles_own_check_passes_this_wheel_and_refuses_one_without_it(
         check=False,
     )
     assert good.returncode == 0, good.stderr
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    with zipfile.ZipFile(wheel) as full, zipfile.ZipFile(bare / wheel.name, "w") as stripped:
-        for item in full.infolist():
-            if not EXTENSION.fullmatch(item.filename):
-                stripped.writestr(item, full.read(item))
-    bad = subprocess.run(
-        [sys.executable, "-c", check[2].replace("/wheels", str(bare))], capture_output=True, check=False
-    )
-    assert bad.returncode != 0
+    for name, extension in EXTENSIONS.items():  # either one missing is refused
+        bare = tmp_path / f"without-{name}"
+        bare.mkdir()
+        with zipfile.ZipFile(wheel) as full, zipfile.ZipFile(bare / wheel.name, "w") as stripped:
+            for item in full.infolist():
+                if not extension.fullmatch(item.filename):
+                    stripped.writestr(item, full.read(item))
+        bad = subprocess.run(
+            [sys.executable, "-c", check[2].replace("/wheels", str(bare))], capture_output=True, check=False
+        )
+        assert bad.returncode != 0, name
 
 
 def test_the_installed_wheel_walks_with_the_compiled_page_stat(wheel: Path, tmp_path: Path) -> None:
@@ -174,7 +183,8 @@ def test_the_installed_wheel_walks_with_the_compiled_page_stat(wheel: Path, tmp_
     assert installed.returncode == 0, installed.stderr[-3000:]
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); from guard.backup.walk import statpage; "
-        "print(statpage.__file__, statpage.implementation())"
+        "from guard.fs import pathsets; "
+        "print(statpage.__file__, statpage.implementation(), pathsets.__file__, pathsets.implementation())"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe, str(target)],
@@ -184,9 +194,10 @@ def test_the_installed_wheel_walks_with_the_compiled_page_stat(wheel: Path, tmp_
         timeout=60,
         check=False,
     )
-    where, walk = done.stdout.split()
+    where, walk, files_where, files_walk = done.stdout.split()
     assert where.startswith(str(target)), done.stdout + done.stderr  # the wheel's, not the worktree's
-    assert walk == "compiled"
+    assert files_where.startswith(str(target)), done.stdout + done.stderr
+    assert walk == files_walk == "compiled"
 
 
 def test_the_image_installs_the_tools_its_processes_run() -> None:
