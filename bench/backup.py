@@ -187,7 +187,7 @@ def warm(database_url: str, uploads: Path) -> None:
                 pass
             finally:
                 os.close(fd)
-    run(["pg_dump", "-Fc", "--file", os.devnull, f"--dbname={database_url}"])
+    run(["pg_dump", "-Fc", "--no-sync", "--file", os.devnull, f"--dbname={database_url}"])
 
 
 def change_one_percent(ads_dir: Path) -> int:
