@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench fuzz services clean
 
-$(STAMP): pyproject.toml setup.py guard/backup/walk/_statpage.c guard/backup/repo/_chunker.c guard/fs/_pathsets.c
+$(STAMP): pyproject.toml setup.py guard/backup/walk/_statpage.c guard/backup/repo/_chunker.c guard/fs/_pathsets.c guard/backup/walk/sha256.h
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "cannot create a virtual environment: install python3-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -17,6 +17,8 @@ from guard.backup.faults import ObjectFaults, crash_point
 from guard.backup.repo import inventory, packs
 from guard.backup.repo.manifest import FileEntry, ManifestError
 from guard.backup.repo.permissions import FOLDER, FROZEN
+from guard.backup.walk import pageread
+from guard.backup.walk.statpage import names_blob
 from guard.errors import GuardError, UnreachableError
 from guard.fs.fdio import write_all
 from guard.fs.paths import printable
@@ -26,6 +28,7 @@ CHUNK = 1 << 20
 SMALL = 1 << 20  # files up to this size are read whole before anything is written
 RACY_NS = 2_000_000_000  # a file changed this recently may change again within one timestamp tick
 COPY_TRIES = 3
+Row = tuple[str, int, int, int | None, int]  # sha256, size, mtime_ns, ctime_ns (None: racy), inode
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,37 @@ class ObjectStore:
         if not steady or time.time_ns() - max(mtime_ns, ctime_ns) < RACY_NS:
             return FileEntry(relpath, sha, size, mtime_ns, None, inode)  # never a cache hit
         return FileEntry(relpath, sha, size, mtime_ns, ctime_ns, inode)
+
+    def add_files(self, names: list[str], folder: str, dir_fd: int) -> list[Row | None]:
+        """add_file for each name in an open folder (the walk's page): (sha256, size, mtime_ns,
+        ctime_ns or None if racy, inode) each, or None for a file gone since it was listed.
+
+        The plain case (a small regular file that holds still) is read for the whole page in one call
+        (guard.backup.walk.pageread); any other name goes through add_file, which raises, retries or
+        streams as ever.
+        """
+        results = pageread.read_files(dir_fd, names_blob(names), SMALL)
+        racy_after = time.time_ns() - RACY_NS  # taken after every read: no file is trusted sooner
+        rows: list[Row | None] = []
+        for name, got in zip(names, results, strict=True):
+            if got is None:
+                try:
+                    entry = self.add_file(name, f"{folder}/{name}", dir_fd=dir_fd)
+                except FileNotFoundError:
+                    rows.append(None)
+                    continue
+                rows.append(entry[1:])  # type: ignore[arg-type]
+                continue
+            sha, data, size, mtime_ns, ctime_ns, inode = got
+            self.files_read += 1
+            if not self.has(sha, size):
+                self._pack_in(sha, data)
+                self.new_objects += 1
+                self.new_bytes += size
+                self.faults.after_write()
+            trusted = ctime_ns if max(mtime_ns, ctime_ns) <= racy_after else None
+            rows.append((sha, size, mtime_ns, trusted, inode))
+        return rows
 
     def _take(self, fd: int, expected: int, relpath: str) -> tuple[str, int]:
         """Hash an open file and store its content unless an object with that hash is already there.

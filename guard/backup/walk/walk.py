@@ -429,27 +429,31 @@ def _new_page(
 ) -> PageRef | None:
     """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
     rel, flat, store = job.rel, job.previous.flat, job.store
-    final: list[tuple[Any, ...]] = []
-    trusted = True
-    racing = bool(os.environ.get(FAULT_ENV))  # a test's race point: the variable read once a page
+    final: list[tuple[Any, ...] | None] = []
+    fresh: list[str] = []  # names to read, in page order; their places in final hold None
     for row in rows:
         name = row[0]
         old: tuple[Any, ...] | None = prior.get(name) if prior is not None else flat.get(f"{rel}/{name}")
         if old is not None and old[2:] == row[1:] and store.has(old[1], row[1]):
-            entry: tuple[Any, ...] = (name, old[1], *row[1:])
+            final.append((name, old[1], *row[1:]))
         else:
-            if racing:
-                race_point("copy")
-            try:
-                added = store.add_file(name, f"{rel}/{name}", dir_fd=job.fd)
-            except FileNotFoundError:
+            final.append(None)
+            fresh.append(name)
+    trusted = True
+    if fresh:
+        if os.environ.get(FAULT_ENV):  # a test's race point, before the page's first upload is opened
+            race_point("copy")
+        added = zip(fresh, store.add_files(fresh, rel, job.fd), strict=True)
+        for i in [i for i, entry in enumerate(final) if entry is None]:
+            name, got = next(added)
+            if got is None:
                 share.unlisted.append(name)  # deleted since it was listed; a row needing it: missing
                 continue
-            entry = (name, *added[1:])
-            trusted = trusted and added.ctime_ns is not None
-        final.append(entry)
-    if not final:
+            final[i] = (name, *got)
+            trusted = trusted and got[3] is not None
+    kept = [e for e in final if e is not None]
+    if not kept:
         return None  # every name in it went away (all noted as unlisted)
-    digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in final]) if trusted else None
-    sha, size = store.add_list(page_bytes(rel, final))
-    return PageRef(bucket, sha, size, len(final), sum(r[2] for r in final), digest)
+    digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in kept]) if trusted else None
+    sha, size = store.add_list(page_bytes(rel, kept))
+    return PageRef(bucket, sha, size, len(kept), sum(r[2] for r in kept), digest)
