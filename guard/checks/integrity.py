@@ -14,7 +14,7 @@ from guard.checks.integrity_queries import TablePlan as TablePlan
 from guard.checks.integrity_queries import build_query as build_query
 from guard.checks.integrity_queries import capped_query, judged_columns
 from guard.config.rules import Rule
-from guard.db.catalog import is_unique, primary_key, require_column
+from guard.db.catalog import is_unique, primary_key, require_column, same_text_when_equal
 from guard.db.database import Database
 from guard.errors import ConfigError
 from guard.findings.finding import CheckResult, Finding, FindingSink
@@ -96,8 +96,12 @@ def plan_tables(db: Database, rules: Iterable[Rule]) -> list[TablePlan]:
             if rule.type == "format":
                 validate_pattern(db, rule)
         pk = primary_key(db, table, owner=f"rule '{table_rules[0].id}'")
+        grouped = {r.column for r in table_rules if r.type == "unique"}
+        same_text = frozenset(c for c in grouped if same_text_when_equal(db, table, c))
         plans.append(
-            TablePlan(table, pk, tuple(table_rules), frozenset(text_columns), frozenset(unique_targets))
+            TablePlan(
+                table, pk, tuple(table_rules), frozenset(text_columns), frozenset(unique_targets), same_text
+            )
         )
     return plans
 

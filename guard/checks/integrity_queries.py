@@ -22,6 +22,8 @@ class TablePlan:
     rules: tuple[Rule, ...]
     text_columns: frozenset[str]
     unique_targets: frozenset[str] = frozenset()  # ids of references rules whose target is unique
+    # columns whose equal values print the same text: only there is a pattern judged once per value
+    same_text_columns: frozenset[str] = frozenset()
 
     def required_columns(self) -> frozenset[str]:
         return frozenset(r.column for r in self.rules if r.type == "required")
@@ -106,7 +108,7 @@ def _table_pass(plan: TablePlan) -> tuple[list[sql.Composable], sql.Composable, 
     where: list[sql.Composable] = []
     judged = judged_columns(plan)
     for n, rule in enumerate(plan.rules):
-        if rule.column not in judged or rule.type == "references":
+        if rule.column not in judged or not _judged_per_value(plan, rule):
             flags[n], join = _rule_sql(plan, rule, n, params, False)
             where.append(flags[n])
             if join is not None:
@@ -123,6 +125,17 @@ def _table_pass(plan: TablePlan) -> tuple[list[sql.Composable], sql.Composable, 
         table=sql.Identifier(plan.table), joins=sql.SQL(" ").join(joins), where=sql.SQL(" OR ").join(where)
     )
     return [sql.SQL("coalesce({}, false)").format(flags[n]) for n in range(len(plan.rules))], source, params
+
+
+def _judged_per_value(plan: TablePlan, rule: Rule) -> bool:
+    """Whether a rule on a grouped column is judged once per distinct value, in the grouping.
+
+    A pattern is matched against the value's text, and equal values may be spelled apart (citext's
+    'a' = 'A', numeric's 1.0 = 1.00): there it is judged on each row, as the keyed pass does.
+    """
+    if rule.type == "references":
+        return False
+    return rule.type != "format" or rule.column in plan.same_text_columns
 
 
 def judged_columns(plan: TablePlan) -> list[str]:
@@ -150,7 +163,7 @@ def _verdicts_sql(
     breaks: list[sql.Composable] = []  # what flags a present value
     flags: dict[int, sql.Composable] = {}
     for n, rule in enumerate(plan.rules):
-        if rule.column != column or rule.type == "references":
+        if rule.column != column or not _judged_per_value(plan, rule):
             continue
         name = sql.Identifier(f"r{n}")
         if rule.type == "required":

@@ -33,6 +33,16 @@ SELECT EXISTS (
 )
 """
 
+# Types whose equal values always print the same text (deterministic collation for the strings):
+# judging a pattern once per distinct value is judging each row. citext ('A' = 'a'), numeric
+# (1.0 = 1.00), float (-0 = 0), interval, domains and the rest are judged row by row.
+SAME_TEXT_WHEN_EQUAL = """
+SELECT a.atttypid = ANY('{text,varchar,bpchar,int2,int4,int8,uuid,bool,date}'::regtype[])
+   AND coalesce((SELECT c.collisdeterministic FROM pg_collation c WHERE c.oid = a.attcollation), true)
+FROM pg_attribute a
+WHERE a.attrelid = to_regclass(quote_ident(%s)) AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
 TABLE_EXISTS = "SELECT to_regclass(quote_ident(%s)) IS NOT NULL"
 
 
@@ -49,6 +59,12 @@ def require_column(db: Database, table: str, column: str, *, owner: str) -> str:
     if not row:
         raise ConfigError(f"{owner}: column '{table}.{column}' does not exist")
     return str(row[1])
+
+
+def same_text_when_equal(db: Database, table: str, column: str) -> bool:
+    """Tell whether two equal values of this column always have the same text (see SAME_TEXT_WHEN_EQUAL)."""
+    row = db.fetch_one(SAME_TEXT_WHEN_EQUAL, (table, column))
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

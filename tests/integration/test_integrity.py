@@ -249,3 +249,27 @@ def test_a_capped_check_counts_all_and_keeps_the_first_examples_of_the_whole(
     firsts = {f for kind in whole.counts for f in [f for f in whole.findings if f.kind == kind][:limit]}
     assert list(capped.findings) == [f for f in whole.findings if f in firsts]  # and in the same order
     assert len(capped.findings) == sum(min(n, limit) for n in whole.counts.values())
+
+
+def test_values_equal_but_spelled_apart_are_each_judged_by_their_own_text(db: Database, db_url: str) -> None:
+    """citext's 'bad-slug' = 'Bad-Slug' and numeric's 1.0 = 1.00: one group, two spellings, two verdicts."""
+    db.execute("CREATE EXTENSION IF NOT EXISTS citext")
+    db.execute("CREATE TABLE gadgets (id integer PRIMARY KEY, code citext, price numeric)")
+    db.execute(
+        "INSERT INTO gadgets VALUES (1, 'bad-slug', 1.00), (2, 'Bad-Slug', 1.0), (3, 'Bad-Slug', 2.0),"
+        " (4, 'fine', 3.0), (5, 'bad-slug', 1.00)"
+    )
+    rules = (
+        Rule("gadgets.code.unique", "gadgets", "code", "unique"),
+        Rule("gadgets.code.format", "gadgets", "code", "format", pattern="^[a-z-]+$"),
+        Rule("gadgets.price.unique", "gadgets", "price", "unique"),
+        Rule("gadgets.price.format", "gadgets", "price", "format", pattern="^[0-9]+[.][0-9]$"),
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    whole = integrity.run(CheckContext(settings, limit=None))
+    keyed = integrity.check_keys(db, rules, "gadgets", ["1", "2", "3", "4", "5"])
+    flagged = {(f.kind, f.subject) for f in whole.findings}
+    assert flagged == {(f.kind, f.subject) for f in keyed.findings}
+    assert {s for k, s in flagged if k == "gadgets.code.format"} == {"gadgets:2", "gadgets:3"}
+    assert {s for k, s in flagged if k == "gadgets.price.format"} == {"gadgets:1", "gadgets:5"}
+    assert {s for k, s in flagged if k == "gadgets.code.unique"} == {f"gadgets:{n}" for n in (1, 2, 3, 5)}
