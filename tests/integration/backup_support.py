@@ -100,8 +100,17 @@ def corrupt_object(repo: Repository, sha: str) -> None:
     repo.store.reload()
 
 
+def change_a_row(world: World) -> None:
+    """Rename one category, so the next backup's dump differs from the last one's in its data.
+
+    The archive's header holds the dump's time, but only to the second: two backups in one second
+    can give byte-identical dumps that share every chunk."""
+    with psycopg.connect(world.url) as conn:
+        conn.execute("UPDATE categories SET name = name || '.' WHERE id = (SELECT min(id) FROM categories)")
+
+
 def own_dump_chunk(older: BackupResult, newer: BackupResult) -> str:
-    """A chunk of newer's dump that older's does not share (the archive's header holds its time)."""
+    """A chunk of newer's dump that older's does not share (see change_a_row for same-database pairs)."""
     shared = {c.sha256 for c in older.manifest.dump.chunks}
     return next(c.sha256 for c in newer.manifest.dump.chunks if c.sha256 not in shared)
 

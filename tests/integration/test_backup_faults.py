@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_support import World, corrupt_object, make_world, object_bytes, own_dump_chunk, stored
+from backup_support import (
+    World,
+    change_a_row,
+    corrupt_object,
+    make_world,
+    object_bytes,
+    own_dump_chunk,
+    stored,
+)
 
 from guard.backup import run_backup, run_prune
 from guard.backup.faults import FAULT_ENV
@@ -94,6 +102,7 @@ def test_prune_over_a_made_up_calendar_collects_only_unreferenced_objects(world:
 
 def test_prune_never_removes_the_newest_verified_backup(world: World) -> None:
     older = run_backup(world.settings)
+    change_a_row(world)
     newer = run_backup(world.settings)
     corrupt_object(repo_of(world), own_dump_chunk(older, newer))
     pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)

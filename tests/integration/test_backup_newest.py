@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_support import World, corrupt_object, make_world, own_dump_chunk
+from backup_support import World, change_a_row, corrupt_object, make_world, own_dump_chunk
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.backup.recovery import restore_missing
@@ -60,6 +60,7 @@ def test_a_drill_whose_newest_backup_is_unreadable_fails_and_names_it(world: Wor
 
 def test_prune_reports_a_newest_backup_that_fails_verify_though_an_older_one_passes(world: World) -> None:
     older = run_backup(world.settings)
+    change_a_row(world)
     newer = run_backup(world.settings)
     corrupt_object(repo_of(world), own_dump_chunk(older, newer))
     pruned = run_prune(world.settings, keep_daily=1, keep_weekly=0, keep_monthly=0)
