@@ -25,7 +25,7 @@ from guard.findings.finding import Finding
 # 7: liveness: guard.heartbeats (every process's last sign of life) and guard.canary with its capture
 #    trigger (beat's canary travels the app's path to a worker), and the weekly numbers' history
 #    (guard.history_events, guard.history_daily). Installing over 6 only adds them.
-VERSION = 8
+VERSION = 9
 # What `guard install` creates, in one place: everything lives in SCHEMA except the capture
 # triggers on the app's tables, which carry these names and call a function in SCHEMA. Drift, its
 # repair script and the history read these so guard's own objects are never the app's drift.

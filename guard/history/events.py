@@ -31,7 +31,17 @@ OK, FAILED = "ok", "failed"  # everything else
 COMMAND_PREFIX = "run: "  # a predeploy --run command's result (guard/cli/predeploy.py)
 RECORD = "INSERT INTO guard.history_events (kind, outcome, details) VALUES (%s, %s, %s)"
 GUARD_SCHEMA = "SELECT to_regclass('guard.version') IS NOT NULL"
-FORGET_EVENTS = "DELETE FROM guard.history_events WHERE at < now() - make_interval(days => %s)"
+# The deleted events are added to guard.history_forgotten in the same statement (counters never fall).
+FORGET_EVENTS = """
+WITH gone AS (
+    DELETE FROM guard.history_events WHERE at < now() - make_interval(days => %s) RETURNING kind, outcome
+), counted AS (
+    INSERT INTO guard.history_forgotten AS f (kind, outcome, events)
+    SELECT kind, outcome, count(*) FROM gone GROUP BY kind, outcome
+    ON CONFLICT (kind, outcome) DO UPDATE SET events = f.events + excluded.events
+)
+SELECT count(*) FROM gone
+"""
 FORGET_DAYS = "DELETE FROM guard.history_daily WHERE day < (now() AT TIME ZONE 'UTC')::date - %s::integer"
 
 P = ParamSpec("P")
@@ -111,7 +121,8 @@ def _since(started: float) -> float:
 
 def forget(db: Database, days: int) -> tuple[int, int]:
     """Delete events and daily snapshots older than `days` days; return how many of each."""
-    return db.execute(FORGET_EVENTS, (days,)), db.execute(FORGET_DAYS, (days,))
+    row = db.fetch_one(FORGET_EVENTS, (days,))
+    return int(row[0]) if row else 0, db.execute(FORGET_DAYS, (days,))
 
 
 def record_predeploy(

@@ -157,8 +157,10 @@ def _with_ms(reading: Reading, ms: float) -> Reading:
 def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
     row = db.fetch_one(load_query("web_tables"))
     assert row is not None
-    has_findings, has_heartbeats, has_canary, has_history, has_runs, has_tally = (bool(v) for v in row[:6])
-    now = float(row[6])
+    has_findings, has_heartbeats, has_canary, has_history, has_runs, has_tally, has_forgotten = (
+        bool(v) for v in row[:7]
+    )
+    now = float(row[7])
     if not has_findings:
         return Reading(taken_at=now, up=True, installed=False, notes=("guard is not installed",))
     if has_tally:  # since version 8; before it, the ledger itself is counted
@@ -189,7 +191,8 @@ def _read(db: Database, settings: Settings, *, full: bool) -> Reading:
         canary = Canary(_f(c[0]), _f(c[1]), _f(c[2])) if c is not None else None
     predeploy = None
     if has_history:
-        predeploy = {str(r[0]): int(r[1]) for r in db.fetch_all(load_query("web_predeploy"))}
+        query = load_query("web_predeploy" if has_forgotten else "web_predeploy_v7")  # forgotten: since 9
+        predeploy = {str(r[0]): int(r[1]) for r in db.fetch_all(query)}
     queues, queues_error = _queues(settings)
     backups, drill = read_backups(settings), read_drill(settings)
     # Text from files on disk (a drill's detail, why a manifest cannot be read) is scrubbed like errors.

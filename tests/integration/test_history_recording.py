@@ -21,6 +21,7 @@ from guard.continuous.process import run_maintenance, run_sweep
 from guard.db.database import Database
 from guard.errors import UnreachableError
 from guard.history import daily
+from guard.web import readings
 
 pytestmark = pytest.mark.integration
 
@@ -176,6 +177,32 @@ def test_history_past_history_days_is_forgotten(settings: Settings, db_url: str)
     with Database(db_url) as db:
         assert db.fetch_one("SELECT count(*) FROM guard.history_events") == (1,)
         assert db.fetch_one("SELECT count(*) FROM guard.history_daily") == (3,)  # 400, 3 days ago, today
+
+
+def test_the_predeploy_counter_never_goes_down_when_history_is_forgotten(
+    settings: Settings, db_url: str
+) -> None:
+    # Prometheus reads a fall in a counter as a restart from zero: forgetting a year-old fail must not
+    # take it out of guard serve's predeploy_runs_total.
+    with Database(db_url) as db:
+        for age, verdict in ((500, "fail"), (500, "pass"), (2, "pass")):
+            db.execute(
+                "INSERT INTO guard.history_events (at, kind, outcome) "
+                "VALUES (now() - make_interval(days => %s), 'predeploy', %s)",
+                (age, verdict),
+            )
+        before = readings.read(db, settings, full=False).predeploy
+    _, events_gone, _ = daily.upkeep(settings.replace(history_days=400))
+    assert events_gone == 2
+    with Database(db_url) as db:
+        assert db.fetch_one("SELECT count(*) FROM guard.history_events") == (1,)
+        after = readings.read(db, settings, full=False).predeploy
+        daily.upkeep(settings.replace(history_days=400))  # forgetting nothing more changes nothing
+        again = readings.read(db, settings, full=False).predeploy
+    assert before == after == again == {"fail": 1, "pass": 2}
+    with Database(db_url) as db:  # a version 8 schema (not upgraded yet) is still read: its kept events
+        db.execute("DROP TABLE guard.history_forgotten")
+        assert readings.read(db, settings, full=False).predeploy == {"pass": 1}
 
 
 def _today(db: Database) -> tuple[Any, Any]:

@@ -202,7 +202,7 @@ def test_install_upgrades_a_version_2_install(db_url: str) -> None:
             "VALUES ('ads', '99', NULL, NULL, '{}'), ('ad_images', '7', 'p/a', 'p/b', '{p/a,p/b}')"
         )
         install(db, settings)
-        assert installed_version(db) == VERSION == 8
+        assert installed_version(db) == VERSION == 9
         _one_ad(db)
         db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (6, 't', 'b-1', 1, 1)")
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (8, 6, 'x', 'p/x')")
@@ -287,6 +287,6 @@ def test_install_upgrades_a_version_5_install_with_acks_and_the_fingerprint(db_u
         db.execute("INSERT INTO guard.version (version) VALUES (5)")
         assert installed_version(db) == 5
         install(db, settings)
-        assert installed_version(db) == VERSION == 8
+        assert installed_version(db) == VERSION == 9
         db.execute("INSERT INTO guard.acks (kind, reason, acked_by) VALUES ('orphan_file', 'known', 'ops')")
         assert db.fetch_one("SELECT schema_fingerprint FROM guard.listener_state") == (None,)

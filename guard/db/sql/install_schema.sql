@@ -197,6 +197,15 @@ CREATE TABLE IF NOT EXISTS guard.history_daily (
     taken_at           timestamptz
 );
 CREATE INDEX IF NOT EXISTS findings_first_seen ON guard.findings (check_name, first_seen);
+-- Since version 9: the events forgotten after HISTORY_DAYS, counted by kind and outcome in the statement
+-- that deletes them (guard/history/events.py), so the totals `guard serve` exports as counters
+-- (predeploy_runs_total) never go down: Prometheus reads a fall as a restart from zero.
+CREATE TABLE IF NOT EXISTS guard.history_forgotten (
+    kind    text NOT NULL,
+    outcome text NOT NULL,
+    events  bigint NOT NULL,
+    PRIMARY KEY (kind, outcome)
+);
 
 -- Since version 8: findings opened and resolved per check and kind, kept as they happen, so `guard serve`
 -- reads a handful of rows instead of counting a ledger that grows forever. Writers only append to

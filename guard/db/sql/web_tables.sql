@@ -5,4 +5,5 @@ SELECT to_regclass('guard.findings') IS NOT NULL,
        to_regclass('guard.history_events') IS NOT NULL,
        to_regclass('guard.task_runs') IS NOT NULL,
        to_regclass('guard.finding_tally_log') IS NOT NULL,
+       to_regclass('guard.history_forgotten') IS NOT NULL,
        extract(epoch FROM now())::double precision
