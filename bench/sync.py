@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import psycopg
 
+from bench.cpu import CpuMeter
 from guard.config.settings import Settings
 from guard.continuous import outbox
 from guard.continuous.capture import install, uninstall
@@ -127,6 +128,11 @@ class Stack:
             )
         )
 
+    def roles(self) -> dict[str, int]:
+        """Each process by role, for the CPU meter (a worker's pool processes are its children)."""
+        names = [f"worker {i + 1}" for i in range(self.instances)] + ["listener"]
+        return {name: proc.pid for name, proc in zip(names, self.procs, strict=False)}
+
     def describe(self) -> str:
         return f"{self.instances} worker{'s' if self.instances > 1 else ''} x -c {self.concurrency}"
 
@@ -143,7 +149,13 @@ class Stack:
 
 
 def paced_writes(
-    url: str, rate: int, seconds: float, bad_every: int, commits: dict[str, float], writers: int = 1
+    url: str,
+    rate: int,
+    seconds: float,
+    bad_every: int,
+    commits: dict[str, float],
+    writers: int = 1,
+    threads: dict[str, int] | None = None,
 ) -> int:
     """Insert ads at `rate` per second from `writers` connections; every bad_every-th has a bad slug."""
     if writers > 1:
@@ -159,7 +171,9 @@ def paced_writes(
             thread.join()
         return sum(counts)
     written = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    if threads is not None:
+        threads["writer"] = threading.get_native_id()
+    with psycopg.connect(url, autocommit=True, application_name="bench-writer") as conn:
         start = time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             due = int(elapsed * rate) + 1
@@ -190,10 +204,14 @@ STAGES = (
 )
 
 
-def watch_findings(url: str, seen: dict[str, float], stop: threading.Event) -> None:
+def watch_findings(
+    url: str, seen: dict[str, float], stop: threading.Event, threads: dict[str, int] | None = None
+) -> None:
     """Record when each finding is first visible (polled every POLL_S)."""
     last = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    if threads is not None:
+        threads["finding poller"] = threading.get_native_id()
+    with psycopg.connect(url, autocommit=True, application_name="bench-poller") as conn:
         while not stop.is_set():
             # ids commit out of order across workers: look back a window, dedupe by subject
             rows = conn.execute(
@@ -271,10 +289,15 @@ def bench_latency(
     commits: dict[str, float] = {}
     seen: dict[str, float] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_findings, args=(url, seen, stop), daemon=True)
+    threads: dict[str, int] = {"writer": threading.get_native_id()}
+    watcher = threading.Thread(target=watch_findings, args=(url, seen, stop, threads), daemon=True)
     watcher.start()
+    meter = CpuMeter(SERVER, str(psycopg.conninfo.conninfo_to_dict(url)["dbname"]), threads, stack.roles())
     try:
+        time.sleep(0.1)  # the poller has connected and named its thread
+        before, started = meter.sample(), time.perf_counter()
         written = paced_writes(url, rate, seconds, 2, commits)
+        after, wall = meter.sample(), time.perf_counter() - started
         deadline = time.time() + 30
         while time.time() < deadline and not all(s in seen for s in commits):
             time.sleep(0.1)
@@ -293,6 +316,8 @@ def bench_latency(
         flush=True,
     )
     print("\n".join(breakdown(url, commits, seen)), flush=True)
+    print(f"  CPU while writing ({wall:.1f} s wall, 2 cores = 200%):", flush=True)
+    print("\n".join(meter.report(before, after, wall, written)), flush=True)
 
 
 def bench_backlog(
