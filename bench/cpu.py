@@ -80,6 +80,7 @@ class CpuMeter:
 
     def sample(self) -> CpuSample:
         sample = CpuSample()
+        sample.add("bench process, all its threads", process_seconds(os.getpid()))
         for role, tid in self.threads.items():
             sample.add(f"bench {role} (thread)", process_seconds(os.getpid(), tid))
         for role, pid in self.processes.items():
