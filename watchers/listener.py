@@ -145,7 +145,10 @@ class Listener:
             self.hold_while_workers_are_busy()  # first: what comes while held is in the next collect
             limits = (self.settings.outbox_batch, self.settings.lease_seconds, self.max_attempts)
             with outbox.collect_and_claim(db, *limits) as (collected, changes):
-                for batch in outbox.group(changes):
+                # one task per table per claim: a task's cost is mostly the unique rule's scans of
+                # the table, paid once however many of its rows it checks (200-key tasks: 4,188
+                # changes/s drained; whole claims: 7,076-7,275, bench.sync --only throughput)
+                for batch in outbox.group(changes, self.settings.outbox_batch):
                     self.publish(batch)
             total += len(changes)
             if len(changes) < self.settings.outbox_batch and collected < outbox.COLLECT_LIMIT:
