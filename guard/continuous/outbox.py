@@ -236,7 +236,7 @@ def mark_processed(db: Database, ids: Sequence[int]) -> int:
 
 
 def start_marking(db: Database, ids: Sequence[int]) -> Pending:
-    """Send mark_processed's update without waiting (a worker sends it behind its locks)."""
+    """Send mark_processed's update without waiting (a worker sends it with its findings' statements)."""
     return db.submit(MARK_PROCESSED, (list(ids),))
 
 

@@ -72,41 +72,32 @@ def process_rows(
         return _canaries(settings, keys, outbox_ids)
     keys = sorted(set(keys))
     row_subjects = tuple(file_events.row_subject(table, k) for k in keys)
-    # In a pipeline what is sent before a read shares its round trip: the transaction is three of them
+    # In a pipeline what is sent before a read shares its round trip: the transaction is five of them
     # (it was nine, each also a wake-up of this process and of the server on a busy machine): the
-    # related keys; the locks with the outbox mark and the rules' query behind them; the findings'
-    # open and resolve with the commit.
-    with _database(settings) as db:
-        with db.pipelined_transaction():
-            db.execute(NO_DISK_WAIT)
-            # Everything this transaction locks is found first and locked in one sorted call: a second
-            # call later could wait on a check that waits on us (a deadlock).
-            related = _related_keys(db, settings, table, keys)
-            related_subjects = tuple(file_events.row_subject(table, k) for k in related)
-            path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
-            subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
-            held = store.lock_subjects(db, subjects)
-            # The server runs these in the order sent: the mark and the rules' query only once every
-            # lock is held, so the rules' query reads (READ COMMITTED) after the locks, as before.
-            marking = start_marking(db, outbox_ids)
-            result = _rows_check(db, settings, table, related)
-            read_at = held.at()
-            marked(db, marking)
-            reconciling = _rows_reconcile(db, settings, table, related_subjects, result, read_at)
-            changes = Changes()
-            recheck: dict[str, float] = {}
-            if table == settings.file_table:
-                root = UploadsRoot(settings.require_uploads_root())
-                found = file_events.check_rows(db, settings, root, keys)
-                scope = Scope("files", file_events.ROW_KINDS, row_subjects)
-                changes += store.reconcile(db, scope, found, seen=read_at)
-                path_outcome = _reconcile_paths(db, settings, root, paths, {*keys, *path_keys}, read_at)
-                changes += path_outcome.changes
-                recheck = path_outcome.recheck
-        # read once the commit was sent: it shares the findings' round trip, and a failed commit
-        # has already raised
-        if reconciling is not None:
-            changes += reconciling.changes()
+    # related keys; the locks; the rules' query; the outbox mark with the findings' open and resolve;
+    # the commit.
+    with _database(settings) as db, db.pipelined_transaction():
+        db.execute(NO_DISK_WAIT)
+        # Everything this transaction locks is found first and locked in one sorted call: a second
+        # call later could wait on a check that waits on us (a deadlock).
+        related = _related_keys(db, settings, table, keys)
+        related_subjects = tuple(file_events.row_subject(table, k) for k in related)
+        path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
+        subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
+        read_at = store.lock_subjects(db, subjects)
+        result = _rows_check(db, settings, table, related)
+        marking = start_marking(db, outbox_ids)  # sent now, read after the findings' statements
+        changes = _rows_reconcile(db, settings, table, related_subjects, result, read_at)
+        recheck: dict[str, float] = {}
+        if table == settings.file_table:
+            root = UploadsRoot(settings.require_uploads_root())
+            found = file_events.check_rows(db, settings, root, keys)
+            scope = Scope("files", file_events.ROW_KINDS, row_subjects)
+            changes += store.reconcile(db, scope, found, seen=read_at)
+            path_outcome = _reconcile_paths(db, settings, root, paths, {*keys, *path_keys}, read_at)
+            changes += path_outcome.changes
+            recheck = path_outcome.recheck
+        marked(db, marking)
     return Outcome(changes, recheck)
 
 
@@ -124,7 +115,7 @@ def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
     with _database(settings) as db, db.transaction():
         db.execute(NO_DISK_WAIT)
         keys = _path_keys(db, settings, paths)
-        read_at = store.lock_subjects(db, _path_lock_subjects(settings, paths, keys)).at()
+        read_at = store.lock_subjects(db, _path_lock_subjects(settings, paths, keys))
         return _reconcile_paths(db, settings, root, paths, set(keys), read_at)
 
 
@@ -153,12 +144,11 @@ def _rows_reconcile(
     subjects: tuple[str, ...],
     result: CheckResult | None,
     read_at: datetime,
-) -> store.Reconciling | None:
-    """Send the findings' open and resolve for these rows' rules (None when nothing was checked)."""
+) -> Changes:
     if result is None:
-        return None
+        return Changes()
     scope = Scope(integrity.CHECK, tuple(r.id for r in settings.rules if r.table == table), subjects)
-    return store.start_reconcile(db, scope, _all_findings(result.findings, result.counts), seen=read_at)
+    return store.reconcile(db, scope, _all_findings(result.findings, result.counts), seen=read_at)
 
 
 def _related_keys(db: Database, settings: Settings, table: str, keys: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from guard.db.database import Database, Pending, Row, load_query
+from guard.db.database import Database, Row, load_query
 from guard.findings.finding import Finding
 
 NOW = "SELECT now()"
@@ -101,48 +101,17 @@ def clock_now(db: Database) -> datetime:
     return row[0]  # type: ignore[no-any-return]
 
 
-class Held:
-    """The subject locks' statement, sent: `at()` reads when every lock was held."""
-
-    def __init__(self, pending: Pending) -> None:
-        self._pending = pending
-        self._at: datetime | None = None
-
-    def at(self) -> datetime:
-        if self._at is None:
-            row = self._pending.one()
-            assert row is not None
-            self._at = row[1]
-        return self._at
-
-
-def lock_subjects(db: Database, subjects: Iterable[str]) -> Held:
-    """Serialize checks of the same subjects until the transaction ends; `at()` says when they were held.
+def lock_subjects(db: Database, subjects: Iterable[str]) -> datetime:
+    """Serialize checks of the same subjects until the transaction ends; return when they were held.
 
     Call it once per transaction with every subject (one sorted call cannot deadlock with another).
-    By the return the locks are held (in a pipeline: the server takes them before it runs anything
-    sent later, so what is read next shares their round trip). `at()`, clock_timestamp() once all
-    were held, is when the data read next was read: the transaction's now() may be much earlier when
-    the locks were waited for, and a sweep started in between must not count the evidence as older
-    than its own.
+    The returned clock_timestamp() is when the data read next was read: the transaction's now() may
+    be much earlier when the locks were waited for, and a sweep started in between must not count
+    the evidence as older than its own.
     """
-    return Held(db.submit(LOCK_SUBJECTS, (sorted(set(subjects)),)))
-
-
-class Reconciling:
-    """A reconciliation's statements, sent: `changes()` reads what they did (in a pipeline, after the
-    commit was sent too, so that the commit shares their round trip)."""
-
-    def __init__(self, opening: Pending | None, resolving: Pending) -> None:
-        self._opening, self._resolving = opening, resolving
-
-    def changes(self) -> Changes:
-        opened = refreshed = 0
-        if self._opening is not None:
-            row = self._opening.one()
-            opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
-        row = self._resolving.one()
-        return Changes(opened, refreshed, int(row[0]) if row else 0)
+    row = db.fetch_one(LOCK_SUBJECTS, (sorted(set(subjects)),))  # one round trip, not two
+    assert row is not None
+    return row[1]  # type: ignore[no-any-return]
 
 
 def reconcile(
@@ -159,17 +128,6 @@ def reconcile(
     `seen` is when the check read its data (default `since`, else the server's clock): it becomes
     the refreshed findings' last_seen, so a later reconciliation compares evidence by when it was read.
     """
-    return start_reconcile(db, scope, findings, since, seen).changes()
-
-
-def start_reconcile(
-    db: Database,
-    scope: Scope,
-    findings: Sequence[Finding],
-    since: datetime | None = None,
-    seen: datetime | None = None,
-) -> Reconciling:
-    """Send reconcile()'s statements (the open, then the resolve) and return them unread."""
     unique = {(f.check, f.kind, f.subject): f for f in findings}
     if since is not None and unique:
         checks = sorted({f.check for f in findings})
@@ -177,6 +135,7 @@ def start_reconcile(
             unique.pop((str(key[0]), str(key[1]), str(key[2])), None)
     seen = seen or since or clock_now(db)
     since = since or seen
+    opened = refreshed = 0
     opening = None
     if unique:
         opening = db.submit(load_query("store_open"), {**_columns(list(unique.values())), "seen": seen})
@@ -187,7 +146,12 @@ def start_reconcile(
         "since": since,
     }
     # both sent before either is read: one round trip in a pipeline (the resolve runs after the open)
-    return Reconciling(opening, db.submit(load_query("store_resolve"), params))
+    resolving = db.submit(load_query("store_resolve"), params)
+    if opening is not None:
+        row = opening.one()
+        opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)
+    row = resolving.one()
+    return Changes(opened, refreshed, int(row[0]) if row else 0)
 
 
 def list_findings(db: Database, open_only: bool = False) -> list[StoredFinding]:
