@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import psycopg
 
+from bench.cpu import CpuMeter
 from guard.config.settings import Settings
 from guard.continuous import outbox
 from guard.continuous.capture import install, uninstall
@@ -127,6 +128,11 @@ class Stack:
             )
         )
 
+    def roles(self) -> dict[str, int]:
+        """Each process by role, for the CPU meter (a worker's pool processes are its children)."""
+        names = [f"worker {i + 1}" for i in range(self.instances)] + ["listener"]
+        return {name: proc.pid for name, proc in zip(names, self.procs, strict=False)}
+
     def describe(self) -> str:
         return f"{self.instances} worker{'s' if self.instances > 1 else ''} x -c {self.concurrency}"
 
@@ -143,7 +149,13 @@ class Stack:
 
 
 def paced_writes(
-    url: str, rate: int, seconds: float, bad_every: int, commits: dict[str, float], writers: int = 1
+    url: str,
+    rate: int,
+    seconds: float,
+    bad_every: int,
+    commits: dict[str, float],
+    writers: int = 1,
+    threads: dict[str, int] | None = None,
 ) -> int:
     """Insert ads at `rate` per second from `writers` connections; every bad_every-th has a bad slug."""
     if writers > 1:
@@ -159,7 +171,9 @@ def paced_writes(
             thread.join()
         return sum(counts)
     written = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    if threads is not None:
+        threads["writer"] = threading.get_native_id()
+    with psycopg.connect(url, autocommit=True, application_name="bench-writer") as conn:
         start = time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             due = int(elapsed * rate) + 1
@@ -177,6 +191,7 @@ def paced_writes(
     return written
 
 
+HOLE_S = 30.0  # how long the finding poller looks for an id it skipped over
 POLL_S = 0.002  # how often the bench looks for new findings: up to this much is in every latency figure
 STAGES = (
     ("commit -> collected (listener wake-up, waiting, collect)", "changed_at", None),
@@ -190,19 +205,35 @@ STAGES = (
 )
 
 
-def watch_findings(url: str, seen: dict[str, float], stop: threading.Event) -> None:
-    """Record when each finding is first visible (polled every POLL_S)."""
+def watch_findings(
+    url: str, seen: dict[str, float], stop: threading.Event, threads: dict[str, int] | None = None
+) -> None:
+    """Record when each finding is first visible (polled every POLL_S).
+
+    Ids commit out of order across workers, so an id skipped over is looked for again on every poll
+    (a transaction still open, or a gap the sequence left) for HOLE_S; each poll returns only new rows.
+    The first version re-read a window of the last 100 ids every time: 50,000 rows a second parsed on
+    the same two cores as what it measures.
+    """
     last = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    holes: dict[int, float] = {}  # ids below `last` not seen yet, and since when
+    if threads is not None:
+        threads["finding poller"] = threading.get_native_id()
+    with psycopg.connect(url, autocommit=True, application_name="bench-poller") as conn:
         while not stop.is_set():
-            # ids commit out of order across workers: look back a window, dedupe by subject
             rows = conn.execute(
-                "SELECT id, subject FROM guard.findings WHERE id > %s ORDER BY id", (last - 100,)
+                "SELECT id, subject FROM guard.findings WHERE id > %s OR id = ANY(%s) ORDER BY id",
+                (last, list(holes)),
             ).fetchall()
             now = time.time()
             for fid, subject in rows:
                 seen.setdefault(subject, now)
-                last = max(last, fid)
+                holes.pop(fid, None)
+                if fid > last:
+                    holes.update(dict.fromkeys(range(last + 1, fid), now))
+                    last = fid
+            for hole in [h for h, since in holes.items() if now - since > HOLE_S]:
+                del holes[hole]
             time.sleep(POLL_S)
 
 
@@ -250,6 +281,16 @@ def breakdown(url: str, commits: dict[str, float], seen: dict[str, float]) -> li
     return lines
 
 
+def tasks(url: str) -> str:
+    """How many worker transactions checked the changes (each has its own now(): processed_at)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT processed_at), count(processed_at) FROM guard.outbox"
+        ).fetchone()
+    count, rows = (int(row[0]), int(row[1])) if row else (0, 0)
+    return f"{count} worker transactions checked {rows} outbox rows ({rows / max(1, count):.1f} each)"
+
+
 def baseline_tree(ref: str) -> Path:
     """Export commit `ref` (only what it tracks) next to the scratch data, to run its processes."""
     commit = subprocess.run(
@@ -271,10 +312,15 @@ def bench_latency(
     commits: dict[str, float] = {}
     seen: dict[str, float] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_findings, args=(url, seen, stop), daemon=True)
+    threads: dict[str, int] = {"writer": threading.get_native_id()}
+    watcher = threading.Thread(target=watch_findings, args=(url, seen, stop, threads), daemon=True)
     watcher.start()
+    meter = CpuMeter(SERVER, str(psycopg.conninfo.conninfo_to_dict(url)["dbname"]), threads, stack.roles())
     try:
+        time.sleep(0.1)  # the poller has connected and named its thread
+        before, started = meter.sample(), time.perf_counter()
         written = paced_writes(url, rate, seconds, 2, commits)
+        after, wall = meter.sample(), time.perf_counter() - started
         deadline = time.time() + 30
         while time.time() < deadline and not all(s in seen for s in commits):
             time.sleep(0.1)
@@ -293,6 +339,9 @@ def bench_latency(
         flush=True,
     )
     print("\n".join(breakdown(url, commits, seen)), flush=True)
+    print(f"  {tasks(url)}", flush=True)
+    print(f"  CPU while writing ({wall:.1f} s wall, 2 cores = 200%):", flush=True)
+    print("\n".join(meter.report(before, after, wall, written)), flush=True)
 
 
 def bench_backlog(
@@ -317,8 +366,11 @@ def bench_backlog(
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    meter = CpuMeter(SERVER, str(psycopg.conninfo.conninfo_to_dict(url)["dbname"]), {}, stack.roles())
     try:
+        before, started = meter.sample(), time.perf_counter()
         written = paced_writes(url, rate, seconds, 10, {}, writers=min(16, max(1, rate // 100)))
+        after, wall = meter.sample(), time.perf_counter() - started
         stop.set()
         sampler.join(10)
         drain_start = time.time()
@@ -331,9 +383,11 @@ def bench_backlog(
     print(
         f"[{code.name}] backlog @{rate} writes/s for {seconds:.0f}s ({stack.describe()}; {written} writes, "
         f"{written / seconds:.0f}/s achieved): unprocessed over time [{shown}], max "
-        f"{max(n for _, n in samples)}; drained {drained:.2f}s after writes stopped",
+        f"{max(n for _, n in samples)}; drained {drained:.2f}s after writes stopped; {tasks(url)}",
         flush=True,
     )
+    print(f"  CPU while writing ({wall:.1f} s wall, 2 cores = 200%):", flush=True)
+    print("\n".join(meter.report(before, after, wall, written)), flush=True)
 
 
 def bench_throughput(
@@ -449,7 +503,12 @@ def main() -> int:
     )
     parser.add_argument("--poll-ms", type=float, default=2, help="latency: how often findings are looked for")
     parser.add_argument("--tree", metavar="REF", help="backlog, throughput: run this commit's processes")
-    parser.add_argument("--repeat", type=int, default=1, help="latency: rounds (with --baseline, of each)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="latency: rounds (with --baseline, of each, the first side alternating)",
+    )
     args = parser.parse_args()
     global POLL_S
     POLL_S = args.poll_ms / 1000
@@ -477,8 +536,9 @@ def main() -> int:
                     [ROOT] if args.baseline is None else [baseline_tree(args.baseline), baseline_tree("HEAD")]
                 )
                 for round_ in range(args.repeat):
-                    for code in trees:
-                        if round_ or code != trees[0]:
+                    # ABBA: the machine's load drifts, so the side that runs second alternates
+                    for n, code in enumerate(trees if round_ % 2 == 0 else trees[::-1]):
+                        if round_ or n:
                             url = fresh_database(name)
                             with Database(url) as db:
                                 install(db, Settings(database_url=url))

@@ -150,6 +150,36 @@ def claim(
         yield [Change.from_row(r) for r in rows]
 
 
+@contextmanager
+def collect_and_claim(
+    db: Database,
+    limit: int,
+    lease_seconds: int,
+    max_attempts: int | None = None,
+    collect_limit: int = COLLECT_LIMIT,
+) -> Iterator[tuple[int, list[Change]]]:
+    """Collect, then claim, as `collect` and `claim` do, in one round trip instead of six.
+
+    Yield how many capture rows were collected and the claimed changes. The collect is its own
+    transaction and commits before the claim begins (the server runs them in the order sent), so a
+    worker that gets a claimed change before the claim commits can see its outbox row to mark it.
+    The claim counts only if the block exits cleanly; on an error the connection is closed, which
+    rolls the claim back (the collect stands: its rows wait in the outbox, undispatched).
+    """
+    max_sends = None if max_attempts is None else max_attempts * SENDS_PER_ATTEMPT
+    params = {"limit": limit, "lease": lease_seconds, "max_attempts": max_attempts, "max_sends": max_sends}
+    with db.pipeline():
+        db.execute("BEGIN")
+        collecting = db.submit(load_query("outbox_collect"), {"limit": collect_limit})
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+        claiming = db.submit(load_query("outbox_claim"), params)
+        rows = claiming.all()  # the one round trip: every statement above has run
+        moved = collecting.one()
+        yield (int(moved[0]) if moved else 0), [Change.from_row(r) for r in rows]
+        db.execute("COMMIT")
+
+
 def park(db: Database, max_attempts: int) -> list[DeadRow]:
     """Park the rows whose check failed `max_attempts` times (or whose worker kept dying), with findings."""
     params = {"max_attempts": max_attempts, "max_sends": max_attempts * SENDS_PER_ATTEMPT}

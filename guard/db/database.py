@@ -127,23 +127,30 @@ class Database:
             yield
 
     @contextmanager
-    def pipelined_transaction(self) -> Iterator[None]:
-        """Run one transaction in psycopg's pipeline mode: statements go out without waiting for each
-        answer until one's rows are read, so a chain of small statements costs a round trip per read
-        (and one for the commit), not one per statement. Inside, execute() does not know its row count.
+    def pipeline(self) -> Iterator[None]:
+        """Send statements in psycopg's pipeline mode: none waits for its answer until one's rows are
+        read, so a chain of small statements costs a round trip per read, not one per statement.
+        Inside, execute() does not know its row count.
 
-        BEGIN and COMMIT are sent as statements (psycopg's transaction() waits for each on its own). On
-        any error the connection is closed, which rolls the transaction back on the server.
+        Without BEGIN and COMMIT, PostgreSQL runs what is sent between two reads as one transaction:
+        send them as statements (psycopg's transaction() waits for each on its own). On any error
+        the connection is closed, which rolls back whatever transaction is open on the server.
         """
         conn = self.connection
         try:
             with self._mapped_errors(), conn.pipeline():
-                conn.execute("BEGIN")
                 yield
-                conn.execute("COMMIT")  # its answer is read as the pipeline ends, which raises a failure
         except BaseException:
             self.close()
             raise
+
+    @contextmanager
+    def pipelined_transaction(self) -> Iterator[None]:
+        """Run one transaction in pipeline mode (see pipeline()): a round trip per read, one to commit."""
+        with self.pipeline():
+            self.execute("BEGIN")
+            yield
+            self.execute("COMMIT")  # its answer is read as the pipeline ends, which raises a failure
 
     def submit(self, query: Query, params: Sequence[Any] | dict[str, Any] | None = None) -> Pending:
         """Send a statement now and read its rows later (outside a pipeline it has run by the return)."""
