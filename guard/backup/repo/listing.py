@@ -26,18 +26,18 @@ Row = tuple[Any, ...]  # name, sha256, size, mtime_ns, ctime_ns, inode (the last
 
 def page_bytes(rows: list[Row]) -> bytes:
     """Serialize a page's rows (in name order): ASCII JSON, numbers as differences."""
-    out: list[list[Any]] = []
+    out: list[tuple[Any, ...]] = []
+    append = out.append
     last_sha = None
-    bases = [0, 0, 0]
-    for name, sha, size, *numbers in rows:
-        deltas: list[int | None] = []
-        for i, value in enumerate(numbers):
-            if value is None:
-                deltas.append(None)
-            else:
-                deltas.append(value - bases[i])
-                bases[i] = value
-        out.append([name, "" if sha == last_sha else sha, size, *deltas])
+    mtime0 = ctime0 = inode0 = 0  # the last value of each that was not None
+    for name, sha, size, mtime, ctime, inode in rows:  # unrolled: this runs once a file
+        if mtime is not None:
+            mtime, mtime0 = mtime - mtime0, mtime
+        if ctime is not None:
+            ctime, ctime0 = ctime - ctime0, ctime
+        if inode is not None:
+            inode, inode0 = inode - inode0, inode
+        append((name, "" if sha == last_sha else sha, size, mtime, ctime, inode))
         last_sha = sha
     return json.dumps([FORMAT, out], ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
@@ -45,32 +45,40 @@ def page_bytes(rows: list[Row]) -> bytes:
 def page_rows(data: bytes) -> list[list[Any]]:
     """Read a page's rows back: [name, sha256, size, mtime_ns, ctime_ns, inode] each.
 
-    Raises ValueError (or KeyError, TypeError, RecursionError from hostile JSON) when the bytes are
-    not a format-2 page: names out of order, a row of the wrong shape, a number that is not one.
+    Raises ValueError (or TypeError, RecursionError from hostile JSON) when the bytes are not a
+    format-2 page: names out of order, a row of the wrong shape, a difference that is not a number.
     """
     tag, packed = json.loads(data)
     if tag != FORMAT or not isinstance(packed, list):
         raise ValueError("not a format-2 folder list")
     rows: list[list[Any]] = []
+    append = rows.append
     sha = previous = None
-    bases = [0, 0, 0]
-    for name, stated, size, *deltas in packed:
-        if len(deltas) != 3 or not isinstance(name, str) or not isinstance(size, int):
-            raise ValueError("bad row")
-        if previous is not None and not previous < name:
+    mtime = ctime = inode = 0
+    for name, stated, size, dm, dc, di in packed:  # a row of another length: ValueError
+        if stated:
+            if type(stated) is not str:
+                raise ValueError("bad content hash")
+            sha = stated
+        elif sha is None:
+            raise ValueError("no content hash before")
+        if previous is not None and not previous < name:  # a name that is not a string: TypeError
             raise ValueError("names out of order")
-        sha = stated or sha
-        if not isinstance(sha, str):
-            raise ValueError("bad content hash")
-        numbers: list[int | None] = []
-        for i, delta in enumerate(deltas):
-            if delta is None:
-                numbers.append(None)
-            elif isinstance(delta, int):
-                bases[i] += delta
-                numbers.append(bases[i])
-            else:
-                raise ValueError("bad number")
-        rows.append([name, sha, size, *numbers])
         previous = name
+        if dm is not None:
+            mtime += dm  # a difference that is not a number: TypeError
+        if dc is not None:
+            ctime += dc
+        if di is not None:
+            inode += di
+        append(
+            [
+                name,
+                sha,
+                size,
+                None if dm is None else mtime,
+                None if dc is None else ctime,
+                None if di is None else inode,
+            ]
+        )
     return rows

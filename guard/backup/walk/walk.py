@@ -366,7 +366,7 @@ class _Job:
                 prior = self.previous.around(old, group[0], group[-1])
                 if rows is None:
                     rows = statpage.rows(group, packed or b"")
-                page = _new_page(self, bucket, rows, prior, share)
+                page = _new_page(self, bucket, rows, prior, share, digest)
             if page is not None:
                 share.pages.append(page)
         after = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
@@ -417,9 +417,17 @@ def _stat_rows(group: list[str], fd: int, share: _Share, current: str) -> list[S
 
 
 def _new_page(
-    job: _Job, bucket: int, rows: list[StatRow], prior: dict[str, tuple[Any, ...]] | None, share: _Share
+    job: _Job,
+    bucket: int,
+    rows: list[StatRow],
+    prior: dict[str, tuple[Any, ...]] | None,
+    share: _Share,
+    listed: str,
 ) -> PageRef | None:
-    """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
+    """Build and store a page: unchanged files keep their hash, new or changed ones are read again.
+
+    listed is the stat digest of rows: the page's when every file is still as it was listed.
+    """
     rel, flat, store = job.rel, job.previous.flat, job.store
     final: list[tuple[Any, ...] | None] = []
     fresh: list[str] = []  # names to read, in page order; their places in final hold None
@@ -446,6 +454,11 @@ def _new_page(
     kept = [e for e in final if e is not None]
     if not kept:
         return None  # every name in it went away (all noted as unlisted)
-    digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in kept]) if trusted else None
+    if not trusted:
+        digest = None
+    elif len(kept) == len(rows) and all(k[2:] == r[1:] for k, r in zip(kept, rows, strict=True)):
+        digest = listed  # as in nearly every page: its files read again had not changed since listed
+    else:
+        digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in kept])
     sha, size = store.add_list(page_bytes(kept))
     return PageRef(bucket, sha, size, len(kept), sum(r[2] for r in kept), digest, kept[0][0])
