@@ -3,7 +3,7 @@
 Usage: .venv/bin/python -m bench.repo_bytes REPOSITORY [--json]
 
 Reads every published manifest (and its folder lists) to sort each packed or loose object into the
-kind the manifests name it as: folder list pages, list dictionaries, dump chunks, uploads; anything
+kind the manifests name it as: folder list pages, dump chunks, uploads; anything
 no manifest names is "unreferenced". Pack indexes and manifest files are counted by their file size.
 Sizes are apparent (file) sizes; `du` rounds each file up to its blocks.
 """
@@ -27,8 +27,6 @@ def kinds(repo: Repository) -> dict[str, str]:
     for _, manifest in repo.manifests():
         if isinstance(manifest, Exception):
             continue
-        for sha in getattr(manifest, "dictionaries", ()):
-            kind.setdefault(sha[0] if isinstance(sha, tuple) else sha, "list dictionaries")
         for folder in manifest.folders:
             for page in folder.pages:
                 kind.setdefault(page.sha256, "folder lists")
