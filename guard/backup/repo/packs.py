@@ -7,7 +7,7 @@ restic, objects stay content-addressed: a pack is only where their bytes live.
 
 packs/<name>.pack holds the objects' bytes back to back; packs/<name>.idx says which SHA-256 is
 where: IDX_MAGIC, then (sha256, offset, size) entries, then the SHA-256 of everything before it.
-An object may be stored compressed (folder lists are JSON and shrink 3-7x, the database dump's
+An object may be stored compressed (folder lists are JSON and shrink 3-8x, the database dump's
 chunks 6-7x; uploads, already compressed pictures, are stored as they are): a pack holding one has
 an index in format 2, IDX2_MAGIC then (sha256, offset, stored bytes, size) entries, and an object is
 compressed exactly when its stored bytes differ from its size. Repository format 3 compresses with
