@@ -15,16 +15,20 @@ import hashlib
 import os
 import secrets
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from guard.backup.repo import chunker, permissions
+from guard.backup.repo import chunker, packs, permissions
 from guard.backup.repo.manifest import Chunk, DumpInfo, Manifest
-from guard.backup.repo.objects import ObjectStore
+from guard.backup.repo.objects import CHUNK_LEVEL, ObjectStore
 from guard.backup.repo.repository import Repository
 from guard.errors import GuardError
 from guard.fs.fdio import write_all
+
+COMPRESSORS = 2  # as the walk runs two processes; they are done when the dump is stored
 
 
 class DumpDamage(GuardError):
@@ -32,15 +36,30 @@ class DumpDamage(GuardError):
 
 
 def store_dump(store: ObjectStore, path: Path) -> DumpInfo:
-    """Put a finished archive into the store as chunks; return what the manifest says of it."""
+    """Put a finished archive into the store as chunks; return what the manifest says of it.
+
+    New chunks are compressed by COMPRESSORS threads (zstd releases the GIL) while this one reads,
+    hashes and packs them in order; at most 2 * COMPRESSORS chunks (4 MiB at most each) wait.
+    """
     digest = hashlib.sha256()
     chunks: list[Chunk] = []
-    for data in chunker.file_chunks(path):
-        digest.update(data)
-        chunks.append(Chunk(*store.add_chunk(data)))
+    waiting: deque[tuple[bytes, Future[bytes] | None]] = deque()
+    with ThreadPoolExecutor(COMPRESSORS) as pool:
+        for data in chunker.file_chunks(path):
+            digest.update(data)
+            held = store.has(hashlib.sha256(data).hexdigest(), len(data))
+            waiting.append((data, None if held else pool.submit(packs.compressed, data, CHUNK_LEVEL)))
+            while len(waiting) > 2 * COMPRESSORS:
+                chunks.append(_add_chunk(store, *waiting.popleft()))
+        while waiting:
+            chunks.append(_add_chunk(store, *waiting.popleft()))
     if not chunks:  # pg_dump wrote nothing yet said it succeeded: no backup without its dump
         raise GuardError(f"pg_dump wrote an empty archive to {path}")
     return DumpInfo(path.name, sum(c.size for c in chunks), digest.hexdigest(), tuple(chunks))
+
+
+def _add_chunk(store: ObjectStore, data: bytes, packed: Future[bytes] | None) -> Chunk:
+    return Chunk(*store.add_chunk(data, None if packed is None else packed.result()))
 
 
 def chunk_problems(store: ObjectStore, dump: DumpInfo, *, read_data: bool) -> list[str]:

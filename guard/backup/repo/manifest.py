@@ -9,6 +9,13 @@ and verified; referenced files outside the walk are listed in the manifest itsel
 Format 4 names the database dump's content-defined chunks in the store as well (see
 guard.backup.repo.dumps), and its file, manifest.json, is that JSON as one zstd frame; a manifest
 file of an earlier format is plain JSON, and both are read.
+
+Format 5 cuts a folder's files into pages by name order instead (guard.backup.walk.paging: runs of
+consecutive names, ~64 files each, ended where a name's CRC says so, so a page still changes only
+when one of its own files does), names each page's first file, and writes pages in format
+guard-files/2 (guard.backup.repo.listing), which is 4x smaller. Such a folder's page count is 0
+("cut by name"); the folders of a format-3 or -4 manifest keep their hash pages and are read as
+before.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from typing import Any, NamedTuple
 
 import zstandard
 
+from guard.backup.repo import listing
 from guard.backup.source import BACKUP, Source
 from guard.backup.walk import statpage
 from guard.errors import GuardError
 from guard.plural import plural
 
-FORMAT = "guard-backup/4"  # as format 3, and the dump as content-defined chunks in the store
+FORMAT = "guard-backup/5"  # as format 4, and folders cut into pages by name order (listing.FORMAT)
+CHUNKS_FORMAT = "guard-backup/4"  # still read: the dump as content-defined chunks in the store
 LISTS_FORMAT = "guard-backup/3"  # still read: files in folder lists, the dump a file next to the manifest
 FLAT_FORMAT = "guard-backup/2"  # still read: every file inline, checksum over the body's exact bytes
 CANONICAL_FORMAT = "guard-backup/1"  # still read: checksum over the re-serialized, key-sorted body
@@ -75,7 +84,9 @@ class PageRef(NamedTuple):
 
     stat_digest is the SHA-256 of the page's (name, size, mtime_ns, ctime_ns, inode) rows in name order
     (see stat_digest()); None when a file in it was too fresh to trust, so the page is never reused
-    without comparing its files one by one.
+    without comparing its files one by one. first is the name of its first file when the folder is
+    cut by name (format 5: bucket is then the page's place in the folder), else None (bucket: the
+    name hash bucket).
     """
 
     bucket: int
@@ -84,10 +95,15 @@ class PageRef(NamedTuple):
     files: int
     bytes: int
     stat_digest: str | None
+    first: str | None = None
+
+
+BY_NAME = 0  # a FolderRef's page count when its pages are cut by name order (format 5)
 
 
 class FolderRef(NamedTuple):
-    """A walked folder (root-relative, no trailing slash): its files in `buckets` pages by name hash."""
+    """A walked folder (root-relative, no trailing slash): its files in `buckets` pages by name hash,
+    or, when buckets is BY_NAME, in pages of consecutive names in name order."""
 
     path: str
     buckets: int
@@ -118,6 +134,11 @@ def page_bytes(folder: str, rows: list[tuple[Any, ...]]) -> bytes:
 def page_rows(data: bytes, folder: str, page: PageRef, source: str) -> list[list[Any]]:
     """Read a page already checked against its SHA-256; check it is the page the manifest names."""
     try:
+        if page.first is not None:
+            cut = listing.page_rows(data)
+            if len(cut) != page.files or not cut or cut[0][0] != page.first:
+                raise ValueError("not this folder list")
+            return cut
         body = json.loads(data)
         rows: list[list[Any]] = body["files"]
         if body["format"] != LIST_FORMAT or body["folder"] != folder or len(rows) != page.files:
@@ -311,10 +332,11 @@ def _checksum_matches(data: bytes, document: dict[str, Any], stated: Any, fmt: A
 
 
 def _from_body(body: dict[str, Any], read_object: Callable[[str, int], bytes] | None) -> Manifest:
-    if body["format"] not in (FORMAT, LISTS_FORMAT, FLAT_FORMAT, CANONICAL_FORMAT):
+    if body["format"] not in (FORMAT, CHUNKS_FORMAT, LISTS_FORMAT, FLAT_FORMAT, CANONICAL_FORMAT):
         raise ValueError(body["format"])
     dump = body["dump"]
-    chunks = tuple(Chunk(str(c), int(n)) for c, n in dump.get("chunks", ()) if body["format"] == FORMAT)
+    chunked = body["format"] in (FORMAT, CHUNKS_FORMAT)
+    chunks = tuple(Chunk(str(c), int(n)) for c, n in dump.get("chunks", ()) if chunked)
     if sum(c.size for c in chunks) != (int(dump["size"]) if chunks else 0):
         raise ValueError("the dump's chunks do not add up to its size")
     return Manifest(
@@ -350,7 +372,25 @@ def _source(body: dict[str, Any]) -> Source | None:
 
 def _folder(row: list[Any]) -> FolderRef:
     path, buckets, pages = row
-    refs = tuple(PageRef(int(b), str(s), int(z), int(n), int(y), d) for b, s, z, n, y, d in pages)
-    if not isinstance(path, str) or int(buckets) < 1 or any(not 0 <= p.bucket < int(buckets) for p in refs):
+    refs = tuple(_page(p) for p in pages)
+    if not isinstance(path, str):
+        raise ValueError("bad folder entry")
+    if int(buckets) == BY_NAME:  # format 5: each page names its first file, in name order
+        firsts = [p.first for p in refs]
+        if any(not isinstance(f, str) for f in firsts) or any(p.bucket < 0 for p in refs):
+            raise ValueError("bad folder entry")
+        if any(not a < b for a, b in zip(firsts, firsts[1:], strict=False)):  # type: ignore[operator]
+            raise ValueError("folder pages out of name order")
+    elif int(buckets) < 1 or any(not 0 <= p.bucket < int(buckets) or p.first is not None for p in refs):
         raise ValueError("bad folder entry")
     return FolderRef(path, int(buckets), refs)
+
+
+def _page(row: list[Any]) -> PageRef:
+    """A page table row: six values (formats 3 and 4), or seven with the first file's name (5)."""
+    b, s, z, n, y, d, *rest = row
+    if len(rest) > 1 or (rest and rest[0] is not None and not isinstance(rest[0], str)):
+        raise ValueError("bad page entry")
+    if d is not None and not isinstance(d, str):
+        raise ValueError("bad page entry")
+    return PageRef(int(b), str(s), int(z), int(n), int(y), d, rest[0] if rest else None)

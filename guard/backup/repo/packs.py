@@ -7,8 +7,8 @@ restic, objects stay content-addressed: a pack is only where their bytes live.
 
 packs/<name>.pack holds the objects' bytes back to back; packs/<name>.idx says which SHA-256 is
 where: IDX_MAGIC, then (sha256, offset, size) entries, then the SHA-256 of everything before it.
-An object may be stored compressed (folder lists are JSON and shrink 3-5x, the database dump's
-chunks 5-6x; uploads, already compressed pictures, are stored as they are): a pack holding one has
+An object may be stored compressed (folder lists are JSON and shrink 3-8x, the database dump's
+chunks 6-7x; uploads, already compressed pictures, are stored as they are): a pack holding one has
 an index in format 2, IDX2_MAGIC then (sha256, offset, stored bytes, size) entries, and an object is
 compressed exactly when its stored bytes differ from its size. Repository format 3 compresses with
 zstd (a frame starts with ZSTD_MAGIC); format 2 wrote zlib streams (which never start so), still
@@ -44,8 +44,7 @@ IDX_MAGIC = b"guard-pack-index/1\n"
 IDX2_MAGIC = b"guard-pack-index/2\n"
 _ENTRY = struct.Struct("<32sQQ")  # sha256 (raw), offset, size
 _ENTRY2 = struct.Struct("<32sQQQ")  # sha256 (raw), offset, stored bytes, size
-# zstd's default level: on the bench's folder lists 3% smaller than zlib's level 6 in a quarter of its time
-LEVEL = 3
+LEVEL = 3  # zstd's default; folder lists and dump chunks name their own (guard.backup.repo.objects)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 Entry = tuple[str, int, int, int]  # sha256 hex, offset, stored bytes, size (stored == size: plain)
 TARGET = 64 << 20  # a pack is sealed once it holds this many bytes
@@ -109,23 +108,23 @@ def unpack(blob: bytes, stored: int, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def compressed(data: bytes, *, fast: bool = False) -> bytes:
-    """An object's bytes as a zstd frame (which records its size, so it inflates in one call).
-
-    fast: level 1, for the dump's chunks: on a plain pg_dump archive as small as level 3 in half
-    its time (and faster than `pg_dump -Z1`'s zlib, which it replaces).
-    """
-    return (_CODECS.fast if fast else _CODECS.compressor).compress(data)
+def compressed(data: bytes, level: int = LEVEL) -> bytes:
+    """An object's bytes as a zstd frame (which records its size, so it inflates in one call)."""
+    return _CODECS.at(level).compress(data)
 
 
 class _Codec(threading.local):
-    """A zstd context per thread: one may not be used by two threads at once, and making one per
+    """zstd contexts per thread: one may not be used by two threads at once, and making one per
     object costs more than compressing a folder list."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=LEVEL)
-        self.fast = zstandard.ZstdCompressor(level=1)
+        self.compressors: dict[int, zstandard.ZstdCompressor] = {}
         self.decompressor = zstandard.ZstdDecompressor()
+
+    def at(self, level: int) -> zstandard.ZstdCompressor:
+        if level not in self.compressors:
+            self.compressors[level] = zstandard.ZstdCompressor(level=level)
+        return self.compressors[level]
 
 
 _CODECS = _Codec()

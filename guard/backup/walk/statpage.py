@@ -52,12 +52,12 @@ def group_py(names: list[str], buckets: int) -> list[list[str]]:
     groups: list[list[str]] = [[] for _ in range(buckets)]
     mask = buckets - 1
     add = [g.append for g in groups]
-    for name, code in zip(names, map(crc32, _encoded(names)), strict=True):
+    for name, code in zip(names, map(crc32, encoded(names)), strict=True):
         add[code & mask](name)
     return groups
 
 
-def _encoded(names: list[str]) -> list[bytes]:
+def encoded(names: list[str]) -> list[bytes]:
     """Each name's bytes as the file system has them, in two bulk calls instead of one call per name.
 
     Names cannot hold a NUL, and surrogateescape encodes character by character, so splitting the

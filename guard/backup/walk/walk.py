@@ -1,12 +1,14 @@
 """Walk the scanned folders into folder lists: stat every file, read again only the changed ones.
 
-A folder's files are split into pages by a hash of the name (one page per ~PAGE_TARGET files), each
-page a JSON object in the content-addressed store. A page whose stat listing (name, size, mtime,
-ctime, inode of every file, in name order) hashes to the previous page's recorded stat digest keeps
-the previous object without parsing it: every file in it has the same size, mtime, ctime and inode
-as when it was hashed. Any other page is compared file by file with the previous page's rows, and a
-new or changed file is always read again (there is no folder-mtime shortcut: a file rewritten in
-place leaves its folder's mtime alone, but not its own mtime/ctime/size).
+A folder's files are cut into pages of consecutive names (guard.backup.walk.paging, ~64 files
+each), each page a JSON object in the content-addressed store. A page whose stat listing (name,
+size, mtime, ctime, inode of every file, in name order) hashes to the stat digest recorded for the
+previous backup's page with the same first name keeps the previous object without parsing it: every
+file in it has the same size, mtime, ctime and inode as when it was hashed. Any other page is
+compared file by file with the rows of the previous pages its names fall in (a previous backup of
+format 3 or 4, whose pages were hash buckets: with all of the folder's rows, read once), and a new
+or changed file is always read again (there is no folder-mtime shortcut: a file rewritten in place
+leaves its folder's mtime alone, but not its own mtime/ctime/size).
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.backup.faults import FAULT_ENV, race_point
+from guard.backup.repo.listing import page_bytes
 from guard.backup.repo.manifest import (
+    BY_NAME,
     FileEntry,
     FolderRef,
     Manifest,
     ManifestError,
     PageRef,
-    page_bytes,
     stat_digest,
 )
 from guard.backup.repo.objects import ObjectStore
-from guard.backup.walk import statpage
+from guard.backup.walk import paging, statpage
 from guard.backup.walk.statpage import StatRow
 from guard.errors import GuardError
 from guard.fs.beneath import names_of, open_listed, open_root, scan_folder, unreadable
@@ -41,16 +44,7 @@ from guard.progress import ProgressFactory
 PARALLEL_MIN = 20_000  # files in a folder before it is worth forking a second process for it
 RUN_BUCKETS = 16  # buckets a process takes from the shared queue at a time (at least)
 QUEUE_RUNS = 1024  # runs in the queue at most: 4 KiB, less than a pipe holds
-PAGE_TARGET = 32  # files per page on average; small, so a 1% change spread evenly leaves most alone
 Meanwhile = Callable[[str, set[str], set[str]], None]  # a big folder: (its path, listed names, odd paths)
-
-
-def bucket_count(files: int) -> int:
-    """Pages for a folder of this many files: a power of two, so it changes only when the size doubles."""
-    buckets = 1
-    while buckets * PAGE_TARGET < files:
-        buckets *= 2
-    return buckets
 
 
 @dataclass
@@ -61,6 +55,7 @@ class Previous:
     flat: dict[str, FileEntry] = field(default_factory=dict)  # inline files (all of a format 1/2 one)
     folders: dict[str, FolderRef] = field(default_factory=dict)
     _whole: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    _firsts: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, manifest: Manifest | None) -> Previous:
@@ -85,6 +80,20 @@ class Previous:
                 rows.update(self.page(folder, page) or {})
             self._whole[folder.path] = rows
         return self._whole[folder.path]
+
+    def around(self, folder: FolderRef | None, first: str, last: str) -> dict[str, tuple[Any, ...]] | None:
+        """The rows to compare a page of names first..last with: of the folder's previous pages they
+        fall in (cut by name), or all its rows (hash pages); None: use the flat (format 1/2) list."""
+        if folder is None:
+            return None
+        if folder.buckets != BY_NAME:
+            return self.whole(folder)
+        if folder.path not in self._firsts:
+            self._firsts[folder.path] = [str(p.first) for p in folder.pages]
+        rows: dict[str, tuple[Any, ...]] = {}
+        for i in paging.overlapping(self._firsts[folder.path], first, last):
+            rows.update(self.page(folder, folder.pages[i]) or {})
+        return rows
 
 
 @dataclass
@@ -178,19 +187,18 @@ def _folder(
     if not names:
         return []
     listing = _Listing(rel, names)
-    buckets = bucket_count(len(names))
-    groups = [names] if buckets == 1 else statpage.group(names, buckets)
-    job = _Job(current, rel, buckets, groups, fd, store, previous)
+    groups = paging.cut(names)
+    job = _Job(current, rel, len(groups), groups, fd, store, previous)
     if len(names) >= PARALLEL_MIN and fork_is_safe():
         shares = _in_parallel(job, listing, meanwhile)
     else:
-        shares = [job.run(range(buckets))]
+        shares = [job.run(range(len(groups)))]
     pages = sorted((p for share in shares for p in share.pages), key=lambda p: p.bucket)
     gone = {listing.prefix + n for share in shares for n in share.unlisted + share.folders}
     if listing.shown:
         walked.dropped |= gone
     if pages:
-        walked.folders.append(FolderRef(rel, buckets, tuple(pages)))
+        walked.folders.append(FolderRef(rel, BY_NAME, tuple(pages)))
         walked.files += sum(p.files for p in pages)
         walked.bytes += sum(p.bytes for p in pages)
         listed = listing.names_set()
@@ -334,34 +342,31 @@ class _Job:
         before = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
         share = _Share()
         old = self.previous.folders.get(self.rel)
-        same_shape = old is not None and old.buckets == self.buckets
-        old_pages = {p.bucket: p for p in old.pages} if old is not None and same_shape else {}
+        old_pages = {p.first: p for p in old.pages} if old is not None and old.buckets == BY_NAME else {}
         for bucket in buckets:
-            group = self.groups[bucket]
-            if not group:
-                continue
-            group.sort()
-            page = old_pages.get(bucket)
+            group = self.groups[bucket]  # in name order
             blob = statpage.names_blob(group)
             packed = statpage.stat_blob(self.fd, blob)
             if packed is not None:  # all regular files, as in nearly every page: no object per file yet
                 digest = statpage.digest(blob, packed)
                 rows = None
+                page = old_pages.get(group[0])
             else:
                 rows = _stat_rows(group, self.fd, share, self.current)
                 if not rows:
                     continue
                 digest = stat_digest(rows)
+                page = old_pages.get(rows[0][0])
             if (
                 page is None
                 or page.stat_digest != digest
                 or not store.has(page.sha256, page.size)
                 or (store.lost and not _objects_held(self.previous, old, page, store))
             ):
-                prior = _prior(self.previous, old, page, same_shape)
+                prior = self.previous.around(old, group[0], group[-1])
                 if rows is None:
                     rows = statpage.rows(group, packed or b"")
-                page = _new_page(self, bucket, rows, prior, share)
+                page = _new_page(self, bucket, rows, prior, share, digest)
             if page is not None:
                 share.pages.append(page)
         after = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
@@ -378,19 +383,6 @@ def _objects_held(previous: Previous, old: FolderRef | None, page: PageRef, stor
     """Whether the store still holds every file object a reused page names (a dict lookup each)."""
     rows = previous.page(old, page) if old is not None else None
     return rows is not None and all(store.has(r[1], r[2]) for r in rows.values())
-
-
-def _prior(
-    previous: Previous, old: FolderRef | None, page: PageRef | None, same_shape: bool
-) -> dict[str, tuple[Any, ...]] | None:
-    """The previous rows to compare a page's files with; None means use the flat (format 1/2) list."""
-    if old is None:
-        return None
-    if not same_shape:
-        return previous.whole(old)
-    if page is None:
-        return {}
-    return previous.page(old, page)
 
 
 def _stat_rows(group: list[str], fd: int, share: _Share, current: str) -> list[StatRow]:
@@ -425,9 +417,17 @@ def _stat_rows(group: list[str], fd: int, share: _Share, current: str) -> list[S
 
 
 def _new_page(
-    job: _Job, bucket: int, rows: list[StatRow], prior: dict[str, tuple[Any, ...]] | None, share: _Share
+    job: _Job,
+    bucket: int,
+    rows: list[StatRow],
+    prior: dict[str, tuple[Any, ...]] | None,
+    share: _Share,
+    listed: str,
 ) -> PageRef | None:
-    """Build and store a page: unchanged files keep their hash, new or changed ones are read again."""
+    """Build and store a page: unchanged files keep their hash, new or changed ones are read again.
+
+    listed is the stat digest of rows: the page's when every file is still as it was listed.
+    """
     rel, flat, store = job.rel, job.previous.flat, job.store
     final: list[tuple[Any, ...] | None] = []
     fresh: list[str] = []  # names to read, in page order; their places in final hold None
@@ -454,6 +454,11 @@ def _new_page(
     kept = [e for e in final if e is not None]
     if not kept:
         return None  # every name in it went away (all noted as unlisted)
-    digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in kept]) if trusted else None
-    sha, size = store.add_list(page_bytes(rel, kept))
-    return PageRef(bucket, sha, size, len(kept), sum(r[2] for r in kept), digest)
+    if not trusted:
+        digest = None
+    elif len(kept) == len(rows) and all(k[2:] == r[1:] for k, r in zip(kept, rows, strict=True)):
+        digest = listed  # as in nearly every page: its files read again had not changed since listed
+    else:
+        digest = stat_digest([(r[0], r[2], r[3], r[4], r[5]) for r in kept])
+    sha, size = store.add_list(page_bytes(kept))
+    return PageRef(bucket, sha, size, len(kept), sum(r[2] for r in kept), digest, kept[0][0])
