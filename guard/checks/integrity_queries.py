@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from psycopg import sql
 
@@ -11,6 +11,10 @@ from guard.config.rules import Rule
 from guard.db.catalog import PrimaryKey
 
 BLANK_CHARS = " \t\r\n\f\v"
+# Every blank value sorts before this one byte by byte ('' included): a value that does not is not
+# blank, decided by one memcmp where btrim would copy it (most values, so most of the blank tests).
+BLANK_END = chr(max(map(ord, BLANK_CHARS)) + 1)
+BLANK_PARAMS = {"blank": BLANK_CHARS, "blank_end": BLANK_END}
 
 
 @dataclass(frozen=True)
@@ -24,40 +28,72 @@ class TablePlan:
     unique_targets: frozenset[str] = frozenset()  # ids of references rules whose target is unique
     # columns whose equal values print the same text: only there is a pattern judged once per value
     same_text_columns: frozenset[str] = frozenset()
+    # columns a required rule of the table covers though this plan does not judge it (see split_plan)
+    also_required: frozenset[str] = frozenset()
 
     def required_columns(self) -> frozenset[str]:
-        return frozenset(r.column for r in self.rules if r.type == "required")
+        return frozenset(r.column for r in self.rules if r.type == "required") | self.also_required
+
+
+def split_plan(plan: TablePlan) -> list[TablePlan]:
+    """Split a table's rules into statements that can run at once, on their own connections.
+
+    A table with a unique rule is grouped by that column, on one process; its rows' other rules
+    (a pattern, a blank title) need no grouping, so a second statement judges them row by row
+    meanwhile, on another core. The grouped part keeps the unique rules and the required rules of
+    the grouped columns (a blank value is flagged by required alone, decided once per value); the
+    other part knows every required column, so its patterns skip blank values as one pass would.
+    A table whose keys Python cannot order as PostgreSQL does is not split (the findings of two
+    statements are merged by key).
+    """
+    judged = set(judged_columns(plan))
+    grouped = tuple(
+        r for r in plan.rules if r.type == "unique" or (r.type == "required" and r.column in judged)
+    )
+    rest = tuple(r for r in plan.rules if r not in grouped)
+    if not grouped or not rest or not plan.pk.sorts_in_python:
+        return [plan]
+    required = plan.required_columns()
+    return [
+        replace(plan, rules=grouped, also_required=required),
+        replace(plan, rules=rest, also_required=required),
+    ]
 
 
 def build_query(
-    plan: TablePlan, keys: list[str] | None, ordered: bool = False
+    plan: TablePlan, keys: list[str] | None, ordered: bool = False, with_key: bool = False
 ) -> tuple[str | sql.Composed, dict[str, object]]:
     """Compose the table's single pass: one boolean flag per rule, rows with any flag set.
 
     `ordered` sorts the flagged rows by primary key, so a sweep keeps the same examples however
-    the server splits the work (parallel workers return rows in no set order).
+    the server splits the work (parallel workers return rows in no set order). `with_key` adds the
+    key itself (not its text) as the last column, to merge the rows of a split plan's statements.
     """
     if keys is not None:
         return _keyed_query(plan, keys)
     flags, source, params = _table_pass(plan)
     values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
     pk = sql.Identifier(plan.pk.column)
-    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} {source}{order}").format(
+    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values}{key} {source}{order}").format(
         pk=pk,
         flags=sql.SQL(", ").join(flags),
         values=sql.SQL(", ").join(values),
+        key=sql.SQL(", t.{}").format(pk) if with_key else sql.SQL(""),
         source=source,
         order=sql.SQL(" ORDER BY t.{}").format(pk) if ordered else sql.SQL(""),
     )
     return query, params
 
 
-def capped_query(plan: TablePlan, limit: int) -> tuple[sql.Composed, dict[str, object]]:
+def capped_query(
+    plan: TablePlan, limit: int, with_key: bool = False
+) -> tuple[sql.Composed, dict[str, object]]:
     """Compose the pass that counts every rule's rows but returns only each rule's first `limit`.
 
     Each returned row carries the flags and values, each rule's total, and its running count of
-    that rule in key order (a rule's example is a flagged row whose count is at most `limit`).
-    The first flagged row always comes, so the totals do even when no example is wanted.
+    that rule in key order (a rule's example is a flagged row whose count is at most `limit`), and
+    with `with_key` the key itself last. The first flagged row always comes, so the totals do even
+    when no example is wanted.
     """
     flags, source, params = _table_pass(plan)
     params["limit"] = limit
@@ -83,6 +119,8 @@ def capped_query(plan: TablePlan, limit: int) -> tuple[sql.Composed, dict[str, o
     ]
     wanted = [sql.SQL("({} AND {} <= %(limit)s)").format(_name("f", n), _name("r", n)) for n in width]
     columns = [_name(prefix, n) for prefix in ("f", "v", "n", "r") for n in width]
+    if with_key:
+        columns.append(sql.Identifier("k"))
     query = sql.SQL(
         "SELECT id, {columns} FROM (SELECT q.*, row_number() OVER (ORDER BY k) AS seq, {totals}, {ranks}"
         " FROM ({inner}) q) w WHERE seq = 1 OR {wanted} ORDER BY k"
@@ -102,7 +140,7 @@ def _name(prefix: str, n: int) -> sql.Identifier:
 
 def _table_pass(plan: TablePlan) -> tuple[list[sql.Composable], sql.Composable, dict[str, object]]:
     """Return each rule's flag (true or false), and the FROM ... WHERE of the rows any flag is set on."""
-    params: dict[str, object] = {"blank": BLANK_CHARS}
+    params: dict[str, object] = dict(BLANK_PARAMS)
     flags: dict[int, sql.Composable] = {}  # by the rule's place in plan.rules
     joins: list[sql.Composable] = []
     where: list[sql.Composable] = []
@@ -206,7 +244,7 @@ def _keyed_query(plan: TablePlan, keys: list[str]) -> tuple[str, dict[str, objec
 # the keys included, stay parameters.
 @functools.lru_cache(maxsize=256)
 def _keyed_text(plan: TablePlan) -> tuple[str, dict[str, object]]:
-    params: dict[str, object] = {"blank": BLANK_CHARS}
+    params: dict[str, object] = dict(BLANK_PARAMS)
     flags: list[sql.Composable] = []
     joins: list[sql.Composable] = []
     for n, rule in enumerate(plan.rules):
@@ -232,7 +270,9 @@ def _keyed_text(plan: TablePlan) -> tuple[str, dict[str, object]]:
 def _blank(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
     col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
     if column in plan.text_columns:
-        return sql.SQL("({c} IS NULL OR btrim({c}::text, %(blank)s) = '')").format(c=col)
+        return sql.SQL(
+            "({c} IS NULL OR ({c}::text COLLATE \"C\" < %(blank_end)s AND btrim({c}::text, %(blank)s) = ''))"
+        ).format(c=col)
     return sql.SQL("({c} IS NULL)").format(c=col)
 
 

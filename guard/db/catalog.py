@@ -75,6 +75,11 @@ class PrimaryKey:
     type_name: str
     category: str
 
+    @property
+    def sorts_in_python(self) -> bool:
+        """Tell whether Python orders this key's values (as psycopg returns them) as PostgreSQL does."""
+        return self.type_name in ("smallint", "integer", "bigint", "uuid")
+
     def bind(self, keys: Iterable[str]) -> list[Any]:
         """Convert text keys so `pk = ANY(%s)` compares natively and can use the index."""
         if self.category == "N":
