@@ -13,9 +13,16 @@ import psycopg
 
 from guard.checks import CheckContext
 from guard.checks.integrity_queries import BLANK_CHARS as BLANK_CHARS  # the names callers know it by
+from guard.checks.integrity_queries import (
+    BLANK_PARAMS,
+    capped_query,
+    groups,
+    shared_groups_query,
+    shared_rows_query,
+    split_plan,
+)
 from guard.checks.integrity_queries import TablePlan as TablePlan
 from guard.checks.integrity_queries import build_query as build_query
-from guard.checks.integrity_queries import capped_query, judged_columns, split_plan
 from guard.config.rules import Rule
 from guard.db.catalog import is_unique, primary_key, require_column, same_text_when_equal
 from guard.db.database import Database
@@ -52,24 +59,27 @@ def run(ctx: CheckContext) -> CheckResult:
         passes = [future.result() for future in futures]
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
     for n in range(len(plans)):
-        _collect(sink, [done for (table, _, _), done in zip(parts, passes, strict=True) if table == n])
+        _collect(
+            sink, [done for (table, _, _), done in zip(parts, passes, strict=True) if table == n], plans[n]
+        )
     return sink.result(time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
 class _Pass:
-    """One statement's findings: the kept ones by (row order, the rule's place) and the rest counted."""
+    """One statement's findings: those kept, each with its row's place (its key, to merge), and counts."""
 
-    kept: list[tuple[Any, int, Finding]]
+    kept: list[tuple[Any, Finding]]
     uncounted: dict[str, int]  # findings past the examples, by rule: counted, never built
 
 
-def _collect(sink: FindingSink, passes: list[_Pass]) -> None:
+def _collect(sink: FindingSink, passes: list[_Pass], plan: TablePlan | None = None) -> None:
     """Add one table's findings row by row, each row's in its rules' order, as one pass returns them."""
     kept = [entry for done in passes for entry in done.kept]
-    if len(passes) > 1:
-        kept.sort(key=lambda entry: entry[:2])
-    for _, _, finding in kept:
+    if len(passes) > 1 and plan is not None:
+        place = {rule.id: n for n, rule in enumerate(plan.rules)}
+        kept.sort(key=lambda entry: (entry[0], place[entry[1].kind]))
+    for _, finding in kept:
         sink.add(finding)
     for done in passes:
         for rule_id, n in done.uncounted.items():
@@ -89,7 +99,7 @@ SERIAL = ", set_config('max_parallel_workers_per_gather', '0', false)"
 def _sweep_part(url: str, plan: TablePlan, limit: int | None, split: bool, shared: bool) -> _Pass:
     """Run one pass on its own connection; `shared`: other passes run at the same time."""
     with Database(url) as db:
-        db.execute(SWEEP_SESSION + (SERIAL if shared or judged_columns(plan) else ""))
+        db.execute(SWEEP_SESSION + (SERIAL if shared or groups(plan) else ""))
         return _sweep(db, plan, limit, keyed=split)
 
 
@@ -168,21 +178,21 @@ def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str
 
 def _sweep(db: Database, plan: TablePlan, limit: int | None, keyed: bool) -> _Pass:
     """Run the whole-table pass; `keyed` orders the findings by the rows' keys (to merge passes)."""
+    if limit is not None and not plan.per_value:
+        return _sample_shared(db, plan, limit)
     if limit is not None:
         return _count_and_sample(db, plan, limit, keyed)
     query, params = build_query(plan, None, ordered=True, with_key=keyed)
     width = len(plan.rules)
-    kept: list[tuple[Any, int, Finding]] = []
+    kept: list[tuple[Any, Finding]] = []
     # streamed as the server sends it (not through a server-side cursor, so it may have parallel workers)
     for seq, row in enumerate(db.stream_rows(query, params)):
         order = row[-1] if keyed else seq
-        for n, (rule, flagged, value) in enumerate(
-            zip(plan.rules, row[1 : 1 + width], row[1 + width : 1 + 2 * width], strict=True)
+        for rule, flagged, value in zip(
+            plan.rules, row[1 : 1 + width], row[1 + width : 1 + 2 * width], strict=True
         ):
             if flagged:
-                kept.append(
-                    (order, n, Finding(CHECK, rule.id, f"{plan.table}:{row[0]}", describe(rule, value)))
-                )
+                kept.append((order, Finding(CHECK, rule.id, f"{plan.table}:{row[0]}", describe(rule, value))))
     return _Pass(kept, {})
 
 
@@ -195,18 +205,43 @@ def _count_and_sample(db: Database, plan: TablePlan, limit: int, keyed: bool) ->
     query, params = capped_query(plan, limit, with_key=keyed)
     rows = db.fetch_all(query, params)
     width = len(plan.rules)
-    kept: list[tuple[Any, int, Finding]] = []
+    kept: list[tuple[Any, Finding]] = []
     built = dict.fromkeys((r.id for r in plan.rules), 0)
     for seq, row in enumerate(rows):
         row_id, flags, values = row[0], row[1 : 1 + width], row[1 + width : 1 + 2 * width]
         ranks = row[1 + 3 * width : 1 + 4 * width]
-        for n, (rule, flagged, value, rank) in enumerate(zip(plan.rules, flags, values, ranks, strict=True)):
+        for rule, flagged, value, rank in zip(plan.rules, flags, values, ranks, strict=True):
             if flagged and rank <= limit:
                 finding = Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value))
-                kept.append((row[-1] if keyed else seq, n, finding))
+                kept.append((row[-1] if keyed else seq, finding))
                 built[rule.id] += 1
     totals = rows[0][1 + 2 * width : 1 + 3 * width] if rows else (0,) * width
     return _Pass(kept, {r.id: int(total) - built[r.id] for r, total in zip(plan.rules, totals, strict=True)})
+
+
+def _sample_shared(db: Database, plan: TablePlan, limit: int) -> _Pass:
+    """Count a split table's shared values in their grouping, and read only the first rows by key.
+
+    The grouping alone is half the work of joining every row against its result: the examples are
+    then looked up among the rows holding the first values, by the key's index up to the last of
+    them (see shared_groups_query).
+    """
+    kept: list[tuple[Any, Finding]] = []
+    uncounted: dict[str, int] = {}
+    for rule in plan.rules:  # a split table's grouped part holds unique rules only
+        groups = db.fetch_all(*shared_groups_query(plan, rule, limit))
+        total, values = (int(groups[0][1]), int(groups[0][2])) if groups else (0, 0)
+        rows = []
+        if limit and groups:
+            params = {**BLANK_PARAMS, "limit": limit, "firsts": [g[0] for g in groups]}
+            bounded = values >= limit  # fewer values than examples: their rows may lie anywhere
+            if bounded:
+                params["bound"] = groups[limit - 1][0]
+            rows = db.fetch_all(shared_rows_query(plan, rule, bounded), params)
+        for row_id, value, key in rows:
+            kept.append((key, Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value))))
+        uncounted[rule.id] = total - len(rows)
+    return _Pass(kept, uncounted)
 
 
 def describe(rule: Rule, value: object) -> str:

@@ -30,34 +30,36 @@ class TablePlan:
     same_text_columns: frozenset[str] = frozenset()
     # columns a required rule of the table covers though this plan does not judge it (see split_plan)
     also_required: frozenset[str] = frozenset()
+    # whether a unique rule's grouping also judges its column's other rules, once per distinct value
+    per_value: bool = True
 
     def required_columns(self) -> frozenset[str]:
         return frozenset(r.column for r in self.rules if r.type == "required") | self.also_required
 
 
 def split_plan(plan: TablePlan) -> list[TablePlan]:
-    """Split a table's rules into statements that can run at once, on their own connections.
+    """Split a table's rules into two statements that can run at once, on their own connections.
 
-    A table with a unique rule is grouped by that column, on one process; its rows' other rules
-    (a pattern, a blank title) need no grouping, so a second statement judges them row by row
-    meanwhile, on another core. The grouped part keeps the unique rules and the required rules of
-    the grouped columns (a blank value is flagged by required alone, decided once per value); the
-    other part knows every required column, so its patterns skip blank values as one pass would.
-    A table whose keys Python cannot order as PostgreSQL does is not split (the findings of two
-    statements are merged by key).
+    A unique rule groups the whole table, on one process; the table's other rules (a pattern, a
+    blank value) need no grouping, so a second statement judges them row by row meanwhile, on
+    another core. Both know every required column of the table, so the grouping leaves blank values
+    out and the patterns skip them, as one pass would. A table whose keys Python cannot order as
+    PostgreSQL does is not split: the two statements' findings are merged by key.
     """
-    judged = set(judged_columns(plan))
-    grouped = tuple(
-        r for r in plan.rules if r.type == "unique" or (r.type == "required" and r.column in judged)
-    )
-    rest = tuple(r for r in plan.rules if r not in grouped)
+    grouped = tuple(r for r in plan.rules if r.type == "unique")
+    rest = tuple(r for r in plan.rules if r.type != "unique")
     if not grouped or not rest or not plan.pk.sorts_in_python:
         return [plan]
     required = plan.required_columns()
     return [
-        replace(plan, rules=grouped, also_required=required),
+        replace(plan, rules=grouped, also_required=required, per_value=False),
         replace(plan, rules=rest, also_required=required),
     ]
+
+
+def groups(plan: TablePlan) -> bool:
+    """Tell whether the plan's whole-table pass groups the table (a unique rule)."""
+    return any(r.type == "unique" for r in plan.rules)
 
 
 def build_query(
@@ -144,7 +146,7 @@ def _table_pass(plan: TablePlan) -> tuple[list[sql.Composable], sql.Composable, 
     flags: dict[int, sql.Composable] = {}  # by the rule's place in plan.rules
     joins: list[sql.Composable] = []
     where: list[sql.Composable] = []
-    judged = judged_columns(plan)
+    judged = judged_columns(plan) if plan.per_value else []
     for n, rule in enumerate(plan.rules):
         if rule.column not in judged or not _judged_per_value(plan, rule):
             flags[n], join = _rule_sql(plan, rule, n, params, False)
@@ -340,4 +342,46 @@ def _unique_sql(plan: TablePlan, rule: Rule, n: int, by_keys: bool) -> tuple[sql
         "LEFT JOIN (SELECT u.{c} AS v FROM {t} u WHERE {where}"
         " GROUP BY u.{c} HAVING count(*) > 1) {a} ON {a}.v = t.{c}"
     ).format(c=column, t=sql.Identifier(plan.table), where=where, a=alias)
-    return sql.SQL("({}.v IS NOT NULL)").format(alias), join
+    if by_keys:
+        return sql.SQL("({}.v IS NOT NULL)").format(alias), join
+    # the rows the grouping counted, exactly: what shared_rows_query returns the first of
+    return sql.SQL("({}.v IS NOT NULL AND {})").format(alias, _present(plan, rule.column)), join
+
+
+def shared_groups_query(plan: TablePlan, rule: Rule, limit: int) -> tuple[sql.Composed, dict[str, object]]:
+    """Compose a unique rule's grouping alone: the values more than one present row holds.
+
+    Returns the first `limit` such values (at least one, when there is any) by their lowest key,
+    each as that key, with the rows and values in all. The first `limit` flagged rows by key are
+    all in these values and none has a key past the last of them (when there are `limit`): each
+    value's lowest key is a flagged row.
+    """
+    params: dict[str, object] = {**BLANK_PARAMS, "limit": max(limit, 1)}
+    query = sql.SQL(
+        "SELECT m, sum(n) OVER (), count(*) OVER () FROM (SELECT min(u.{pk}) AS m, count(*) AS n"
+        " FROM {t} u WHERE {present} GROUP BY u.{c} HAVING count(*) > 1) d ORDER BY m LIMIT %(limit)s"
+    ).format(
+        pk=sql.Identifier(plan.pk.column),
+        t=sql.Identifier(plan.table),
+        present=_present(plan, rule.column, "u"),
+        c=sql.Identifier(rule.column),
+    )
+    return query, params
+
+
+def shared_rows_query(plan: TablePlan, rule: Rule, bounded: bool) -> sql.Composed:
+    """Compose the look-up of the first `%(limit)s` present rows, by key, that hold the same value as
+    the rows keyed `%(firsts)s`; `bounded`: none past the key `%(bound)s` (an index range, not the table)."""
+    return sql.SQL(
+        "SELECT t.{pk}::text, t.{c}, t.{pk} FROM {t} t WHERE {present}"
+        " AND t.{c} IN (SELECT f.{c} FROM {t} f WHERE f.{pk} = ANY(%(firsts)s)){bound}"
+        " ORDER BY t.{pk} LIMIT %(limit)s"
+    ).format(
+        pk=sql.Identifier(plan.pk.column),
+        c=sql.Identifier(rule.column),
+        t=sql.Identifier(plan.table),
+        present=_present(plan, rule.column),
+        bound=sql.SQL(" AND t.{} <= %(bound)s").format(sql.Identifier(plan.pk.column))
+        if bounded
+        else sql.SQL(""),
+    )
