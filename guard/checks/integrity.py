@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from guard.checks import CheckContext
 from guard.checks.integrity_queries import BLANK_CHARS as BLANK_CHARS  # the names callers know it by
+from guard.checks.integrity_queries import (
+    BLANK_PARAMS,
+    capped_query,
+    groups,
+    shared_groups_query,
+    shared_rows_query,
+    split_plan,
+)
 from guard.checks.integrity_queries import TablePlan as TablePlan
 from guard.checks.integrity_queries import build_query as build_query
-from guard.checks.integrity_queries import capped_query, judged_columns
 from guard.config.rules import Rule
 from guard.db.catalog import is_unique, primary_key, require_column, same_text_when_equal
 from guard.db.database import Database
@@ -24,39 +34,73 @@ PARALLEL_TABLES = 4  # connections a whole-database sweep uses at most
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    """Check every configured rule over every row: one pass per table, the tables side by side."""
+    """Check every configured rule over every row: a pass per table (two for a grouped one), at once."""
     started = time.perf_counter()
     url = ctx.settings.require_database_url()
     with Database(url) as db:
         plans = plan_tables(db, ctx.settings.rules)
-    sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
+    splits = [split_plan(plan) for plan in plans]
+    parts = [(n, part, len(split) > 1) for n, split in enumerate(splits) for part in split]
     bar = ctx.progress("tables", len(plans))
-    # Each table's pass is one query the server spends its time on, so the passes run at once on
-    # their own connections (and the server's cores); each rule belongs to one table, so per-table
-    # sinks merged in plan order keep exactly the findings one sequential sweep would keep.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(plans), PARALLEL_TABLES))) as pool:
-        futures = [pool.submit(_sweep_table, url, plan, ctx.limit) for plan in plans]
-        for _ in as_completed(futures):
-            bar.advance()
+    # Each pass is one query the server spends its time on, so the passes run at once on their own
+    # connections (and the server's cores); each rule belongs to one pass, and a split table's
+    # findings are put back in key order, so the result is what one sequential sweep would keep.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(parts), PARALLEL_TABLES))) as pool:
+        futures = [
+            pool.submit(_sweep_part, url, part, ctx.limit, split, len(parts) > 1) for _, part, split in parts
+        ]
+        left = Counter(n for n, _, _ in parts)
+        for future in as_completed(futures):
+            table = parts[futures.index(future)][0]
+            left[table] -= 1
+            if not left[table]:
+                bar.advance()
         bar.close()
-        for future in futures:
-            sink.merge(future.result())
+        passes = [future.result() for future in futures]
+    sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
+    for n in range(len(plans)):
+        _collect(
+            sink, [done for (table, _, _), done in zip(parts, passes, strict=True) if table == n], plans[n]
+        )
     return sink.result(time.perf_counter() - started)
 
 
-def _sweep_table(url: str, plan: TablePlan, limit: int | None) -> FindingSink:
-    sink = FindingSink(CHECK, limit, (r.id for r in plan.rules))
+@dataclass(frozen=True)
+class _Pass:
+    """One statement's findings: those kept, each with its row's place (its key, to merge), and counts."""
+
+    kept: list[tuple[Any, Finding]]
+    uncounted: dict[str, int]  # findings past the examples, by rule: counted, never built
+
+
+def _collect(sink: FindingSink, passes: list[_Pass], plan: TablePlan | None = None) -> None:
+    """Add one table's findings row by row, each row's in its rules' order, as one pass returns them."""
+    kept = [entry for done in passes for entry in done.kept]
+    if len(passes) > 1 and plan is not None:
+        place = {rule.id: n for n, rule in enumerate(plan.rules)}
+        kept.sort(key=lambda entry: (entry[0], place[entry[1].kind]))
+    for _, finding in kept:
+        sink.add(finding)
+    for done in passes:
+        for rule_id, n in done.uncounted.items():
+            sink.tally(rule_id, n)
+
+
+# A sweep hashes whole tables; at the 4 MB default those hashes spill to disk. JIT compiles the
+# statement's expressions for each run (0.1-0.6 s measured) to save less than that here.
+SWEEP_SESSION = "SELECT set_config('work_mem', '64MB', false), set_config('jit', 'off', false)"
+# Parallel workers share a hash only when they build it together, which a grouping cannot (each
+# would group the whole table again: three groupings on three processes); and passes that run side
+# by side already take the cores a pass's workers would (measured: a parallel ad_images pass left
+# the grouping, the pass everything waits for, half of one of two cores).
+SERIAL = ", set_config('max_parallel_workers_per_gather', '0', false)"
+
+
+def _sweep_part(url: str, plan: TablePlan, limit: int | None, split: bool, shared: bool) -> _Pass:
+    """Run one pass on its own connection; `shared`: other passes run at the same time."""
     with Database(url) as db:
-        # A sweep hashes whole tables; at the 4 MB default those hashes spill to disk. JIT compiles
-        # the statement's expressions for each run (0.1-0.6 s measured) to save less than that here.
-        db.execute("SET work_mem = '64MB'")
-        db.execute("SET jit = off")
-        if judged_columns(plan):
-            # Parallel workers share a hash only when they build it together, which a grouping cannot:
-            # each would group the whole table again (three groupings on three processes).
-            db.execute("SET max_parallel_workers_per_gather = 0")
-        check_table(db, plan, sink)
-    return sink
+        db.execute(SWEEP_SESSION + (SERIAL if shared or groups(plan) else ""))
+        return _sweep(db, plan, limit, keyed=split)
 
 
 def check_keys(
@@ -115,14 +159,13 @@ def validate_pattern(db: Database, rule: Rule) -> None:
 
 
 def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str] | None = None) -> None:
-    """Run one query over the table and turn each flagged row into findings."""
-    if keys is None and sink.limit is not None:
-        _count_and_sample(db, plan, sink, sink.limit)
+    """Run one query over the table (or just these keys) and turn each flagged row into findings."""
+    if keys is None:
+        _collect(sink, [_sweep(db, plan, sink.limit, keyed=False)])
         return
-    query, params = build_query(plan, keys, ordered=keys is None)
-    # given keys (a continuous batch, a few hundred at most): one round trip; the whole table: streamed
-    # as the server sends it (not through a server-side cursor, so it may have parallel workers)
-    for row in db.stream_rows(query, params) if keys is None else db.fetch_all(query, params):
+    # given keys (a continuous batch, a few hundred at most): one round trip
+    query, params = build_query(plan, keys)
+    for row in db.fetch_all(query, params):
         row_id, flags, values = row[0], row[1 : 1 + len(plan.rules)], row[1 + len(plan.rules) :]
         for rule, flagged, value in zip(plan.rules, flags, values, strict=True):
             if not flagged:
@@ -133,25 +176,72 @@ def check_table(db: Database, plan: TablePlan, sink: FindingSink, keys: list[str
                 sink.tally(rule.id)
 
 
-def _count_and_sample(db: Database, plan: TablePlan, sink: FindingSink, limit: int) -> None:
+def _sweep(db: Database, plan: TablePlan, limit: int | None, keyed: bool) -> _Pass:
+    """Run the whole-table pass; `keyed` orders the findings by the rows' keys (to merge passes)."""
+    if limit is not None and not plan.per_value:
+        return _sample_shared(db, plan, limit)
+    if limit is not None:
+        return _count_and_sample(db, plan, limit, keyed)
+    query, params = build_query(plan, None, ordered=True, with_key=keyed)
+    width = len(plan.rules)
+    kept: list[tuple[Any, Finding]] = []
+    # streamed as the server sends it (not through a server-side cursor, so it may have parallel workers)
+    for seq, row in enumerate(db.stream_rows(query, params)):
+        order = row[-1] if keyed else seq
+        for rule, flagged, value in zip(
+            plan.rules, row[1 : 1 + width], row[1 + width : 1 + 2 * width], strict=True
+        ):
+            if flagged:
+                kept.append((order, Finding(CHECK, rule.id, f"{plan.table}:{row[0]}", describe(rule, value))))
+    return _Pass(kept, {})
+
+
+def _count_and_sample(db: Database, plan: TablePlan, limit: int, keyed: bool) -> _Pass:
     """Count each rule's rows on the server and fetch only the first `limit` of each, by key.
 
     What the sweep streams row by row (tens of thousands of flagged rows on a big table) is here
     counted where it is found; only the rows that are some rule's example cross the wire.
     """
-    query, params = capped_query(plan, limit)
+    query, params = capped_query(plan, limit, with_key=keyed)
     rows = db.fetch_all(query, params)
     width = len(plan.rules)
-    kept = dict.fromkeys((r.id for r in plan.rules), 0)
-    for row in rows:
+    kept: list[tuple[Any, Finding]] = []
+    built = dict.fromkeys((r.id for r in plan.rules), 0)
+    for seq, row in enumerate(rows):
         row_id, flags, values = row[0], row[1 : 1 + width], row[1 + width : 1 + 2 * width]
-        for rule, flagged, value, rank in zip(plan.rules, flags, values, row[1 + 3 * width :], strict=True):
+        ranks = row[1 + 3 * width : 1 + 4 * width]
+        for rule, flagged, value, rank in zip(plan.rules, flags, values, ranks, strict=True):
             if flagged and rank <= limit:
-                sink.add(Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value)))
-                kept[rule.id] += 1
+                finding = Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value))
+                kept.append((row[-1] if keyed else seq, finding))
+                built[rule.id] += 1
     totals = rows[0][1 + 2 * width : 1 + 3 * width] if rows else (0,) * width
-    for rule, total in zip(plan.rules, totals, strict=True):
-        sink.tally(rule.id, int(total) - kept[rule.id])
+    return _Pass(kept, {r.id: int(total) - built[r.id] for r, total in zip(plan.rules, totals, strict=True)})
+
+
+def _sample_shared(db: Database, plan: TablePlan, limit: int) -> _Pass:
+    """Count a split table's shared values in their grouping, and read only the first rows by key.
+
+    The grouping alone is half the work of joining every row against its result: the examples are
+    then looked up among the rows holding the first values, by the key's index up to the last of
+    them (see shared_groups_query).
+    """
+    kept: list[tuple[Any, Finding]] = []
+    uncounted: dict[str, int] = {}
+    for rule in plan.rules:  # a split table's grouped part holds unique rules only
+        groups = db.fetch_all(*shared_groups_query(plan, rule, limit))
+        total, values = (int(groups[0][1]), int(groups[0][2])) if groups else (0, 0)
+        rows = []
+        if limit and groups:
+            params = {**BLANK_PARAMS, "limit": limit, "firsts": [g[0] for g in groups]}
+            bounded = values >= limit  # fewer values than examples: their rows may lie anywhere
+            if bounded:
+                params["bound"] = groups[limit - 1][0]
+            rows = db.fetch_all(shared_rows_query(plan, rule, bounded), params)
+        for row_id, value, key in rows:
+            kept.append((key, Finding(CHECK, rule.id, f"{plan.table}:{row_id}", describe(rule, value))))
+        uncounted[rule.id] = total - len(rows)
+    return _Pass(kept, uncounted)
 
 
 def describe(rule: Rule, value: object) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from psycopg import sql
 
@@ -11,6 +11,10 @@ from guard.config.rules import Rule
 from guard.db.catalog import PrimaryKey
 
 BLANK_CHARS = " \t\r\n\f\v"
+# Every blank value sorts before this one byte by byte ('' included): a value that does not is not
+# blank, decided by one memcmp where btrim would copy it (most values, so most of the blank tests).
+BLANK_END = chr(max(map(ord, BLANK_CHARS)) + 1)
+BLANK_PARAMS = {"blank": BLANK_CHARS, "blank_end": BLANK_END}
 
 
 @dataclass(frozen=True)
@@ -24,40 +28,74 @@ class TablePlan:
     unique_targets: frozenset[str] = frozenset()  # ids of references rules whose target is unique
     # columns whose equal values print the same text: only there is a pattern judged once per value
     same_text_columns: frozenset[str] = frozenset()
+    # columns a required rule of the table covers though this plan does not judge it (see split_plan)
+    also_required: frozenset[str] = frozenset()
+    # whether a unique rule's grouping also judges its column's other rules, once per distinct value
+    per_value: bool = True
 
     def required_columns(self) -> frozenset[str]:
-        return frozenset(r.column for r in self.rules if r.type == "required")
+        return frozenset(r.column for r in self.rules if r.type == "required") | self.also_required
+
+
+def split_plan(plan: TablePlan) -> list[TablePlan]:
+    """Split a table's rules into two statements that can run at once, on their own connections.
+
+    A unique rule groups the whole table, on one process; the table's other rules (a pattern, a
+    blank value) need no grouping, so a second statement judges them row by row meanwhile, on
+    another core. Both know every required column of the table, so the grouping leaves blank values
+    out and the patterns skip them, as one pass would. A table whose keys Python cannot order as
+    PostgreSQL does is not split: the two statements' findings are merged by key.
+    """
+    grouped = tuple(r for r in plan.rules if r.type == "unique")
+    rest = tuple(r for r in plan.rules if r.type != "unique")
+    if not grouped or not rest or not plan.pk.sorts_in_python:
+        return [plan]
+    required = plan.required_columns()
+    return [
+        replace(plan, rules=grouped, also_required=required, per_value=False),
+        replace(plan, rules=rest, also_required=required),
+    ]
+
+
+def groups(plan: TablePlan) -> bool:
+    """Tell whether the plan's whole-table pass groups the table (a unique rule)."""
+    return any(r.type == "unique" for r in plan.rules)
 
 
 def build_query(
-    plan: TablePlan, keys: list[str] | None, ordered: bool = False
+    plan: TablePlan, keys: list[str] | None, ordered: bool = False, with_key: bool = False
 ) -> tuple[str | sql.Composed, dict[str, object]]:
     """Compose the table's single pass: one boolean flag per rule, rows with any flag set.
 
     `ordered` sorts the flagged rows by primary key, so a sweep keeps the same examples however
-    the server splits the work (parallel workers return rows in no set order).
+    the server splits the work (parallel workers return rows in no set order). `with_key` adds the
+    key itself (not its text) as the last column, to merge the rows of a split plan's statements.
     """
     if keys is not None:
         return _keyed_query(plan, keys)
     flags, source, params = _table_pass(plan)
     values = [sql.SQL("t.{}").format(sql.Identifier(r.column)) for r in plan.rules]
     pk = sql.Identifier(plan.pk.column)
-    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values} {source}{order}").format(
+    query = sql.SQL("SELECT t.{pk}::text, {flags}, {values}{key} {source}{order}").format(
         pk=pk,
         flags=sql.SQL(", ").join(flags),
         values=sql.SQL(", ").join(values),
+        key=sql.SQL(", t.{}").format(pk) if with_key else sql.SQL(""),
         source=source,
         order=sql.SQL(" ORDER BY t.{}").format(pk) if ordered else sql.SQL(""),
     )
     return query, params
 
 
-def capped_query(plan: TablePlan, limit: int) -> tuple[sql.Composed, dict[str, object]]:
+def capped_query(
+    plan: TablePlan, limit: int, with_key: bool = False
+) -> tuple[sql.Composed, dict[str, object]]:
     """Compose the pass that counts every rule's rows but returns only each rule's first `limit`.
 
     Each returned row carries the flags and values, each rule's total, and its running count of
-    that rule in key order (a rule's example is a flagged row whose count is at most `limit`).
-    The first flagged row always comes, so the totals do even when no example is wanted.
+    that rule in key order (a rule's example is a flagged row whose count is at most `limit`), and
+    with `with_key` the key itself last. The first flagged row always comes, so the totals do even
+    when no example is wanted.
     """
     flags, source, params = _table_pass(plan)
     params["limit"] = limit
@@ -83,6 +121,8 @@ def capped_query(plan: TablePlan, limit: int) -> tuple[sql.Composed, dict[str, o
     ]
     wanted = [sql.SQL("({} AND {} <= %(limit)s)").format(_name("f", n), _name("r", n)) for n in width]
     columns = [_name(prefix, n) for prefix in ("f", "v", "n", "r") for n in width]
+    if with_key:
+        columns.append(sql.Identifier("k"))
     query = sql.SQL(
         "SELECT id, {columns} FROM (SELECT q.*, row_number() OVER (ORDER BY k) AS seq, {totals}, {ranks}"
         " FROM ({inner}) q) w WHERE seq = 1 OR {wanted} ORDER BY k"
@@ -102,11 +142,11 @@ def _name(prefix: str, n: int) -> sql.Identifier:
 
 def _table_pass(plan: TablePlan) -> tuple[list[sql.Composable], sql.Composable, dict[str, object]]:
     """Return each rule's flag (true or false), and the FROM ... WHERE of the rows any flag is set on."""
-    params: dict[str, object] = {"blank": BLANK_CHARS}
+    params: dict[str, object] = dict(BLANK_PARAMS)
     flags: dict[int, sql.Composable] = {}  # by the rule's place in plan.rules
     joins: list[sql.Composable] = []
     where: list[sql.Composable] = []
-    judged = judged_columns(plan)
+    judged = judged_columns(plan) if plan.per_value else []
     for n, rule in enumerate(plan.rules):
         if rule.column not in judged or not _judged_per_value(plan, rule):
             flags[n], join = _rule_sql(plan, rule, n, params, False)
@@ -206,7 +246,7 @@ def _keyed_query(plan: TablePlan, keys: list[str]) -> tuple[str, dict[str, objec
 # the keys included, stay parameters.
 @functools.lru_cache(maxsize=256)
 def _keyed_text(plan: TablePlan) -> tuple[str, dict[str, object]]:
-    params: dict[str, object] = {"blank": BLANK_CHARS}
+    params: dict[str, object] = dict(BLANK_PARAMS)
     flags: list[sql.Composable] = []
     joins: list[sql.Composable] = []
     for n, rule in enumerate(plan.rules):
@@ -232,7 +272,9 @@ def _keyed_text(plan: TablePlan) -> tuple[str, dict[str, object]]:
 def _blank(plan: TablePlan, column: str, alias: str = "t") -> sql.Composable:
     col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
     if column in plan.text_columns:
-        return sql.SQL("({c} IS NULL OR btrim({c}::text, %(blank)s) = '')").format(c=col)
+        return sql.SQL(
+            "({c} IS NULL OR ({c}::text COLLATE \"C\" < %(blank_end)s AND btrim({c}::text, %(blank)s) = ''))"
+        ).format(c=col)
     return sql.SQL("({c} IS NULL)").format(c=col)
 
 
@@ -300,4 +342,46 @@ def _unique_sql(plan: TablePlan, rule: Rule, n: int, by_keys: bool) -> tuple[sql
         "LEFT JOIN (SELECT u.{c} AS v FROM {t} u WHERE {where}"
         " GROUP BY u.{c} HAVING count(*) > 1) {a} ON {a}.v = t.{c}"
     ).format(c=column, t=sql.Identifier(plan.table), where=where, a=alias)
-    return sql.SQL("({}.v IS NOT NULL)").format(alias), join
+    if by_keys:
+        return sql.SQL("({}.v IS NOT NULL)").format(alias), join
+    # the rows the grouping counted, exactly: what shared_rows_query returns the first of
+    return sql.SQL("({}.v IS NOT NULL AND {})").format(alias, _present(plan, rule.column)), join
+
+
+def shared_groups_query(plan: TablePlan, rule: Rule, limit: int) -> tuple[sql.Composed, dict[str, object]]:
+    """Compose a unique rule's grouping alone: the values more than one present row holds.
+
+    Returns the first `limit` such values (at least one, when there is any) by their lowest key,
+    each as that key, with the rows and values in all. The first `limit` flagged rows by key are
+    all in these values and none has a key past the last of them (when there are `limit`): each
+    value's lowest key is a flagged row.
+    """
+    params: dict[str, object] = {**BLANK_PARAMS, "limit": max(limit, 1)}
+    query = sql.SQL(
+        "SELECT m, sum(n) OVER (), count(*) OVER () FROM (SELECT min(u.{pk}) AS m, count(*) AS n"
+        " FROM {t} u WHERE {present} GROUP BY u.{c} HAVING count(*) > 1) d ORDER BY m LIMIT %(limit)s"
+    ).format(
+        pk=sql.Identifier(plan.pk.column),
+        t=sql.Identifier(plan.table),
+        present=_present(plan, rule.column, "u"),
+        c=sql.Identifier(rule.column),
+    )
+    return query, params
+
+
+def shared_rows_query(plan: TablePlan, rule: Rule, bounded: bool) -> sql.Composed:
+    """Compose the look-up of the first `%(limit)s` present rows, by key, that hold the same value as
+    the rows keyed `%(firsts)s`; `bounded`: none past the key `%(bound)s` (an index range, not the table)."""
+    return sql.SQL(
+        "SELECT t.{pk}::text, t.{c}, t.{pk} FROM {t} t WHERE {present}"
+        " AND t.{c} IN (SELECT f.{c} FROM {t} f WHERE f.{pk} = ANY(%(firsts)s)){bound}"
+        " ORDER BY t.{pk} LIMIT %(limit)s"
+    ).format(
+        pk=sql.Identifier(plan.pk.column),
+        c=sql.Identifier(rule.column),
+        t=sql.Identifier(plan.table),
+        present=_present(plan, rule.column),
+        bound=sql.SQL(" AND t.{} <= %(bound)s").format(sql.Identifier(plan.pk.column))
+        if bounded
+        else sql.SQL(""),
+    )

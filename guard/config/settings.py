@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -317,6 +316,10 @@ def _config_error(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here: its parser compiles its regular expressions at import (about 10 ms of every
+    # command's start-up), and most runs read no file.
+    import tomllib
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

@@ -10,11 +10,15 @@ from typing import Any
 from guard.db.database import Database
 from guard.errors import ConfigError
 
+# Whether the table exists, then the column's type category (NULL when it has no such column): one
+# round trip per rule where a table check then a column check were two.
 COLUMN_TYPE = """
-SELECT format_type(a.atttypid, a.atttypmod), t.typcategory
-FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-WHERE a.attrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
-  AND a.attnum > 0 AND NOT a.attisdropped
+SELECT to_regclass(quote_ident(%(t)s)) IS NOT NULL, (
+  SELECT t.typcategory
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  WHERE a.attrelid = to_regclass(quote_ident(%(t)s)) AND a.attname = %(c)s
+    AND a.attnum > 0 AND NOT a.attisdropped
+)
 """
 
 PRIMARY_KEY = """
@@ -43,20 +47,13 @@ FROM pg_attribute a
 WHERE a.attrelid = to_regclass(quote_ident(%s)) AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
 
-TABLE_EXISTS = "SELECT to_regclass(quote_ident(%s)) IS NOT NULL"
-
-
-def require_table(db: Database, table: str, *, owner: str) -> None:
-    row = db.fetch_one(TABLE_EXISTS, (table,))
-    if not row or not row[0]:
-        raise ConfigError(f"{owner}: table '{table}' does not exist")
-
 
 def require_column(db: Database, table: str, column: str, *, owner: str) -> str:
     """Return the column's type category ('S' for strings), or fail naming the owner."""
-    require_table(db, table, owner=owner)
-    row = db.fetch_one(COLUMN_TYPE, (table, column))
-    if not row:
+    row = db.fetch_one(COLUMN_TYPE, {"t": table, "c": column})
+    if not row or not row[0]:
+        raise ConfigError(f"{owner}: table '{table}' does not exist")
+    if row[1] is None:
         raise ConfigError(f"{owner}: column '{table}.{column}' does not exist")
     return str(row[1])
 
@@ -74,6 +71,11 @@ class PrimaryKey:
     column: str
     type_name: str
     category: str
+
+    @property
+    def sorts_in_python(self) -> bool:
+        """Tell whether Python orders this key's values (as psycopg returns them) as PostgreSQL does."""
+        return self.type_name in ("smallint", "integer", "bigint", "uuid")
 
     def bind(self, keys: Iterable[str]) -> list[Any]:
         """Convert text keys so `pk = ANY(%s)` compares natively and can use the index."""

@@ -273,3 +273,57 @@ def test_values_equal_but_spelled_apart_are_each_judged_by_their_own_text(db: Da
     assert {s for k, s in flagged if k == "gadgets.code.format"} == {"gadgets:2", "gadgets:3"}
     assert {s for k, s in flagged if k == "gadgets.price.format"} == {"gadgets:1", "gadgets:5"}
     assert {s for k, s in flagged if k == "gadgets.code.unique"} == {f"gadgets:{n}" for n in (1, 2, 3, 5)}
+
+
+def test_shared_values_examples_are_the_lowest_keys_however_the_groups_interleave(
+    db: Database, db_url: str
+) -> None:
+    """Counted in the grouping, the examples looked up among the first values' rows are the whole's first."""
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+    # values a (rows 1, 4, 9), b (2, 3), c (5, 6), d (7, 8): the first rows by key mix the values, and
+    # a's last row comes after every other value's lowest key
+    for ad, slug in ((1, "a-1"), (4, "a-1"), (9, "a-1"), (2, "b-2"), (3, "b-2"), (5, "c-5"), (6, "c-5")):
+        db.execute(
+            "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (%s, 'T', %s, 1, 1)", (ad, slug)
+        )
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (7, 'T', 'd-7', 1, 1)")
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (8, 'T', 'd-7', 1, 1)")
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (10, 'T', ' ', 1, 1)")
+    db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (11, 'T', ' ', 1, 1)")
+    whole = integrity.run(replace(context(db_url), limit=None))
+    shared = [f.subject for f in whole.findings if f.kind == "ads.slug.unique"]
+    assert shared == [f"ads:{n}" for n in range(1, 10)]  # the blank pair is not shared: it is blank
+    for limit in range(11):
+        capped = integrity.run(replace(context(db_url), limit=limit))
+        assert [f.subject for f in capped.findings if f.kind == "ads.slug.unique"] == shared[:limit], limit
+        assert capped.counts == whole.counts
+
+
+def test_a_table_keyed_by_text_is_swept_in_one_statement_with_the_same_findings(
+    db: Database, db_url: str
+) -> None:
+    """Keys Python cannot order as the server does are never merged: the table's rules run as one pass."""
+    # ICU sorts 'b' before 'B' and both after '_'; Python's str order is 'B' < '_' < 'b'
+    db.execute('CREATE TABLE codes (code text COLLATE "und-x-icu" PRIMARY KEY, label text)')
+    db.execute(
+        "INSERT INTO codes VALUES ('b', 'x-1'), ('B', 'x-1'), ('a', 'Bad Label'), ('c', ' '), ('_', 'y-2')"
+    )
+    rules = (
+        Rule("codes.label.required", "codes", "label", "required"),
+        Rule("codes.label.format", "codes", "label", "format", pattern="^[a-z]+-[0-9]+$"),
+        Rule("codes.label.unique", "codes", "label", "unique"),
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    whole = integrity.run(CheckContext(settings, limit=None))
+    keyed = integrity.check_keys(db, rules, "codes", ["a", "b", "B", "c", "_"])
+    assert sorted((f.kind, f.subject) for f in whole.findings) == sorted(
+        (f.kind, f.subject) for f in keyed.findings
+    )
+    assert whole.counts == {"codes.label.required": 1, "codes.label.format": 1, "codes.label.unique": 2}
+    order = [r[0] for r in db.fetch_all("SELECT code FROM codes WHERE label = 'x-1' ORDER BY code")]
+    assert [f.subject for f in whole.findings if f.kind == "codes.label.unique"] == [
+        f"codes:{c}" for c in order
+    ]
+    capped = integrity.run(CheckContext(settings, limit=1))
+    assert [f.subject for f in capped.findings if f.kind == "codes.label.unique"] == [f"codes:{order[0]}"]
