@@ -26,6 +26,7 @@ from guard.backup.repo.manifest import (
     FileEntry,
     Manifest,
     MissingRef,
+    parse,
 )
 from guard.backup.repo.objects import ObjectStore, StatKey
 from guard.backup.repo.repository import DUMP, MANIFEST, Repository, new_backup_id, unwritable
@@ -157,7 +158,9 @@ def _take(
             trust_previous,
             origin,
         )
-        permissions.write_file(staging / MANIFEST, manifest.to_file(), permissions.FROZEN)
+        data = manifest.to_file()
+        parse(data, f"backup {backup_id}")  # read back first: a manifest guard cannot read is no backup
+        permissions.write_file(staging / MANIFEST, data, permissions.FROZEN)
         crash_point("manifest")
         final = repo.publish(staging, backup_id)
     except BaseException:

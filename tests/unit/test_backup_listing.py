@@ -159,6 +159,14 @@ def test_a_name_added_or_removed_changes_only_its_own_page_and_the_next() -> Non
         assert 1 <= len(different) <= 2
 
 
+def test_a_name_a_folder_read_returned_twice_is_paged_once() -> None:
+    # A directory read can meet a name twice (a file replaced while the folder is read); a page that
+    # held it twice would be written and then refused as out of order: a backup that cannot be read.
+    names = [f"f{i:04}" for i in range(300)]
+    pages = paging.cut([*names, "f0150", "f0007"])
+    assert [n for page in pages for n in page] == names
+
+
 def test_a_run_without_an_end_is_cut_at_the_most_names_a_page_holds() -> None:
     plain = [
         n

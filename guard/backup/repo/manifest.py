@@ -11,7 +11,7 @@ guard.backup.repo.dumps), and its file, manifest.json, is that JSON as one zstd 
 file of an earlier format is plain JSON, and both are read.
 
 Format 5 cuts a folder's files into pages by name order instead (guard.backup.walk.paging: runs of
-consecutive names, ~64 files each, ended where a name's CRC says so, so a page still changes only
+consecutive names, ~128 files each, ended where a name's CRC says so, so a page still changes only
 when one of its own files does), names each page's first file, and writes pages in format
 guard-files/2 (guard.backup.repo.listing), which is 4x smaller. Such a folder's page count is 0
 ("cut by name"); the folders of a format-3 or -4 manifest keep their hash pages and are read as

@@ -1,6 +1,6 @@
 """Walk the scanned folders into folder lists: stat every file, read again only the changed ones.
 
-A folder's files are cut into pages of consecutive names (guard.backup.walk.paging, ~64 files
+A folder's files are cut into pages of consecutive names (guard.backup.walk.paging, ~128 files
 each), each page a JSON object in the content-addressed store. A page whose stat listing (name,
 size, mtime, ctime, inode of every file, in name order) hashes to the stat digest recorded for the
 previous backup's page with the same first name keeps the previous object without parsing it: every
@@ -367,8 +367,8 @@ class _Job:
                 if rows is None:
                     rows = statpage.rows(group, packed or b"")
                 page = _new_page(self, bucket, rows, prior, share, digest)
-            if page is not None:
-                share.pages.append(page)
+            if page is not None:  # a kept page's place is its place now, not the one it was written at
+                share.pages.append(page._replace(bucket=bucket))
         after = (store.files_read, store.new_objects, store.new_bytes, store.lists_written)
         share.counts = (
             after[0] - before[0],
