@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from psycopg import sql
@@ -32,6 +34,7 @@ STORED_PATHS = "SELECT {col}::text FROM {t} WHERE {col} IS NOT NULL"
 ROWS_NAMING = "SELECT {pk}::text, {col}::text FROM {t} WHERE {col}::text = ANY(%s) ORDER BY {t}.{pk}"
 MISSING = "no regular file at the stored path"
 RESOLVERS = 16  # stored paths resolved at once (their syscalls wait on the disk, not on each other)
+RESOLVE_AT_ONCE_FROM = 64  # fewer are resolved one after the other (a pool's threads cost more)
 ESCAPES = "stored path resolves outside the uploads root; not opened"
 
 
@@ -166,14 +169,28 @@ def judge_unmatched(
             looked_up.append((stored, key))
     # What is left is mostly symlinks, each a readlink of a block the page cache may no longer hold
     # (0.4 s for 837 of them, one after the other, on the shared machine): the look-ups wait at once.
-    with ThreadPoolExecutor(max_workers=RESOLVERS) as pool:
-        resolved = pool.map(root.resolve, [key for _, key in looked_up])
-        for (stored, key), (verdict, real) in zip(looked_up, resolved, strict=True):
-            if verdict == "ok" and real is not None:
-                verdicts.needed.add(root.relative(real))
-            else:
-                verdicts.bad[stored] = _path_flaw(verdict, key)
+    # A few (a continuous worker's batch) cost less one after the other than a pool's start-up.
+    keys = [key for _, key in looked_up]
+    if len(keys) < RESOLVE_AT_ONCE_FROM:
+        resolved: Iterable[tuple[str, Path | None]] = map(root.resolve, keys)
+        _judge_resolved(verdicts, root, looked_up, resolved)
+    else:
+        with ThreadPoolExecutor(max_workers=RESOLVERS) as pool:
+            _judge_resolved(verdicts, root, looked_up, pool.map(root.resolve, keys))
     return verdicts
+
+
+def _judge_resolved(
+    verdicts: Verdicts,
+    root: UploadsRoot,
+    looked_up: list[tuple[str, str]],
+    resolved: Iterable[tuple[str, Path | None]],
+) -> None:
+    for (stored, key), (verdict, real) in zip(looked_up, resolved, strict=True):
+        if verdict == "ok" and real is not None:
+            verdicts.needed.add(root.relative(real))
+        else:
+            verdicts.bad[stored] = _path_flaw(verdict, key)
 
 
 def rows_naming(db: Database, target: PathColumn, unmatched: set[str]) -> list[tuple[str, str]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from guard.checks import CheckContext
 from guard.checks.integrity_queries import BLANK_CHARS as BLANK_CHARS  # the names callers know it by
@@ -40,28 +40,21 @@ def run(ctx: CheckContext) -> CheckResult:
     with Database(url) as db:
         plans = plan_tables(db, ctx.settings.rules)
     splits = [split_plan(plan) for plan in plans]
-    parts = [(n, part, len(split) > 1) for n, split in enumerate(splits) for part in split]
+    shared = sum(len(split) for split in splits) > 1
     bar = ctx.progress("tables", len(plans))
-    # Each pass is one query the server spends its time on, so the passes run at once on their own
-    # connections (and the server's cores); each rule belongs to one pass, and a split table's
-    # findings are put back in key order, so the result is what one sequential sweep would keep.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(parts), PARALLEL_TABLES))) as pool:
-        futures = [
-            pool.submit(_sweep_part, url, part, ctx.limit, split, len(parts) > 1) for _, part, split in parts
-        ]
-        left = Counter(n for n, _, _ in parts)
-        for future in as_completed(futures):
-            table = parts[futures.index(future)][0]
-            left[table] -= 1
-            if not left[table]:
-                bar.advance()
+    # Each pass is one query the server spends its time on, so the tables run at once on their own
+    # connections (and the server's cores), a split table's two statements side by side on one
+    # snapshot; each rule belongs to one statement, and a split table's findings are put back in key
+    # order, so the result is what one sequential sweep would keep.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(plans), PARALLEL_TABLES))) as pool:
+        futures = [pool.submit(_sweep_table, url, split, ctx.limit, shared) for split in splits]
+        for _ in as_completed(futures):
+            bar.advance()
         bar.close()
         passes = [future.result() for future in futures]
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
-    for n in range(len(plans)):
-        _collect(
-            sink, [done for (table, _, _), done in zip(parts, passes, strict=True) if table == n], plans[n]
-        )
+    for plan, done in zip(plans, passes, strict=True):
+        _collect(sink, done, plan)
     return sink.result(time.perf_counter() - started)
 
 
@@ -96,11 +89,37 @@ SWEEP_SESSION = "SELECT set_config('work_mem', '64MB', false), set_config('jit',
 SERIAL = ", set_config('max_parallel_workers_per_gather', '0', false)"
 
 
-def _sweep_part(url: str, plan: TablePlan, limit: int | None, split: bool, shared: bool) -> _Pass:
-    """Run one pass on its own connection; `shared`: other passes run at the same time."""
-    with Database(url) as db:
-        db.execute(SWEEP_SESSION + (SERIAL if shared or groups(plan) else ""))
-        return _sweep(db, plan, limit, keyed=split)
+# One snapshot for a split table's two statements: the second takes the first's, so a row that
+# changes between them (NULL to a shared value: required, then unique) is judged as it was at one moment.
+ONE_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+
+
+def _sweep_table(url: str, split: list[TablePlan], limit: int | None, shared: bool) -> list[_Pass]:
+    """Sweep one table: its one pass, or a split table's two statements at once on one snapshot.
+
+    `shared`: other statements run at the same time (no parallel workers then).
+    """
+    if len(split) == 1:
+        with Database(url) as db:
+            db.execute(SWEEP_SESSION + (SERIAL if shared or groups(split[0]) else ""))
+            return [_sweep(db, split[0], limit, keyed=False)]
+    with Database(url) as first, Database(url) as second, ThreadPoolExecutor(max_workers=1) as aside:
+        for db in (first, second):
+            db.execute(SWEEP_SESSION + SERIAL)
+            db.execute(ONE_SNAPSHOT)
+        row = first.fetch_one(EXPORT_SNAPSHOT)
+        assert row is not None
+        # a utility statement takes no parameters: the server's own snapshot name, quoted as a literal
+        second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
+        other = aside.submit(_sweep, second, split[1], limit, True)
+        try:
+            mine = _sweep(first, split[0], limit, keyed=True)
+        finally:  # the exported snapshot must outlive the import, done above; the other pass ends here
+            theirs = other.result()
+        for db in (first, second):
+            db.execute("COMMIT")
+    return [mine, theirs]
 
 
 def check_keys(

@@ -74,8 +74,9 @@ class PrimaryKey:
 
     @property
     def sorts_in_python(self) -> bool:
-        """Tell whether Python orders this key's values (as psycopg returns them) as PostgreSQL does."""
-        return self.type_name in ("smallint", "integer", "bigint", "uuid")
+        """Tell whether Python orders this key's values (as psycopg returns them) as PostgreSQL does,
+        and the grouping can take each value's lowest key with min() (PostgreSQL 15 has no min(uuid))."""
+        return self.type_name in ("smallint", "integer", "bigint")
 
     def bind(self, keys: Iterable[str]) -> list[Any]:
         """Convert text keys so `pk = ANY(%s)` compares natively and can use the index."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -327,3 +328,60 @@ def test_a_table_keyed_by_text_is_swept_in_one_statement_with_the_same_findings(
     ]
     capped = integrity.run(CheckContext(settings, limit=1))
     assert [f.subject for f in capped.findings if f.kind == "codes.label.unique"] == [f"codes:{order[0]}"]
+
+
+def test_a_table_keyed_by_uuid_is_checked_with_and_without_a_limit(db: Database, db_url: str) -> None:
+    # PostgreSQL 15 has no min(uuid): the capped sweep of a grouped uuid-keyed table must not need one
+    db.execute("CREATE TABLE tags (id uuid PRIMARY KEY, slug text)")
+    db.execute(
+        "INSERT INTO tags VALUES ('00000000-0000-0000-0000-000000000001', 'same'),"
+        " ('00000000-0000-0000-0000-000000000002', 'same'), ('00000000-0000-0000-0000-000000000003', NULL)"
+    )
+    rules = (
+        Rule("tags.slug.required", "tags", "slug", "required"),
+        Rule("tags.slug.unique", "tags", "slug", "unique"),
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    for limit in (None, 0, 1, 20):
+        result = integrity.run(CheckContext(settings, limit=limit))
+        assert result.counts == {"tags.slug.required": 1, "tags.slug.unique": 2}, limit
+
+
+def test_a_grouped_table_is_judged_on_one_snapshot_though_its_rules_run_as_two_statements(
+    db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ad 2's slug goes from NULL to 'dup' between the two statements: it is bad all along (required,
+    # then shared), so one sweep must report it under one rule or the other, never under none.
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+    db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+    db.execute(
+        "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES"
+        " (1, 't', 'dup', 1, 1), (2, 't', NULL, 1, 1), (3, 't', 'ok-3', 1, 1)"
+    )
+    rules = (
+        Rule("ads.slug.required", "ads", "slug", "required"),
+        Rule("ads.slug.unique", "ads", "slug", "unique"),
+    )
+    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    sweep = integrity._sweep
+    grouped_done = threading.Event()
+
+    def in_turn(part_db: Database, plan: integrity.TablePlan, limit: int | None, keyed: bool) -> object:
+        if integrity.groups(plan):  # the grouping runs first, then the row changes, then the rest
+            done = sweep(part_db, plan, limit, keyed)
+            with psycopg.connect(db_url, autocommit=True) as writer:
+                writer.execute("UPDATE ads SET slug = 'dup' WHERE id = 2")
+            grouped_done.set()
+            return done
+        assert grouped_done.wait(30)
+        return sweep(part_db, plan, limit, keyed)
+
+    monkeypatch.setattr(integrity, "_sweep", in_turn)
+    for limit in (None, 20):
+        db.execute("UPDATE ads SET slug = NULL WHERE id = 2")
+        grouped_done.clear()
+        counts = integrity.run(CheckContext(settings, limit=limit)).counts
+        assert counts in (
+            {"ads.slug.required": 1, "ads.slug.unique": 0},  # before the change
+            {"ads.slug.required": 0, "ads.slug.unique": 2},  # after it
+        ), (limit, counts)

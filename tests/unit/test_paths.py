@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from guard.fs import paths
@@ -61,3 +63,31 @@ def test_a_surrogate_no_file_name_makes_is_still_shown_and_stored(text: str) -> 
     manifest) raised UnicodeEncodeError from printable() and json_safe()."""
     assert paths.printable(text).isprintable()
     paths.json_safe(text).encode("utf-8")
+
+
+@pytest.mark.parametrize("at_once_from", [0, 10_000])
+def test_stored_paths_left_to_resolve_get_the_same_verdicts_one_by_one_or_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_once_from: int
+) -> None:
+    from guard.checks import files
+    from guard.fs.root import UploadsRoot, WalkRecord
+
+    monkeypatch.setattr(files, "RESOLVE_AT_ONCE_FROM", at_once_from)
+    (tmp_path / "outside").write_bytes(b"x")
+    root = tmp_path / "root"
+    (root / "ads").mkdir(parents=True)
+    stored = set()
+    for i in range(100):
+        (root / "ads" / f"real-{i}").write_bytes(b"x")
+        (root / "ads" / f"link-{i}").symlink_to(f"real-{i}")  # reaches a file in the root
+        (root / "ads" / f"out-{i}").symlink_to(tmp_path / "outside")  # escapes it: never opened
+        stored |= {f"ads/link-{i}", f"ads/out-{i}", f"ads/gone-{i}", f"../etc-{i}"}
+    verdicts = files.judge_unmatched(UploadsRoot(root), stored, set(), WalkRecord())
+    assert verdicts.needed == {f"ads/real-{i}" for i in range(100)}
+    kinds = {path: flaw.kind for path, flaw in verdicts.bad.items()}
+    assert set(kinds) == {f"ads/{k}-{i}" for k in ("out", "gone") for i in range(100)} | {
+        f"../etc-{i}" for i in range(100)
+    }
+    assert {kinds[f"ads/gone-{i}"] for i in range(100)} == {"missing_file"}
+    assert {kinds[f"../etc-{i}"] for i in range(100)} == {"unsafe_path"}
+    assert len({kinds[f"ads/out-{i}"] for i in range(100)}) == 1 and kinds["ads/out-0"] != "missing_file"
