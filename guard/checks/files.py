@@ -172,8 +172,7 @@ def judge_unmatched(
     # A few (a continuous worker's batch) cost less one after the other than a pool's start-up.
     keys = [key for _, key in looked_up]
     if len(keys) < RESOLVE_AT_ONCE_FROM:
-        resolved: Iterable[tuple[str, Path | None]] = map(root.resolve, keys)
-        _judge_resolved(verdicts, root, looked_up, resolved)
+        _judge_resolved(verdicts, root, looked_up, map(root.resolve, keys))
     else:
         with ThreadPoolExecutor(max_workers=RESOLVERS) as pool:
             _judge_resolved(verdicts, root, looked_up, pool.map(root.resolve, keys))

@@ -19,6 +19,7 @@ from guard.backup import BackupResult
 from guard.backup.repo import dumps, packs, permissions
 from guard.backup.repo.manifest import Manifest
 from guard.backup.repo.repository import DUMP, MANIFEST, Repository
+from guard.backup.restorer import restore_backup
 from guard.config.settings import Settings
 from guard.db import servers as server
 from guard.demo.world import build_world
@@ -58,6 +59,23 @@ def make_world(tmp_path: Path, *, ads: int, bad_rate: float) -> Iterator[World]:
             for (stale,) in rows:
                 if (tmp_path / "backups" / "restores" / stale).exists():
                     conn.execute(server.drop_database(stale))
+
+
+def repo_of(world: World) -> Repository:
+    return Repository.open(world.settings.backup_dir or Path(), create=False)
+
+
+def assert_restores_byte_identical(world: World, backup_id: str) -> None:
+    """Restore a backup into a scratch database and folder: every file it lists is the live one's bytes."""
+    restored = restore_backup(world.settings, backup_id)
+    try:
+        entries = repo_of(world).load(backup_id).files
+        assert entries
+        for entry in entries:
+            live = (world.root / entry.path).read_bytes()
+            assert (restored.uploads_dir / entry.path).read_bytes() == live, entry.path
+    finally:
+        drop_database(restored.target_db)
 
 
 def table_checksums(url: str) -> dict[str, str]:

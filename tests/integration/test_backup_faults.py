@@ -15,13 +15,14 @@ from backup_support import (
     make_world,
     object_bytes,
     own_dump_chunk,
+    repo_of,
     stored,
 )
 
 from guard.backup import run_backup, run_prune
 from guard.backup.faults import FAULT_ENV
 from guard.backup.repo import objects as store_module
-from guard.backup.repo.repository import UNSYNCED, Repository
+from guard.backup.repo.repository import UNSYNCED
 from guard.backup.verify import verify_backup
 from guard.errors import UnreachableError
 
@@ -41,10 +42,6 @@ def distinct_files(world: World, tag: str, count: int) -> list[Path]:
         path.write_bytes(f"{tag} picture {i}".encode())
         made.append(path)
     return made
-
-
-def repo_of(world: World) -> Repository:
-    return Repository.open(world.settings.backup_dir or Path(), create=False)
 
 
 def test_a_full_disk_fails_cleanly_and_the_next_backup_works(

@@ -7,13 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_support import World, corrupt_object, drop_database, make_world
+from backup_support import (
+    World,
+    assert_restores_byte_identical,
+    corrupt_object,
+    make_world,
+    repo_of,
+)
 
 from guard.backup import run_backup, run_prune
 from guard.backup.repo import inventory
 from guard.backup.repo import objects as store_module
 from guard.backup.repo.repository import Repository
-from guard.backup.restorer import restore_backup
 from guard.backup.verify import verify_backup
 
 pytestmark = pytest.mark.integration
@@ -26,10 +31,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     yield from make_world(tmp_path, ads=60, bad_rate=0.02)
 
 
-def repo_of(world: World) -> Repository:
-    return Repository.open(world.settings.backup_dir or Path(), create=False)
-
-
 def pack_names(repo: Repository) -> set[str]:
     return {p.name[:-5] for p in repo.packs.glob("*.pack")}
 
@@ -37,18 +38,6 @@ def pack_names(repo: Repository) -> set[str]:
 def remove_pack(repo: Repository, name: str) -> None:
     (repo.packs / f"{name}.idx").unlink()
     (repo.packs / f"{name}.pack").unlink()
-
-
-def assert_restores_byte_identical(world: World, backup_id: str) -> None:
-    restored = restore_backup(world.settings, backup_id)
-    try:
-        entries = repo_of(world).load(backup_id).files
-        assert entries
-        for entry in entries:
-            live = (world.root / entry.path).read_bytes()
-            assert (restored.uploads_dir / entry.path).read_bytes() == live, entry.path
-    finally:
-        drop_database(restored.target_db)
 
 
 def test_after_a_corrupt_pack_and_a_lost_one_the_next_backup_verifies_and_restores(world: World) -> None:

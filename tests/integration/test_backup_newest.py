@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backup_support import World, change_a_row, corrupt_object, make_world, own_dump_chunk
+from backup_support import World, change_a_row, corrupt_object, make_world, own_dump_chunk, repo_of
 
 from guard.backup import run_backup, run_drill, run_prune
 from guard.backup.recovery import restore_missing
@@ -32,10 +32,6 @@ def world(tmp_path: Path) -> Iterator[World]:
 def other(tmp_path: Path) -> Iterator[World]:
     """A second database on the same server, with its own uploads folder."""
     yield from make_world(tmp_path / "other", ads=30, bad_rate=0.0)
-
-
-def repo_of(world: World) -> Repository:
-    return Repository.open(world.settings.backup_dir or Path(), create=False)
 
 
 def break_manifest(repo: Repository, backup_id: str) -> None:

@@ -13,7 +13,7 @@ from zlib import crc32
 
 import pytest
 import zstandard
-from backup_support import World, make_world
+from backup_support import World, assert_restores_byte_identical, make_world, repo_of
 
 from guard.backup import run_backup
 from guard.backup.repo import objects as store_module
@@ -29,10 +29,8 @@ from guard.backup.repo.manifest import (
     stat_digest,
 )
 from guard.backup.repo.repository import MANIFEST, Repository
-from guard.backup.restorer import restore_backup
 from guard.backup.verify import verify_backup
 from guard.backup.walk import paging, statpage
-from guard.db.servers import drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +40,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """A 150-ad world whose files are all old enough to trust as the stat cache."""
     monkeypatch.setattr(store_module, "RACY_NS", 0)
     yield from make_world(tmp_path, ads=150, bad_rate=0.02)
-
-
-def repo_of(world: World) -> Repository:
-    return Repository.open(world.settings.backup_dir or Path(), create=False)
 
 
 def hash_pages(repo: Repository, manifest: Manifest, folder: FolderRef) -> FolderRef:
@@ -79,17 +73,6 @@ def write_format_4(repo: Repository, manifest: Manifest) -> None:
     (folder / MANIFEST).unlink()
     data = b'{"checksum":"sha256:' + digest + b'",' + raw[1:]
     permissions.write_file(folder / MANIFEST, zstandard.ZstdCompressor().compress(data), permissions.FROZEN)
-
-
-def assert_restores_byte_identical(world: World, backup_id: str) -> None:
-    restored = restore_backup(world.settings, backup_id)
-    try:
-        entries = repo_of(world).load(backup_id).files
-        assert entries
-        for entry in entries:
-            assert (restored.uploads_dir / entry.path).read_bytes() == (world.root / entry.path).read_bytes()
-    finally:
-        drop_database(restored.target_db)
 
 
 def test_a_format_4_backup_with_hash_pages_is_the_stat_cache_of_the_first_format_5_one(world: World) -> None:

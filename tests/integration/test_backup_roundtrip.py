@@ -19,6 +19,7 @@ from backup_support import (
     lose_object,
     make_world,
     object_bytes,
+    repo_of,
     table_checksums,
     write_older_format,
 )
@@ -40,10 +41,6 @@ pytestmark = pytest.mark.integration
 def world(tmp_path: Path) -> Iterator[World]:
     """A fresh 150-ad world with 2% of each incident planted, and an empty backup folder."""
     yield from make_world(tmp_path, ads=150, bad_rate=0.02)
-
-
-def repo_of(world: World) -> Repository:
-    return Repository.open(world.settings.backup_dir or Path(), create=False)
 
 
 def add_file(root: Path, name: str | bytes, content: bytes) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from guard.checks import CheckContext, integrity
 from guard.config.rules import Rule
-from guard.config.settings import load_settings
+from guard.config.settings import Settings, load_settings
 from guard.db.database import Database
 from guard.errors import ConfigError
 
@@ -330,6 +330,15 @@ def test_a_table_keyed_by_text_is_swept_in_one_statement_with_the_same_findings(
     assert [f.subject for f in capped.findings if f.kind == "codes.label.unique"] == [f"codes:{order[0]}"]
 
 
+def slug_required_and_unique(db_url: str, table: str) -> Settings:
+    """Settings whose only rules are a table's slug required and unique (a split table's two parts)."""
+    rules = (
+        Rule(f"{table}.slug.required", table, "slug", "required"),
+        Rule(f"{table}.slug.unique", table, "slug", "unique"),
+    )
+    return load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+
+
 def test_a_table_keyed_by_uuid_is_checked_with_and_without_a_limit(db: Database, db_url: str) -> None:
     # PostgreSQL 15 has no min(uuid): the capped sweep of a grouped uuid-keyed table must not need one
     db.execute("CREATE TABLE tags (id uuid PRIMARY KEY, slug text)")
@@ -337,11 +346,7 @@ def test_a_table_keyed_by_uuid_is_checked_with_and_without_a_limit(db: Database,
         "INSERT INTO tags VALUES ('00000000-0000-0000-0000-000000000001', 'same'),"
         " ('00000000-0000-0000-0000-000000000002', 'same'), ('00000000-0000-0000-0000-000000000003', NULL)"
     )
-    rules = (
-        Rule("tags.slug.required", "tags", "slug", "required"),
-        Rule("tags.slug.unique", "tags", "slug", "unique"),
-    )
-    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    settings = slug_required_and_unique(db_url, "tags")
     for limit in (None, 0, 1, 20):
         result = integrity.run(CheckContext(settings, limit=limit))
         assert result.counts == {"tags.slug.required": 1, "tags.slug.unique": 2}, limit
@@ -358,11 +363,7 @@ def test_a_grouped_table_is_judged_on_one_snapshot_though_its_rules_run_as_two_s
         "INSERT INTO ads (id, title, slug, category_id, user_id) VALUES"
         " (1, 't', 'dup', 1, 1), (2, 't', NULL, 1, 1), (3, 't', 'ok-3', 1, 1)"
     )
-    rules = (
-        Rule("ads.slug.required", "ads", "slug", "required"),
-        Rule("ads.slug.unique", "ads", "slug", "unique"),
-    )
-    settings = load_settings(environ={"DATABASE_URL": db_url}).replace(rules=rules)
+    settings = slug_required_and_unique(db_url, "ads")
     sweep = integrity._sweep
     grouped_done = threading.Event()
 
