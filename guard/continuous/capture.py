@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from guard.config.rules import Rule
 from guard.config.settings import Settings
-from guard.db.catalog import primary_key, require_column
+from guard.db.catalog import is_indexed, primary_key, require_column
 from guard.db.database import Database, load_query
 from guard.findings.finding import Finding
 
@@ -99,6 +100,17 @@ def install(db: Database, settings: Settings) -> list[WatchedTable]:
             db.execute(capture_function_sql(table))
             db.execute(_triggers_sql(table))
     return tables
+
+
+def unindexed_unique(db: Database, settings: Settings) -> list[Rule]:
+    """Return the unique rules whose column no index leads with.
+
+    A continuous check of such a rule finds the rows sharing a changed row's value by reading the
+    whole table (twice: the related rows before the locks, the count after them), so each batch's
+    cost grows with the table; an index in the app's schema makes both lookups. guard says so and
+    creates nothing: an index it made on the app's table would be schema drift.
+    """
+    return [r for r in settings.rules if r.type == "unique" and not is_indexed(db, r.table, r.column)]
 
 
 def install_bookkeeping(db: Database) -> None:

@@ -99,3 +99,19 @@ def is_unique(db: Database, table: str, column: str) -> bool:
     """Tell whether a unique index (or primary key) covers exactly this column, so no value repeats."""
     row = db.fetch_one(UNIQUE_COLUMN, (table, column))
     return bool(row and row[0])
+
+
+# An index a `column = value` lookup can use: valid, whole-table, with the column as its first key.
+LEADING_INDEX = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
+    AND i.indisvalid AND i.indpred IS NULL AND i.indkey[0] <> 0
+)
+"""
+
+
+def is_indexed(db: Database, table: str, column: str) -> bool:
+    """Tell whether an index leads with this column, so rows with a given value are found without a scan."""
+    row = db.fetch_one(LEADING_INDEX, (table, column))
+    return bool(row and row[0])

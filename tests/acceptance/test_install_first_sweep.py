@@ -76,3 +76,18 @@ def test_no_sweep_installs_only_and_json_says_what_the_sweep_found(world: dict[s
     swept = json.loads(again.stdout)["first_sweep"]
     assert swept["open"] == sum(open_by_check(world).values()) > 0
     assert set(swept["sweeps"]) == {"integrity", "files"} and swept["skipped"] == ["migrations", "drift"]
+
+
+def test_install_names_a_unique_rule_without_an_index_until_the_app_has_one(world: dict[str, Any]) -> None:
+    # the reference schema has no index on ads.slug: every keyed check of ads scans the table
+    plain = guard(world, "install", "--no-sweep")
+    assert plain.returncode == 0, plain.stderr
+    notes = [line for line in plain.stdout.splitlines() if line.startswith("guard: note:")]
+    assert len(notes) == 1 and notes[0].startswith("guard: note: ads.slug has no index"), plain.stdout
+    as_json = json.loads(guard(world, "install", "--no-sweep", "--json").stdout)
+    assert [u["column"] for u in as_json["unindexed_unique"]] == ["slug"]
+    with Database(world["database_url"]) as db:
+        db.execute("CREATE INDEX ads_slug_lookup ON ads (slug)")
+    indexed = guard(world, "install", "--no-sweep")
+    assert indexed.returncode == 0 and "guard: note:" not in indexed.stdout, indexed.stdout
+    assert json.loads(guard(world, "install", "--no-sweep", "--json").stdout)["unindexed_unique"] == []
