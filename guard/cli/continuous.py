@@ -161,8 +161,17 @@ def run_install(args: argparse.Namespace, settings: Settings) -> int:
     swept = None if args.no_sweep else first_sweep(settings, quiet=args.json)
     if args.json:
         notes = [{"rule": r.id, "table": r.table, "column": r.column} for r in unindexed]
-        document = {"ok": True, "version": VERSION, "tables": names, "first_sweep": swept}
-        print(json.dumps({**document, "unindexed_unique": notes}))
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "version": VERSION,
+                    "tables": names,
+                    "first_sweep": swept,
+                    "unindexed_unique": notes,
+                }
+            )
+        )
     return EXIT_OK
 
 

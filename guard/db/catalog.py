@@ -101,12 +101,16 @@ def is_unique(db: Database, table: str, column: str) -> bool:
     return bool(row and row[0])
 
 
-# An index a `column = value` lookup can use: valid, whole-table, with the column as its first key.
+# An index a `column = value` lookup can use: valid, whole-table, btree or hash, with the column
+# itself (in its own collation) as its first key. A BRIN or trigram index, or one in another
+# collation, does not find equal values.
 LEADING_INDEX = """
 SELECT EXISTS (
   SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
   WHERE i.indrelid = to_regclass(quote_ident(%s)) AND a.attname = %s
-    AND i.indisvalid AND i.indpred IS NULL AND i.indkey[0] <> 0
+    AND i.indisvalid AND i.indpred IS NULL AND am.amname IN ('btree', 'hash')
+    AND i.indcollation[0] = a.attcollation
 )
 """
 

@@ -86,6 +86,11 @@ def test_install_names_a_unique_rule_without_an_index_until_the_app_has_one(worl
     assert len(notes) == 1 and notes[0].startswith("guard: note: ads.slug has no index"), plain.stdout
     as_json = json.loads(guard(world, "install", "--no-sweep", "--json").stdout)
     assert [u["column"] for u in as_json["unindexed_unique"]] == ["slug"]
+    with Database(world["database_url"]) as db:  # a BRIN or another collation's index finds no slug
+        db.execute("CREATE INDEX ads_slug_brin ON ads USING brin (slug)")
+        db.execute('CREATE INDEX ads_slug_c ON ads (slug COLLATE "C")')
+    still = guard(world, "install", "--no-sweep")
+    assert still.returncode == 0 and "guard: note: ads.slug has no index" in still.stdout, still.stdout
     with Database(world["database_url"]) as db:
         db.execute("CREATE INDEX ads_slug_lookup ON ads (slug)")
     indexed = guard(world, "install", "--no-sweep")
