@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,16 @@ def restore_over_live(
 
 
 def open_sessions(env: dict[str, str], count: int) -> list[psycopg.Connection[tuple[object, ...]]]:
-    """Open sessions on the live database, as an operator's psql would be."""
+    """Open sessions on the live database, as an operator's psql would be.
+
+    First wait for the fixture's `guard backup` sessions to leave: a closed connection's backend stays
+    in pg_stat_activity for a moment, and the count the restore reports would include it.
+    """
+    deadline = time.monotonic() + 30
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+        while conn.execute(query, (env["NAME"],)).fetchone() != (0,) and time.monotonic() < deadline:
+            time.sleep(0.02)
     return [psycopg.connect(env["DATABASE_URL"], autocommit=True) for _ in range(count)]
 
 
