@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 
 import psycopg
@@ -40,10 +41,17 @@ log = logging.getLogger("guard.listener")
 
 WAIT_S = 1.0  # also how often expired leases are looked for when nothing wakes us
 PARK_EVERY_S = 1.0  # how often rows whose check kept failing are looked for (not on every drain)
-# A drain that moved this many changes means a stream of writes: stop the triggers' notifies (they
-# serialize the writers' commits) and drain back to back until a drain finds nothing. Fewer, as under
-# a trickle of writes, and the listener stays idle: each write's notify wakes it at once.
-STREAM_CHANGES = 16
+# This many changes drained within STREAM_WINDOW_S (640 a second) means a stream of writes: take the
+# flag down, which stops the triggers' notifies (each takes PostgreSQL's global notify lock at commit
+# and so serializes the writers' commits), and drain back to back, polling every STREAM_POLL_S when a
+# drain finds nothing. Judged by the rate, not by one drain: a listener woken by every commit finds a
+# few changes each time however fast they come. The stream ends, and the flag goes up again, once
+# fewer than CALM_CHANGES came within the window. Below the rate, as under a trickle of writes, the
+# listener stays idle: each write's notify wakes it at once.
+STREAM_WINDOW_S = 0.05
+STREAM_CHANGES = 32
+CALM_CHANGES = 8
+STREAM_POLL_S = 0.001
 LOG_EVERY_S = 1.0
 # While a task already waits in the events queue (every worker is busy), the next claim is held back
 # up to HOLD_S so that the changes arriving meanwhile go out as one batch, not as many small tasks.
@@ -58,6 +66,25 @@ ASYNC_COMMIT = "SET synchronous_commit = off"
 
 Publish = Callable[[outbox.Batch], None]
 Waiting = Callable[[], int]
+
+
+class Pace:
+    """How many changes the drains moved within the last `window` seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.drains: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def add(self, moved: int) -> int:
+        """Count one drain's changes; return the changes within the window, this drain's included."""
+        now = time.monotonic()
+        if moved:
+            self.drains.append((now, moved))
+            self.total += moved
+        while self.drains and self.drains[0][0] <= now - self.window:
+            self.total -= self.drains.popleft()[1]
+        return self.total
 
 
 class Listener:
@@ -76,6 +103,7 @@ class Listener:
         self.dispatched = self.logged = 0
         self.park_at = self.log_at = 0.0
         self.idle_flag: bool | None = None  # what this listener last set the flag to; None: set it again
+        self.pace = Pace(STREAM_WINDOW_S)
         self.watch = RestoreWatch(settings, send_sweep or (lambda name: None))
 
     def run(self) -> None:
@@ -109,9 +137,15 @@ class Listener:
                     self.wait_for_wakeup(conn)
                     continue
                 moved = self.drain(db)
-                if moved == 0:
+                recent = self.pace.add(moved)
+                if self.idle_flag is False:  # streaming: no notifies come, so poll
+                    if recent < CALM_CHANGES:
+                        self.idle(conn, db)  # the stream is over: the flag goes up again
+                    elif moved == 0:
+                        self.stop.wait(STREAM_POLL_S)
+                elif moved == 0:
                     self.idle(conn, db)
-                elif moved >= STREAM_CHANGES and self.idle_flag is not False:
+                elif recent >= STREAM_CHANGES:
                     outbox.set_listener_idle(db, False)  # a stream: drain back to back, no notifies
                     self.idle_flag = False
                 elif self.idle_flag:

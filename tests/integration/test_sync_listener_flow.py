@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -87,8 +88,8 @@ def test_a_trickle_of_writes_is_sent_one_by_one_and_the_listener_stays_idle(
 
 
 def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A drain that finds a stream's worth of changes stops the notifies; the listener drains back to
-    back until it finds nothing, then puts the flag up again."""
+    """A stream's worth of changes stops the notifies; the listener drains back to back, polling,
+    until a window passes with (almost) nothing, then puts the flag up again."""
     _installed(db_url)
     monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
     stop, record = StopFlag(), _Recorder()
@@ -97,8 +98,8 @@ def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: 
     real_set_idle = outbox.set_listener_idle
 
     def set_idle(db: Database, idle: bool) -> None:
+        real_set_idle(db, idle)  # first: a flag seen up here is up for the writers too
         flags.append(idle)
-        real_set_idle(db, idle)
 
     monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
     with Database(db_url) as writer, writer.transaction():  # one commit: the stream arrives at once
@@ -108,9 +109,58 @@ def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: 
     thread = _run(listener)
     try:
         assert record.wait_for(keys)
+        deadline = time.monotonic() + 30
+        while not (flags and flags[-1] is True and False in flags) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert False in flags and flags[-1] is True, f"flags set: {flags}"
         more = _write(db_url, ["after-the-stream-1"])  # only a notify can bring this one: flag back up
-        assert record.wait_for(more), "the listener did not put the flag up again after the stream"
-        assert False in flags and flags[-1] is True
+        assert record.wait_for(more), "a write after the stream did not wake the listener"
+    finally:
+        _stop(thread, stop, db_url)
+
+
+def test_a_steady_stream_of_single_row_commits_takes_the_flag_down(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream is judged by its rate, not by one drain: a listener woken by every commit finds only a
+    few changes each time, and must still stop the notifies (each serializes the writers' commits).
+    The window is widened to 2 s so that 100 writes a second (a drain of one change each) is a
+    stream here; the writer is paced so that no drain can find many at once."""
+    _installed(db_url)
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
+    monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 2.0)
+    stop, record = StopFlag(), _Recorder()
+    flags: list[bool] = []
+    flag_down = threading.Event()
+    real_set_idle = outbox.set_listener_idle
+
+    def set_idle(db: Database, idle: bool) -> None:
+        real_set_idle(db, idle)  # first: a flag seen up here is up for the writers too
+        flags.append(idle)
+        if not idle:
+            flag_down.set()
+
+    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    listener = Listener(Settings(database_url=db_url), record, stop)
+    thread = _run(listener)
+    keys: set[str] = set()
+    try:
+        with Database(db_url) as writer:
+            n, until = 0, time.monotonic() + 20
+            while not flag_down.is_set() and time.monotonic() < until:  # one commit per row, as the app
+                row = writer.fetch_one(INSERT_AD, (f"steady-{n}-1",))
+                assert row is not None
+                keys.add(str(row[0]))
+                n += 1
+                flag_down.wait(0.01)  # pacing only: about 100 writes a second
+        assert flag_down.is_set(), f"{n} single-row commits never took the flag down"
+        assert record.wait_for(keys), "not every change of the stream was sent"
+        deadline = time.monotonic() + 30
+        while flags[-1] is not True and time.monotonic() < deadline:  # the window has to pass first
+            time.sleep(0.01)
+        assert flags[-1] is True, "the flag stayed down after the stream"
+        more = _write(db_url, ["after-the-steady-stream-1"])  # only a notify can bring it now
+        assert record.wait_for(more), "a write after the stream did not wake the listener"
     finally:
         _stop(thread, stop, db_url)
 
