@@ -36,6 +36,7 @@ WORK = ROOT / "bench" / "work" / "sync"
 BIN = Path(sys.executable).parent
 SERVER = os.environ.get("GUARD_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MIGRATIONS = ROOT / "examples" / "thulobazaar" / "prisma" / "migrations"
+PGBENCH_MAX_TPS = 6000  # listings a second no run here reaches: the files made for a run
 PGBENCH_SCRIPT = """\\set n random(1, 1000000000)
 INSERT INTO ads (title, slug, category_id, user_id)
   VALUES ('Bench ad', 'bench-' || :client_id || '-' || :n, 1, 1) RETURNING id AS ad \\gset
@@ -429,35 +430,69 @@ def bench_throughput(
     return rows / took
 
 
-def pgbench(url: str, seconds: int, wrapped: bool) -> float:
+class Pgbench:
+    """One pgbench run: transactions a second and, from its per-transaction log, latency in ms."""
+
+    def __init__(self, tps: float, latencies_ms: list[float]) -> None:
+        self.tps = tps
+        ordered = sorted(latencies_ms) or [0.0]
+        self.p50 = ordered[len(ordered) // 2]
+        self.p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def pgbench(url: str, seconds: int, wrapped: bool, rate: int | None = None) -> Pgbench:
+    """Run the app's listing writes; with `rate`, at that many listings a second (pgbench -R)."""
     script = WORK / ("app_writes_tx.sql" if wrapped else "app_writes.sql")
     body = PGBENCH_SCRIPT.replace("\\gset", "\\gset", 1)
     script.write_text(f"BEGIN;\n{body}COMMIT;\n" if wrapped else body)
-    out = subprocess.run(
-        ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    logs = WORK / "pgbench-log"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script)]
+    argv += ["--log", f"--log-prefix={logs / 'tx'}"] + (["-R", str(rate)] if rate else [])
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
-    return float(match.group(1)) if match else 0.0
+    latencies = [  # the log's third column: the listing's latency in microseconds (from its schedule)
+        int(line.split()[2]) / 1000 for log in logs.iterdir() for line in log.read_text().splitlines()
+    ]
+    return Pgbench(float(match.group(1)) if match else 0.0, latencies)
+
+
+def existing_files(url: str, uploads: Path, seconds: int) -> None:
+    """Create the image files the next `seconds` of listings will name, so the app is healthy: a
+    listing whose file is missing opens a finding, which is an incident, not the app's steady state."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM ads").fetchone()
+    first = int(row[0]) + 1 if row else 1
+    folder = uploads / "uploads" / "ads"
+    for ad in range(first, first + seconds * PGBENCH_MAX_TPS):
+        (folder / f"bench-{ad}.webp").touch()
 
 
 VARIANTS = ("without", "busy", "idle", "alongside")
 
 
 def bench_triggers(
-    url: str, uploads: Path, seconds: int, wrapped: bool, rounds: int, variants: list[str]
+    url: str,
+    uploads: Path,
+    seconds: int,
+    wrapped: bool,
+    rounds: int,
+    variants: list[str],
+    rate: int | None = None,
+    missing_files: bool = False,
 ) -> None:
     """pgbench without triggers and with them: "busy" and "idle" with no listener (the flag forced
     down or up), "alongside" with the Procfile's listener and worker running and checking.
 
     "without" runs with the same listener and worker started (idle: no guard schema to drain), so
     the two differ only by the triggers and the work they cause. The variants alternate, round after
-    round, so drift in the machine's load hits them alike.
+    round, so drift in the machine's load hits them alike. Each listing's image file exists unless
+    `missing_files` (then every listing is an incident, a finding opened and announced). With `rate`
+    the listings come at that pace (pgbench -R) and the cost is their latency, not the tps.
     """
     settings = Settings(database_url=url)
-    runs: dict[str, list[float]] = {v: [] for v in variants}
+    runs: dict[str, list[Pgbench]] = {v: [] for v in variants}
     with Database(url) as db:
         for _ in range(rounds):
             for variant in runs:
@@ -467,25 +502,43 @@ def bench_triggers(
                     # under a stream of writes a listener drains without waiting ("busy"); the
                     # "idle" run is the worst case, every write sending pg_notify
                     set_listener_idle(db, variant == "idle")
+                if variant == "alongside" and not missing_files:
+                    existing_files(url, uploads, seconds)
                 db.execute("CHECKPOINT")
                 stack = Stack(url, uploads) if variant in ("without", "alongside") else None
                 try:
                     if stack is not None:
                         stack.start()
-                    runs[variant].append(round(pgbench(url, seconds, wrapped)))
+                    runs[variant].append(pgbench(url, seconds, wrapped, rate))
                 finally:
                     if stack is not None:
                         stack.stop()
-    best, median = max(runs["without"]), statistics.median(runs["without"])
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
-    shown = "; ".join(
-        f"{k} {v}: best {max(v):.0f} tps ({100 * (best - max(v)) / best:+.1f}% slower), "
-        f"median {statistics.median(v):.0f} ({100 * (median - statistics.median(v)) / median:+.1f}%)"
-        for k, v in runs.items()
-    )
+    world = "every image file missing" if missing_files else "image files exist"
+    if rate is None:
+        tps = {k: [round(r.tps) for r in v] for k, v in runs.items()}
+        best, median = max(tps["without"]), statistics.median(tps["without"])
+        shown = "; ".join(
+            f"{k} {v}: best {max(v):.0f} tps ({100 * (best - max(v)) / best:+.1f}% slower), "
+            f"median {statistics.median(v):.0f} ({100 * (median - statistics.median(v)) / median:+.1f}%)"
+            for k, v in tps.items()
+        )
+        pace = "as fast as they go"
+    else:
+        base50 = statistics.median(r.p50 for r in runs["without"])
+        base99 = statistics.median(r.p99 for r in runs["without"])
+        shown = "; ".join(
+            f"{k}: p50 {[round(r.p50, 2) for r in v]} ms"
+            f" ({100 * (statistics.median(r.p50 for r in v) - base50) / base50:+.0f}%),"
+            f" p99 {[round(r.p99, 2) for r in v]} ms"
+            f" ({100 * (statistics.median(r.p99 for r in v) - base99) / base99:+.0f}%),"
+            f" tps {[round(r.tps) for r in v]}"
+            for k, v in runs.items()
+        )
+        pace = f"{rate} listings/s (pgbench -R), latency per listing, medians compared"
     print(
-        f"pgbench app writes (insert ad, insert image, update slug; {shape}; 4 clients, "
-        f"{seconds}s x{rounds}): {shown}",
+        f"pgbench app writes (insert ad, insert image, update slug; {shape}; {world}; 4 clients, "
+        f"{pace}; {seconds}s x{rounds}): {shown}",
         flush=True,
     )
 
@@ -499,6 +552,14 @@ def main() -> int:
         "--variants", default="without,alongside", help=f"triggers: which of {', '.join(VARIANTS)} to run"
     )
     parser.add_argument("--only", choices=["latency", "backlog", "triggers", "throughput"])
+    parser.add_argument(
+        "--pgbench-rate", type=int, help="triggers: listings a second (pgbench -R); latency is the cost"
+    )
+    parser.add_argument(
+        "--missing-files",
+        action="store_true",
+        help="triggers: no listing's image file exists (every write opens a finding: an incident)",
+    )
     parser.add_argument("--rate", type=int, help="writes per second (latency 200, backlog 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
     parser.add_argument("--instances", type=int, default=1, help="worker instances (Procfile worker lines)")
@@ -535,7 +596,14 @@ def main() -> int:
             for wrapped in (False, True):
                 variants = ["without", *(v for v in args.variants.split(",") if v in VARIANTS[1:])]
                 bench_triggers(
-                    fresh_database(name), uploads, args.pgbench_seconds, wrapped, args.rounds, variants
+                    fresh_database(name),
+                    uploads,
+                    args.pgbench_seconds,
+                    wrapped,
+                    args.rounds,
+                    variants,
+                    args.pgbench_rate,
+                    args.missing_files,
                 )
         for which in ("latency", "backlog", "throughput"):
             if args.only not in (None, which):
