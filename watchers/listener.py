@@ -52,6 +52,9 @@ STREAM_WINDOW_S = 0.05
 STREAM_CHANGES = 32
 CALM_CHANGES = 8
 STREAM_POLL_S = 0.001
+# While streaming, the flag is taken down again this often: another listener whose poll timed out
+# puts it up (it cannot tell a streaming listener from a dead one).
+STREAM_REASSERT_S = WAIT_S / 2
 LOG_EVERY_S = 1.0
 # While a task already waits in the events queue (every worker is busy), the next claim is held back
 # up to HOLD_S so that the changes arriving meanwhile go out as one batch, not as many small tasks.
@@ -104,6 +107,7 @@ class Listener:
         self.park_at = self.log_at = 0.0
         self.idle_flag: bool | None = None  # what this listener last set the flag to; None: set it again
         self.pace = Pace(STREAM_WINDOW_S)
+        self.flag_at = 0.0  # when this listener last took the flag down
         self.watch = RestoreWatch(settings, send_sweep or (lambda name: None))
 
     def run(self) -> None:
@@ -141,18 +145,29 @@ class Listener:
                 if self.idle_flag is False:  # streaming: no notifies come, so poll
                     if recent < CALM_CHANGES:
                         self.idle(conn, db)  # the stream is over: the flag goes up again
-                    elif moved == 0:
+                        continue
+                    if time.monotonic() >= self.flag_at + STREAM_REASSERT_S:
+                        self.take_flag_down(db)  # another listener's poll may have put it up
+                    if moved == 0:
                         self.stop.wait(STREAM_POLL_S)
                 elif moved == 0:
                     self.idle(conn, db)
                 elif recent >= STREAM_CHANGES:
-                    outbox.set_listener_idle(db, False)  # a stream: drain back to back, no notifies
-                    self.idle_flag = False
+                    self.take_flag_down(db)  # a stream: drain back to back, no notifies
                 elif self.idle_flag:
                     # A trickle while idle: every write since the flag went up notifies at its commit,
                     # so wait for the next one instead of draining again to find nothing.
                     self.wait_for_wakeup(conn)
                 # Busy: drain again at once; what came in meanwhile is the next batch (no batch window).
+            if self.idle_flag is False:  # stopping mid-stream: the other listeners need the notifies
+                try:
+                    outbox.set_listener_idle(db, True)
+                except psycopg.Error as exc:  # harmless: another listener's poll puts it up
+                    log.info("could not put the flag up on the way out (%s)", type(exc).__name__)
+
+    def take_flag_down(self, db: Database) -> None:
+        outbox.set_listener_idle(db, False)  # writes nothing when it is down already
+        self.idle_flag, self.flag_at = False, time.monotonic()
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]] | None:
         """Open the listening connection and LISTEN; None once stopping (the claiming one is lazy)."""
@@ -238,7 +253,9 @@ class Listener:
         if not self.idle_flag:
             outbox.set_listener_idle(db, True)
             self.idle_flag = True
-            if self.drain(db):
+            moved = self.drain(db)
+            self.pace.add(moved)
+            if moved:
                 return
         self.wait_for_wakeup(conn)
 

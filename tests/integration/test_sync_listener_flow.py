@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -124,11 +125,11 @@ def test_a_steady_stream_of_single_row_commits_takes_the_flag_down(
 ) -> None:
     """A stream is judged by its rate, not by one drain: a listener woken by every commit finds only a
     few changes each time, and must still stop the notifies (each serializes the writers' commits).
-    The window is widened to 2 s so that 100 writes a second (a drain of one change each) is a
-    stream here; the writer is paced so that no drain can find many at once."""
+    The window is widened to 5 s so that 100 writes a second (a drain of one change each) is a
+    stream here, on a loaded machine too; the writer is paced so that no drain finds many at once."""
     _installed(db_url)
     monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
-    monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 2.0)
+    monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 5.0)
     stop, record = StopFlag(), _Recorder()
     flags: list[bool] = []
     flag_down = threading.Event()
@@ -161,6 +162,51 @@ def test_a_steady_stream_of_single_row_commits_takes_the_flag_down(
         assert flags[-1] is True, "the flag stayed down after the stream"
         more = _write(db_url, ["after-the-steady-stream-1"])  # only a notify can bring it now
         assert record.wait_for(more), "a write after the stream did not wake the listener"
+    finally:
+        _stop(thread, stop, db_url)
+
+
+def test_a_streaming_listener_takes_the_flag_down_again_after_another_puts_it_up(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second listener whose poll timed out puts the flag up (it cannot tell a streaming listener
+    from a dead one); the streaming one takes it down again, or every write of the stream would
+    notify from then on."""
+    _installed(db_url)
+    monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
+    monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 5.0)
+    monkeypatch.setattr(listener_module, "STREAM_REASSERT_S", 0.1)
+    stop, record = StopFlag(), _Recorder()
+    downs = threading.Semaphore(0)
+    real_set_idle = outbox.set_listener_idle
+
+    def set_idle(db: Database, idle: bool) -> None:
+        real_set_idle(db, idle)
+        if not idle:
+            downs.release()
+
+    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    thread = _run(Listener(Settings(database_url=db_url), record, stop))
+    try:
+        with Database(db_url) as writer:
+            writer.execute("SET synchronous_commit = off")
+
+            def write_until(done: Callable[[], bool]) -> bool:
+                until = time.monotonic() + 20
+                while time.monotonic() < until:
+                    writer.fetch_one(INSERT_AD, (f"re-{time.monotonic_ns()}-1",))
+                    if done():
+                        return True
+                    time.sleep(0.005)  # pacing only
+                return False
+
+            assert write_until(lambda: downs.acquire(blocking=False)), "the stream never took the flag down"
+            while downs.acquire(blocking=False):
+                pass
+            real_set_idle(writer, True)  # another listener's poll, as it would
+            assert write_until(lambda: downs.acquire(blocking=False)), "the flag stayed up for the stream"
+            row = writer.fetch_one(IDLE)
+            assert row is not None and row[0] is False
     finally:
         _stop(thread, stop, db_url)
 
