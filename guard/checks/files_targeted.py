@@ -23,14 +23,17 @@ PATH_KINDS = ("orphan_file",)
 # The usual spellings by index; any other ('a//b', 'a/./b', 'a/') normalized as paths.normalize
 # does for a safe path: runs of '/' collapsed, '.' segments and a trailing '/' dropped. That second
 # arm reads the whole table, but a row naming a file in an odd spelling must not make it an orphan.
-REFERENCING = r"""
-SELECT {pk}::text, {col}::text FROM {t}
-WHERE {col} = ANY(%(spellings)s)
-   OR ({col} ~ '//|(^|/)\.(/|$)|/$'
-       AND regexp_replace(regexp_replace(regexp_replace(regexp_replace(
-               {col}::text, '/+', '/', 'g'), '/(\./)+', '/', 'g'), '^(\./)+', ''), '/\.?$', '')
-           = ANY(%(paths)s))
-"""
+ODDLY_NAMED = r"""{col} ~ '//|(^|/)\.(/|$)|/$'
+    AND regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+            {col}::text, '/+', '/', 'g'), '/(\./)+', '/', 'g'), '^(\./)+', ''), '/\.?$', '')
+        = ANY(%(paths)s)"""
+REFERENCING = (
+    "SELECT {pk}::text, {col}::text FROM {t} WHERE {col} = ANY(%(spellings)s) OR (" + ODDLY_NAMED + ")"
+)
+# The same two arms apart, for a question that needs no row keys (is each path named at all?): the
+# second, which reads the whole table, only for the paths no row names in a usual spelling.
+NAMED = "SELECT {col}::text FROM {t} WHERE {col} = ANY(%(spellings)s)"
+NAMED_ODDLY = "SELECT {col}::text FROM {t} WHERE " + ODDLY_NAMED
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,21 @@ def check_paths(
     root: UploadsRoot,
     relpaths: Sequence[str],
     now: float | None = None,
+    rows: bool = True,
 ) -> PathReport:
-    """Report which of these paths are orphans now, which may become one, and which rows name them."""
+    """Report which of these paths are orphans now, which may become one, and which rows name them.
+
+    With `rows` False the rows naming them are not collected (referencing_keys stays empty), and the
+    whole-table read for odd spellings is done only for the paths no row names in a usual one.
+    """
     safe = sorted({paths.normalize(p) for p in relpaths if paths.unsafe_reason(p) is None})
     report = PathReport()
     if not safe:
         return report
-    referenced = _referencing_rows(db, settings, safe, report.referencing_keys)
+    if rows:
+        referenced = _referencing_rows(db, settings, safe, report.referencing_keys)
+    else:
+        referenced = named_paths(db, settings, safe)
     cutoff = (now if now is not None else time.time()) - settings.orphan_grace
     for relpath in safe:
         if relpath in referenced or not in_scanned_folder(relpath, settings.scan_dirs):
@@ -126,6 +137,24 @@ def scanned_file_mtime(root: UploadsRoot, relpath: str) -> float | None:
     if not stat.S_ISREG(info.st_mode) or os.path.realpath(full) != os.path.normpath(full):
         return None
     return info.st_mtime
+
+
+def named_paths(db: Database, settings: Settings, relpaths: list[str]) -> set[str]:
+    """Return which of these (normalized, safe) paths some row names in any spelling the sweep accepts."""
+    storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold
+    if not storable:
+        return set()
+    names = {"col": sql.Identifier(settings.file_column), "t": sql.Identifier(settings.file_table)}
+    spellings = storable + [f"./{p}" for p in storable]
+    named = {
+        paths.normalize(str(stored))
+        for (stored,) in db.fetch_all(sql.SQL(NAMED).format(**names), {"spellings": spellings})
+    }
+    unnamed = [p for p in storable if p not in named]
+    if unnamed:
+        query = sql.SQL(NAMED_ODDLY).format(**names)
+        named.update(paths.normalize(str(stored)) for (stored,) in db.fetch_all(query, {"paths": unnamed}))
+    return named & set(storable)
 
 
 def _referencing_rows(db: Database, settings: Settings, relpaths: list[str], keys_out: list[str]) -> set[str]:

@@ -82,8 +82,10 @@ def process_rows(
         # call later could wait on a check that waits on us (a deadlock).
         related = _related_keys(db, settings, table, keys)
         related_subjects = tuple(file_events.row_subject(table, k) for k in related)
-        path_keys = _path_keys(db, settings, paths) if table == settings.file_table else []
-        subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, path_keys)]
+        # The paths are locked, not the other rows that name them: a row change leaves those rows'
+        # files as they were, so only the paths' orphan findings can change here (a file that came
+        # or went is the path event's to check, and it locks both).
+        subjects = [*row_subjects, *related_subjects, *_path_lock_subjects(settings, paths, [])]
         read_at = store.lock_subjects(db, subjects)
         result = _rows_check(db, settings, table, related)
         marking = start_marking(db, outbox_ids)  # sent now, read after the findings' statements
@@ -94,7 +96,7 @@ def process_rows(
             found = file_events.check_rows(db, settings, root, keys)
             scope = Scope("files", file_events.ROW_KINDS, row_subjects)
             changes += store.reconcile(db, scope, found, seen=read_at)
-            path_outcome = _reconcile_paths(db, settings, root, paths, {*keys, *path_keys}, read_at)
+            path_outcome = _reconcile_paths(db, settings, root, paths, set(), read_at, other_rows=False)
             changes += path_outcome.changes
             recheck = path_outcome.recheck
         marked(db, marking)
@@ -186,15 +188,17 @@ def _reconcile_paths(
     paths: Sequence[str],
     locked_keys: set[str],
     read_at: datetime,
+    other_rows: bool = True,
 ) -> Outcome:
-    """Reconcile these paths' orphans and the locked rows that name them.
+    """Reconcile these paths' orphans and (unless not `other_rows`) the locked rows that name them.
 
     A row that came to name a path after the locks were taken is not checked here: its own change
-    is in the outbox, and its own check takes its lock.
+    is in the outbox, and its own check takes its lock. Without `other_rows` the table is read in
+    full only for a path no row names in a usual spelling (a row's change: its old path).
     """
     if not paths:
         return Outcome()
-    report = file_events.check_paths(db, settings, root, paths)
+    report = file_events.check_paths(db, settings, root, paths, rows=other_rows)
     subjects = tuple(sorted({file_events.path_subject(p) for p in paths}))
     scope = Scope("files", file_events.PATH_KINDS, subjects)
     changes = store.reconcile(db, scope, report.orphans, seen=read_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,42 @@ def test_any_spelling_the_sweep_accepts_is_a_reference_for_path_events(settings:
     assert by_events == [("files", "orphan_file", "file:uploads/ads/stray.webp")]
     run_sweep(settings, "files")
     assert sorted(_open(settings)) == by_events
+
+
+def test_a_row_change_reads_the_whole_file_table_only_for_a_path_no_row_names(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the odd spellings ('a//b') reads every row of the file table. A row's change needs it
+    only for a path no row names in a usual spelling (its old path, once gone); a new row's path is
+    named by the row itself, so that check costs the same however big the table is."""
+    whole_table_reads: list[str] = []
+    real_fetch_all = Database.fetch_all
+
+    def fetch_all(self: Database, query: Any, params: Any = None) -> list[Any]:
+        if "regexp_replace" in repr(query):
+            whole_table_reads.append(repr(query))
+        return real_fetch_all(self, query, params)
+
+    monkeypatch.setattr(Database, "fetch_all", fetch_all)
+    for name in ("a", "b"):
+        _write_file(settings, f"uploads/ads/{name}.webp", age=3600)
+    rows = [(1, "uploads/ads/a.webp"), (2, "uploads//ads/b.webp"), (3, "uploads/ads/b.webp")]
+    with Database(settings.require_database_url()) as db:
+        for key, stored in rows:
+            db.execute(
+                "INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (%s, 5, 'f', %s)",
+                (key, stored),
+            )
+    for key, stored in rows:
+        process_rows(settings, "ad_images", [str(key)], [stored])
+    assert whole_table_reads == [], "a new row's own path sent the check through the whole table"
+    assert _open(settings) == []
+
+    with Database(settings.require_database_url()) as db:  # b is then named only as 'uploads//ads/b.webp'
+        db.execute("DELETE FROM ad_images WHERE id = 3")
+    process_rows(settings, "ad_images", ["3"], ["uploads/ads/b.webp"])
+    assert len(whole_table_reads) == 1 and _open(settings) == []
+    with Database(settings.require_database_url()) as db:
+        db.execute("DELETE FROM ad_images WHERE id = 2")
+    process_rows(settings, "ad_images", ["2"], ["uploads//ads/b.webp"])
+    assert _open(settings) == [("files", "orphan_file", "file:uploads/ads/b.webp")]
