@@ -53,6 +53,11 @@ def path_subject(relpath: str) -> str:
     return f"file:{paths.json_safe(relpath)}"
 
 
+def stored_path_subject(stored: str) -> str:
+    """The subject of the file a row's path names, in whichever spelling it is stored ('a//b' is 'a/b')."""
+    return path_subject(paths.normalize(stored) if paths.unsafe_reason(stored) is None else stored)
+
+
 def check_rows(db: Database, settings: Settings, root: UploadsRoot, keys: Sequence[str]) -> list[Finding]:
     """Return missing_file and unsafe_path findings for these file rows; a deleted row has none."""
     table = settings.file_table

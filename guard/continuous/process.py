@@ -128,7 +128,7 @@ def _path_keys(db: Database, settings: Settings, paths: Sequence[str]) -> list[s
 
 def _path_lock_subjects(settings: Settings, paths: Sequence[str], keys: Sequence[str]) -> list[str]:
     rows = [file_events.row_subject(settings.file_table, k) for k in keys]
-    return [*(file_events.path_subject(p) for p in paths), *rows]
+    return [*(file_events.stored_path_subject(p) for p in paths), *rows]
 
 
 def _rows_check(db: Database, settings: Settings, table: str, keys: list[str]) -> CheckResult | None:
@@ -194,12 +194,14 @@ def _reconcile_paths(
 
     A row that came to name a path after the locks were taken is not checked here: its own change
     is in the outbox, and its own check takes its lock. Without `other_rows` the table is read in
-    full only for a path no row names in a usual spelling (a row's change: its old path).
+    full only for a path no row names in a usual spelling (a row's change: its old path, or a new
+    one stored only in an odd spelling). Paths are locked and scoped as the file they name, so a row
+    storing 'a//b' and a file event on 'a/b' wait for each other and see the same finding.
     """
     if not paths:
         return Outcome()
     report = file_events.check_paths(db, settings, root, paths, rows=other_rows)
-    subjects = tuple(sorted({file_events.path_subject(p) for p in paths}))
+    subjects = tuple(sorted({file_events.stored_path_subject(p) for p in paths}))
     scope = Scope("files", file_events.PATH_KINDS, subjects)
     changes = store.reconcile(db, scope, report.orphans, seen=read_at)
     keys = sorted(set(report.referencing_keys) & locked_keys)

@@ -241,8 +241,8 @@ def test_a_row_change_reads_the_whole_file_table_only_for_a_path_no_row_names(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding the odd spellings ('a//b') reads every row of the file table. A row's change needs it
-    only for a path no row names in a usual spelling (its old path, once gone); a new row's path is
-    named by the row itself, so that check costs the same however big the table is."""
+    only for a path no row names in a usual spelling (its old path, once gone); a new row storing
+    its path in a usual spelling names it itself, so that check costs the same however big the table is."""
     whole_table_reads: list[str] = []
     real_fetch_all = Database.fetch_all
 
@@ -274,3 +274,17 @@ def test_a_row_change_reads_the_whole_file_table_only_for_a_path_no_row_names(
         db.execute("DELETE FROM ad_images WHERE id = 2")
     process_rows(settings, "ad_images", ["2"], ["uploads//ads/b.webp"])
     assert _open(settings) == [("files", "orphan_file", "file:uploads/ads/b.webp")]
+
+
+def test_a_row_naming_an_orphan_in_an_odd_spelling_resolves_it(settings: Settings) -> None:
+    """The orphan's subject is the file ('uploads/ads/x.webp'); a row that stores 'uploads//ads/x.webp'
+    names that file, and its check must scope and lock that subject, not the spelling."""
+    rel = "uploads/ads/x.webp"
+    _write_file(settings, rel, age=3600)
+    process_paths(settings, [rel])
+    assert _open(settings) == [("files", "orphan_file", f"file:{rel}")]
+    odd = "uploads//ads/x.webp"
+    with Database(settings.require_database_url()) as db:
+        db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', %s)", (odd,))
+    process_rows(settings, "ad_images", ["7"], [odd])
+    assert _open(settings) == []
