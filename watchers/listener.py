@@ -50,7 +50,7 @@ PARK_EVERY_S = 1.0  # how often rows whose check kept failing are looked for (no
 # listener stays idle: each write's notify wakes it at once.
 STREAM_WINDOW_S = 0.05
 STREAM_CHANGES = 32
-CALM_CHANGES = 8
+CALM_CHANGES = 16
 STREAM_POLL_S = 0.001
 # While streaming, the flag is taken down again this often: another listener whose poll timed out
 # puts it up (it cannot tell a streaming listener from a dead one).
