@@ -12,7 +12,14 @@ from typing import Any
 
 from guard.cli.tables import console_for, new_table, print_rstripped
 from guard.config.settings import Settings
-from guard.continuous.capture import VERSION, install, installed_version, unindexed_unique, uninstall
+from guard.continuous.capture import (
+    VERSION,
+    install,
+    installed_version,
+    unindexed_file_column,
+    unindexed_unique,
+    uninstall,
+)
 from guard.db.database import Database
 from guard.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ConfigError, GuardError
 from guard.findings import acks as known
@@ -31,9 +38,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "file table. Safe to run again; upgrades an older install in place. Then run a first full "
         "sweep in this process (integrity, files when UPLOADS_ROOT is set, migrations and drift when "
         "MIGRATIONS_DIR is set), so the problems already in the data are open findings at once "
-        "instead of at the first hourly sweep; --no-sweep skips it. A unique rule whose column has no "
-        "index is named in a note: each continuous check of its table then reads the whole table, so "
-        "an index in the app's schema (Prisma: @@index on the column) keeps the checks' cost flat.",
+        "instead of at the first hourly sweep; --no-sweep skips it. A unique rule's column, and the "
+        "file column, with no index is named in a note: each continuous check of its table then reads "
+        "the whole table, so an index in the app's schema (Prisma: @@index on the column) keeps the "
+        "checks' cost flat.",
         epilog="examples:\n  guard install\n  guard install --no-sweep\n\n"
         "exit codes: 0 installed (whatever the first sweep found: see 'guard status'), 2 usage or "
         "configuration, 3 the database cannot be reached",
@@ -148,7 +156,8 @@ def run_install(args: argparse.Namespace, settings: Settings) -> int:
     with Database(settings.require_database_url()) as db:
         tables = install(db, settings)
         unindexed = unindexed_unique(db, settings)
-    names = [t.name for t in tables]
+        names = [t.name for t in tables]
+        file_unindexed = settings.file_table in names and unindexed_file_column(db, settings)
     if not args.json:
         print(f"guard: installed version {VERSION}; capturing changes to {', '.join(names)}")
         for rule in unindexed:
@@ -157,6 +166,13 @@ def run_install(args: argparse.Namespace, settings: Settings) -> int:
                 f"{rule.table} reads the whole table for rule '{rule.id}' and costs more as it grows; "
                 "an index on it in the app's schema (in Prisma, an @@index on its field) makes it a "
                 "lookup; guard creates none on the app's tables (that would be drift)"
+            )
+        if file_unindexed:
+            column = f"{settings.file_table}.{settings.file_column}"
+            print(
+                f"guard: note: {column} has no index, so every continuous check of a change to "
+                f"{settings.file_table} reads the whole table to see whether its files are still named, "
+                "and costs more as it grows; an index on it in the app's schema makes it a lookup"
             )
     swept = None if args.no_sweep else first_sweep(settings, quiet=args.json)
     if args.json:
@@ -169,6 +185,11 @@ def run_install(args: argparse.Namespace, settings: Settings) -> int:
                     "tables": names,
                     "first_sweep": swept,
                     "unindexed_unique": notes,
+                    "unindexed_file_column": (
+                        {"table": settings.file_table, "column": settings.file_column}
+                        if file_unindexed
+                        else None
+                    ),
                 }
             )
         )

@@ -113,6 +113,15 @@ def unindexed_unique(db: Database, settings: Settings) -> list[Rule]:
     return [r for r in settings.rules if r.type == "unique" and not is_indexed(db, r.table, r.column)]
 
 
+def unindexed_file_column(db: Database, settings: Settings) -> bool:
+    """Tell whether no index leads with the file column.
+
+    A continuous check of a file row's change asks whether its paths are named by looking them up
+    in that column (guard/checks/files_targeted.py), which without an index reads the whole table.
+    """
+    return not is_indexed(db, settings.file_table, settings.file_column)
+
+
 def install_bookkeeping(db: Database) -> None:
     """Create guard's own schema and tables only, no trigger on the app's tables.
 

@@ -79,11 +79,13 @@ def test_no_sweep_installs_only_and_json_says_what_the_sweep_found(world: dict[s
 
 
 def test_install_names_a_unique_rule_without_an_index_until_the_app_has_one(world: dict[str, Any]) -> None:
-    # the reference schema has no index on ads.slug: every keyed check of ads scans the table
+    # the reference schema has no index on ads.slug nor on ad_images.file_path: every keyed check of
+    # ads, and every check of a file row's change, scans the table
     plain = guard(world, "install", "--no-sweep")
     assert plain.returncode == 0, plain.stderr
     notes = [line for line in plain.stdout.splitlines() if line.startswith("guard: note:")]
-    assert len(notes) == 1 and notes[0].startswith("guard: note: ads.slug has no index"), plain.stdout
+    assert len(notes) == 2 and notes[0].startswith("guard: note: ads.slug has no index"), plain.stdout
+    assert notes[1].startswith("guard: note: ad_images.file_path has no index"), plain.stdout
     as_json = json.loads(guard(world, "install", "--no-sweep", "--json").stdout)
     assert [u["column"] for u in as_json["unindexed_unique"]] == ["slug"]
     with Database(world["database_url"]) as db:  # a BRIN or another collation's index finds no slug
@@ -91,8 +93,11 @@ def test_install_names_a_unique_rule_without_an_index_until_the_app_has_one(worl
         db.execute('CREATE INDEX ads_slug_c ON ads (slug COLLATE "C")')
     still = guard(world, "install", "--no-sweep")
     assert still.returncode == 0 and "guard: note: ads.slug has no index" in still.stdout, still.stdout
+    assert as_json["unindexed_file_column"] == {"table": "ad_images", "column": "file_path"}
     with Database(world["database_url"]) as db:
         db.execute("CREATE INDEX ads_slug_lookup ON ads (slug)")
+        db.execute("CREATE INDEX ad_images_path_lookup ON ad_images (file_path)")
     indexed = guard(world, "install", "--no-sweep")
     assert indexed.returncode == 0 and "guard: note:" not in indexed.stdout, indexed.stdout
-    assert json.loads(guard(world, "install", "--no-sweep", "--json").stdout)["unindexed_unique"] == []
+    as_json = json.loads(guard(world, "install", "--no-sweep", "--json").stdout)
+    assert as_json["unindexed_unique"] == [] and as_json["unindexed_file_column"] is None
