@@ -170,8 +170,13 @@ def plan_tables(db: Database, rules: Iterable[Rule]) -> list[TablePlan]:
 
 
 def validate_pattern(db: Database, rule: Rule) -> None:
+    """Fail with the rule's name when PostgreSQL cannot compile its pattern.
+
+    A read, not an execute: in the worker's pipelined transaction an execute's error only arrives
+    with a later statement's answer, as a raw database error.
+    """
     try:
-        db.execute("SELECT '' ~ %s", (rule.pattern,))
+        db.fetch_one("SELECT '' ~ %s", (rule.pattern,))
     except psycopg.errors.InvalidRegularExpression as exc:
         detail = str(exc).strip().splitlines()[0]
         raise ConfigError(f"rule '{rule.id}': invalid regular expression: {detail}") from None

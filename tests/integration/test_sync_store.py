@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from guard.config.rules import Rule
 from guard.config.settings import Settings
 from guard.continuous.capture import install
 from guard.continuous.process import process_paths, process_rows, run_sweep
 from guard.db.database import Database
+from guard.errors import ConfigError
 from guard.findings import ledger as store
 
 pytestmark = pytest.mark.integration
@@ -288,3 +290,17 @@ def test_a_row_naming_an_orphan_in_an_odd_spelling_resolves_it(settings: Setting
         db.execute("INSERT INTO ad_images (id, ad_id, filename, file_path) VALUES (7, 5, 'x', %s)", (odd,))
     process_rows(settings, "ad_images", ["7"], [odd])
     assert _open(settings) == []
+
+
+def test_a_bad_pattern_is_a_configuration_error_in_the_workers_check_too(db_url: str, tmp_path: Path) -> None:
+    """The worker checks in one pipelined transaction, where a statement's error arrives with a later
+    read: the pattern's check must still say which rule is wrong, not raise a raw database error."""
+    bad = Rule("ads.slug.format", "ads", "slug", "format", pattern="([")
+    settings = Settings(database_url=db_url, uploads_root=tmp_path, rules=[bad])
+    with Database(db_url) as db:
+        db.execute("INSERT INTO users (id, email) VALUES (1, 'a@example.com')")
+        db.execute("INSERT INTO categories (id, name, slug) VALUES (1, 'Cars', 'cars')")
+        db.execute("INSERT INTO ads (id, title, slug, category_id, user_id) VALUES (5, 't', 'ok-5', 1, 1)")
+        install(db, settings)
+    with pytest.raises(ConfigError, match=r"rule 'ads\.slug\.format': invalid regular expression"):
+        process_rows(settings, "ads", ["5"])
