@@ -17,8 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from guard.backup.repo.repository import Repository
 from tests.acceptance.cli import guard
 from tests.acceptance.serve_support import (
+    DB_PASSWORD,
+    DSN,
     HOSTILE,
     QUEUED,
+    WEBHOOK,
     Server,
     World,
     queue_length,
@@ -177,11 +180,25 @@ def test_a_hostile_file_name_is_escaped_on_the_page_and_exact_in_json(server: Se
     assert f"uploads/ads/{HOSTILE}" in {e["path"] for e in document["examples"]}
 
 
-def test_no_secret_on_any_page(server: Server) -> None:
-    for path in ("/", "/metrics", "/api/status", "/healthz"):
-        body = server.get(path)[1]
-        for secret in secrets():
-            assert secret not in body, (path, secret)
+def test_no_secret_on_any_page(world: World, server: Server) -> None:
+    """An open finding whose text holds every secret the world is configured with (as a failure's
+    error text could): the pages show the finding, and none of the secrets."""
+    leak = f"could not reach postgresql://postgres:{DB_PASSWORD}@db/app; {WEBHOOK}; {DSN}"
+    [(finding,)] = rows(
+        world.plain_url,
+        "INSERT INTO guard.findings (check_name, kind, subject, message, path)"
+        " VALUES ('backup', 'backup_failed', 'secret-test-subject', %s, %s) RETURNING id",
+        (leak, leak),
+    )
+    try:
+        for path in ("/", "/metrics", "/api/status", "/healthz"):
+            body = server.get(path)[1]
+            if path in ("/", "/api/status"):
+                assert "secret-test-subject" in body, path  # the finding is on the page
+            for secret in secrets():
+                assert secret not in body, (path, secret)
+    finally:
+        rows(world.plain_url, "DELETE FROM guard.findings WHERE id = %s RETURNING id", (finding,))
 
 
 def test_healthz_answers_for_a_load_balancer(server: Server) -> None:
