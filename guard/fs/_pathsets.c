@@ -196,6 +196,10 @@ static uint64_t seed;
  * land anywhere in tens of megabytes, and 4 KiB pages cost a TLB miss on top of the cache miss. */
 static void *big_alloc(size_t size)
 {
+    /* whole pages: the tail given back below must start on a page, or munmap refuses it (EINVAL)
+     * and up to 2 MiB stay mapped; munmap(block, size) later rounds its length up the same way */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + page - 1) & ~(page - 1);
     size_t padded = size + HUGE_PAGE;
     char *raw = mmap(NULL, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {

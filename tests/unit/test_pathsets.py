@@ -168,3 +168,26 @@ def test_the_compiled_index_refuses_a_partial_line_and_a_name_without_its_nul() 
         index.add_copy(b"a\nb")
     with pytest.raises(ValueError, match="NUL"):
         index.match(b"a")
+
+
+def _mapped_kib() -> int:
+    """The process's mapped memory (VmSize), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+@pytest.mark.skipif(not pathsets.COMPILED, reason="the compiled index is not built here")
+def test_a_stored_path_over_the_arena_block_is_unmapped_whole_when_the_index_closes() -> None:
+    """A block bigger than the arena's 8 MiB is mapped for its own size, which need not be a whole
+    number of pages: the unused tail of its huge-page padding must still be given back."""
+    odd = "uploads/" + "x" * ((9 << 20) + 123)  # over 8 MiB, and not a multiple of a page
+    pathsets.stored_index().close()  # the first index's one-time costs are not counted
+    before = _mapped_kib()
+    for _ in range(8):
+        index = pathsets.stored_index()
+        index.add_values([odd])
+        index.close()
+    grown = _mapped_kib() - before
+    assert grown < 2048, f"{grown} KiB still mapped after 8 indexes were closed"
