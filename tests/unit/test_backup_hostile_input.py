@@ -66,3 +66,23 @@ def test_a_signed_manifest_with_a_bad_value_is_a_manifest_error(changes: dict[st
     """Found by bench/fuzz.py (manifest): AttributeError and OverflowError escaped, a traceback."""
     with pytest.raises(ManifestError, match="missing a field or has a bad value"):
         parse(_signed(_body(**changes)), "backup x")
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param(["b", 0, 1, 0, 0, 0], id="0 as the content hash, once read as the file before's"),
+        pytest.param(["b", False, 1, 0, 0, 0], id="false as the content hash"),
+        pytest.param(["b", [], 1, 0, 0, 0], id="[] as the content hash"),
+        pytest.param(["b", "", 1, 0.5, 0, 0], id="a float as a time difference"),
+        pytest.param(["b", "", 1.5, 0, 0, 0], id="a float as a size"),
+    ],
+)
+def test_a_name_ordered_page_with_a_value_of_the_wrong_type_is_a_manifest_error(second: list[Any]) -> None:
+    """Format 5's pages (guard-files/2) spell "same content as the file before" as "" and numbers as
+    whole differences; anything else is not a page guard wrote."""
+    first = ["a", "ab" * 32, 1, 10, 10, 10]
+    data = json.dumps(["guard-files/2", [first, second]]).encode()
+    page = PageRef(0, "cd" * 32, len(data), 2, 0, None, "a")
+    with pytest.raises(ManifestError, match="is not the list named"):
+        page_rows(data, "uploads/ads", page, "backup x")

@@ -42,13 +42,19 @@ def page_bytes(rows: list[Row]) -> bytes:
     return json.dumps([FORMAT, out], ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+def _no_fraction(text: str) -> float:
+    """Sizes, times and inodes are whole numbers: a page holding 1.5 or 1e3 is not one guard wrote."""
+    raise ValueError(f"a fraction in a folder list: {text[:20]}")
+
+
 def page_rows(data: bytes) -> list[list[Any]]:
     """Read a page's rows back: [name, sha256, size, mtime_ns, ctime_ns, inode] each.
 
     Raises ValueError (or TypeError, RecursionError from hostile JSON) when the bytes are not a
-    format-2 page: names out of order, a row of the wrong shape, a difference that is not a number.
+    format-2 page: names out of order, a row of the wrong shape, a content hash that is not a
+    string, a number with a fraction or an exponent.
     """
-    tag, packed = json.loads(data)
+    tag, packed = json.loads(data, parse_float=_no_fraction)
     if tag != FORMAT or not isinstance(packed, list):
         raise ValueError("not a format-2 folder list")
     rows: list[list[Any]] = []
@@ -56,9 +62,9 @@ def page_rows(data: bytes) -> list[list[Any]]:
     sha = previous = None
     mtime = ctime = inode = 0
     for name, stated, size, dm, dc, di in packed:  # a row of another length: ValueError
+        if type(stated) is not str:  # only "" means the file before's content, not 0, false or []
+            raise ValueError("bad content hash")
         if stated:
-            if type(stated) is not str:
-                raise ValueError("bad content hash")
             sha = stated
         elif sha is None:
             raise ValueError("no content hash before")
@@ -66,7 +72,7 @@ def page_rows(data: bytes) -> list[list[Any]]:
             raise ValueError("names out of order")
         previous = name
         if dm is not None:
-            mtime += dm  # a difference that is not a number: TypeError
+            mtime += dm  # a difference that is not a number: TypeError (a fraction never parses)
         if dc is not None:
             ctime += dc
         if di is not None:
