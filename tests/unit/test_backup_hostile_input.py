@@ -76,6 +76,8 @@ def test_a_signed_manifest_with_a_bad_value_is_a_manifest_error(changes: dict[st
         pytest.param(["b", [], 1, 0, 0, 0], id="[] as the content hash"),
         pytest.param(["b", "", 1, 0.5, 0, 0], id="a float as a time difference"),
         pytest.param(["b", "", 1.5, 0, 0, 0], id="a float as a size"),
+        pytest.param(["b", "", float("nan"), 0, 0, 0], id="NaN as a size"),
+        pytest.param(["b", "", 1, float("inf"), 0, 0], id="Infinity as a time difference"),
     ],
 )
 def test_a_name_ordered_page_with_a_value_of_the_wrong_type_is_a_manifest_error(second: list[Any]) -> None:

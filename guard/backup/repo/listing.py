@@ -43,7 +43,7 @@ def page_bytes(rows: list[Row]) -> bytes:
 
 
 def _no_fraction(text: str) -> float:
-    """Sizes, times and inodes are whole numbers: a page holding 1.5 or 1e3 is not one guard wrote."""
+    """Sizes, times and inodes are whole numbers: a page holding 1.5, 1e3 or NaN is not one guard wrote."""
     raise ValueError(f"a fraction in a folder list: {text[:20]}")
 
 
@@ -54,7 +54,7 @@ def page_rows(data: bytes) -> list[list[Any]]:
     format-2 page: names out of order, a row of the wrong shape, a content hash that is not a
     string, a number with a fraction or an exponent.
     """
-    tag, packed = json.loads(data, parse_float=_no_fraction)
+    tag, packed = json.loads(data, parse_float=_no_fraction, parse_constant=_no_fraction)
     if tag != FORMAT or not isinstance(packed, list):
         raise ValueError("not a format-2 folder list")
     rows: list[list[Any]] = []
