@@ -380,9 +380,10 @@ def test_the_dump_is_chunks_in_the_store_and_an_unchanged_one_costs_one_chunk(wo
     chunks = first.manifest.dump.chunks
     assert chunks and sum(c.size for c in chunks) == first.manifest.dump.size
     assert all(repo.store.index[c.sha256].stored < c.size for c in chunks)  # compressed in its pack
-    shared = {c.sha256 for c in chunks} & {c.sha256 for c in second.manifest.dump.chunks}
-    assert len(shared) == len(chunks) - 1  # only the archive's header, which holds its time, is new
-    assert second.manifest.counts["dump_chunks_written"] == 1
+    new = {c.sha256 for c in second.manifest.dump.chunks} - {c.sha256 for c in chunks}
+    # only the archive's header holds the dump's time, to the second: one new chunk, or none when
+    # both dumps started within the same second (CI saw that: the whole dump was one shared chunk)
+    assert len(new) <= 1 and second.manifest.counts["dump_chunks_written"] == len(new)
     assert verify_backup(repo, second.id, read_data=True).ok
 
 
