@@ -144,13 +144,18 @@ def scanned_file_mtime(root: UploadsRoot, relpath: str) -> float | None:
     return info.st_mtime
 
 
+def _usual_spellings(relpaths: list[str]) -> tuple[list[str], list[str]]:
+    """The paths a row can hold (undecodable names: none can) and the spellings looked up by index."""
+    storable = [p for p in relpaths if paths.json_safe(p) == p]
+    return storable, storable + [f"./{p}" for p in storable]
+
+
 def named_paths(db: Database, settings: Settings, relpaths: list[str]) -> set[str]:
     """Return which of these (normalized, safe) paths some row names in any spelling the sweep accepts."""
-    storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold
+    storable, spellings = _usual_spellings(relpaths)
     if not storable:
         return set()
     names = {"col": sql.Identifier(settings.file_column), "t": sql.Identifier(settings.file_table)}
-    spellings = storable + [f"./{p}" for p in storable]
     named = {
         paths.normalize(str(stored))
         for (stored,) in db.fetch_all(sql.SQL(NAMED).format(**names), {"spellings": spellings})
@@ -171,8 +176,7 @@ def _referencing_rows(db: Database, settings: Settings, relpaths: list[str], key
         col=sql.Identifier(settings.file_column),
         t=sql.Identifier(table),
     )
-    storable = [p for p in relpaths if paths.json_safe(p) == p]  # undecodable names: no row can hold
-    spellings = storable + [f"./{p}" for p in storable]
+    storable, spellings = _usual_spellings(relpaths)
     referenced = set()
     for row_id, stored in db.fetch_all(query, {"spellings": spellings, "paths": storable}):
         referenced.add(paths.normalize(str(stored)))

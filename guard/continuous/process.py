@@ -96,7 +96,7 @@ def process_rows(
             found = file_events.check_rows(db, settings, root, keys)
             scope = Scope("files", file_events.ROW_KINDS, row_subjects)
             changes += store.reconcile(db, scope, found, seen=read_at)
-            path_outcome = _reconcile_paths(db, settings, root, paths, set(), read_at, other_rows=False)
+            path_outcome = _reconcile_paths(db, settings, root, paths, set(), read_at)
             changes += path_outcome.changes
             recheck = path_outcome.recheck
         marked(db, marking)
@@ -188,19 +188,19 @@ def _reconcile_paths(
     paths: Sequence[str],
     locked_keys: set[str],
     read_at: datetime,
-    other_rows: bool = True,
 ) -> Outcome:
-    """Reconcile these paths' orphans and (unless not `other_rows`) the locked rows that name them.
+    """Reconcile these paths' orphans and the locked rows that name them.
 
     A row that came to name a path after the locks were taken is not checked here: its own change
-    is in the outbox, and its own check takes its lock. Without `other_rows` the table is read in
-    full only for a path no row names in a usual spelling (a row's change: its old path, or a new
-    one stored only in an odd spelling). Paths are locked and scoped as the file they name, so a row
-    storing 'a//b' and a file event on 'a/b' wait for each other and see the same finding.
+    is in the outbox, and its own check takes its lock. With no rows locked (a row's change locks
+    only its paths) the rows naming them are not looked for, and the table is read in full only for
+    a path no row names in a usual spelling (its old path, or a new one stored only in an odd
+    spelling). Paths are locked and scoped as the file they name, so a row storing 'a//b' and a
+    file event on 'a/b' wait for each other and see the same finding.
     """
     if not paths:
         return Outcome()
-    report = file_events.check_paths(db, settings, root, paths, rows=other_rows)
+    report = file_events.check_paths(db, settings, root, paths, rows=bool(locked_keys))
     subjects = tuple(sorted({file_events.stored_path_subject(p) for p in paths}))
     scope = Scope("files", file_events.PATH_KINDS, subjects)
     changes = store.reconcile(db, scope, report.orphans, seen=read_at)
