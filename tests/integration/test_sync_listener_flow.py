@@ -48,6 +48,29 @@ class _Recorder:
             return self.seen.wait_for(lambda: keys <= {k for b in self.batches for k in b}, timeout=timeout)
 
 
+class _FlagSpy:
+    """Every value the listener sets the flag to, kept once the update has run (a flag seen up here
+    is up for the writers too); `downs` is released each time it is taken down."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.flags: list[bool] = []
+        self.downs = threading.Semaphore(0)
+        self.real_set_idle = outbox.set_listener_idle
+        monkeypatch.setattr(outbox, "set_listener_idle", self.set_idle)
+
+    def set_idle(self, db: Database, idle: bool) -> None:
+        self.real_set_idle(db, idle)
+        self.flags.append(idle)
+        if not idle:
+            self.downs.release()
+
+    def wait_up_again(self, timeout: float = 30) -> None:
+        """Wait until the flag, once taken down, is up again (the stream's window has to pass)."""
+        deadline = time.monotonic() + timeout
+        while not (False in self.flags and self.flags[-1] is True) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 def _run(listener: Listener) -> threading.Thread:
     thread = threading.Thread(target=listener.run, daemon=True)
     thread.start()
@@ -95,14 +118,7 @@ def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: 
     monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
     stop, record = StopFlag(), _Recorder()
     listener = Listener(Settings(database_url=db_url), record, stop)
-    flags: list[bool] = []
-    real_set_idle = outbox.set_listener_idle
-
-    def set_idle(db: Database, idle: bool) -> None:
-        real_set_idle(db, idle)  # first: a flag seen up here is up for the writers too
-        flags.append(idle)
-
-    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    spy = _FlagSpy(monkeypatch)
     with Database(db_url) as writer, writer.transaction():  # one commit: the stream arrives at once
         keys = {
             str(r[0]) for s in range(STREAM_CHANGES * 2) if (r := writer.fetch_one(INSERT_AD, (f"s-{s}-1",)))
@@ -110,10 +126,8 @@ def test_a_stream_takes_the_flag_down_and_is_all_sent(db_url: str, monkeypatch: 
     thread = _run(listener)
     try:
         assert record.wait_for(keys)
-        deadline = time.monotonic() + 30
-        while not (flags and flags[-1] is True and False in flags) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert False in flags and flags[-1] is True, f"flags set: {flags}"
+        spy.wait_up_again()
+        assert False in spy.flags and spy.flags[-1] is True, f"flags set: {spy.flags}"
         more = _write(db_url, ["after-the-stream-1"])  # only a notify can bring this one: flag back up
         assert record.wait_for(more), "a write after the stream did not wake the listener"
     finally:
@@ -131,35 +145,23 @@ def test_a_steady_stream_of_single_row_commits_takes_the_flag_down(
     monkeypatch.setattr(listener_module, "WAIT_S", NO_POLL_S)
     monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 5.0)
     stop, record = StopFlag(), _Recorder()
-    flags: list[bool] = []
-    flag_down = threading.Event()
-    real_set_idle = outbox.set_listener_idle
-
-    def set_idle(db: Database, idle: bool) -> None:
-        real_set_idle(db, idle)  # first: a flag seen up here is up for the writers too
-        flags.append(idle)
-        if not idle:
-            flag_down.set()
-
-    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    spy = _FlagSpy(monkeypatch)
     listener = Listener(Settings(database_url=db_url), record, stop)
     thread = _run(listener)
     keys: set[str] = set()
     try:
         with Database(db_url) as writer:
-            n, until = 0, time.monotonic() + 20
-            while not flag_down.is_set() and time.monotonic() < until:  # one commit per row, as the app
+            n, until, down = 0, time.monotonic() + 20, False
+            while not down and time.monotonic() < until:  # one commit per row, as the app writes
                 row = writer.fetch_one(INSERT_AD, (f"steady-{n}-1",))
                 assert row is not None
                 keys.add(str(row[0]))
                 n += 1
-                flag_down.wait(0.01)  # pacing only: about 100 writes a second
-        assert flag_down.is_set(), f"{n} single-row commits never took the flag down"
+                down = spy.downs.acquire(timeout=0.01)  # pacing only: about 100 writes a second
+        assert down, f"{n} single-row commits never took the flag down"
         assert record.wait_for(keys), "not every change of the stream was sent"
-        deadline = time.monotonic() + 30
-        while flags[-1] is not True and time.monotonic() < deadline:  # the window has to pass first
-            time.sleep(0.01)
-        assert flags[-1] is True, "the flag stayed down after the stream"
+        spy.wait_up_again()
+        assert spy.flags[-1] is True, "the flag stayed down after the stream"
         more = _write(db_url, ["after-the-steady-stream-1"])  # only a notify can bring it now
         assert record.wait_for(more), "a write after the stream did not wake the listener"
     finally:
@@ -177,15 +179,7 @@ def test_a_streaming_listener_takes_the_flag_down_again_after_another_puts_it_up
     monkeypatch.setattr(listener_module, "STREAM_WINDOW_S", 5.0)
     monkeypatch.setattr(listener_module, "STREAM_REASSERT_S", 0.1)
     stop, record = StopFlag(), _Recorder()
-    downs = threading.Semaphore(0)
-    real_set_idle = outbox.set_listener_idle
-
-    def set_idle(db: Database, idle: bool) -> None:
-        real_set_idle(db, idle)
-        if not idle:
-            downs.release()
-
-    monkeypatch.setattr(outbox, "set_listener_idle", set_idle)
+    spy = _FlagSpy(monkeypatch)
     thread = _run(Listener(Settings(database_url=db_url), record, stop))
     try:
         with Database(db_url) as writer:
@@ -200,11 +194,13 @@ def test_a_streaming_listener_takes_the_flag_down_again_after_another_puts_it_up
                     time.sleep(0.005)  # pacing only
                 return False
 
-            assert write_until(lambda: downs.acquire(blocking=False)), "the stream never took the flag down"
-            while downs.acquire(blocking=False):
+            assert write_until(lambda: spy.downs.acquire(blocking=False)), (
+                "the stream never took the flag down"
+            )
+            while spy.downs.acquire(blocking=False):
                 pass
-            real_set_idle(writer, True)  # another listener's poll, as it would
-            assert write_until(lambda: downs.acquire(blocking=False)), "the flag stayed up for the stream"
+            spy.real_set_idle(writer, True)  # another listener's poll, as it would
+            assert write_until(lambda: spy.downs.acquire(blocking=False)), "the flag stayed up for the stream"
             row = writer.fetch_one(IDLE)
             assert row is not None and row[0] is False
     finally:
