@@ -435,9 +435,8 @@ class Pgbench:
 
     def __init__(self, tps: float, latencies_ms: list[float]) -> None:
         self.tps = tps
-        ordered = sorted(latencies_ms) or [0.0]
-        self.p50 = ordered[len(ordered) // 2]
-        self.p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        latencies = latencies_ms or [0.0]
+        self.p50, self.p99 = percentile(latencies, 50), percentile(latencies, 99)
 
 
 def pgbench(url: str, seconds: int, wrapped: bool, rate: int | None = None) -> Pgbench:
