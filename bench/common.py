@@ -27,6 +27,20 @@ class Run:
     stdout: str
 
 
+def drop_broker_keys(redis_url: str, prefix: str) -> None:
+    """Delete what a bench's Celery processes left in Redis under their BROKER_PREFIX (queues,
+    unacked messages, bindings): a stopped stack should leave the shared Redis as it found it."""
+    import redis  # only the benches that start workers need it
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Run:
     """Run a command and return its wall time and peak RSS (from wait4's rusage)."""
     started = time.perf_counter()

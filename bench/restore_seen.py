@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import redis
 
+from bench.common import drop_broker_keys
 from guard.config.settings import Settings
 from guard.continuous.capture import install
 from guard.db import servers as server
@@ -129,10 +129,7 @@ def stack(uploads: Path, prefix: str) -> Iterator[None]:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
-        client = redis.Redis.from_url(REDIS)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        drop_broker_keys(REDIS, prefix)
 
 
 def poll(predicate: Callable[[], bool], what: str) -> None:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import psycopg
 
+from bench.common import drop_broker_keys
 from bench.cpu import CpuMeter
 from guard.config.settings import Settings
 from guard.continuous import outbox
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work" / "sync"
 BIN = Path(sys.executable).parent
 SERVER = os.environ.get("GUARD_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")  # the stack's broker, as it reads it
 MIGRATIONS = ROOT / "examples" / "thulobazaar" / "prisma" / "migrations"
 PGBENCH_MAX_TPS = 6000  # listings a second no run here reaches: the files made for a run
 PGBENCH_SCRIPT = """\\set n random(1, 1000000000)
@@ -154,6 +156,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        drop_broker_keys(self.env.get("REDIS_URL", REDIS_URL), self.prefix)
 
 
 def paced_writes(
