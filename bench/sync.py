@@ -7,6 +7,7 @@ data under bench/work/; every process it starts is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from bench.common import drop_broker_keys
+from bench.cores import MODES, CoreSplit
 from bench.cpu import CpuMeter
 from guard.config.settings import Settings
 from guard.continuous import outbox
-from guard.continuous.capture import install, uninstall
+from guard.continuous.capture import TRIGGER_NAMES, install, uninstall
 from guard.continuous.outbox import set_listener_idle
 from guard.db import servers as server
 from guard.db.database import Database
@@ -437,13 +441,17 @@ class Pgbench:
     """One pgbench run: transactions a second and, from its per-transaction log, latency in ms."""
 
     def __init__(self, tps: float, latencies_ms: list[float]) -> None:
-        self.tps = tps
+        self.tps, self.listings = tps, len(latencies_ms)
+        self.wal_records = self.wal_bytes = 0.0  # the WAL written per listing, set by bench_triggers
         latencies = latencies_ms or [0.0]
         self.p50, self.p99 = percentile(latencies, 50), percentile(latencies, 99)
 
 
-def pgbench(url: str, seconds: int, wrapped: bool, rate: int | None = None) -> Pgbench:
-    """Run the app's listing writes; with `rate`, at that many listings a second (pgbench -R)."""
+def pgbench(
+    url: str, seconds: int, wrapped: bool, rate: int | None = None, cores: CoreSplit | None = None
+) -> Pgbench:
+    """Run the app's listing writes; with `rate`, at that many listings a second (pgbench -R); with
+    `cores`, on the app's core."""
     script = WORK / ("app_writes_tx.sql" if wrapped else "app_writes.sql")
     body = PGBENCH_SCRIPT.replace("\\gset", "\\gset", 1)
     script.write_text(f"BEGIN;\n{body}COMMIT;\n" if wrapped else body)
@@ -452,7 +460,8 @@ def pgbench(url: str, seconds: int, wrapped: bool, rate: int | None = None) -> P
     logs.mkdir(parents=True)
     argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script)]
     argv += ["--log", f"--log-prefix={logs / 'tx'}"] + (["-R", str(rate)] if rate else [])
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    preexec = cores.app() if cores is not None else None
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True, preexec_fn=preexec).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     # the log's third column: the listing's latency in microseconds, from its scheduled start under
     # -R (schedule lag included); a failed or skipped one says so instead and is left out
@@ -475,7 +484,22 @@ def existing_files(url: str, uploads: Path, seconds: int) -> None:
     os.sync()  # their writeback is not the run's: it would compete with the WAL's fsyncs
 
 
-VARIANTS = ("without", "busy", "idle", "alongside")
+VARIANTS = ("without", "noop", "busy", "idle", "alongside")
+WAL_WRITTEN = "SELECT wal_records, wal_bytes FROM pg_stat_wal"
+CAPTURE_FUNCTIONS = """
+SELECT DISTINCT n.nspname, p.proname FROM pg_trigger t
+JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE t.tgname = ANY(%s)
+"""
+
+
+def empty_capture(db: Database) -> None:
+    """Give every capture trigger an empty body: the "noop" variant, what a row trigger costs the
+    app's write before it does anything (its WHEN clause and the call), the floor under "busy"."""
+    for schema, function in db.fetch_all(CAPTURE_FUNCTIONS, (list(TRIGGER_NAMES),)):
+        name = sql.Identifier(str(schema), str(function))
+        body = "RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$BEGIN RETURN NULL; END$$"
+        db.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() " + body).format(name))
 
 
 def bench_triggers(
@@ -487,17 +511,21 @@ def bench_triggers(
     variants: list[str],
     rate: int | None = None,
     missing_files: bool = False,
+    cores: str | None = None,
 ) -> None:
-    """pgbench without triggers and with them: "busy" and "idle" with no listener (the flag forced
-    down or up), "alongside" with the Procfile's listener and worker running and checking.
+    """pgbench without triggers and with them: "noop" with their bodies emptied (empty_capture),
+    "busy" and "idle" with no listener (the flag forced down or up), "alongside" with the Procfile's
+    listener and worker running and checking.
 
     "without" runs with the same listener and worker started (idle: no guard schema to drain), so
     the two differ only by the triggers and the work they cause. The variants alternate, round after
     round, so drift in the machine's load hits them alike. Each listing's image file exists unless
     `missing_files` (then every listing is an incident, a finding opened and announced). With `rate`
-    the listings come at that pace (pgbench -R) and the cost is their latency, not the tps.
+    the listings come at that pace (pgbench -R) and the cost is their latency, not the tps. With
+    `cores` the app and guard run on cores of their own (bench/cores.py).
     """
     settings = Settings(database_url=url)
+    split = CoreSplit(SERVER, str(conninfo_to_dict(url)["dbname"]), cores) if cores else None
     runs: dict[str, list[Pgbench]] = {v: [] for v in variants}
     with Database(url) as db:
         for _ in range(rounds):
@@ -508,17 +536,26 @@ def bench_triggers(
                     # under a stream of writes a listener drains without waiting ("busy"); the
                     # "idle" run is the worst case, every write sending pg_notify
                     set_listener_idle(db, variant == "idle")
+                if variant == "noop":
+                    empty_capture(db)
                 if variant == "alongside" and not missing_files:
                     existing_files(url, uploads, seconds)
                 db.execute("CHECKPOINT")
                 stack = Stack(url, uploads) if variant in ("without", "alongside") else None
-                try:
-                    if stack is not None:
-                        stack.start()
-                    runs[variant].append(pgbench(url, seconds, wrapped, rate))
-                finally:
-                    if stack is not None:
-                        stack.stop()
+                with split or contextlib.nullcontext():
+                    try:
+                        if stack is not None:
+                            stack.start()
+                        wal = db.fetch_one(WAL_WRITTEN)
+                        run = pgbench(url, seconds, wrapped, rate, split)
+                    finally:
+                        if stack is not None:
+                            stack.stop()  # warm: the checks of the last listings finish first
+                after = db.fetch_one(WAL_WRITTEN)
+                if wal and after and run.listings:  # the whole server's: nothing else runs here
+                    run.wal_records = float(after[0] - wal[0]) / run.listings
+                    run.wal_bytes = float(after[1] - wal[1]) / run.listings
+                runs[variant].append(run)
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
     world = "every image file missing" if missing_files else "image files exist"
     if rate is None:
@@ -542,9 +579,16 @@ def bench_triggers(
             for k, v in runs.items()
         )
         pace = f"{rate} listings/s (pgbench -R), latency per listing, medians compared"
+    wal = {
+        k: (statistics.median(r.wal_records for r in v), statistics.median(r.wal_bytes for r in v))
+        for k, v in runs.items()
+    }
+    shown += "; WAL a listing (median records / bytes): " + ", ".join(
+        f"{k} {records:.1f} / {size:.0f}" for k, (records, size) in wal.items()
+    )
     print(
         f"pgbench app writes (insert ad, insert image, update slug; {shape}; {world}; 4 clients, "
-        f"{pace}; {seconds}s x{rounds}): {shown}",
+        f"{pace}; {seconds}s x{rounds}{'; cores split: ' + cores if cores else ''}): {shown}",
         flush=True,
     )
 
@@ -565,6 +609,11 @@ def main() -> int:
         "--missing-files",
         action="store_true",
         help="triggers: no listing's image file exists (every write opens a finding: an incident)",
+    )
+    parser.add_argument(
+        "--cores",
+        choices=MODES,
+        help="triggers: the app on core 0, guard on core 1: its Python processes, or all (bench/cores.py)",
     )
     parser.add_argument("--rate", type=int, help="writes per second (latency 200, backlog 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
@@ -610,6 +659,7 @@ def main() -> int:
                     variants,
                     args.pgbench_rate,
                     args.missing_files,
+                    args.cores,
                 )
         for which in ("latency", "backlog", "throughput"):
             if args.only not in (None, which):
