@@ -95,6 +95,7 @@ class Stack:
             "DATABASE_URL": url,
             "UPLOADS_ROOT": str(uploads),
             "BROKER_PREFIX": self.prefix,
+            "REDIS_URL": REDIS_URL,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(code),  # before the editable install: --baseline runs an older tree
         }
@@ -261,6 +262,15 @@ def backlog(url: str) -> int:
     """Changes not yet checked: captured but not collected, plus collected but not processed."""
     with Database(url) as db:
         return outbox.backlog(db)
+
+
+def drained(url: str) -> None:
+    """Wait until every change is checked (at most DRAIN_S); say so if some were not."""
+    deadline = time.monotonic() + DRAIN_S
+    while (left := backlog(url)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        print(f"pgbench: {left} changes still unchecked {DRAIN_S} s after the run", flush=True)
 
 
 BREAKDOWN = """
@@ -442,7 +452,7 @@ class Pgbench:
 
     def __init__(self, tps: float, latencies_ms: list[float]) -> None:
         self.tps, self.listings = tps, len(latencies_ms)
-        self.wal_records = self.wal_bytes = 0.0  # the WAL written per listing, set by bench_triggers
+        self.wal_bytes = float("nan")  # the WAL written per listing, set by bench_triggers
         latencies = latencies_ms or [0.0]
         self.p50, self.p99 = percentile(latencies, 50), percentile(latencies, 99)
 
@@ -460,8 +470,8 @@ def pgbench(
     logs.mkdir(parents=True)
     argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script)]
     argv += ["--log", f"--log-prefix={logs / 'tx'}"] + (["-R", str(rate)] if rate else [])
-    preexec = cores.app() if cores is not None else None
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True, preexec_fn=preexec).stdout
+    argv = cores.app([*argv, url]) if cores is not None else [*argv, url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     # the log's third column: the listing's latency in microseconds, from its scheduled start under
     # -R (schedule lag included); a failed or skipped one says so instead and is left out
@@ -485,7 +495,11 @@ def existing_files(url: str, uploads: Path, seconds: int) -> None:
 
 
 VARIANTS = ("without", "noop", "busy", "idle", "alongside")
-WAL_WRITTEN = "SELECT wal_records, wal_bytes FROM pg_stat_wal"
+# bytes from the insert position, which needs no statistics flush; the whole server's WAL, so the
+# bench's database should be the only one busy (autovacuum and the checkpointer count too)
+WAL_POSITION = "SELECT pg_current_wal_insert_lsn()"
+WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)"
+DRAIN_S = 30
 CAPTURE_FUNCTIONS = """
 SELECT DISTINCT n.nspname, p.proname FROM pg_trigger t
 JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -546,15 +560,16 @@ def bench_triggers(
                     try:
                         if stack is not None:
                             stack.start()
-                        wal = db.fetch_one(WAL_WRITTEN)
+                        wal = db.fetch_one(WAL_POSITION)
                         run = pgbench(url, seconds, wrapped, rate, split)
+                        if variant == "alongside":  # guard's WAL for these listings: all checked
+                            drained(url)
                     finally:
                         if stack is not None:
-                            stack.stop()  # warm: the checks of the last listings finish first
-                after = db.fetch_one(WAL_WRITTEN)
-                if wal and after and run.listings:  # the whole server's: nothing else runs here
-                    run.wal_records = float(after[0] - wal[0]) / run.listings
-                    run.wal_bytes = float(after[1] - wal[1]) / run.listings
+                            stack.stop()
+                after = db.fetch_one(WAL_SINCE, (wal[0],)) if wal else None
+                if after and run.listings:
+                    run.wal_bytes = float(after[0]) / run.listings
                 runs[variant].append(run)
     shape = "one transaction per listing" if wrapped else "each statement its own transaction"
     world = "every image file missing" if missing_files else "image files exist"
@@ -579,12 +594,8 @@ def bench_triggers(
             for k, v in runs.items()
         )
         pace = f"{rate} listings/s (pgbench -R), latency per listing, medians compared"
-    wal = {
-        k: (statistics.median(r.wal_records for r in v), statistics.median(r.wal_bytes for r in v))
-        for k, v in runs.items()
-    }
-    shown += "; WAL a listing (median records / bytes): " + ", ".join(
-        f"{k} {records:.1f} / {size:.0f}" for k, (records, size) in wal.items()
+    shown += "; WAL bytes a listing (median): " + ", ".join(
+        f"{k} {statistics.median(r.wal_bytes for r in v):.0f}" for k, v in runs.items()
     )
     print(
         f"pgbench app writes (insert ad, insert image, update slug; {shape}; {world}; 4 clients, "
