@@ -76,10 +76,8 @@ def main() -> int:
         stack.start()
         script = bench.WORK / "alongside.sql"
         script.write_text(bench.PGBENCH_SCRIPT)
-        argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(args.seconds), "-f", str(script)]
-        pgbench = subprocess.Popen(
-            [*argv, *(["-R", str(args.rate)] if args.rate else []), url], stdout=subprocess.PIPE, text=True
-        )
+        argv = [*bench.pgbench_argv(script, args.seconds, args.rate), url]
+        pgbench = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         time.sleep(1)  # its connections are up: the meter names their backends
         stop = threading.Event()
         flags: list[tuple[Any, ...]] = []

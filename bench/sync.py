@@ -457,6 +457,12 @@ class Pgbench:
         self.p50, self.p99 = percentile(latencies, 50), percentile(latencies, 99)
 
 
+def pgbench_argv(script: Path, seconds: int, rate: int | None = None) -> list[str]:
+    """pgbench of the app's listings as every bench runs it: 4 clients on 2 threads, `rate` a second."""
+    argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script)]
+    return argv + (["-R", str(rate)] if rate else [])
+
+
 def pgbench(
     url: str, seconds: int, wrapped: bool, rate: int | None = None, cores: CoreSplit | None = None
 ) -> Pgbench:
@@ -468,8 +474,7 @@ def pgbench(
     logs = WORK / "pgbench-log"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    argv = ["pgbench", "-n", "-c", "4", "-j", "2", "-T", str(seconds), "-f", str(script)]
-    argv += ["--log", f"--log-prefix={logs / 'tx'}"] + (["-R", str(rate)] if rate else [])
+    argv = pgbench_argv(script, seconds, rate) + ["--log", f"--log-prefix={logs / 'tx'}"]
     argv = cores.app([*argv, url]) if cores is not None else [*argv, url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
