@@ -47,12 +47,12 @@ class CoreSplit:
         self.before = os.sched_getaffinity(0)
         if len(self.before) < 2:
             raise RuntimeError("cores: a split needs two cores")
-        first, second = sorted(self.before)[:2]
-        self.app_core, self.guard_core = first, second
+        self.app_core, self.guard_core = sorted(self.before)[:2]
         self.server_url, self.database, self.mode = server_url, database, mode
         self.stop = threading.Event()
         self.thread = threading.Thread()
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self.pinned: set[tuple[int, object]] = set()
         self.failure: BaseException | None = None
 
     def app(self, argv: list[str]) -> list[str]:
@@ -66,7 +66,7 @@ class CoreSplit:
         own = self.conn.execute("SELECT pg_backend_pid()").fetchone()
         assert own is not None
         self._move(int(own[0]), self.guard_core)  # the looking is the bench's, not the app's
-        self.pinned: set[tuple[int, object]] = set()
+        self.pinned.clear()
         self._pass()  # what is connected already is placed before the run starts
         self.stop.clear()
         self.failure = None

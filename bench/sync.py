@@ -161,7 +161,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        drop_broker_keys(self.env.get("REDIS_URL", REDIS_URL), self.prefix)
+        drop_broker_keys(REDIS_URL, self.prefix)
 
 
 def paced_writes(
@@ -264,10 +264,10 @@ def backlog(url: str) -> int:
         return outbox.backlog(db)
 
 
-def drained(url: str) -> None:
+def drained(db: Database) -> None:
     """Wait until every change is checked (at most DRAIN_S); say so if some were not."""
     deadline = time.monotonic() + DRAIN_S
-    while (left := backlog(url)) and time.monotonic() < deadline:
+    while (left := outbox.backlog(db)) and time.monotonic() < deadline:
         time.sleep(0.05)
     if left:
         print(f"pgbench: {left} changes still unchecked {DRAIN_S} s after the run", flush=True)
@@ -474,9 +474,10 @@ def pgbench(
     logs = WORK / "pgbench-log"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    argv = pgbench_argv(script, seconds, rate) + ["--log", f"--log-prefix={logs / 'tx'}"]
-    argv = cores.app([*argv, url]) if cores is not None else [*argv, url]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    argv = [*pgbench_argv(script, seconds, rate), "--log", f"--log-prefix={logs / 'tx'}", url]
+    out = subprocess.run(
+        cores.app(argv) if cores is not None else argv, capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"tps = ([0-9.]+)", out)
     # the log's third column: the listing's latency in microseconds, from its scheduled start under
     # -R (schedule lag included); a failed or skipped one says so instead and is left out
@@ -568,7 +569,7 @@ def bench_triggers(
                         wal = db.fetch_one(WAL_POSITION)
                         run = pgbench(url, seconds, wrapped, rate, split)
                         if variant == "alongside":  # guard's WAL for these listings: all checked
-                            drained(url)
+                            drained(db)
                     finally:
                         if stack is not None:
                             stack.stop()
@@ -629,7 +630,7 @@ def main() -> int:
     parser.add_argument(
         "--cores",
         choices=MODES,
-        help="triggers: the app on core 0, guard on core 1: its Python processes, or all (bench/cores.py)",
+        help="triggers: the app on one core, guard on another: its Python processes, or all (bench/cores.py)",
     )
     parser.add_argument("--rate", type=int, help="writes per second (latency 200, backlog 2000)")
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker (the Procfile's 2)")
