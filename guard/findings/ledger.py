@@ -145,8 +145,10 @@ def reconcile(
         "subjects": list(scope.subjects) if scope.subjects is not None else None,
         "since": since,
     }
+    # a row or path check names its kinds and subjects: a statement that can only look them up
+    scoped = scope.kinds is not None and scope.subjects is not None
     # both sent before either is read: one round trip in a pipeline (the resolve runs after the open)
-    resolving = db.submit(load_query("store_resolve"), params)
+    resolving = db.submit(load_query("store_resolve_subjects" if scoped else "store_resolve"), params)
     if opening is not None:
         row = opening.one()
         opened, refreshed = (int(row[0]), int(row[1])) if row else (0, 0)

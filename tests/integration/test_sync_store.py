@@ -304,3 +304,32 @@ def test_a_bad_pattern_is_a_configuration_error_in_the_workers_check_too(db_url:
         install(db, settings)
     with pytest.raises(ConfigError, match=r"rule 'ads\.slug\.format': invalid regular expression"):
         process_rows(settings, "ads", ["5"])
+
+
+def test_a_row_checks_resolve_looks_up_its_subjects_not_every_open_finding(settings: Settings) -> None:
+    """A statement run often gets PostgreSQL's generic plan (built without the parameters' values).
+    For a row's check that plan must still find the row's own findings by subject. The statement
+    that also served sweeps ("a NULL array means all") could not use an index for the subjects in
+    that plan, and read every open finding of the check: 2,000 here, so each row check cost more the
+    more findings were open."""
+    with Database(settings.require_database_url()) as db:
+        db.execute(
+            "INSERT INTO guard.findings (check_name, kind, subject, message)"
+            " SELECT 'integrity', 'ads.slug.format', 'ads:' || n, 'bad' FROM generate_series(1000, 2999) n"
+        )
+        db.execute("UPDATE ads SET slug = NULL WHERE id = 5")
+    process_rows(settings, "ads", ["5"])
+    with Database(settings.require_database_url()) as db:
+        db.execute("ANALYZE guard.findings")  # current statistics: the plan is the generic one's to get wrong
+        db.execute("UPDATE ads SET slug = 'good-5' WHERE id = 5")
+        with db.transaction():
+            db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            rules = tuple(r.id for r in settings.rules if r.table == "ads")
+            changes = store.reconcile(db, store.Scope("integrity", rules, ("ads:5",)), [])
+            row = db.fetch_one(
+                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+                " WHERE relid = 'guard.findings'::regclass"
+            )
+    assert changes.resolved == 1
+    assert row is not None and int(row[0]) < 20, f"{row[0] if row else None} findings read to resolve one"
+    assert len(_open(settings)) == 2000
