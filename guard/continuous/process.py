@@ -100,6 +100,7 @@ def process_rows(
             changes += path_outcome.changes
             recheck = path_outcome.recheck
         marked(db, marking)
+    _keep_statistics(settings, changes.opened)
     return Outcome(changes, recheck)
 
 
@@ -118,7 +119,9 @@ def process_paths(settings: Settings, paths: Sequence[str]) -> Outcome:
         db.execute(NO_DISK_WAIT)
         keys = _path_keys(db, settings, paths)
         read_at = store.lock_subjects(db, _path_lock_subjects(settings, paths, keys))
-        return _reconcile_paths(db, settings, root, paths, set(keys), read_at)
+        outcome = _reconcile_paths(db, settings, root, paths, set(keys), read_at)
+    _keep_statistics(settings, outcome.changes.opened)
+    return outcome
 
 
 def _path_keys(db: Database, settings: Settings, paths: Sequence[str]) -> list[str]:
@@ -248,6 +251,7 @@ def run_sweep(settings: Settings, name: str) -> Changes:
     seconds = round(time.monotonic() - started, 3)  # `guard serve`'s check duration
     details = {"check": name, "opened": changes.opened, "resolved": changes.resolved, "seconds": seconds}
     events.record(settings, events.SWEEP, events.OK, details)
+    _keep_statistics(settings, changes.opened)
     daily.fill_from_sweep(settings, result)
     return changes
 
@@ -303,6 +307,37 @@ def _why_not_ok(action: str, result: Any) -> str:
     if action == "drill":
         return str(result.detail)
     return "; ".join(result.problems) or "no backup passed verification"
+
+
+# guard.findings' statistics after a burst: autovacuum analyses a table once a tenth of it changed,
+# but looks only once a minute (autovacuum_naptime), and a table that grew from empty has none until
+# then. Without them the planner believes a check's name alone picks few findings, and each row
+# check's resolve read every open finding of its check (2,000 rows to resolve one). A worker that
+# has opened this many findings, and a tenth of the table, since it last analysed it does so itself
+# after its commit: a sample of at most 30,000 rows (default_statistics_target 100), milliseconds.
+ANALYZE_AFTER = 500
+ANALYZE_FINDINGS = "ANALYZE (SKIP_LOCKED) guard.findings"  # another worker's or autovacuum's will do
+FINDINGS_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'guard.findings'::regclass"
+_OPENED: dict[int, tuple[int, float]] = {}  # per process: opened since its last ANALYZE, rows then
+
+
+def _keep_statistics(settings: Settings, opened: int) -> None:
+    """Analyse guard.findings once this process has opened a burst of findings since it last did."""
+    if not opened:
+        return
+    since, rows = _OPENED.get(os.getpid(), (0, 0.0))
+    since += opened
+    if since < max(ANALYZE_AFTER, rows / 10):
+        _OPENED[os.getpid()] = (since, rows)
+        return
+    try:
+        with _database(settings) as db:
+            db.execute(ANALYZE_FINDINGS)
+            row = db.fetch_one(FINDINGS_ROWS)
+    except (GuardError, psycopg.Error) as exc:  # the findings are committed; statistics can wait
+        log.warning("could not analyse guard.findings: %s", type(exc).__name__)
+        row = None
+    _OPENED[os.getpid()] = (0, float(row[0]) if row else rows)
 
 
 _CONNECTIONS: dict[tuple[int, str], Database] = {}
