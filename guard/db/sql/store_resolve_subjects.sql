@@ -1,9 +1,9 @@
 -- Resolve the open findings of these kinds and subjects that this check did not see again (a row
--- or path check). Written without store_resolve.sql's "NULL means all" so that every plan, the
--- generic one a cached statement may get included, looks the subjects up in findings_open_key: that
--- plan cannot use an index for "$3 IS NULL OR subject = ANY($3)" and read every open finding of the
--- check instead, which after a burst of findings (before autovacuum has analysed them) made each
--- row check cost more the more findings were open.
+-- or path check). Written without store_resolve.sql's "NULL means all", so that every plan, the
+-- generic one a cached statement may get included, can look the subjects up in an index
+-- (findings_open_subject, or findings_open_key on all three columns). store_resolve.sql's generic
+-- plan cannot use an index for "$3 IS NULL OR subject = ANY($3)" and read every open finding of
+-- the check instead, so each row check cost more the more findings were open.
 WITH resolved AS (
     UPDATE guard.findings
     SET resolved_at = now()
