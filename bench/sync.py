@@ -514,7 +514,7 @@ def existing_files(url: str, uploads: Path, seconds: int) -> None:
     os.sync()  # their writeback is not the run's: it would compete with the WAL's fsyncs
 
 
-VARIANTS = ("without", "noop", "busy", "idle", "alongside")
+VARIANTS = ("without", "noop", "append", "busy", "idle", "alongside")
 # bytes from the insert position, which needs no statistics flush; the whole server's WAL, so the
 # bench's database should be the only one busy (autovacuum and the checkpointer count too)
 WAL_POSITION = "SELECT pg_current_wal_insert_lsn()"
@@ -536,6 +536,23 @@ def empty_capture(db: Database) -> None:
         db.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() " + body).format(name))
 
 
+WAKE_UP_CHECK = re.compile(
+    r"\n\s*IF EXISTS \(SELECT FROM guard\.listener_state WHERE idle\) THEN\n.*?END IF;", re.S
+)
+
+
+def capture_without_wake_up(db: Database) -> None:
+    """Drop the wake-up check from every capture trigger (the "append" variant): the capture row
+    alone, so "busy" against it is what asking whether a listener is idle costs each changed row."""
+    for schema, function in db.fetch_all(CAPTURE_FUNCTIONS, (list(TRIGGER_NAMES),)):
+        name = sql.Identifier(str(schema), str(function))
+        row = db.fetch_one("SELECT pg_get_functiondef(%s::regproc)", (f"{schema}.{function}",))
+        body, found = WAKE_UP_CHECK.subn("", str(row[0]) if row else "")
+        if found != 1:
+            raise SystemExit(f"bench: {name.as_string()}'s body has no wake-up check to drop")
+        db.execute(body)
+
+
 def bench_triggers(
     url: str,
     uploads: Path,
@@ -548,8 +565,9 @@ def bench_triggers(
     cores: str | None = None,
 ) -> None:
     """pgbench without triggers and with them: "noop" with their bodies emptied (empty_capture),
-    "busy" and "idle" with no listener (the flag forced down or up), "alongside" with the Procfile's
-    listener and worker running and checking.
+    "append" with the capture row but no wake-up check (capture_without_wake_up), "busy" and "idle"
+    with no listener (the flag forced down or up), "alongside" with the Procfile's listener and
+    worker running and checking.
 
     "without" runs with the same listener and worker started (idle: no guard schema to drain), so
     the two differ only by the triggers and the work they cause. The variants alternate, round after
@@ -572,6 +590,8 @@ def bench_triggers(
                     set_listener_idle(db, variant == "idle")
                 if variant == "noop":
                     empty_capture(db)
+                if variant == "append":
+                    capture_without_wake_up(db)
                 if variant == "alongside" and not missing_files:
                     existing_files(url, uploads, seconds)
                 db.execute("CHECKPOINT")
