@@ -94,7 +94,9 @@ def _add_backup(commands: Subparsers) -> None:
     sources.add_argument(
         "--all-sources", action="store_true", help="prune every database's backups, each on its own"
     )
-    _remote_flag(prune, "prune the backups on this rclone remote instead (same keep rules)")
+    _remote_flag(
+        prune, "prune the backups on this rclone remote instead (same keep rules; waits while a copy runs)"
+    )
     _json_flag(prune, nested=True)
     from guard.cli.remotes import add_copy
 

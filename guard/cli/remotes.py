@@ -22,6 +22,8 @@ def add_copy(actions: Subparsers, json_flag: Callable[..., None]) -> None:
         description="Send backups to an rclone remote: only the files the remote lacks, verified against "
         "its listing (sizes, and hashes where it offers them) before each backup's manifest goes last. "
         "A copy killed at any moment leaves no backup that looks complete there; run it again to finish. "
+        "A prune of the same remote waits while a copy runs, and a copy waits for one (up to 10 minutes: "
+        "a lock file under locks/ on the remote). "
         "Credentials live in rclone's own config (rclone config), never in guard's.",
         epilog="examples:\n  guard backup copy --to offsite:guard\n"
         "  guard backup copy --to secret:guard 20250101T020000Z-1a2b3c --json",

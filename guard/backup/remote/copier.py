@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guard.backup.remote import locks
 from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
 from guard.backup.remote.rclone import Entry, Rclone, RemoteError
 from guard.backup.repo import permissions
@@ -57,9 +58,18 @@ class CopyResult:
 
 
 def copy_backups(
-    repo: Repository, remote: str, ids: list[str] | None = None, progress: ProgressFactory = no_progress
+    repo: Repository,
+    remote: str,
+    ids: list[str] | None = None,
+    progress: ProgressFactory = no_progress,
+    *,
+    wait_s: float = locks.WAIT_S,
 ) -> CopyResult:
-    """Copy these backups (default: every published one) to the remote; RemoteError if it fails."""
+    """Copy these backups (default: every published one) to the remote; RemoteError if it fails.
+
+    The remote's copy lock is held from before its listing until the manifests are confirmed: a
+    prune of the remote waits meanwhile (locks.py), and this copy waits up to `wait_s` for one.
+    """
     rclone = Rclone(remote)
     with repo.lock(exclusive=False, wait_s=LOCK_WAIT_S):  # a prune may not repack what is being sent
         chosen = [check_backup_id(i) for i in ids] if ids else repo.ids()
@@ -67,14 +77,22 @@ def copy_backups(
         for backup_id in chosen:
             if backup_id not in local:
                 raise UsageError(f"backup {backup_id} not found in {repo.root}")
-        there = rclone.listing()
-        if there and MARKER not in there and OLD_MARKER not in there:  # a format 1 copy is ours too
-            raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
-        complete = _complete(rclone, there)
-        already, todo = _split(repo, chosen, there, complete)
-        contents = [content_of(repo, repo.load(i)) for i in todo]
-        confirmed = {p for c in complete.values() for p in c.files}
-        return _send(repo, rclone, there, already, contents, confirmed, progress)
+        _ours_or_empty(rclone)  # before the lock file: someone else's folder gets nothing written
+        with locks.holding(rclone, locks.COPY, wait_s=wait_s):
+            there = rclone.listing()
+            complete = _complete(rclone, there)
+            already, todo = _split(repo, chosen, there, complete)
+            contents = [content_of(repo, repo.load(i)) for i in todo]
+            confirmed = {p for c in complete.values() for p in c.files}
+            return _send(repo, rclone, there, already, contents, confirmed, progress)
+
+
+def _ours_or_empty(rclone: Rclone) -> None:
+    """Refuse a remote folder that holds anything but a guard repository (a format 1 copy is ours too;
+    so is a folder with only a lock a killed copy left)."""
+    top = set(rclone.top())
+    if top and not top & {MARKER, OLD_MARKER} and top != {locks.LOCKS}:
+        raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
 
 
 def _split(

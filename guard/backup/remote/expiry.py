@@ -13,8 +13,10 @@ from typing import Any
 
 from guard.backup.policy import Policy, keep
 from guard.backup.prune import backup_time
+from guard.backup.remote import locks
 from guard.backup.remote.layout import CONTENT_PATH, manifest_path
 from guard.backup.remote.mirror import Mirror, RemoteBackup
+from guard.backup.remote.rclone import Rclone
 from guard.backup.source import BACKUP
 from guard.errors import UsageError
 
@@ -49,15 +51,28 @@ class RemotePruneResult:
 
 
 def prune_remote(
-    remote: str, policy: Policy, now: datetime | None = None, *, dry_run: bool = False
+    remote: str,
+    policy: Policy,
+    now: datetime | None = None,
+    *,
+    dry_run: bool = False,
+    wait_s: float = locks.WAIT_S,
 ) -> RemotePruneResult:
     """Forget the remote's backups the policy does not keep (each source on its own), then their content.
 
-    dry_run: decide and count the same way, delete nothing.
+    dry_run: decide and count the same way, delete nothing. Otherwise the remote's prune lock is held
+    throughout: no copy is under way while content is judged unneeded and deleted (locks.py); this
+    waits up to `wait_s` for one to end.
     """
     if policy.empty() or min(policy.daily, policy.weekly, policy.monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
-    mirror = Mirror(remote)
+    if dry_run:
+        return _prune(Mirror(remote), policy, now, dry_run=True)
+    with locks.holding(Rclone(remote), locks.PRUNE, wait_s=wait_s):
+        return _prune(Mirror(remote), policy, now, dry_run=False)
+
+
+def _prune(mirror: Mirror, policy: Policy, now: datetime | None, *, dry_run: bool) -> RemotePruneResult:
     backups = mirror.backups()
     moment = now or datetime.now().astimezone()
     kept, problems = _decide(backups, policy, moment)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,6 +60,15 @@ class Entry:
     path: str
     size: int
     hashes: dict[str, str]
+    modified: datetime | None = None  # only when listed with times
+
+
+def _time(value: object) -> datetime | None:
+    """rclone's ModTime (RFC 3339, nanoseconds); None when absent or not a time."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _binary() -> str:
@@ -106,21 +116,37 @@ class Rclone:
         why = errors[-1] if errors else f"rclone exited with {code}"
         raise RemoteError(f"cannot {what} {self.label}: {_clean(why, self.remote)}")
 
-    def listing(self, *, hashes: bool = False, only: Iterable[str] | None = None) -> dict[str, Entry]:
-        """Every file under the remote root (or just `only`), with its size (and hashes); {} if none."""
-        args = ["lsjson", "-R", "--files-only", "--no-mimetype", "--no-modtime"]
+    def listing(
+        self,
+        *,
+        hashes: bool = False,
+        only: Iterable[str] | None = None,
+        under: str | None = None,
+        times: bool = False,
+    ) -> dict[str, Entry]:
+        """Every file under the remote root (or just `only`, or under one folder), with its size (and
+        hashes, and times); paths are from the root; {} if none."""
+        args = ["lsjson", "-R", "--files-only", "--no-mimetype", *([] if times else ["--no-modtime"])]
         if hashes:  # the two guard can compare; without --hash-type a local remote computes seven
             args += ["--hash-type", "md5", "--hash-type", "sha1"]
+        prefix = f"{under}/" if under else ""
         with _file_list(only) as listed:
             if listed is not None:
                 args += ["--files-from-raw", listed]
-            out = self._run([*args, self.remote], "list", missing_ok=True)
+            out = self._run([*args, self.at(under) if under else self.remote], "list", missing_ok=True)
         items: list[dict[str, Any]] = json.loads(out) if out.strip() else []
         return {
-            str(i["Path"]): Entry(str(i["Path"]), int(i["Size"]), dict(i.get("Hashes") or {}))
+            prefix + str(i["Path"]): Entry(
+                prefix + str(i["Path"]), int(i["Size"]), dict(i.get("Hashes") or {}), _time(i.get("ModTime"))
+            )
             for i in items
             if not i.get("IsDir")
         }
+
+    def top(self) -> list[str]:
+        """The names at the remote root, folders too ([] when it is empty or not there)."""
+        out = self._run(["lsjson", "--no-mimetype", "--no-modtime", self.remote], "list", missing_ok=True)
+        return [str(i["Path"]) for i in (json.loads(out) if out.strip() else [])]
 
     def send(
         self, local_root: Path, paths: list[str], progress: Progress | None = None, *, force: bool = False
