@@ -106,7 +106,7 @@ def test_a_prune_deletes_nothing_while_a_copy_is_under_way_and_the_copy_arrives_
     finally:
         go.set()
         copying.join(120)
-    assert not errors, errors
+    assert not copying.is_alive() and not errors, errors
     message = str(busy.value)
     assert "\n" not in message and "busy: a copy (host " in message and busy.value.exit_code == 3, message
 
@@ -115,6 +115,63 @@ def test_a_prune_deletes_nothing_while_a_copy_is_under_way_and_the_copy_arrives_
     checked = verify_remote(target, read_data=True)
     assert [(r.backup_id, r.problems) for r in checked] == [(third, 0)], checked
     assert not (Path(target) / "locks").exists() or not any((Path(target) / "locks").iterdir())
+
+
+def test_a_copy_whose_lock_was_taken_away_publishes_nothing(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "remote"
+    first = backup(world)
+    copy_backups(repository(world), str(target), [first])
+    (world.root / "uploads" / "ads" / "new.bin").write_bytes(os.urandom(BIG))
+    second = backup(world)
+    listed, go = threading.Event(), threading.Event()
+    complete = copier._complete
+
+    def paused(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
+        found = complete(rclone, there)
+        listed.set()
+        assert go.wait(120)
+        return found
+
+    monkeypatch.setattr(copier, "_complete", paused)
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            copy_backups(repository(world), str(target), [second])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    copying = threading.Thread(target=copy)
+    copying.start()
+    try:
+        assert listed.wait(120)
+        (lock,) = locks.holders(Rclone(str(target)))
+        (target / lock.path).unlink()  # what a prune does to a lock it took for a killed copy's
+    finally:
+        go.set()
+        copying.join(120)
+    assert not copying.is_alive()
+    assert len(errors) == 1 and "lost the lock" in str(errors[0]) and "\n" not in str(errors[0]), errors
+    assert not (target / "backups" / second / "manifest.json").exists()  # not published
+    assert [r.backup_id for r in verify_remote(str(target), read_data=False)] == [first]
+
+
+def test_a_lock_left_unrefreshed_past_its_trust_is_lost(tmp_path: Path) -> None:
+    rclone = Rclone(str(tmp_path / "remote"))
+    with locks.holding(rclone, locks.COPY) as held:
+        held.confirm()  # fresh and on the remote
+        held.written_at -= locks.TRUSTED_S + 1  # its refreshes failed (or the host slept) that long
+        with pytest.raises(locks.RemoteError, match="lost the lock .* not refreshed for"):
+            held.confirm()
+
+
+def test_copies_to_one_remote_may_overlap(world: World, tmp_path: Path) -> None:
+    target = tmp_path / "remote"
+    made = backup(world)
+    with locks.holding(Rclone(str(target)), locks.COPY):
+        assert copy_backups(repository(world), str(target), [made], wait_s=0).copied == [made]
 
 
 def test_a_copy_gives_way_to_a_prune_and_sends_nothing(world: World, tmp_path: Path) -> None:
@@ -178,10 +235,27 @@ def test_a_held_lock_is_refreshed_so_a_long_copy_keeps_it(tmp_path: Path) -> Non
 def test_a_copy_writes_no_lock_into_a_folder_that_is_not_a_guard_repository(
     world: World, tmp_path: Path
 ) -> None:
-    target = tmp_path / "someone-elses"
-    target.mkdir()
-    (target / "photo.jpg").write_bytes(b"not ours")
     made = backup(world)
-    with pytest.raises(UsageError, match="not a guard backup repository"):
-        copy_backups(repository(world), str(target), [made])
-    assert [p.name for p in target.iterdir()] == ["photo.jpg"]
+    for name, body in (("photo.jpg", b"not ours"), ("locks/notes.txt", b"not a lock")):
+        target = tmp_path / f"someone-elses-{name.replace('/', '-')}"
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(body)
+        with pytest.raises(UsageError, match="not a guard backup repository"):
+            copy_backups(repository(world), str(target), [made])
+        assert files(target) == {name: body}  # nothing written, no lock left
+        pruned = prune_remote(str(target), KEEP_NEWEST, wait_s=0)  # nothing of guard's: untouched
+        assert pruned.removed == [] and pruned.files_deleted == 0 and files(target) == {name: body}
+        assert sorted(p.name for p in target.iterdir()) == [name.split("/")[0]]
+
+
+def test_a_folder_holding_only_a_killed_copys_lock_is_copied_to(world: World, tmp_path: Path) -> None:
+    target = tmp_path / "remote"
+    (target / "locks").mkdir(parents=True)
+    stale = target / "locks" / f"copy-{'c' * 32}.json"  # a copy killed before its marker went
+    stale.write_text(json.dumps({"kind": "copy", "host": "gone", "pid": 1}))
+    made = backup(world)
+    assert copy_backups(repository(world), str(target), [made], wait_s=0).copied == [made]
+    # (empty folders count as nothing, as before: an empty lost+found at a mount's root)
+    other = tmp_path / "mount"
+    (other / "lost+found").mkdir(parents=True)
+    assert copy_backups(repository(world), str(other), [made], wait_s=0).copied == [made]

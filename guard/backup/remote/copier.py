@@ -78,21 +78,27 @@ def copy_backups(
             if backup_id not in local:
                 raise UsageError(f"backup {backup_id} not found in {repo.root}")
         _ours_or_empty(rclone)  # before the lock file: someone else's folder gets nothing written
-        with locks.holding(rclone, locks.COPY, wait_s=wait_s):
+        with locks.holding(rclone, locks.COPY, wait_s=wait_s) as held:
             there = rclone.listing()
             complete = _complete(rclone, there)
             already, todo = _split(repo, chosen, there, complete)
             contents = [content_of(repo, repo.load(i)) for i in todo]
             confirmed = {p for c in complete.values() for p in c.files}
-            return _send(repo, rclone, there, already, contents, confirmed, progress)
+            return _send(repo, rclone, there, already, contents, confirmed, progress, held)
 
 
 def _ours_or_empty(rclone: Rclone) -> None:
-    """Refuse a remote folder that holds anything but a guard repository (a format 1 copy is ours too;
-    so is a folder with only a lock a killed copy left)."""
-    top = set(rclone.top())
-    if top and not top & {MARKER, OLD_MARKER} and top != {locks.LOCKS}:
-        raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
+    """Refuse a remote folder that holds a file and no guard repository marker (a format 1 copy is
+    ours too; so are a killed copy's lock files, which go before the marker)."""
+    top = rclone.top()
+    if {MARKER, OLD_MARKER} & {name for name, _ in top}:
+        return
+    for name, folder in top:
+        files = list(rclone.listing(under=name)) if folder else [name]
+        if name == locks.LOCKS and folder:
+            files = [p for p in files if not locks.LOCK_FILE.fullmatch(p)]
+        if files:
+            raise UsageError(f"{rclone.label} is not empty and not a guard backup repository: not copied to")
 
 
 def _split(
@@ -120,6 +126,7 @@ def _send(
     contents: list[Content],
     confirmed: set[str],
     progress: ProgressFactory,
+    held: locks.Held,
 ) -> CopyResult:
     # The local repository's marker under its own name: format 1 (not written since the upgrade) keeps
     # the old name; once upgraded, the new marker goes to the remote too.
@@ -148,6 +155,8 @@ def _send(
         finally:
             bar.close()
     hashed = _verify(repo, rclone, needed, there, sorted(set(unconfirmed) | set(missing)))
+    if contents:
+        held.confirm()  # the listing's word on what was already there holds only while no prune ran
     rclone.send(repo.root, [manifest_path(c.backup_id) for c in contents])
     copied = [c.backup_id for c in contents]
     _confirm(rclone, repo, copied)

@@ -17,6 +17,7 @@ from guard.backup.remote import locks
 from guard.backup.remote.layout import CONTENT_PATH, manifest_path
 from guard.backup.remote.mirror import Mirror, RemoteBackup
 from guard.backup.remote.rclone import Rclone
+from guard.backup.repo.repository import MARKER, OLD_MARKER
 from guard.backup.source import BACKUP
 from guard.errors import UsageError
 
@@ -66,9 +67,13 @@ def prune_remote(
     """
     if policy.empty() or min(policy.daily, policy.weekly, policy.monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
+    rclone = Rclone(remote)
+    if not {MARKER, OLD_MARKER} & {name for name, _ in rclone.top()}:  # nothing of guard's: no lock either
+        note = "no guard backup repository there: nothing to prune"
+        return RemotePruneResult(rclone.label, {}, [], 0, 0, [], [note])
     if dry_run:
         return _prune(Mirror(remote), policy, now, dry_run=True)
-    with locks.holding(Rclone(remote), locks.PRUNE, wait_s=wait_s):
+    with locks.holding(rclone, locks.PRUNE, wait_s=wait_s):
         return _prune(Mirror(remote), policy, now, dry_run=False)
 
 

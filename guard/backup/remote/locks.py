@@ -22,6 +22,7 @@ that shows a file written before it (local folders, SFTP, S3 and most others tod
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -44,10 +45,16 @@ LOCKS = "locks"
 COPY, PRUNE = "copy", "prune"
 KINDS = (COPY, PRUNE)
 LOCK_FILE = re.compile(r"locks/(?P<kind>copy|prune)-(?P<id>[0-9a-f]{32})\.json")
+_PRINTABLE = re.compile(r"[^\w.:-]")
 REFRESH_S = 300.0  # restic's refresh interval
 STALE_S = 1800.0  # six missed refreshes: restic's "stale" age
+# How long after its last write this run still trusts its lock to be its own: two refreshes short of
+# STALE_S, the margin for a pruning host's clock running ahead of this one's.
+TRUSTED_S = STALE_S - 2 * REFRESH_S
 WAIT_S = 600.0  # what a run waits for the other one at most (the local repository lock's wait)
 POLL_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class RemoteBusy(RemoteError):
@@ -78,10 +85,43 @@ def conflicts(kind: str, other: str) -> bool:
     return kind == PRUNE or other == PRUNE
 
 
+class Held:
+    """A lock this run holds: when it was last written (this host's monotonic clock), and whether it
+    may have been lost (a gap between refreshes long enough for a prune to take it for a dead run's)."""
+
+    def __init__(self, rclone: Rclone, path: str) -> None:
+        self.rclone, self.path = rclone, path
+        self.written_at = time.monotonic()
+        self.lost = False
+
+    def gap(self) -> float:
+        return time.monotonic() - self.written_at
+
+    def confirm(self) -> None:
+        """Raise RemoteError unless the lock is still this run's: refreshed in time, still on the remote.
+
+        A copy calls it just before its manifests go: a prune may delete content only once it took
+        this lock for a killed run's, which needs it unrefreshed for STALE_S (a suspended host, a
+        remote refusing the rewrites); then the copy must not publish what it sent.
+        """
+        if self.lost or self.gap() > TRUSTED_S:
+            self.lost = True
+            raise RemoteError(
+                f"lost the lock on {self.rclone.label}: not refreshed for "
+                f"{plural(int(self.gap()), 'second')}, so a prune may have taken it for a killed run's; "
+                "no backup was marked copied"
+            )
+        if self.path not in self.rclone.listing(under=LOCKS):
+            self.lost = True
+            raise RemoteError(
+                f"lost the lock on {self.rclone.label}: it was removed there; no backup was marked copied"
+            )
+
+
 @contextmanager
 def holding(
     rclone: Rclone, kind: str, *, wait_s: float = WAIT_S, refresh_s: float = REFRESH_S
-) -> Iterator[None]:
+) -> Iterator[Held]:
     """Hold a `kind` lock on the remote while the block runs; RemoteBusy when it cannot be had in time."""
     assert kind in KINDS
     path = f"{LOCKS}/{kind}-{uuid.uuid4().hex}.json"
@@ -89,7 +129,11 @@ def holding(
     with private_folder("guard-lock-") as staging:
         while True:
             _write(rclone, staging, path, kind)
-            others = [h for h in holders(rclone) if h.path != path]
+            try:
+                others = [h for h in holders(rclone) if h.path != path]
+            except BaseException:
+                _release(rclone, path)
+                raise
             now = datetime.now(UTC)
             blocking = [h for h in others if conflicts(kind, h.kind) and not h.stale(now)]
             if not blocking:
@@ -102,19 +146,28 @@ def holding(
                 )
             # both of two runs may give way at once: a random pause keeps them from meeting again
             time.sleep(min(POLL_S * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
-        if kind == PRUNE:  # the locks of killed runs: nobody else removes them
-            rclone.delete([h.path for h in others if h.stale(now)])
+        held = Held(rclone, path)
         stop = threading.Event()
         refresher = threading.Thread(
-            target=_refresh, args=(rclone, staging, path, kind, stop, refresh_s), daemon=True
+            target=_refresh, args=(held, staging, kind, stop, refresh_s), daemon=True
         )
         refresher.start()
         try:
-            yield
+            if kind == PRUNE:  # the locks of killed runs: nobody else removes them
+                rclone.delete([h.path for h in others if h.stale(now)])
+            yield held
         finally:
             stop.set()
             refresher.join()
-            rclone.delete([path])
+            _release(rclone, path)
+
+
+def _release(rclone: Rclone, path: str) -> None:
+    """Delete this run's lock; if the remote refuses, the run's own outcome stands (it goes stale)."""
+    try:
+        rclone.delete([path])
+    except RemoteError as exc:
+        log.warning("could not remove the lock %s (%s); it stops counting once stale", path, exc)
 
 
 def holders(rclone: Rclone) -> list[Holder]:
@@ -138,7 +191,8 @@ def _about(rclone: Rclone, paths: list[str]) -> dict[str, str]:
         for path in paths:
             try:
                 body = json.loads((folder / path).read_bytes())
-                out[path] = f"host {str(body['host'])[:64]}, pid {int(body['pid'])}"
+                host = _PRINTABLE.sub("?", str(body["host"]))[:64]  # anyone who can write there wrote it
+                out[path] = f"host {host}, pid {int(body['pid'])}"
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     return out
@@ -155,12 +209,16 @@ def _write(rclone: Rclone, staging: Path, path: str, kind: str) -> None:
     rclone.send(staging, [path], force=True)
 
 
-def _refresh(
-    rclone: Rclone, staging: Path, path: str, kind: str, stop: threading.Event, every_s: float
-) -> None:
-    """Rewrite the lock every `every_s` until stopped; a failed rewrite is tried again at the next."""
+def _refresh(held: Held, staging: Path, kind: str, stop: threading.Event, every_s: float) -> None:
+    """Rewrite the lock every `every_s` until stopped. A failed rewrite is tried again at the next; after
+    a gap past TRUSTED_S the lock is lost and never written again (a prune may have taken it, and the
+    content with it: recreating it would hide that)."""
     while not stop.wait(every_s):
+        if held.gap() > TRUSTED_S:
+            held.lost = True
+            return
         try:
-            _write(rclone, staging, path, kind)
-        except RemoteError:
-            continue  # the remote is away: the run itself fails on its next call, or it comes back
+            _write(held.rclone, staging, held.path, kind)
+            held.written_at = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - any failure: the copy's confirm() judges the gap
+            log.warning("could not refresh the lock %s (%s)", held.path, exc)

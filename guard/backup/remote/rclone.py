@@ -143,10 +143,10 @@ class Rclone:
             if not i.get("IsDir")
         }
 
-    def top(self) -> list[str]:
-        """The names at the remote root, folders too ([] when it is empty or not there)."""
+    def top(self) -> list[tuple[str, bool]]:
+        """The names at the remote root, each with whether it is a folder ([] when empty or not there)."""
         out = self._run(["lsjson", "--no-mimetype", "--no-modtime", self.remote], "list", missing_ok=True)
-        return [str(i["Path"]) for i in (json.loads(out) if out.strip() else [])]
+        return [(str(i["Path"]), bool(i.get("IsDir"))) for i in (json.loads(out) if out.strip() else [])]
 
     def send(
         self, local_root: Path, paths: list[str], progress: Progress | None = None, *, force: bool = False
