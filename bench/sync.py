@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from bench import floor
 from bench.common import drop_broker_keys
 from bench.cores import MODES, CoreSplit
 from bench.cpu import CpuMeter
@@ -220,6 +221,7 @@ def paced_writes(
 
 HOLE_S = 30.0  # how long the finding poller looks for an id it skipped over
 POLL_S = 0.002  # how often the bench looks for new findings: up to this much is in every latency figure
+FLOOR_S = 20.0  # latency: how long bench/floor.py measures the floor after each run (0: not at all)
 STAGES = (
     ("commit -> collected (listener wake-up, waiting, collect)", "changed_at", None),
     ("collected -> claim begins (collect commit, park)", "dispatched_at", "changed_at"),
@@ -381,6 +383,8 @@ def bench_latency(
     print(f"  {tasks(url)}", flush=True)
     print(f"  CPU while writing ({wall:.1f} s wall, 2 cores = 200%):", flush=True)
     print("\n".join(meter.report(before, after, wall, written)), flush=True)
+    if FLOOR_S > 0:  # the same machine a moment later, guard's processes stopped (bench/floor.py)
+        print(floor.measure(url, rate, FLOOR_S).line(), flush=True)
 
 
 def bench_backlog(
@@ -676,6 +680,13 @@ def main() -> int:
         help="latency: alternate runs of this commit's processes with this tree's",
     )
     parser.add_argument("--poll-ms", type=float, default=2, help="latency: how often findings are looked for")
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=20.0,
+        help="latency: after each run, a bare NOTIFY and a bare Celery task at the same rate for this "
+        "long, the floor under commit -> finding (bench/floor.py; 0: skip)",
+    )
     parser.add_argument("--tree", metavar="REF", help="backlog, throughput: run this commit's processes")
     parser.add_argument(
         "--repeat",
@@ -696,9 +707,10 @@ def main() -> int:
         help="start from N good listings the app already has, analysed (default 0: an empty table)",
     )
     args = parser.parse_args()
-    global POLL_S, SLUG_INDEX, WORLD_ADS
+    global FLOOR_S, POLL_S, SLUG_INDEX, WORLD_ADS
     WORLD_ADS = args.ads
     POLL_S = args.poll_ms / 1000
+    FLOOR_S = args.floor_seconds
     SLUG_INDEX = args.slug_index
     WORK.mkdir(parents=True, exist_ok=True)
     uploads = WORK / "uploads"
