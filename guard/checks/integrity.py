@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +48,19 @@ def run(ctx: CheckContext) -> CheckResult:
     # connections (and the server's cores), a split table's two statements side by side on one
     # snapshot; each rule belongs to one statement, and a split table's findings are put back in key
     # order, so the result is what one sequential sweep would keep.
+    siblings = _Siblings()
     with ThreadPoolExecutor(max_workers=max(1, min(len(plans), PARALLEL_TABLES))) as pool:
-        futures = [pool.submit(_sweep_table, url, split, ctx.limit, shared) for split in splits]
-        for _ in as_completed(futures):
+        futures = [pool.submit(_sweep_table, url, split, ctx.limit, shared, siblings) for split in splits]
+        failed: BaseException | None = None
+        for future in as_completed(futures):
             bar.advance()
+            if failed is None and future.exception() is not None:
+                failed = future.exception()  # the others' work is for nothing now: stop it
+                siblings.stop_all(futures)
         bar.close()
+        if failed is not None:  # the first failure that is not one of the cancels it caused
+            errors = [f.exception() for f in futures]
+            raise next((e for e in errors if e is not None and not _stopped(e)), failed)
         passes = [future.result() for future in futures]
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
     for plan, done in zip(plans, passes, strict=True):
@@ -95,16 +105,70 @@ ONE_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 
 
-def _sweep_table(url: str, split: list[TablePlan], limit: int | None, shared: bool) -> list[_Pass]:
+def _stopped(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.errors.QueryCanceled)
+
+
+class _Siblings:
+    """The connections of one sweep's passes, so that the first pass to fail stops the others.
+
+    A pass that failed makes the sweep fail, and the others' statements (seconds to minutes on a
+    large table) would only delay saying so. A cancel that lands between two statements stops
+    nothing, so it is sent again every STOP_EVERY_S until every pass has ended.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[Database] = []
+
+    @contextmanager
+    def member(self, db: Database) -> Iterator[Database]:
+        with self._lock:
+            self._open.append(db)
+        try:
+            yield db
+        finally:
+            with self._lock:
+                self._open.remove(db)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            open_now = list(self._open)
+        for db in open_now:
+            db.cancel()
+
+    def stop_all(self, futures: Iterable[Future[Any]]) -> None:
+        """Cancel every pass's statement, again and again, until these passes have all ended."""
+        pending = [f for f in futures if not f.done()]
+        while pending:
+            self.cancel_all()
+            _, undone = wait(pending, timeout=STOP_EVERY_S)
+            pending = list(undone)
+
+
+STOP_EVERY_S = 0.5
+
+
+def _sweep_table(
+    url: str, split: list[TablePlan], limit: int | None, shared: bool, siblings: _Siblings | None = None
+) -> list[_Pass]:
     """Sweep one table: its one pass, or a split table's two statements at once on one snapshot.
 
-    `shared`: other statements run at the same time (no parallel workers then).
+    `shared`: other statements run at the same time (no parallel workers then). `siblings`: the
+    sweep's other passes, stopped when this one fails (and this one by theirs).
     """
+    team = siblings or _Siblings()
     if len(split) == 1:
-        with Database(url) as db:
+        with Database(url) as db, team.member(db):
             db.execute(SWEEP_SESSION + (SERIAL if shared or groups(split[0]) else ""))
             return [_sweep(db, split[0], limit, keyed=False)]
-    with Database(url) as first, Database(url) as second, ThreadPoolExecutor(max_workers=1) as aside:
+    with (
+        Database(url) as first,
+        Database(url) as second,
+        team.member(first),
+        team.member(second),
+        ThreadPoolExecutor(max_workers=1) as aside,
+    ):
         for db in (first, second):
             db.execute(SWEEP_SESSION + SERIAL)
             db.execute(ONE_SNAPSHOT)
@@ -113,10 +177,22 @@ def _sweep_table(url: str, split: list[TablePlan], limit: int | None, shared: bo
         # a utility statement takes no parameters: the server's own snapshot name, quoted as a literal
         second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
         other = aside.submit(_sweep, second, split[1], limit, True)
+
+        def stop_mine(done: Future[_Pass]) -> None:
+            if done.exception() is not None:
+                team.cancel_all()
+
+        # theirs failing stops mine (the exported snapshot must outlive the import, done above)
+        other.add_done_callback(stop_mine)
         try:
             mine = _sweep(first, split[0], limit, keyed=True)
-        finally:  # the exported snapshot must outlive the import, done above; the other pass ends here
-            theirs = other.result()
+        except BaseException as exc:
+            team.stop_all([other])  # mine failing stops theirs
+            cause = other.exception() if _stopped(exc) else None
+            if cause is not None:  # mine was stopped by theirs: theirs is the failure to tell
+                raise cause from None
+            raise
+        theirs = other.result()
         for db in (first, second):
             db.execute("COMMIT")
     return [mine, theirs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Iterator, Sequence
@@ -104,6 +105,15 @@ class Database:
             raise UnreachableError(
                 f"cannot reach {describe_target(self.url)}: {connect_failure(exc)}"
             ) from None
+
+    def cancel(self) -> None:
+        """Ask the server to stop this connection's running statement; from any thread, harmless when
+        none runs (the statement raises QueryCanceled in the thread that waits on it)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            # the connection went meanwhile: its statement is over either way
+            with contextlib.suppress(psycopg.Error, OSError):
+                conn.cancel_safe(timeout=5)
 
     def close(self) -> None:
         if self._conn is not None:

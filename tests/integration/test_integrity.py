@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -386,3 +387,54 @@ def test_a_grouped_table_is_judged_on_one_snapshot_though_its_rules_run_as_two_s
             {"ads.slug.required": 1, "ads.slug.unique": 0},  # before the change
             {"ads.slug.required": 0, "ads.slug.unique": 2},  # after it
         ), (limit, counts)
+
+
+def test_a_pass_that_fails_stops_the_sweeps_other_statements_instead_of_waiting_for_them(
+    db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db)
+    sweep = integrity._sweep
+    long_pass = "SELECT pg_sleep(600)"  # what a large table's pass is to the others: minutes
+
+    def running() -> int:
+        with psycopg.connect(db_url, autocommit=True) as look:
+            row = look.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'active' AND query = %s",
+                (long_pass,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def one_fails(part_db: Database, plan: integrity.TablePlan, limit: int | None, keyed: bool) -> object:
+        if plan.table == "ads" and integrity.groups(plan):
+            deadline = time.monotonic() + 30
+            while running() < 2 and time.monotonic() < deadline:  # its sibling and another table's
+                time.sleep(0.01)
+            part_db.fetch_one("SELECT 1 / 0")  # a statement that fails (disk full, a cancel, ...)
+        part_db.fetch_one(long_pass)
+        return sweep(part_db, plan, limit, keyed)
+
+    monkeypatch.setattr(integrity, "_sweep", one_fails)
+    raised: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            integrity.run(context(db_url))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    sweeping = threading.Thread(target=check)
+    sweeping.start()
+    try:
+        sweeping.join(60)  # returns as soon as the failure is told: well under a second here
+        assert not sweeping.is_alive(), "the sweep waited for its other passes' statements to end"
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:  # never leave a 600 s statement behind
+            admin.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query = %s",
+                (long_pass,),
+            )
+        sweeping.join(30)
+    assert len(raised) == 1 and isinstance(raised[0], psycopg.errors.DivisionByZero), raised
+    assert running() == 0
