@@ -54,13 +54,14 @@ def run(ctx: CheckContext) -> CheckResult:
         failed: BaseException | None = None
         for future in as_completed(futures):
             bar.advance()
-            if failed is None and future.exception() is not None:
-                failed = future.exception()  # the others' work is for nothing now: stop it
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, _Stopped):
+                failed = failed or exc  # the first failure in time; the others' work is for nothing now
                 siblings.stop_all(futures)
         bar.close()
-        if failed is not None:  # the first failure that is not one of the cancels it caused
-            errors = [f.exception() for f in futures]
-            raise next((e for e in errors if e is not None and not _stopped(e)), failed)
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:  # a pass stopped only because another failed is never the failure told
+            raise failed or errors[0]
         passes = [future.result() for future in futures]
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
     for plan, done in zip(plans, passes, strict=True):
@@ -105,8 +106,8 @@ ONE_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 
 
-def _stopped(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.errors.QueryCanceled)
+class _Stopped(Exception):
+    """A pass that was cancelled, or never started, because another pass of its sweep failed."""
 
 
 class _Siblings:
@@ -114,16 +115,20 @@ class _Siblings:
 
     A pass that failed makes the sweep fail, and the others' statements (seconds to minutes on a
     large table) would only delay saying so. A cancel that lands between two statements stops
-    nothing, so it is sent again every STOP_EVERY_S until every pass has ended.
+    nothing, so it is sent again every STOP_EVERY_S until the passes have ended; a pass that has not
+    started yet does not start (before it connects).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: list[Database] = []
+        self.stopping = False  # set before the first cancel: a QueryCanceled after it is ours
 
     @contextmanager
     def member(self, db: Database) -> Iterator[Database]:
         with self._lock:
+            if self.stopping:
+                raise _Stopped("another pass failed first")
             self._open.append(db)
         try:
             yield db
@@ -133,6 +138,7 @@ class _Siblings:
 
     def cancel_all(self) -> None:
         with self._lock:
+            self.stopping = True
             open_now = list(self._open)
         for db in open_now:
             db.cancel()
@@ -140,13 +146,37 @@ class _Siblings:
     def stop_all(self, futures: Iterable[Future[Any]]) -> None:
         """Cancel every pass's statement, again and again, until these passes have all ended."""
         pending = [f for f in futures if not f.done()]
+        self.cancel_all()
         while pending:
-            self.cancel_all()
             _, undone = wait(pending, timeout=STOP_EVERY_S)
             pending = list(undone)
+            if pending:
+                self.cancel_all()
+
+    def stop_until(self, ended: threading.Event) -> None:
+        """Cancel every pass's statement, again and again, until `ended` is set (in a thread of its own)."""
+        self.cancel_all()
+        while not ended.wait(STOP_EVERY_S):
+            self.cancel_all()
+
+    @contextmanager
+    def judged(self) -> Iterator[None]:
+        """Turn a cancel this sweep sent into _Stopped; a statement_timeout or an admin's cancel
+        that came before any failure stays the failure it is."""
+        try:
+            yield
+        except psycopg.errors.QueryCanceled as exc:
+            if self.stopping:
+                raise _Stopped("another pass failed first") from exc
+            raise
 
 
 STOP_EVERY_S = 0.5
+
+
+def _judged_sweep(team: _Siblings, db: Database, plan: TablePlan, limit: int | None) -> _Pass:
+    with team.judged():
+        return _sweep(db, plan, limit, keyed=True)
 
 
 def _sweep_table(
@@ -159,7 +189,7 @@ def _sweep_table(
     """
     team = siblings or _Siblings()
     if len(split) == 1:
-        with Database(url) as db, team.member(db):
+        with Database(url) as db, team.member(db), team.judged():
             db.execute(SWEEP_SESSION + (SERIAL if shared or groups(split[0]) else ""))
             return [_sweep(db, split[0], limit, keyed=False)]
     with (
@@ -176,22 +206,30 @@ def _sweep_table(
         assert row is not None
         # a utility statement takes no parameters: the server's own snapshot name, quoted as a literal
         second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
-        other = aside.submit(_sweep, second, split[1], limit, True)
+        other = aside.submit(_judged_sweep, team, second, split[1], limit)
+        mine_ended = threading.Event()
 
         def stop_mine(done: Future[_Pass]) -> None:
-            if done.exception() is not None:
-                team.cancel_all()
+            if done.exception() is not None and not isinstance(done.exception(), _Stopped):
+                threading.Thread(target=team.stop_until, args=(mine_ended,), daemon=True).start()
 
         # theirs failing stops mine (the exported snapshot must outlive the import, done above)
         other.add_done_callback(stop_mine)
         try:
-            mine = _sweep(first, split[0], limit, keyed=True)
-        except BaseException as exc:
-            team.stop_all([other])  # mine failing stops theirs
-            cause = other.exception() if _stopped(exc) else None
-            if cause is not None:  # mine was stopped by theirs: theirs is the failure to tell
-                raise cause from None
+            with team.judged():
+                mine = _sweep(first, split[0], limit, keyed=True)
+        except _Stopped:
+            mine_ended.set()
+            wait([other])
+            cause = other.exception()
+            if cause is not None and not isinstance(cause, _Stopped):
+                raise cause from None  # mine was stopped by theirs: theirs is the failure to tell
             raise
+        except BaseException:
+            mine_ended.set()
+            team.stop_all([other])  # mine failing stops theirs
+            raise
+        mine_ended.set()
         theirs = other.result()
         for db in (first, second):
             db.execute("COMMIT")

@@ -389,9 +389,12 @@ def test_a_grouped_table_is_judged_on_one_snapshot_though_its_rules_run_as_two_s
         ), (limit, counts)
 
 
+@pytest.mark.parametrize("failing", ["grouping", "row pass"])
 def test_a_pass_that_fails_stops_the_sweeps_other_statements_instead_of_waiting_for_them(
-    db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+    db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
+    # ads is swept as two statements: the grouping fails (the other half and the other tables are
+    # stopped by it), or the row pass does (the grouping, in the sweep's own thread, is stopped by it)
     seed(db)
     sweep = integrity._sweep
     long_pass = "SELECT pg_sleep(600)"  # what a large table's pass is to the others: minutes
@@ -406,7 +409,7 @@ def test_a_pass_that_fails_stops_the_sweeps_other_statements_instead_of_waiting_
         return int(row[0]) if row else 0
 
     def one_fails(part_db: Database, plan: integrity.TablePlan, limit: int | None, keyed: bool) -> object:
-        if plan.table == "ads" and integrity.groups(plan):
+        if plan.table == "ads" and integrity.groups(plan) == (failing == "grouping"):
             deadline = time.monotonic() + 30
             while running() < 2 and time.monotonic() < deadline:  # its sibling and another table's
                 time.sleep(0.01)
@@ -428,6 +431,7 @@ def test_a_pass_that_fails_stops_the_sweeps_other_statements_instead_of_waiting_
     try:
         sweeping.join(60)  # returns as soon as the failure is told: well under a second here
         assert not sweeping.is_alive(), "the sweep waited for its other passes' statements to end"
+        assert running() == 0  # every other statement was stopped, none left running
     finally:
         with psycopg.connect(db_url, autocommit=True) as admin:  # never leave a 600 s statement behind
             admin.execute(
@@ -437,4 +441,3 @@ def test_a_pass_that_fails_stops_the_sweeps_other_statements_instead_of_waiting_
             )
         sweeping.join(30)
     assert len(raised) == 1 and isinstance(raised[0], psycopg.errors.DivisionByZero), raised
-    assert running() == 0
