@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -51,18 +51,10 @@ def run(ctx: CheckContext) -> CheckResult:
     siblings = _Siblings()
     with ThreadPoolExecutor(max_workers=max(1, min(len(plans), PARALLEL_TABLES))) as pool:
         futures = [pool.submit(_sweep_table, url, split, ctx.limit, shared, siblings) for split in splits]
-        failed: BaseException | None = None
-        for future in as_completed(futures):
-            bar.advance()
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, _Stopped):
-                failed = failed or exc  # the first failure in time; the others' work is for nothing now
-                siblings.stop_all(futures)
-        bar.close()
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:  # a pass stopped only because another failed is never the failure told
-            raise failed or errors[0]
-        passes = [future.result() for future in futures]
+        try:
+            passes = siblings.gather(futures, bar.advance)
+        finally:
+            bar.close()
     sink = FindingSink(CHECK, ctx.limit, (r.id for r in ctx.settings.rules))
     for plan, done in zip(plans, passes, strict=True):
         _collect(sink, done, plan)
@@ -104,6 +96,9 @@ SERIAL = ", set_config('max_parallel_workers_per_gather', '0', false)"
 # changes between them (NULL to a shared value: required, then unique) is judged as it was at one moment.
 ONE_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+
+
+T = TypeVar("T")
 
 
 class _Stopped(Exception):
@@ -153,11 +148,20 @@ class _Siblings:
             if pending:
                 self.cancel_all()
 
-    def stop_until(self, ended: threading.Event) -> None:
-        """Cancel every pass's statement, again and again, until `ended` is set (in a thread of its own)."""
-        self.cancel_all()
-        while not ended.wait(STOP_EVERY_S):
-            self.cancel_all()
+    def gather(self, futures: list[Future[T]], advance: Callable[[], object] = lambda: None) -> list[T]:
+        """Each pass's result, in order; at the first failure stop the others and raise it (a pass
+        stopped only because another failed is never the failure told)."""
+        failed: BaseException | None = None
+        for future in as_completed(futures):
+            advance()
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, _Stopped):
+                failed = failed or exc  # the first in time; the others' work is for nothing now
+                self.stop_all(futures)
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise failed or errors[0]
+        return [f.result() for f in futures]
 
     @contextmanager
     def judged(self) -> Iterator[None]:
@@ -197,7 +201,8 @@ def _sweep_table(
         Database(url) as second,
         team.member(first),
         team.member(second),
-        ThreadPoolExecutor(max_workers=1) as aside,
+        team.judged(),
+        ThreadPoolExecutor(max_workers=2) as aside,
     ):
         for db in (first, second):
             db.execute(SWEEP_SESSION + SERIAL)
@@ -206,31 +211,11 @@ def _sweep_table(
         assert row is not None
         # a utility statement takes no parameters: the server's own snapshot name, quoted as a literal
         second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(row[0])))
-        other = aside.submit(_judged_sweep, team, second, split[1], limit)
-        mine_ended = threading.Event()
-
-        def stop_mine(done: Future[_Pass]) -> None:
-            if done.exception() is not None and not isinstance(done.exception(), _Stopped):
-                threading.Thread(target=team.stop_until, args=(mine_ended,), daemon=True).start()
-
-        # theirs failing stops mine (the exported snapshot must outlive the import, done above)
-        other.add_done_callback(stop_mine)
-        try:
-            with team.judged():
-                mine = _sweep(first, split[0], limit, keyed=True)
-        except _Stopped:
-            mine_ended.set()
-            wait([other])
-            cause = other.exception()
-            if cause is not None and not isinstance(cause, _Stopped):
-                raise cause from None  # mine was stopped by theirs: theirs is the failure to tell
-            raise
-        except BaseException:
-            mine_ended.set()
-            team.stop_all([other])  # mine failing stops theirs
-            raise
-        mine_ended.set()
-        theirs = other.result()
+        # side by side (the exported snapshot must outlive the import, done above); either failing
+        # stops the other, and the sweep's other tables
+        pairs = zip((first, second), split, strict=True)
+        halves = [aside.submit(_judged_sweep, team, db, plan, limit) for db, plan in pairs]
+        mine, theirs = team.gather(halves)
         for db in (first, second):
             db.execute("COMMIT")
     return [mine, theirs]
