@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,6 +64,41 @@ def repository(world: World) -> Repository:
     return Repository.open(world.settings.backup_dir, create=False)
 
 
+@contextmanager
+def copy_paused_after_its_listing(
+    monkeypatch: pytest.MonkeyPatch, world: World, target: str, backup_id: str
+) -> Iterator[list[BaseException]]:
+    """Copy one backup in a thread, held after its listing and before its content list goes, while
+    the block runs; then let it finish. Yields the copy's errors (filled once the block is over)."""
+    listed, go = threading.Event(), threading.Event()
+    complete = copier._complete
+
+    def paused(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
+        found = complete(rclone, there)
+        listed.set()
+        assert go.wait(120)
+        return found
+
+    monkeypatch.setattr(copier, "_complete", paused)
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            copy_backups(repository(world), target, [backup_id])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    copying = threading.Thread(target=copy)
+    copying.start()
+    try:
+        assert listed.wait(120)
+        yield errors
+    finally:
+        go.set()
+        copying.join(120)
+    assert not copying.is_alive()
+
+
 def test_a_prune_deletes_nothing_while_a_copy_is_under_way_and_the_copy_arrives_whole(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,36 +113,12 @@ def test_a_prune_deletes_nothing_while_a_copy_is_under_way_and_the_copy_arrives_
     shared.write_bytes(body)  # back again: the third names the object the remote has for the first
     third = backup(world)
 
-    listed, go = threading.Event(), threading.Event()
-    complete = copier._complete
-
-    def paused(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
-        found = complete(rclone, there)  # after the copy's listing, before its content list goes
-        listed.set()
-        assert go.wait(120)
-        return found
-
-    monkeypatch.setattr(copier, "_complete", paused)
-    errors: list[BaseException] = []
-
-    def copy() -> None:
-        try:
-            copy_backups(repository(world), target, [third])
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            errors.append(exc)
-
-    copying = threading.Thread(target=copy)
-    copying.start()
-    try:
-        assert listed.wait(120)
+    with copy_paused_after_its_listing(monkeypatch, world, target, third) as errors:
         before = files(Path(target))
         with pytest.raises(locks.RemoteBusy) as busy:
             prune_remote(target, KEEP_NEWEST, wait_s=0)
         assert Path(target).exists() and files(Path(target)) == before  # not one file deleted
-    finally:
-        go.set()
-        copying.join(120)
-    assert not copying.is_alive() and not errors, errors
+    assert not errors, errors
     message = str(busy.value)
     assert "\n" not in message and "busy: a copy (host " in message and busy.value.exit_code == 3, message
 
@@ -125,34 +137,9 @@ def test_a_copy_whose_lock_was_taken_away_publishes_nothing(
     copy_backups(repository(world), str(target), [first])
     (world.root / "uploads" / "ads" / "new.bin").write_bytes(os.urandom(BIG))
     second = backup(world)
-    listed, go = threading.Event(), threading.Event()
-    complete = copier._complete
-
-    def paused(rclone: Rclone, there: dict[str, Entry]) -> dict[str, Content]:
-        found = complete(rclone, there)
-        listed.set()
-        assert go.wait(120)
-        return found
-
-    monkeypatch.setattr(copier, "_complete", paused)
-    errors: list[BaseException] = []
-
-    def copy() -> None:
-        try:
-            copy_backups(repository(world), str(target), [second])
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            errors.append(exc)
-
-    copying = threading.Thread(target=copy)
-    copying.start()
-    try:
-        assert listed.wait(120)
+    with copy_paused_after_its_listing(monkeypatch, world, str(target), second) as errors:
         (lock,) = locks.holders(Rclone(str(target)))
         (target / lock.path).unlink()  # what a prune does to a lock it took for a killed copy's
-    finally:
-        go.set()
-        copying.join(120)
-    assert not copying.is_alive()
     assert len(errors) == 1 and "lost the lock" in str(errors[0]) and "\n" not in str(errors[0]), errors
     assert not (target / "backups" / second / "manifest.json").exists()  # not published
     assert [r.backup_id for r in verify_remote(str(target), read_data=False)] == [first]

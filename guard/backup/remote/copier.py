@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.backup.remote import locks
-from guard.backup.remote.layout import Content, content_of, content_path, manifest_path
+from guard.backup.remote.layout import Content, content_of, content_path, manifest_path, marked
 from guard.backup.remote.rclone import Entry, Rclone, RemoteError
 from guard.backup.repo import permissions
 from guard.backup.repo.repository import (
@@ -91,7 +91,7 @@ def _ours_or_empty(rclone: Rclone) -> None:
     """Refuse a remote folder that holds a file and no guard repository marker (a format 1 copy is
     ours too; so are a killed copy's lock files, which go before the marker)."""
     top = rclone.top()
-    if {MARKER, OLD_MARKER} & {name for name, _ in top}:
+    if marked(top):
         return
     for name, folder in top:
         files = list(rclone.listing(under=name)) if folder else [name]

@@ -14,10 +14,9 @@ from typing import Any
 from guard.backup.policy import Policy, keep
 from guard.backup.prune import backup_time
 from guard.backup.remote import locks
-from guard.backup.remote.layout import CONTENT_PATH, manifest_path
+from guard.backup.remote.layout import CONTENT_PATH, manifest_path, marked
 from guard.backup.remote.mirror import Mirror, RemoteBackup
 from guard.backup.remote.rclone import Rclone
-from guard.backup.repo.repository import MARKER, OLD_MARKER
 from guard.backup.source import BACKUP
 from guard.errors import UsageError
 
@@ -68,7 +67,7 @@ def prune_remote(
     if policy.empty() or min(policy.daily, policy.weekly, policy.monthly) < 0:
         raise UsageError("prune needs at least one positive --keep-daily/--keep-weekly/--keep-monthly")
     rclone = Rclone(remote)
-    if not {MARKER, OLD_MARKER} & {name for name, _ in rclone.top()}:  # nothing of guard's: no lock either
+    if not marked(rclone.top()):  # nothing of guard's there: no lock written either
         note = "no guard backup repository there: nothing to prune"
         return RemotePruneResult(rclone.label, {}, [], 0, 0, [], [note])
     if dry_run:

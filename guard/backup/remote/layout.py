@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guard.backup.repo.manifest import Manifest
-from guard.backup.repo.repository import BACKUP_ID, DUMP, MANIFEST, Repository
+from guard.backup.repo.repository import BACKUP_ID, DUMP, MANIFEST, MARKER, OLD_MARKER, Repository
 from guard.errors import GuardError
 
 CONTENT = "content.json"
@@ -33,6 +33,11 @@ class LocalGap(GuardError):
     """A local backup lacks an object it names: it is not copied (guard backup verify says more)."""
 
     exit_code = 3
+
+
+def marked(top: list[tuple[str, bool]]) -> bool:
+    """Whether a remote's root (Rclone.top()) holds a guard repository's marker (format 1's too)."""
+    return any(name in (MARKER, OLD_MARKER) for name, _ in top)
 
 
 def manifest_path(backup_id: str) -> str:
