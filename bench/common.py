@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,27 @@ class Run:
     max_rss_mb: float
     returncode: int
     stdout: str
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile, nearest rank between the ends (NaN for no values)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def paced(rate: int, seconds: float, send: Callable[[int], object]) -> int:
+    """Call send(0), send(1), ... `rate` times a second for `seconds` (catching up when behind, never
+    past the end); return how many were sent."""
+    sent = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        while sent < int(elapsed * rate) + 1 and time.perf_counter() - start < seconds:
+            send(sent)
+            sent += 1
+        time.sleep(0.001)
+    return sent
 
 
 def drop_broker_keys(redis_url: str, prefix: str) -> None:

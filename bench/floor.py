@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import drop_broker_keys
+from bench.common import drop_broker_keys, paced, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,26 +52,6 @@ class Floor:
             f" ({len(self.celery_ms)} of {self.sent} seen{'' if not lost else f', {lost} missing'});"
             f" sum p50 {n50 + c50:.1f} ms, p99 {n99 + c99:.1f} ms"
         )
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
-
-
-def paced(rate: int, seconds: float, send: object) -> int:
-    """Call send(i) `rate` times a second for `seconds`; return how many were sent."""
-    assert callable(send)
-    sent = 0
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        while sent < int(elapsed * rate) + 1 and time.perf_counter() - start < seconds:
-            send(sent)
-            sent += 1
-        time.sleep(0.001)
-    return sent
 
 
 def notify_floor(url: str, rate: int, seconds: float) -> list[float]:

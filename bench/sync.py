@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from bench import floor
-from bench.common import drop_broker_keys
+from bench.common import drop_broker_keys, paced, percentile
 from bench.cores import MODES, CoreSplit
 from bench.cpu import CpuMeter
 from guard.config.settings import Settings
@@ -198,25 +198,21 @@ def paced_writes(
         for thread in threads:
             thread.join()
         return sum(counts)
-    written = 0
     if threads is not None:
         threads["writer"] = threading.get_native_id()
     with psycopg.connect(url, autocommit=True, application_name="bench-writer") as conn:
-        start = time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            due = int(elapsed * rate) + 1
-            while written < due and time.perf_counter() - start < seconds:  # behind: never past the end
-                written += 1
-                bad = written % bad_every == 0
-                slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
-                row = conn.execute(
-                    "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', %s, 1, 1) RETURNING id",
-                    (slug,),
-                ).fetchone()
-                if bad and row:
-                    commits[f"ads:{row[0]}"] = time.time()
-            time.sleep(0.001)
-    return written
+
+        def write(n: int) -> None:
+            bad = (n + 1) % bad_every == 0
+            slug = f"Bad Slug {uuid.uuid4().hex[:8]}" if bad else f"ad-{uuid.uuid4().hex[:8]}-1"
+            row = conn.execute(
+                "INSERT INTO ads (title, slug, category_id, user_id) VALUES ('t', %s, 1, 1) RETURNING id",
+                (slug,),
+            ).fetchone()
+            if bad and row:
+                commits[f"ads:{row[0]}"] = time.time()
+
+        return paced(rate, seconds, write)
 
 
 HOLE_S = 30.0  # how long the finding poller looks for an id it skipped over
@@ -267,11 +263,6 @@ def watch_findings(
             for hole in [h for h, since in holes.items() if now - since > HOLE_S]:
                 del holes[hole]
             time.sleep(POLL_S)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def backlog(url: str) -> int:
