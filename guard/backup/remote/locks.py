@@ -68,16 +68,16 @@ class Holder:
     path: str
     kind: str
     refreshed: datetime | None  # None: the remote keeps no times; such a lock counts until removed
-    about: str  # "host h, pid p", from the file (or "unknown" when it cannot be read)
 
     def stale(self, now: datetime) -> bool:
         return self.refreshed is not None and (now - self.refreshed).total_seconds() > STALE_S
 
-    def describe(self, now: datetime) -> str:
+    def describe(self, now: datetime, about: str) -> str:
+        """One line on whose lock this is (`about`: "host h, pid p") and how fresh it is."""
         if self.refreshed is None:
-            return f"a {self.kind} ({self.about})"
+            return f"a {self.kind} ({about})"
         age = max(0, int((now - self.refreshed).total_seconds()))
-        return f"a {self.kind} ({self.about}), its lock refreshed {plural(age, 'second')} ago"
+        return f"a {self.kind} ({about}), its lock refreshed {plural(age, 'second')} ago"
 
 
 def conflicts(kind: str, other: str) -> bool:
@@ -141,7 +141,8 @@ def holding(
             rclone.delete([path])
             if time.monotonic() >= deadline:
                 raise RemoteBusy(
-                    f"{rclone.label} is busy: {blocking[0].describe(now)}; try again when it ends "
+                    f"{rclone.label} is busy: {blocking[0].describe(now, _about(rclone, blocking[0].path))}; "
+                    "try again when it ends "
                     f"(a lock stops counting {plural(int(STALE_S // 60), 'minute')} after its last refresh)"
                 )
             # both of two runs may give way at once: a random pause keeps them from meeting again
@@ -174,28 +175,20 @@ def holders(rclone: Rclone) -> list[Holder]:
     """The locks on the remote now (a file under locks/ of another name is not one and is left alone)."""
     listed = rclone.listing(under=LOCKS, times=True)
     found = [(e, m) for e in listed.values() if (m := LOCK_FILE.fullmatch(e.path))]
-    about = _about(rclone, [e.path for e, _ in found])
-    return [Holder(e.path, m["kind"], e.modified, about.get(e.path, "unknown")) for e, m in found]
+    return [Holder(e.path, m["kind"], e.modified) for e, m in found]
 
 
-def _about(rclone: Rclone, paths: list[str]) -> dict[str, str]:
-    """Who holds each lock, from the files themselves (small; a torn or odd one says "unknown")."""
-    if not paths:
-        return {}
-    out: dict[str, str] = {}
+def _about(rclone: Rclone, path: str) -> str:
+    """Who holds a lock, from the file itself ("unknown" when it is gone, torn or odd): read only
+    for the message that names it."""
     with private_folder("guard-lock-read-") as folder:
         try:
-            rclone.fetch(paths, folder)
-        except RemoteError:
-            return {}  # removed meanwhile: the next look sees it gone
-        for path in paths:
-            try:
-                body = json.loads((folder / path).read_bytes())
-                host = _PRINTABLE.sub("?", str(body["host"]))[:64]  # anyone who can write there wrote it
-                out[path] = f"host {host}, pid {int(body['pid'])}"
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-    return out
+            rclone.fetch([path], folder)
+            body = json.loads((folder / path).read_bytes())
+            host = _PRINTABLE.sub("?", str(body["host"]))[:64]  # anyone who can write there wrote it
+            return f"host {host}, pid {int(body['pid'])}"
+        except (RemoteError, OSError, ValueError, KeyError, TypeError):
+            return "unknown"
 
 
 def _write(rclone: Rclone, staging: Path, path: str, kind: str) -> None:
